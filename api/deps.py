@@ -1,0 +1,93 @@
+"""Request dependencies: the app's settings and stores, and the parsed path and query parameters.
+
+Parsers raise the API's own errors, so a bad id, status, limit or cursor gets a stable code and
+never reaches Redis (where a malformed cursor would be a 500).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from api.errors import ApiError
+from core.errors import TaskNotFound
+from core.settings import Settings
+from core.states import State
+from core.store import AsyncTaskStore, TaskStore
+
+DEFAULT_PAGE = 50
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _store(request: Request) -> AsyncTaskStore:
+    store: AsyncTaskStore = request.app.state.store
+    return store
+
+
+def _sync_store(request: Request) -> TaskStore:
+    store: TaskStore = request.app.state.sync_store
+    return store
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+StoreDep = Annotated[AsyncTaskStore, Depends(_store)]
+SyncStoreDep = Annotated[TaskStore, Depends(_sync_store)]
+
+
+def canonical_uuid(value: str) -> str | None:
+    """`value` in the form ids are stored in (lower-case, hyphenated), or None if it is no UUID."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def _task_id(task_id: str) -> str:
+    # Ids are UUIDs, so anything else names no task: a 404 like any unknown id, without a Redis call.
+    canonical = canonical_uuid(task_id)
+    if canonical is None:
+        raise TaskNotFound(task_id)
+    return canonical
+
+
+def _status(
+    status: Annotated[str | None, Query(description="Only tasks in this state (case-insensitive).")] = None,
+) -> State | None:
+    if not status:
+        return None
+    try:
+        return State(status.upper())
+    except ValueError:
+        allowed = ", ".join(s.value for s in State)
+        raise ApiError(422, "invalid_status", f"unknown status {status!r}; expected one of {allowed}") from None
+
+
+def _limit(settings: SettingsDep, limit: Annotated[int | None, Query(description="Page size.")] = None) -> int:
+    if limit is None:
+        return min(DEFAULT_PAGE, settings.list_page_max)
+    if not 1 <= limit <= settings.list_page_max:
+        raise ApiError(422, "invalid_limit", f"limit must be between 1 and {settings.list_page_max}")
+    return limit
+
+
+def _cursor(
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+) -> str | None:
+    if not cursor:
+        return None
+    score, _, last_id = cursor.partition(":")
+    if not (score.isascii() and score.isdigit()) or canonical_uuid(last_id) != last_id:
+        raise ApiError(422, "invalid_cursor", "cursor is not one this API returned; start again without it")
+    return cursor
+
+
+TaskIdDep = Annotated[str, Depends(_task_id)]
+StatusDep = Annotated[State | None, Depends(_status)]
+LimitDep = Annotated[int, Depends(_limit)]
+CursorDep = Annotated[str | None, Depends(_cursor)]

@@ -1,0 +1,48 @@
+"""`python -m consumer`: one consumer per worker container, dispatching to its Celery worker."""
+
+from __future__ import annotations
+
+import logging
+from redis.exceptions import RedisError
+
+from consumer.consumer import BreakerGate, Consumer
+from consumer.service import every, repeat, stop_on_signals
+from core.keys import Keys
+from core.logs import setup_logging
+from core.redis import sync_client
+from core.settings import get_settings
+from core.store import TaskStore
+from worker.breaker import SharedBreaker
+from worker.celery_app import RUN_TASK, celery_app
+
+log = logging.getLogger("asynctaskflow.consumer")
+
+
+def main() -> None:
+    settings = get_settings()
+    setup_logging(settings.log_level)
+    keys = Keys(settings.redis_key_prefix)
+    store = TaskStore(sync_client(settings, blocking_seconds=settings.consumer_block_seconds), keys)
+    queue = keys.dispatch_queue(settings.worker_id)
+
+    def dispatch(task_id: str, token: str, consumer_id: str) -> None:
+        celery_app.send_task(RUN_TASK, args=[task_id, token, consumer_id], queue=queue)
+
+    gate = BreakerGate(SharedBreaker(settings, sync_client(settings, decode=False)))
+    consumer = Consumer(settings, store, dispatch, gate)
+    stop = consumer.stopping
+    stop_on_signals(stop)
+    repeat(consumer.beat, stop, once=True)  # registered before the first task can be moved in flight
+    every(settings.heartbeat_interval, consumer.beat, stop, "heartbeat")
+    log.info("consumer %s started: queue %s, %d slots", consumer.id, queue, consumer.capacity)
+    repeat(consumer.run_once, stop)
+    try:
+        returned = consumer.drain(settings.consumer_shutdown_grace)
+    except RedisError:
+        log.warning("consumer %s: Redis away at shutdown; the reaper recovers its tasks", consumer.id)
+        return
+    log.info("consumer %s stopped; %d unfinished task(s) handed back", consumer.id, returned)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""The consumer: takes task ids from the pending lists and dispatches them to the Celery worker
+in the same container.
+
+The hand-off is crash-safe: the id moves from a pending list into this consumer's own in-flight
+list in one Redis step (LMOVE inside `claim_task`, or BLMOVE while idle, the reliable form of
+BLPOP), so a crash at any instant leaves it where the reaper finds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from core.policy import retry_share
+from core.settings import Settings
+from core.store import TaskStore, new_token
+
+log = logging.getLogger("asynctaskflow.consumer")
+
+Dispatch = Callable[[str, str, str], None]  # (task_id, attempt token, consumer id)
+
+# How long to wait before looking again when the worker is full or the breaker is open.
+_FULL_WAIT = 0.005
+_PAUSED_WAIT = 0.25
+
+
+class BreakerGate:
+    """What the consumer may do under the shared breaker: 'closed' (take work), 'probe' (one task
+    at a time, to test the provider), 'open' (take nothing). Read at most every `ttl` seconds."""
+
+    def __init__(self, breaker: Any, ttl: float = 0.05) -> None:
+        self._breaker = breaker
+        self._ttl = ttl
+        self._state = "closed"
+        self._read_at = 0.0
+
+    def state(self) -> str:
+        now = time.monotonic()
+        if now - self._read_at >= self._ttl:
+            raw = self._breaker.state
+            self._state = "closed" if raw == "closed" else ("probe" if self._breaker.may_probe() else "open")
+            self._read_at = now
+        return self._state
+
+
+class Consumer:
+    """One consumer per worker container; `run_once` takes and dispatches at most one task."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: TaskStore,
+        dispatch: Dispatch,
+        gate: BreakerGate | None = None,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.dispatch = dispatch
+        self.gate = gate
+        self.rng = rng
+        self.id = f"{settings.worker_id}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.capacity = settings.celery_worker_concurrency
+        self.ratio = settings.retry_ratio
+        self.taken = {"primary": 0, "retry": 0}
+        self.started_at = time.time()
+        self.stopping = threading.Event()
+        self._inflight_estimate = 0  # an upper bound: completions only lower the real count
+
+    # --- one iteration ------------------------------------------------------------------------
+    def run_once(self) -> str | None:
+        """Take one task if the worker has a free slot and the breaker allows; dispatch it.
+        Returns the task id, or None when nothing was taken (full, paused, idle or skipped)."""
+        if not self._has_free_slot():
+            time.sleep(_FULL_WAIT)
+            return None
+        if self._paused():
+            time.sleep(_PAUSED_WAIT)
+            return None
+        token = new_token()
+        prefer_retry = self.rng() < self.ratio
+        claim = self.store.claim(self.id, token, prefer_retry)
+        if claim.status == "empty":
+            moved = self.store.wait_for_new(self.id, self.settings.consumer_block_seconds)
+            if moved is None:
+                return None
+            claim = self.store.claim(self.id, token, False, moved_id=moved)
+        self._adapt_ratio(claim.retry_backlog)
+        if claim.status != "ok":
+            return None
+        self._inflight_estimate += 1
+        self._count_source(prefer_retry, claim.source)
+        self.dispatch(claim.task_id, token, self.id)
+        log.debug("task %s dispatched (attempt %s)", claim.task_id, token)
+        return claim.task_id
+
+    def _has_free_slot(self) -> bool:
+        if self._inflight_estimate < self.capacity:
+            return True
+        self._inflight_estimate = self.store.inflight_count(self.id)
+        return self._inflight_estimate < self.capacity
+
+    def _paused(self) -> bool:
+        if self.gate is None:
+            return False
+        state = self.gate.state()
+        if state == "probe":
+            return self.store.inflight_count(self.id) > 0
+        return state == "open"
+
+    def _adapt_ratio(self, retry_backlog: int) -> None:
+        s = self.settings
+        self.ratio = retry_share(s.retry_ratio, s.retry_ratio_floor, retry_backlog, s.retry_pressure_threshold)
+
+    def _count_source(self, prefer_retry: bool, source: str) -> None:
+        """Count which list the id came from, for the heartbeat's figures and the ratio test."""
+        preferred_list = "retry" if prefer_retry else "primary"
+        other_list = "primary" if prefer_retry else "retry"
+        self.taken[{"preferred": preferred_list, "other": other_list}.get(source, "primary")] += 1
+
+    # --- heartbeat ----------------------------------------------------------------------------
+    def heartbeat_info(self) -> dict[str, Any]:
+        return {
+            "consumer_id": self.id,
+            "worker_id": self.settings.worker_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "concurrency": self.capacity,
+            "inflight": self.store.inflight_count(self.id),
+            "retry_ratio": round(self.ratio, 3),
+            "breaker": self.gate.state() if self.gate else "closed",
+            "taken": dict(self.taken),
+            "started_at": int(self.started_at * 1000),
+            "beat_at": int(time.time() * 1000),
+        }
+
+    def beat(self) -> None:
+        self.store.beat(self.id, self.heartbeat_info(), self.settings.heartbeat_ttl)
+
+    # --- shutdown -----------------------------------------------------------------------------
+    def drain(self, grace: float) -> int:
+        """Wait up to `grace` seconds for dispatched tasks to finish, then hand back the rest at
+        once (not after the heartbeat expires); late results of those are refused by token.
+        Returns how many were handed back."""
+        deadline = time.monotonic() + grace
+        while self.store.inflight_count(self.id) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        returned = 0
+        for task_id in self.store.inflight_ids(self.id):
+            outcome = self.store.recover(task_id, self.id, "", "consumer stopped before the task finished")
+            returned += outcome in ("requeued", "dead")
+            log.info("task %s handed back on shutdown (%s)", task_id, outcome)
+        self.store.leave(self.id)
+        return returned

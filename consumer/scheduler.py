@@ -1,0 +1,87 @@
+"""The scheduler: promotes due retries, reaps orphans, deletes finished tasks past retention.
+Safe with any number of replicas: each step is atomic in Redis, and polling is jittered."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+
+from consumer.service import repeat, stop_on_signals
+from core.keys import Keys
+from core.logs import setup_logging
+from core.redis import sync_client
+from core.settings import Settings, get_settings
+from core.states import State
+from core.store import TaskStore
+
+log = logging.getLogger("asynctaskflow.scheduler")
+
+_RETAINED = (State.COMPLETED, State.FAILED, State.CANCELLED)
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, store: TaskStore) -> None:
+        self.settings = settings
+        self.store = store
+        self._next_reap = 0.0
+        self._next_clean = 0.0
+
+    def promote_once(self) -> int:
+        """Move every due retry to the retry list, a batch per atomic step."""
+        batch = self.settings.scheduler_batch_size
+        total = 0
+        while (moved := self.store.promote_due(batch)) > 0:
+            total += moved
+            if moved < batch:
+                break
+        if total:
+            log.info("promoted %d due retries", total)
+        return total
+
+    def reap_once(self) -> int:
+        """Return orphaned work (dead consumers, expired leases) to the retry list."""
+        recovered = self.store.recover_orphans(self.settings.task_lease_seconds, self.settings.scheduler_batch_size)
+        if recovered:
+            log.warning("recovered %d orphaned tasks", recovered)
+        return recovered
+
+    def clean_once(self) -> int:
+        """Delete finished tasks past RESULT_TTL_SECONDS and the oldest dead ones beyond DLQ_MAX_SIZE."""
+        s = self.settings
+        deleted = sum(self.store.purge(state, s.result_ttl_seconds * 1000, 0, s.scheduler_batch_size) for state in _RETAINED)
+        deleted += self.store.purge(State.DLQ, 0, s.dlq_max_size, s.scheduler_batch_size)
+        if deleted:
+            log.info("deleted %d finished tasks past retention", deleted)
+        return deleted
+
+    def run_once(self) -> None:
+        """One round: promote always; reap every heartbeat interval; clean once a minute."""
+        self.promote_once()
+        now = time.monotonic()
+        if now >= self._next_reap:
+            self.reap_once()
+            self._next_reap = now + self.settings.heartbeat_interval
+        if now >= self._next_clean:
+            self.clean_once()
+            self._next_clean = now + 60.0
+
+    def pause(self) -> float:
+        """Jittered interval, so replicas do not poll in lockstep."""
+        return self.settings.scheduler_interval * random.uniform(0.8, 1.2)
+
+
+def main() -> None:
+    settings = get_settings()
+    setup_logging(settings.log_level)
+    scheduler = Scheduler(settings, TaskStore(sync_client(settings), Keys(settings.redis_key_prefix)))
+    stop = threading.Event()
+    stop_on_signals(stop)
+    log.info("scheduler started: every %.1fs", settings.scheduler_interval)
+    repeat(lambda: (scheduler.run_once(), stop.wait(scheduler.pause())), stop)
+    log.info("scheduler stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Redis connection factories: the one place clients are configured, for every process."""
+
+from __future__ import annotations
+
+import redis
+import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from core.settings import Settings
+
+# Retry a dropped connection a few times with backoff before the error reaches the caller,
+# so a Redis restart is a pause, not a crash; loops above this retry forever on their own.
+_RETRY_ERRORS = [RedisConnectionError, RedisTimeoutError, ConnectionResetError]
+
+
+def _options(settings: Settings) -> dict[str, object]:
+    return {
+        "socket_timeout": settings.redis_socket_timeout,
+        "socket_connect_timeout": settings.redis_socket_timeout,
+        "health_check_interval": 30,
+        "retry_on_error": _RETRY_ERRORS,
+    }
+
+
+def sync_client(settings: Settings, decode: bool = True, blocking_seconds: float = 0.0) -> redis.Redis:
+    """Client for consumer, worker and scheduler. `blocking_seconds` widens the socket timeout
+    for a connection that will sit in BLMOVE that long."""
+    options = _options(settings)
+    options["socket_timeout"] = settings.redis_socket_timeout + blocking_seconds
+    return redis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=decode,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=3),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def async_client(settings: Settings) -> aioredis.Redis:
+    """Client for the API: it retries once and then fails fast, so a request gets its 503 quickly."""
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        retry=AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), retries=1),
+        **_options(settings),  # type: ignore[arg-type]
+    )

@@ -1,0 +1,34 @@
+-- claim_task: a consumer takes the next task, PENDING -> ACTIVE, under a fresh attempt token.
+-- The id moves into the consumer's in-flight list in the same step (LMOVE), so a crash at any
+-- instant leaves it either in a pending list or in flight, where the reaper finds it.
+-- When ARGV[4] is set, the id was already moved there by a blocking BLMOVE and is claimed as is.
+-- KEYS: 1 preferred list, 2 other list, 3 in-flight list, 4 PENDING index, 5 ACTIVE index,
+--       6 retry list (its length is reported), 7 events channel
+-- ARGV: 1 task key prefix (the id is learnt here), 2 attempt token, 3 consumer id, 4 moved id or ''
+-- Returns: {status, id, retry_len, source}: status 'ok' | 'skip' (deleted or no longer PENDING)
+--          | 'empty'; source 'preferred' | 'other' | 'moved' (which list the id came from)
+-- Events: PENDING -> ACTIVE
+local id = ARGV[4]
+local source = 'moved'
+if id == '' then
+  source = 'preferred'
+  id = redis.call('LMOVE', KEYS[1], KEYS[3], 'LEFT', 'RIGHT')
+  if not id then
+    source = 'other'
+    id = redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
+  end
+end
+local retry_len = redis.call('LLEN', KEYS[6])
+if not id then return {'empty', '', retry_len, ''} end
+local key = ARGV[1] .. id
+if redis.call('HGET', key, 'state') ~= 'PENDING' then
+  redis.call('LREM', KEYS[3], -1, id)
+  return {'skip', id, retry_len, source}
+end
+local now = now_ms()
+redis.call('HSET', key, 'state', 'ACTIVE', 'attempt', ARGV[2], 'consumer', ARGV[3],
+  'started_at', now, 'updated_at', now)
+redis.call('ZREM', KEYS[4], id)
+redis.call('ZADD', KEYS[5], now, id)
+publish(KEYS[7], id, 'PENDING', 'ACTIVE', now)
+return {'ok', id, retry_len, source}

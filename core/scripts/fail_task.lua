@@ -1,0 +1,17 @@
+-- fail_task: a failed attempt ends the task, ACTIVE -> FAILED (input rejected) or DLQ
+-- (out of retries, or a provider problem an operator must fix).
+-- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 index of the target state, 5 events
+-- ARGV: 1 id, 2 attempt token, 3 target state (FAILED | DLQ), 4 error message, 5 error type
+-- Returns: {'ok'} | {'stale', state} | {'not_found'}
+-- Events: ACTIVE -> FAILED | DLQ
+local refused = check_attempt(KEYS[1], ARGV[2])
+if refused then return refused end
+local now = now_ms()
+local id = ARGV[1]
+redis.call('HSET', KEYS[1], 'state', ARGV[3], 'attempt', '', 'last_error', ARGV[4],
+  'error_type', ARGV[5], 'finished_at', now, 'updated_at', now)
+redis.call('LREM', KEYS[2], 1, id)
+redis.call('ZREM', KEYS[3], id)
+redis.call('ZADD', KEYS[4], now, id)
+publish(KEYS[5], id, 'ACTIVE', ARGV[3], now)
+return {'ok'}

@@ -1,0 +1,36 @@
+-- recover_task: an orphan (its consumer's heartbeat expired, or it outlived its lease) goes back
+-- to the retry list. A recovered ACTIVE attempt counts as a retry (so a task that kills its
+-- worker every time ends in the DLQ); an id that was moved but never claimed does not.
+-- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 PENDING index, 5 retry list,
+--       6 DLQ index, 7 events channel
+-- ARGV: 1 id, 2 expected attempt token ('' = whatever attempt the dead consumer held), 3 reason,
+--       4 consumer that held it (an ACTIVE task claimed by another consumer is left alone)
+-- Returns: {'requeued'} | {'dead'} | {'dropped'} (nothing left to recover) | {'stale', state}
+-- Events: ACTIVE -> PENDING | DLQ
+local id = ARGV[1]
+local f = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'retry_count', 'max_retries', 'consumer')
+if ARGV[2] ~= '' and (f[1] ~= 'ACTIVE' or f[2] ~= ARGV[2]) then return {'stale', f[1] or ''} end
+local removed = redis.call('LREM', KEYS[2], 0, id)
+local now = now_ms()
+if f[1] == 'PENDING' then
+  -- Requeue only an id this call took out of flight: a second reaper must not push a duplicate.
+  if removed == 0 then return {'dropped'} end
+  redis.call('RPUSH', KEYS[5], id)
+  return {'requeued'}
+end
+if f[1] ~= 'ACTIVE' or f[5] ~= ARGV[4] then return {'dropped'} end
+redis.call('ZREM', KEYS[3], id)
+if tonumber(f[3]) >= tonumber(f[4]) then
+  redis.call('HSET', KEYS[1], 'state', 'DLQ', 'attempt', '', 'last_error', ARGV[3],
+    'error_type', 'worker_lost', 'finished_at', now, 'updated_at', now)
+  redis.call('ZADD', KEYS[6], now, id)
+  publish(KEYS[7], id, 'ACTIVE', 'DLQ', now)
+  return {'dead'}
+end
+redis.call('HINCRBY', KEYS[1], 'retry_count', 1)
+redis.call('HSET', KEYS[1], 'state', 'PENDING', 'attempt', '', 'last_error', ARGV[3],
+  'error_type', 'worker_lost', 'updated_at', now)
+redis.call('RPUSH', KEYS[5], id)
+redis.call('ZADD', KEYS[4], now, id)
+publish(KEYS[7], id, 'ACTIVE', 'PENDING', now)
+return {'requeued'}

@@ -1,0 +1,18 @@
+-- retry_task: an operator re-drives a finished task, FAILED | DLQ | CANCELLED -> PENDING,
+-- with its retry budget renewed, at the tail of the retry list.
+-- KEYS: 1 task hash, 2 retry list, 3 events channel, 4.. index of each state named in ARGV[2..]
+-- ARGV: 1 id, 2.. state names, aligned with KEYS[4..]
+-- Returns: {'ok', from_state} | {'wrong_state', state} | {'not_found'}
+-- Events: FAILED | DLQ | CANCELLED -> PENDING
+local id = ARGV[1]
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'not_found'} end
+if state ~= 'FAILED' and state ~= 'DLQ' and state ~= 'CANCELLED' then return {'wrong_state', state} end
+local now = now_ms()
+redis.call('HSET', KEYS[1], 'state', 'PENDING', 'retry_count', 0, 'finished_at', 0,
+  'updated_at', now)
+redis.call('ZREM', index_of(state, 4, 2), id)
+redis.call('ZADD', index_of('PENDING', 4, 2), now, id)
+redis.call('RPUSH', KEYS[2], id)
+publish(KEYS[3], id, state, 'PENDING', now)
+return {'ok', state}

@@ -1,0 +1,119 @@
+"""The one settings class: every process reads its configuration here, from the environment and `.env`."""
+
+from __future__ import annotations
+
+import socket
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _url_db(url: str) -> int:
+    """Database number in the URL's path; redis-py uses 0 when the path names none."""
+    path = urlsplit(url).path.strip("/")
+    return int(path) if path.isdigit() else 0
+
+
+class Settings(BaseSettings):
+    """All settings; each one is documented in `.env.example`."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # Redis
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_key_prefix: str = ""
+    celery_broker_db: int = Field(1, ge=0, le=15)
+    redis_socket_timeout: float = Field(5.0, gt=0)
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    max_content_chars: int = Field(100_000, gt=0)
+    list_page_max: int = Field(500, gt=0)
+
+    # LLM provider
+    llm_provider: Literal["auto", "openrouter", "offline"] = "auto"
+    openrouter_api_key: SecretStr | None = None
+    openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    openrouter_model: str = "meta-llama/llama-3.3-70b-instruct"
+    openrouter_timeout: float = Field(60.0, gt=0)
+    openrouter_max_tokens: int = Field(512, gt=0)
+    openrouter_max_connections: int = Field(256, gt=0)
+    offline_summary_sentences: int = Field(3, gt=0)
+
+    # Retries
+    max_retries: int = Field(3, ge=0)
+    retry_backoff_base: float = Field(2.0, gt=0)
+    retry_backoff_max: float = Field(300.0, gt=0)
+    retry_after_max: float = Field(600.0, gt=0)
+
+    # Consumer
+    worker_id: str = Field(default_factory=socket.gethostname)
+    retry_ratio: float = Field(0.3, ge=0, le=1)
+    retry_ratio_floor: float = Field(0.1, ge=0, le=1)
+    retry_pressure_threshold: int = Field(100, gt=0)
+    consumer_block_seconds: float = Field(1.0, gt=0)
+    consumer_shutdown_grace: float = Field(30.0, ge=0)
+    heartbeat_interval: float = Field(5.0, gt=0)
+    heartbeat_ttl: float = Field(15.0, gt=0)
+
+    # Celery worker
+    celery_worker_pool: Literal["threads", "prefork", "solo"] = "threads"
+    celery_worker_concurrency: int = Field(64, gt=0)
+    worker_prefetch_multiplier: int = Field(1, gt=0)
+    celery_task_time_limit: float = Field(300.0, gt=0)
+    celery_task_soft_time_limit: float = Field(270.0, gt=0)
+    worker_max_tasks_per_child: int = Field(0, ge=0)
+    worker_max_memory_per_child: int = Field(0, ge=0)
+    task_lease_margin: float = Field(30.0, ge=0)
+
+    # Circuit breaker
+    circuit_breaker_fail_max: int = Field(5, gt=0)
+    circuit_breaker_reset_timeout: float = Field(60.0, gt=0)
+
+    # Scheduler
+    scheduler_interval: float = Field(1.0, gt=0)
+    scheduler_batch_size: int = Field(500, gt=0)
+    result_ttl_seconds: int = Field(7 * 24 * 3600, gt=0)
+    dlq_max_size: int = Field(10_000, gt=0)
+
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.celery_task_soft_time_limit >= self.celery_task_time_limit:
+            raise ValueError("CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT")
+        if self.retry_ratio_floor > self.retry_ratio:
+            raise ValueError("RETRY_RATIO_FLOOR must not exceed RETRY_RATIO")
+        if self.heartbeat_ttl <= self.heartbeat_interval:
+            raise ValueError("HEARTBEAT_TTL must be longer than HEARTBEAT_INTERVAL")
+        if self.celery_broker_db == _url_db(self.redis_url):
+            raise ValueError("CELERY_BROKER_DB must differ from the database in REDIS_URL")
+        return self
+
+    @property
+    def celery_broker_url(self) -> str:
+        """Celery's broker lives in its own database number, so resets of our keys never touch it."""
+        parts = urlsplit(self.redis_url)
+        return urlunsplit(parts._replace(path=f"/{self.celery_broker_db}"))
+
+    @property
+    def task_lease_seconds(self) -> float:
+        """How long a task may stay ACTIVE before the reaper takes it back."""
+        return self.celery_task_time_limit + self.task_lease_margin
+
+    @property
+    def llm_uses_offline(self) -> bool:
+        """With no key configured the offline summarizer runs, so a new user needs no account."""
+        if self.llm_provider == "auto":
+            return self.openrouter_api_key is None or not self.openrouter_api_key.get_secret_value()
+        return self.llm_provider == "offline"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, validated once at start-up."""
+    return Settings()

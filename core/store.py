@@ -1,0 +1,345 @@
+"""The task store: one method per transition script, plus the reads that need no script.
+
+`Ops` builds each script call (which keys, in which order, which arguments) once; `TaskStore`
+(sync: consumer, worker, scheduler) and `AsyncTaskStore` (the API) only execute those calls and
+turn refusals into errors with `check`. Nothing here reads a hash into Python to edit it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import InvalidTransition, StaleAttempt, TaskNotFound
+from core.keys import Keys
+from core.lua import register_all
+from core.states import State
+from core.task import Task
+
+Reply = list[Any]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One script invocation."""
+
+    script: str
+    keys: list[str]
+    args: list[Any]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What `claim_task` did: `status` is ok | skip | empty; `source` says which list the id came
+    from: preferred | other | moved (by a blocking BLMOVE on the primary list)."""
+
+    status: str
+    task_id: str
+    retry_backlog: int
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a task listing; `cursor` is None on the last page."""
+
+    ids: list[str]
+    cursor: str | None
+
+
+def new_token() -> str:
+    """An attempt token: names one dispatch, so a late duplicate cannot write over newer state."""
+    return secrets.token_hex(8)
+
+
+def check(reply: Reply, task_id: str, action: str) -> Reply:
+    """Map a script's refusal code to the error tree; return the reply when it went through."""
+    code = reply[0]
+    if code == "not_found":
+        raise TaskNotFound(task_id)
+    if code == "wrong_state":
+        raise InvalidTransition(task_id, reply[1], action)
+    if code == "stale":
+        raise StaleAttempt(f"task {task_id}: attempt no longer current (task is {reply[1] or 'gone'})")
+    return reply
+
+
+class Ops:
+    """Builds every script call; the key order here matches each script's header."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.k = keys
+        self._states = [s.value for s in State]
+        self._indexes = [keys.state_index(s) for s in State]
+
+    def create(self, task: Task) -> Call:
+        fields = task.to_hash()
+        flat = [x for kv in fields.items() if kv[0] not in ("created_at", "updated_at") for x in kv]
+        keys = [self.k.task(task.id), self.k.pending_primary, self.k.state_index(State.PENDING)]
+        return Call("create_task", [*keys, self.k.all_tasks, self.k.events], [task.id, *flat])
+
+    def claim(self, consumer_id: str, token: str, prefer_retry: bool, moved_id: str = "") -> Call:
+        lists = [self.k.pending_primary, self.k.pending_retry]
+        if prefer_retry:
+            lists.reverse()
+        keys = [*lists, self.k.inflight(consumer_id), self.k.state_index(State.PENDING)]
+        keys += [self.k.state_index(State.ACTIVE), self.k.pending_retry, self.k.events]
+        return Call("claim_task", keys, [self.k.task_prefix, token, consumer_id, moved_id])
+
+    def _report_keys(self, task_id: str, consumer_id: str, target: str) -> list[str]:
+        active = self.k.state_index(State.ACTIVE)
+        return [self.k.task(task_id), self.k.inflight(consumer_id), active, target, self.k.events]
+
+    def complete(self, task_id: str, consumer_id: str, token: str, result: str, provider: str) -> Call:
+        keys = self._report_keys(task_id, consumer_id, self.k.state_index(State.COMPLETED))
+        return Call("complete_task", keys, [task_id, token, result, provider])
+
+    def schedule_retry(
+        self, task_id: str, consumer_id: str, token: str, delay_ms: int, spent: int, error: str, error_type: str
+    ) -> Call:
+        keys = self._report_keys(task_id, consumer_id, self.k.scheduled)
+        return Call("schedule_retry", keys, [task_id, token, delay_ms, spent, error, error_type])
+
+    def fail(self, task_id: str, consumer_id: str, token: str, target: State, error: str, error_type: str) -> Call:
+        keys = self._report_keys(task_id, consumer_id, self.k.state_index(target))
+        return Call("fail_task", keys, [task_id, token, target.value, error, error_type])
+
+    def release(self, task_id: str, consumer_id: str, token: str, reason: str) -> Call:
+        keys = self._report_keys(task_id, consumer_id, self.k.state_index(State.PENDING))
+        keys.insert(4, self.k.pending_primary)
+        return Call("release_task", keys, [task_id, token, reason])
+
+    def promote_due(self, batch: int) -> Call:
+        keys = [self.k.scheduled, self.k.pending_retry, self.k.state_index(State.PENDING), self.k.events]
+        return Call("promote_due", keys, [self.k.task_prefix, batch])
+
+    def recover(self, task_id: str, consumer_id: str, token: str, reason: str) -> Call:
+        keys = [self.k.task(task_id), self.k.inflight(consumer_id), self.k.state_index(State.ACTIVE)]
+        keys += [self.k.state_index(State.PENDING), self.k.pending_retry, self.k.dlq, self.k.events]
+        return Call("recover_task", keys, [task_id, token, reason, consumer_id])
+
+    def retry(self, task_id: str) -> Call:
+        keys = [self.k.task(task_id), self.k.pending_retry, self.k.events, *self._indexes]
+        return Call("retry_task", keys, [task_id, *self._states])
+
+    def cancel(self, task_id: str) -> Call:
+        keys = [self.k.task(task_id), self.k.pending_primary, self.k.pending_retry, self.k.scheduled]
+        keys += [self.k.state_index(State.PENDING), self.k.state_index(State.CANCELLED), self.k.events]
+        return Call("cancel_task", keys, [task_id])
+
+    def delete(self, task_id: str) -> Call:
+        keys = [self.k.task(task_id), self.k.pending_primary, self.k.pending_retry, self.k.all_tasks]
+        return Call("delete_task", [*keys, self.k.events, *self._indexes], [task_id, *self._states])
+
+    def purge(self, state: State, retention_ms: int, max_keep: int, batch: int) -> Call:
+        keys = [self.k.state_index(state), self.k.all_tasks]
+        return Call("purge_finished", keys, [self.k.task_prefix, retention_ms, max_keep, batch])
+
+
+class TaskStore:
+    """Synchronous store for the consumer, the worker and the scheduler."""
+
+    def __init__(self, client: Any, keys: Keys) -> None:
+        self.r = client
+        self.keys = keys
+        self.ops = Ops(keys)
+        self._scripts = register_all(client)
+
+    def _run(self, call: Call) -> Any:
+        return self._scripts[call.script](keys=call.keys, args=call.args, client=self.r)
+
+    # --- submit and read ------------------------------------------------------------------
+    def create(self, task: Task) -> Task:
+        """Store a new task and queue it; fails if the id exists (ids are UUIDs, so only on a bug)."""
+        reply = self._run(self.ops.create(task))
+        if reply[0] != "ok":
+            raise InvalidTransition(task.id, "existing", "create")
+        task.created_at = task.updated_at = int(reply[1])
+        return task
+
+    def get(self, task_id: str) -> Task:
+        raw = self.r.hgetall(self.keys.task(task_id))
+        if not raw:
+            raise TaskNotFound(task_id)
+        return Task.from_hash(raw)
+
+    # --- consumer -------------------------------------------------------------------------
+    def claim(self, consumer_id: str, token: str, prefer_retry: bool, moved_id: str = "") -> Claim:
+        reply = self._run(self.ops.claim(consumer_id, token, prefer_retry, moved_id))
+        return Claim(reply[0], reply[1], int(reply[2]), reply[3])
+
+    def wait_for_new(self, consumer_id: str, timeout: float) -> str | None:
+        """Block until a new task arrives and move its id into this consumer's in-flight list."""
+        moved: str | None = self.r.blmove(
+            self.keys.pending_primary, self.keys.inflight(consumer_id), timeout, "LEFT", "RIGHT"
+        )
+        return moved
+
+    def inflight_count(self, consumer_id: str) -> int:
+        return int(self.r.llen(self.keys.inflight(consumer_id)))
+
+    def inflight_ids(self, consumer_id: str) -> list[str]:
+        return list(self.r.lrange(self.keys.inflight(consumer_id), 0, -1))
+
+    def beat(self, consumer_id: str, info: dict[str, Any], ttl: float) -> None:
+        """Refresh the heartbeat and (re)register, so the reaper knows this in-flight list is alive."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self.keys.heartbeat(consumer_id), json.dumps(info), px=int(ttl * 1000))
+        pipe.sadd(self.keys.consumers, consumer_id)
+        pipe.execute()
+
+    def leave(self, consumer_id: str) -> None:
+        """Stop announcing this consumer; whatever is still in flight is left to `recover_orphans`."""
+        self.r.delete(self.keys.heartbeat(consumer_id))
+
+    # --- worker reports -------------------------------------------------------------------
+    def complete(self, task_id: str, consumer_id: str, token: str, result: str, provider: str) -> None:
+        check(self._run(self.ops.complete(task_id, consumer_id, token, result, provider)), task_id, "complete")
+
+    def schedule_retry(
+        self, task_id: str, consumer_id: str, token: str, delay: float, spent: int, error: str, error_type: str
+    ) -> int:
+        """ACTIVE → SCHEDULED after `delay` seconds; returns the new retry count."""
+        call = self.ops.schedule_retry(task_id, consumer_id, token, int(delay * 1000), spent, error, error_type)
+        return int(check(self._run(call), task_id, "schedule a retry")[1])
+
+    def fail(self, task_id: str, consumer_id: str, token: str, target: State, error: str, error_type: str) -> None:
+        check(self._run(self.ops.fail(task_id, consumer_id, token, target, error, error_type)), task_id, "fail")
+
+    def release(self, task_id: str, consumer_id: str, token: str, reason: str) -> None:
+        """ACTIVE → PENDING at the head of the primary list, no retry spent (breaker open)."""
+        check(self._run(self.ops.release(task_id, consumer_id, token, reason)), task_id, "release")
+
+    # --- scheduler ------------------------------------------------------------------------
+    def promote_due(self, batch: int) -> int:
+        return int(self._run(self.ops.promote_due(batch)))
+
+    def recover(self, task_id: str, consumer_id: str, token: str, reason: str) -> str:
+        return str(self._run(self.ops.recover(task_id, consumer_id, token, reason))[0])
+
+    def recover_orphans(self, lease_seconds: float, batch: int) -> int:
+        """Return to the retry list every task of a consumer whose heartbeat expired, and every
+        task ACTIVE longer than its lease. Safe to run anywhere, any number of times at once."""
+        recovered = 0
+        for consumer_id in self.r.smembers(self.keys.consumers):
+            if self.r.exists(self.keys.heartbeat(consumer_id)):
+                continue
+            reason = f"consumer {consumer_id} stopped (heartbeat expired)"
+            for task_id in self.inflight_ids(consumer_id):
+                recovered += self.recover(task_id, consumer_id, "", reason) in ("requeued", "dead")
+            self.r.srem(self.keys.consumers, consumer_id)
+        seconds, micros = self.r.time()
+        cutoff = seconds * 1000 + micros // 1000 - int(lease_seconds * 1000)
+        active = self.keys.state_index(State.ACTIVE)
+        for task_id in self.r.zrangebyscore(active, "-inf", cutoff, start=0, num=batch):
+            consumer_id, token = self.r.hmget(self.keys.task(task_id), ["consumer", "attempt"])
+            reason = f"lease of {lease_seconds:.0f}s expired"
+            recovered += self.recover(task_id, consumer_id or "", token or "", reason) in ("requeued", "dead")
+        return recovered
+
+    def purge(self, state: State, retention_ms: int, max_keep: int, batch: int) -> int:
+        return int(self._run(self.ops.purge(state, retention_ms, max_keep, batch)))
+
+
+class AsyncTaskStore:
+    """Asyncio store for the API: submit, read, list and operator transitions."""
+
+    def __init__(self, client: Any, keys: Keys) -> None:
+        self.r = client
+        self.keys = keys
+        self.ops = Ops(keys)
+        self._scripts = register_all(client)
+
+    async def _run(self, call: Call) -> Any:
+        return await self._scripts[call.script](keys=call.keys, args=call.args, client=self.r)
+
+    async def create(self, task: Task) -> Task:
+        reply = await self._run(self.ops.create(task))
+        if reply[0] != "ok":
+            raise InvalidTransition(task.id, "existing", "create")
+        task.created_at = task.updated_at = int(reply[1])
+        return task
+
+    async def get(self, task_id: str) -> Task:
+        raw = await self.r.hgetall(self.keys.task(task_id))
+        if not raw:
+            raise TaskNotFound(task_id)
+        return Task.from_hash(raw)
+
+    async def get_many(self, task_ids: list[str]) -> list[Task]:
+        """Tasks in the given order; ids whose hash vanished meanwhile are skipped."""
+        pipe = self.r.pipeline(transaction=False)
+        for task_id in task_ids:
+            pipe.hgetall(self.keys.task(task_id))
+        return [Task.from_hash(raw) for raw in await pipe.execute() if raw]
+
+    async def retry(self, task_id: str) -> State:
+        return State(check(await self._run(self.ops.retry(task_id)), task_id, "retry")[1])
+
+    async def cancel(self, task_id: str) -> State:
+        return State(check(await self._run(self.ops.cancel(task_id)), task_id, "cancel")[1])
+
+    async def delete(self, task_id: str) -> None:
+        check(await self._run(self.ops.delete(task_id)), task_id, "delete")
+
+    async def page(self, state: State | None, limit: int, cursor: str | None) -> Page:
+        """Newest first, from the state's index (or the all-tasks index); never a scan.
+
+        The cursor is the last entry's "score:id"; ties on the score are resolved by id, in the
+        order Redis keeps them, so a page boundary never skips or repeats an entry.
+        """
+        index = self.keys.state_index(state) if state else self.keys.all_tasks
+        if cursor is None:
+            rows = await self.r.zrevrangebyscore(index, "+inf", "-inf", start=0, num=limit + 1, withscores=True)
+        else:
+            score, _, last_id = cursor.partition(":")
+            ties = await self.r.zrevrangebyscore(index, score, score, withscores=True)
+            rows = [(m, s) for m, s in ties if m < last_id][: limit + 1]
+            rows += await self.r.zrevrangebyscore(
+                index, f"({score}", "-inf", start=0, num=limit + 1 - len(rows), withscores=True
+            )
+        ids = [member for member, _ in rows[:limit]]
+        more = len(rows) > limit
+        next_cursor = f"{int(rows[limit - 1][1])}:{rows[limit - 1][0]}" if more else None
+        return Page(ids, next_cursor)
+
+    async def depths(self) -> dict[str, int]:
+        """Lengths of the queues, read from the structures themselves."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.llen(self.keys.pending_primary)
+        pipe.llen(self.keys.pending_retry)
+        pipe.zcard(self.keys.scheduled)
+        pipe.zcard(self.keys.dlq)
+        primary, retry, scheduled, dlq = await pipe.execute()
+        return {"primary": primary, "retry": retry, "scheduled": scheduled, "dlq": dlq}
+
+    async def state_counts(self) -> dict[str, int]:
+        """Tasks per state, from the state indexes (changed only inside the transition scripts)."""
+        pipe = self.r.pipeline(transaction=False)
+        for state in State:
+            pipe.zcard(self.keys.state_index(state))
+        return dict(zip([s.value for s in State], await pipe.execute(), strict=True))
+
+    async def ping(self) -> bool:
+        return bool(await self.r.ping())
+
+    async def live_consumers(self) -> list[dict[str, Any]]:
+        """Heartbeats of the registered consumers that are alive now, each as its JSON payload
+        plus `id`, sorted by id. A registered id whose heartbeat expired is a dead consumer waiting
+        for the reaper, so it is left out."""
+        ids = sorted(await self.r.smembers(self.keys.consumers))
+        if not ids:
+            return []
+        beats = await self.r.mget([self.keys.heartbeat(consumer_id) for consumer_id in ids])
+        return [self._heartbeat_info(i, raw) for i, raw in zip(ids, beats, strict=True) if raw is not None]
+
+    @staticmethod
+    def _heartbeat_info(consumer_id: str, raw: str) -> dict[str, Any]:
+        """A heartbeat's payload; one that is not a JSON object still proves the consumer alive."""
+        try:
+            info = json.loads(raw)
+        except ValueError:
+            info = None
+        return {**info, "id": consumer_id} if isinstance(info, dict) else {"id": consumer_id}

@@ -1,0 +1,48 @@
+"""The task record and its one mapping to and from the Redis hash."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from core.states import State
+
+_INT_FIELDS = frozenset(
+    {"retry_count", "max_retries", "created_at", "updated_at", "started_at", "finished_at", "due_at"}
+)
+
+
+@dataclass
+class Task:
+    """One unit of work. Timestamps are epoch milliseconds; 0 means "not yet"."""
+
+    id: str
+    task_type: str
+    content: str
+    state: State = State.PENDING
+    result: str = ""
+    provider: str = ""
+    retry_count: int = 0
+    max_retries: int = 0
+    last_error: str = ""
+    error_type: str = ""
+    created_at: int = 0
+    updated_at: int = 0
+    started_at: int = 0
+    finished_at: int = 0
+    due_at: int = 0
+    consumer: str = ""
+    attempt: str = ""
+
+    def to_hash(self) -> dict[str, str]:
+        """Flat str→str mapping as stored in `task:{id}`."""
+        return {k: (v.value if isinstance(v, State) else str(v)) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> Task:
+        """Inverse of `to_hash`; unknown fields are ignored so old records stay readable."""
+        known = {f.name for f in fields(cls)}
+        values: dict[str, object] = {k: v for k, v in raw.items() if k in known}
+        for name in _INT_FIELDS & values.keys():
+            values[name] = int(str(values[name]) or 0)
+        values["state"] = State(values["state"])
+        return cls(**values)  # type: ignore[arg-type]

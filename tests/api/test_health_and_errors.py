@@ -1,0 +1,138 @@
+"""/health, the 503 every route gives while Redis is down, and the app's error envelope."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tokenize
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from fastapi import FastAPI
+
+import api.main
+from api.main import create_app
+from core.settings import Settings
+from tests.api.conftest import serve, submit
+from utils import redis_server
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_health_ok(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "redis": "ok", "workers": 0}
+
+
+@pytest.fixture
+async def dead_redis_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """An app whose Redis worked for one request and then stopped."""
+    port = redis_server.free_port()
+    proc: subprocess.Popen[bytes] = redis_server.start(port, tmp_path)
+    try:
+        settings = Settings(redis_url=f"redis://127.0.0.1:{port}/0", redis_socket_timeout=1.0)
+        async for client in serve(create_app(settings)):
+            await submit(client)  # a pooled connection exists, and then breaks
+            proc.terminate()
+            proc.wait(10)
+            yield client
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+REDIS_ROUTES = [
+    ("POST", "/api/v1/tasks/summarize/", {"content": "text"}),
+    ("GET", f"/api/v1/tasks/{uuid.uuid4()}", None),
+    ("GET", "/api/v1/tasks/", None),
+    ("DELETE", f"/api/v1/tasks/{uuid.uuid4()}", None),
+    ("POST", f"/api/v1/tasks/{uuid.uuid4()}/retry", None),
+    ("POST", f"/api/v1/tasks/{uuid.uuid4()}/cancel", None),
+    ("POST", "/api/v1/tasks/requeue-orphaned", None),
+    ("GET", "/api/v1/queues/status", None),
+    ("GET", "/api/v1/queues/dlq", None),
+]
+
+
+async def test_every_route_is_503_while_redis_is_down(
+    dead_redis_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    for method, path, body in REDIS_ROUTES:
+        response = await dead_redis_client.request(method, path, json=body)
+        assert response.status_code == 503, (method, path, response.text)
+        assert response.json() == {"code": "redis_unavailable", "message": "Redis is unreachable; retry shortly"}
+        assert response.headers["retry-after"] == "1"
+
+    response = await dead_redis_client.get("/health")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "redis": "unreachable", "workers": None}
+    assert "Traceback" not in caplog.text  # an outage is a warning, not a crash
+
+
+async def test_validation_still_answers_while_redis_is_down(dead_redis_client: httpx.AsyncClient) -> None:
+    response = await dead_redis_client.post("/api/v1/tasks/summarize/", json={"content": ""})
+
+    assert response.status_code == 422
+    assert (await dead_redis_client.get("/api/v1/tasks/nope")).status_code == 404
+
+
+async def test_unknown_route_and_wrong_method_are_json(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/api/v1/nothing-here")
+    wrong_method = await client.put("/api/v1/tasks/summarize/", json={"content": "x"})
+
+    assert missing.status_code == 404
+    assert missing.json() == {"code": "not_found", "message": "Not Found"}
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["code"] == "method_not_allowed"
+    assert "POST" in wrong_method.headers["allow"]
+
+
+async def test_unexpected_error_is_500_without_a_trace(
+    settings: Settings, real_redis: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(settings)
+
+    async def explode() -> None:
+        raise RuntimeError("boom-internals")
+
+    app.add_api_route("/explode", explode)
+    async for client in serve(app, raise_app_exceptions=False):
+        response = await client.get("/explode")
+
+    assert response.status_code == 500
+    assert response.json() == {"code": "internal_error", "message": "internal error"}
+    assert "boom-internals" not in response.text
+    assert "boom-internals" in caplog.text  # the traceback stays on the server
+
+
+def test_importing_the_module_does_no_io() -> None:
+    """`uvicorn api.main:app` imports this; settings and clients only appear at start-up."""
+    assert isinstance(api.main.app, FastAPI)
+    assert not hasattr(api.main.app.state, "store")
+
+
+def test_openapi_documents_every_route() -> None:
+    paths = create_app().openapi()["paths"]
+
+    assert set(paths) == {
+        "/api/v1/tasks/summarize/", "/api/v1/tasks/requeue-orphaned", "/api/v1/tasks/", "/api/v1/tasks/{task_id}",
+        "/api/v1/tasks/{task_id}/retry", "/api/v1/tasks/{task_id}/cancel", "/api/v1/queues/status",
+        "/api/v1/queues/dlq", "/health",
+    }  # fmt: skip
+    assert paths["/api/v1/tasks/summarize/"]["post"]["responses"]["413"]
+
+
+def test_no_key_is_spelled_in_the_api() -> None:
+    """Keys come from core.keys through the store; no string literal in the API builds one."""
+    key_shaped = re.compile(r"\b(task|tasks|dlq|worker|workers|breaker):")
+    for path in Path(api.main.__file__).parent.rglob("*.py"):
+        with path.open("rb") as f:
+            literals = [t.string for t in tokenize.tokenize(f.readline) if t.type == tokenize.STRING]
+        assert not [s for s in literals if key_shaped.search(s)], path

@@ -1,0 +1,70 @@
+"""Shared fixtures: a private redis-server per test session, on a free port, never the user's DB 0."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import fakeredis
+import pytest
+import redis
+
+from core.keys import Keys
+from core.store import TaskStore
+from utils import redis_server
+
+
+@pytest.fixture(scope="session")
+def redis_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port = redis_server.free_port()
+    proc = redis_server.start(port, tmp_path_factory.mktemp("redis"))
+    yield proc, port
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_proc: tuple[subprocess.Popen[bytes], int]) -> str:
+    """Database 2 of the private server (Celery's broker uses database 3 in the tests)."""
+    return f"redis://127.0.0.1:{redis_proc[1]}/2"
+
+
+@pytest.fixture
+def real_redis(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A random prefix per test, so tests that share a database never see each other's keys."""
+    return f"t{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture(params=["fakeredis", "redis"])
+def any_redis(request: pytest.FixtureRequest, redis_url: str) -> Iterator[redis.Redis]:
+    """The same data-layer test on fakeredis (Lua through lupa) and on a real Redis."""
+    if request.param == "fakeredis":
+        client = fakeredis.FakeRedis(decode_responses=True)
+    else:
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def store(any_redis: redis.Redis, key_prefix: str) -> TaskStore:
+    return TaskStore(any_redis, Keys(key_prefix))
+
+
+@pytest.fixture(autouse=True)
+def _no_user_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never read the developer's `.env` or key: settings come from each test only."""
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    monkeypatch.chdir(Path(__file__).parent)
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")

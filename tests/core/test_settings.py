@@ -1,0 +1,93 @@
+"""The one settings class: defaults, cross-field validation, derived values."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from core.settings import Settings
+
+
+def test_defaults_are_valid() -> None:
+    s = Settings(redis_url="redis://127.0.0.1:6379/0")
+    assert (s.celery_broker_db, s.retry_ratio, s.max_retries) == (1, 0.3, 3)
+    assert s.celery_task_soft_time_limit < s.celery_task_time_limit
+    assert s.task_lease_seconds == s.celery_task_time_limit + s.task_lease_margin
+    assert s.celery_broker_url == "redis://127.0.0.1:6379/1"
+    assert s.llm_uses_offline
+
+
+def test_defaults_from_the_environment_alone_are_valid() -> None:
+    s = Settings()  # REDIS_URL comes from the test environment, everything else is a default
+    assert s.redis_url == "redis://127.0.0.1:1/0"
+    assert s.celery_broker_url == "redis://127.0.0.1:1/1"
+
+
+@pytest.mark.parametrize(
+    ("url", "db"),
+    [
+        ("redis://h:6379/1", 1),
+        ("redis://h:6379/0", 0),
+        ("redis://h:6379", 0),
+        ("redis://h:6379/", 0),
+        ("redis://:pw@h:6379/5", 5),
+    ],
+)
+def test_broker_in_our_own_database_is_rejected(url: str, db: int) -> None:
+    with pytest.raises(ValidationError, match="CELERY_BROKER_DB"):
+        Settings(redis_url=url, celery_broker_db=db)
+
+
+def test_broker_db_from_the_environment_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://h:6379/3")
+    monkeypatch.setenv("CELERY_BROKER_DB", "3")
+    with pytest.raises(ValidationError, match="CELERY_BROKER_DB"):
+        Settings()
+    monkeypatch.setenv("CELERY_BROKER_DB", "4")
+    assert Settings().celery_broker_url == "redis://h:6379/4"
+
+
+@pytest.mark.parametrize(("hard", "soft"), [(100.0, 100.0), (100.0, 150.0)])
+def test_soft_time_limit_must_be_below_the_hard_one(hard: float, soft: float) -> None:
+    with pytest.raises(ValidationError, match="SOFT_TIME_LIMIT"):
+        Settings(celery_task_time_limit=hard, celery_task_soft_time_limit=soft)
+    assert Settings(celery_task_time_limit=hard, celery_task_soft_time_limit=hard - 1).task_lease_seconds > hard
+
+
+def test_other_cross_checks() -> None:
+    with pytest.raises(ValidationError, match="RETRY_RATIO_FLOOR"):
+        Settings(retry_ratio=0.2, retry_ratio_floor=0.3)
+    with pytest.raises(ValidationError, match="HEARTBEAT_TTL"):
+        Settings(heartbeat_interval=5, heartbeat_ttl=5)
+    with pytest.raises(ValidationError):
+        Settings(celery_broker_db=16)
+
+
+@pytest.mark.parametrize(
+    ("url", "db", "broker"),
+    [
+        ("redis://127.0.0.1:6379/0", 1, "redis://127.0.0.1:6379/1"),
+        ("redis://127.0.0.1:6379", 1, "redis://127.0.0.1:6379/1"),
+        ("redis://127.0.0.1:6379", 2, "redis://127.0.0.1:6379/2"),
+        ("redis://:s3cret@redis:6380/2", 5, "redis://:s3cret@redis:6380/5"),
+        ("redis://user:s3cret@redis/7", 0, "redis://user:s3cret@redis/0"),
+        ("rediss://user:pw@cache.example.com:6380/0", 3, "rediss://user:pw@cache.example.com:6380/3"),
+    ],
+)
+def test_celery_broker_url_is_our_url_in_another_database(url: str, db: int, broker: str) -> None:
+    assert Settings(redis_url=url, celery_broker_db=db).celery_broker_url == broker
+
+
+def test_llm_is_offline_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().llm_uses_offline
+    assert Settings(openrouter_api_key=SecretStr("")).llm_uses_offline
+    assert not Settings(openrouter_api_key=SecretStr("sk-or-123")).llm_uses_offline
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-456")
+    assert not Settings().llm_uses_offline
+    key = Settings().openrouter_api_key
+    assert key is not None and key.get_secret_value() == "sk-or-456"
+
+
+def test_explicit_provider_wins_over_the_key() -> None:
+    assert Settings(llm_provider="offline", openrouter_api_key=SecretStr("sk-or-123")).llm_uses_offline
+    assert not Settings(llm_provider="openrouter").llm_uses_offline

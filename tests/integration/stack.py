@@ -1,0 +1,167 @@
+"""The real stack as separate processes (API, Celery worker, consumer, scheduler) on the private
+Redis, with the loopback LLM stand-in; tests start, kill and restart its parts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from core.keys import Keys
+from core.states import TERMINAL, State
+from core.store import TaskStore
+from utils.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+COMMANDS = {
+    "api": ["-m", "api"],
+    "worker": ["-m", "worker"],
+    "consumer": ["-m", "consumer"],
+    "scheduler": ["-m", "consumer.scheduler"],
+}
+
+# Short timings so crash recovery happens within seconds; each test may override any of them.
+BASE_ENV = {
+    "OPENROUTER_API_KEY": "test-key",
+    "OPENROUTER_TIMEOUT": "5",
+    "CELERY_BROKER_DB": "3",
+    "CELERY_WORKER_CONCURRENCY": "16",
+    "MAX_RETRIES": "3",
+    "RETRY_BACKOFF_BASE": "0.2",
+    "RETRY_BACKOFF_MAX": "1",
+    "HEARTBEAT_INTERVAL": "0.5",
+    "HEARTBEAT_TTL": "2",
+    "SCHEDULER_INTERVAL": "0.1",
+    "CELERY_TASK_TIME_LIMIT": "7",
+    "CELERY_TASK_SOFT_TIME_LIMIT": "6",
+    "TASK_LEASE_MARGIN": "1",
+    "CONSUMER_SHUTDOWN_GRACE": "10",
+    "CIRCUIT_BREAKER_FAIL_MAX": "50",
+    "LOG_LEVEL": "INFO",
+}
+
+
+def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy; fail the test with `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Stack:
+    """Processes of one deployment, sharing a random key prefix; `pair` names a worker container."""
+
+    def __init__(self, redis_url: str, llm_url: str, workdir: Path, **overrides: str) -> None:
+        self.prefix = f"it{uuid.uuid4().hex[:8]}:"
+        self.api_port = free_port()
+        self.workdir = workdir
+        self.env = {
+            **os.environ,
+            **BASE_ENV,
+            "REDIS_URL": redis_url,
+            "REDIS_KEY_PREFIX": self.prefix,
+            "OPENROUTER_BASE_URL": llm_url,
+            "API_PORT": str(self.api_port),
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",
+            **overrides,
+        }
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.keys = Keys(self.prefix)
+        self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
+        self.store = TaskStore(self.redis, self.keys)
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.api_port}", timeout=10)
+
+    # --- processes ----------------------------------------------------------------------------
+    def start(self, role: str, pair: str = "a") -> subprocess.Popen[bytes]:
+        """Start one process; a worker and a consumer with the same `pair` share a container id."""
+        name = role if role in ("api", "scheduler") else f"{role}-{pair}"
+        env = {**self.env, "WORKER_ID": f"{self.prefix}{pair}"}
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen([sys.executable, *COMMANDS[role]], cwd=self.workdir, env=env, stdout=log, stderr=log)
+        self.procs[name] = proc
+        if role == "api":
+            wait_until(self._api_up, 20, what="the API to answer")
+        return proc
+
+    def start_all(self, pairs: tuple[str, ...] = ("a",)) -> Stack:
+        for pair in pairs:
+            self.start("worker", pair)
+            self.start("consumer", pair)
+        self.start("scheduler")
+        self.start("api")
+        wait_until(lambda: self.live_consumers() >= len(pairs), 20, what="consumers to register")
+        return self
+
+    def _api_up(self) -> bool:
+        try:
+            return self.http.get("/health").status_code in (200, 503)
+        except httpx.HTTPError:
+            return False
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs[name]
+        proc.send_signal(sig)
+        proc.wait(30)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.http.close()
+
+    def log(self, name: str) -> str:
+        return (self.workdir / f"{name}.log").read_text(errors="replace")
+
+    # --- observations -------------------------------------------------------------------------
+    def submit(self, content: str) -> str:
+        response = self.http.post("/api/v1/tasks/summarize/", json={"content": content})
+        assert response.status_code == 202, response.text
+        return str(response.json()["task_id"])
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        response = self.http.get(f"/api/v1/tasks/{task_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def states(self, task_ids: list[str]) -> dict[str, State]:
+        return {tid: self.store.get(tid).state for tid in task_ids}
+
+    def wait_terminal(self, task_ids: list[str], timeout: float) -> dict[str, State]:
+        def done() -> dict[str, State] | None:
+            states = self.states(task_ids)
+            return states if all(s in TERMINAL for s in states.values()) else None
+
+        return dict(wait_until(done, timeout, interval=0.2, what=f"{len(task_ids)} tasks to finish"))
+
+    def live_consumers(self) -> int:
+        return sum(1 for c in self.redis.smembers(self.keys.consumers) if self.redis.exists(self.keys.heartbeat(c)))
+
+    def assert_nothing_left(self) -> None:
+        """Every list and in-flight structure is empty: no task is stranded anywhere."""
+        assert self.redis.llen(self.keys.pending_primary) == 0
+        assert self.redis.llen(self.keys.pending_retry) == 0
+        assert self.redis.zcard(self.keys.scheduled) == 0
+        assert self.redis.zcard(self.keys.state_index(State.ACTIVE)) == 0
+        assert self.redis.zcard(self.keys.state_index(State.PENDING)) == 0
+        for consumer_id in self.redis.smembers(self.keys.consumers):
+            assert self.redis.llen(self.keys.inflight(consumer_id)) == 0, consumer_id

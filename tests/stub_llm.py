@@ -1,0 +1,294 @@
+"""A loopback OpenAI-compatible stand-in for the LLM, for unit and integration tests.
+
+Behaviour is scripted per task by directives in the LAST user message's content, so a test
+controls each call through the task it submits:
+
+    [[tag:XYZ]]       answer "summary:XYZ" (without a tag: "stub summary")
+    [[status:N]]      always answer status N with {"error": {"message": ..., "code": N}}
+    [[400]]           shorthand for [[status:400]]
+    [[fail:N]]        the first N calls with this exact content answer 500, later ones 200
+    [[429:S]]         the first call with this content answers 429 with Retry-After: S, later ones 200
+    [[retry_after:S]] add Retry-After: S to any error answer (e.g. with [[status:503]])
+    [[delay:S]]       sleep S seconds before answering (added to the base delay)
+    [[error200]]      200 with {"error": {"code": 502, "message": "upstream"}}
+    [[nochoices]]     200 with {"id": "x"}
+    [[badjson]]       200 with the body `not json`
+
+A request without `Authorization: Bearer <token>` gets a 401. Every call is recorded as
+{content, status, at, model, token}; `GET /_calls` lists them, `POST /_reset` clears them and the
+per-content counters.
+
+Two ways to run it, both bound to 127.0.0.1 only:
+    python tests/stub_llm.py --port 8099 [--delay 0.2]
+    with StubLLM(delay=0.0) as stub: ...   # uvicorn in a daemon thread, on a free port
+
+It is a bare ASGI app on one event loop (no per-request threads, no framework), so one process
+answers hundreds of concurrent, delayed requests at little CPU cost. Standard library + uvicorn
+only, so it runs as a script from anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import uvicorn
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Reply = tuple[int, dict[str, str], bytes]
+
+HOST = "127.0.0.1"
+_DIRECTIVE = re.compile(r"\[\[(\w+)(?::([^\]]*))?\]\]")
+_IDS = itertools.count(1)
+
+
+class StubState:
+    """Recorded calls and per-content counters, shared by the event loop and the test thread."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self._lock = threading.Lock()
+        self._calls: list[dict[str, Any]] = []
+        self._seen: dict[str, int] = {}
+
+    def count(self, content: str) -> int:
+        """How many calls with exactly this content have arrived, this one included."""
+        with self._lock:
+            self._seen[content] = self._seen.get(content, 0) + 1
+            return self._seen[content]
+
+    def record(self, call: dict[str, Any]) -> None:
+        with self._lock:
+            self._calls.append(call)
+
+    def calls(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(c) for c in self._calls]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._calls.clear()
+            self._seen.clear()
+
+
+# --- deciding the answer (pure) --------------------------------------------------------------
+def directives(content: str) -> dict[str, str]:
+    """The `[[name:value]]` directives in `content` ("" for a directive without a value)."""
+    return {m.group(1): m.group(2) or "" for m in _DIRECTIVE.finditer(content)}
+
+
+def _json_reply(status: int, payload: Any, headers: dict[str, str] | None = None) -> Reply:
+    return status, {"content-type": "application/json", **(headers or {})}, json.dumps(payload).encode()
+
+
+def _error_reply(status: int, message: str, found: dict[str, str]) -> Reply:
+    headers = {"retry-after": found["retry_after"]} if "retry_after" in found else {}
+    return _json_reply(status, {"error": {"message": message, "code": status}}, headers)
+
+
+def decide(found: dict[str, str], nth: int, model: str, content: str) -> Reply:
+    """The answer to the `nth` call (1-based) carrying these directives."""
+    if "status" in found:
+        return _error_reply(int(found["status"]), f"stub status {found['status']}", found)
+    if "400" in found:
+        return _error_reply(400, "stub rejected this input", found)
+    if "error200" in found:
+        return _json_reply(200, {"error": {"code": 502, "message": "upstream"}})
+    if "nochoices" in found:
+        return _json_reply(200, {"id": "x"})
+    if "badjson" in found:
+        return 200, {"content-type": "text/plain"}, b"not json"
+    if "fail" in found and nth <= int(found["fail"] or 1):
+        return _error_reply(500, f"stub failure {nth} of {found['fail']}", found)
+    if "429" in found and nth == 1:
+        return _json_reply(429, {"error": {"message": "rate limited", "code": 429}}, {"retry-after": found["429"]})
+    return _json_reply(200, _completion(found, model, content))
+
+
+def _completion(found: dict[str, str], model: str, content: str) -> dict[str, Any]:
+    """An OpenAI-shaped chat.completion; token counts are word counts, good enough for tests."""
+    answer = f"summary:{found['tag']}" if "tag" in found else "stub summary"
+    prompt_tokens, completion_tokens = len(content.split()), len(answer.split())
+    return {
+        "id": f"chatcmpl-stub-{next(_IDS)}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def last_user_content(request: Any) -> str:
+    """The text of the last user message ("" if the request has none)."""
+    messages = request.get("messages") if isinstance(request, dict) else None
+    users = [m for m in messages or [] if isinstance(m, dict) and m.get("role") == "user"]
+    content = users[-1].get("content", "") if users else ""
+    if isinstance(content, list):  # OpenAI's content parts
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return str(content)
+
+
+def bearer_token(scope: Scope) -> str:
+    """The token of an `Authorization: Bearer` header, or "" when there is none."""
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+    return ""
+
+
+# --- the ASGI app ----------------------------------------------------------------------------
+class StubApp:
+    """ASGI callable: the chat completions API plus the `/_calls` and `/_reset` controls."""
+
+    def __init__(self, state: StubState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"].rstrip("/")
+        if method == "POST" and path.endswith("/chat/completions"):
+            reply = await self._chat(scope, await _read_body(receive))
+        elif method == "GET" and path == "/_calls":
+            reply = _json_reply(200, self.state.calls())
+        elif method == "POST" and path == "/_reset":
+            self.state.reset()
+            reply = _json_reply(200, {"ok": True})
+        else:
+            reply = _json_reply(404, {"error": {"message": f"no route {method} {path}", "code": 404}})
+        await _send(send, reply)
+
+    async def _chat(self, scope: Scope, body: bytes) -> Reply:
+        """Decide the answer at arrival (so a hanging call is already recorded), then delay it."""
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return _json_reply(400, {"error": {"message": "request body is not JSON", "code": 400}})
+        content = last_user_content(request)
+        found = directives(content)
+        model = str(request.get("model", "")) if isinstance(request, dict) else ""
+        token = bearer_token(scope)
+        if token:
+            reply = decide(found, self.state.count(content), model, content)
+        else:
+            reply = _json_reply(401, {"error": {"message": "Missing Authentication header", "code": 401}})
+        self.state.record({"content": content, "status": reply[0], "at": time.time(), "model": model, "token": token})
+        delay = self.state.delay + float(found.get("delay") or 0)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return reply
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _send(send: Send, reply: Reply) -> None:
+    status, headers, body = reply
+    raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
+    raw_headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _config(app: StubApp, port: int, own_logging: bool = True) -> uvicorn.Config:
+    """Quiet (warnings only, no access log) and without lifespan events, which the app ignores.
+
+    In-process (`own_logging=False`) it leaves the host's logging configuration alone.
+    """
+    extra: dict[str, Any] = {} if own_logging else {"log_config": None}
+    return uvicorn.Config(
+        app, host=HOST, port=port, log_level="warning", access_log=False, lifespan="off", backlog=4096, **extra
+    )
+
+
+# --- in-process use --------------------------------------------------------------------------
+class StubLLM:
+    """The stub served by uvicorn in a daemon thread on a free loopback port.
+
+    `url` is the base URL to use as OPENROUTER_BASE_URL. Usable as a context manager.
+    """
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.state = StubState(delay)
+        self.port = 0
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/v1"
+
+    def start(self, timeout: float = 10.0) -> StubLLM:
+        """Serve in a background thread; returns once the port accepts connections."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((HOST, 0))  # bound here, so the port is ours before uvicorn starts (no race)
+        self.port = sock.getsockname()[1]
+        self._server = uvicorn.Server(_config(StubApp(self.state), self.port, own_logging=False))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"stub LLM did not start on port {self.port}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Stop at once: calls still sleeping in a delay are dropped, not waited for."""
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        self._server.force_exit = True
+        self._thread.join(10)
+        self._server = self._thread = None
+
+    def calls(self) -> list[dict[str, Any]]:
+        """Every call so far: {content, status, at (time.time()), model, token}, in arrival order."""
+        return self.state.calls()
+
+    def reset(self) -> None:
+        """Forget the calls and the per-content counters."""
+        self.state.reset()
+
+    def __enter__(self) -> StubLLM:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Script form: serve on 127.0.0.1:PORT until interrupted."""
+    parser = argparse.ArgumentParser(description="Loopback OpenAI-compatible LLM stand-in for tests.")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds added to every answer")
+    args = parser.parse_args(argv)
+    uvicorn.Server(_config(StubApp(StubState(args.delay)), args.port)).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The LLM stand-in itself: script form (a real subprocess), control routes, and concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.stub_llm import StubLLM, decide, directives
+
+SCRIPT = Path(__file__).resolve().parents[1] / "stub_llm.py"
+AUTH = {"Authorization": "Bearer any-key"}
+
+
+def chat(content: str, model: str = "m") -> dict[str, object]:
+    return {"model": model, "messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": content}]}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "stub exited early"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"stub not listening on {port}")
+
+
+@pytest.fixture
+def script_stub() -> Iterator[str]:
+    """`python tests/stub_llm.py --port P --delay 0.2` as a subprocess; yields its base URL."""
+    port = free_port()
+    cmd = [sys.executable, str(SCRIPT), "--port", str(port), "--delay", "0.2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until_listening(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert out == b""  # nothing noisy on stdout
+
+
+def test_script_form(script_stub: str) -> None:
+    with httpx.Client(base_url=script_stub, timeout=5) as client:
+        started = time.monotonic()
+        reply = client.post("/v1/chat/completions", json=chat("hello [[tag:T1]]", "some/model"), headers=AUTH)
+        assert time.monotonic() - started >= 0.2  # the --delay applies
+        assert reply.status_code == 200
+        data = reply.json()
+        assert data["object"] == "chat.completion" and data["model"] == "some/model"
+        assert data["choices"][0]["message"] == {"role": "assistant", "content": "summary:T1"}
+        assert data["usage"]["total_tokens"] == data["usage"]["prompt_tokens"] + data["usage"]["completion_tokens"]
+        assert client.post("/v1/chat/completions", json=chat("x"), headers={}).status_code == 401
+
+        calls = client.get("/_calls").json()
+        assert [(c["content"], c["status"]) for c in calls] == [("hello [[tag:T1]]", 200), ("x", 401)]
+        assert all(abs(c["at"] - time.time()) < 10 for c in calls)
+
+        assert client.post("/_reset").status_code == 200
+        assert client.get("/_calls").json() == []
+        assert client.get("/nowhere").status_code == 404
+
+
+def test_counters_reset_with_calls() -> None:
+    with StubLLM() as stub, httpx.Client(base_url=stub.url, headers=AUTH) as client:
+        assert client.post("/chat/completions", json=chat("[[fail:1]]")).status_code == 500
+        assert client.post("/chat/completions", json=chat("[[fail:1]]")).status_code == 200
+        stub.reset()
+        assert stub.calls() == []
+        assert client.post("/chat/completions", json=chat("[[fail:1]]")).status_code == 500
+
+
+def test_delayed_call_is_recorded_on_arrival() -> None:
+    with StubLLM() as stub, httpx.Client(base_url=stub.url, headers=AUTH, timeout=0.2) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            client.post("/chat/completions", json=chat("[[delay:30]]"))
+        assert [c["status"] for c in stub.calls()] == [200]
+    # stop() returned without waiting for the 30 s sleep
+
+
+async def raw_post(port: int, content: str) -> int:
+    """One HTTP/1.1 POST on its own connection, in plain asyncio: measures the stub, not a client pool."""
+    payload = json.dumps(chat(content)).encode()
+    head = "POST /v1/chat/completions HTTP/1.1\r\nHost: stub\r\nAuthorization: Bearer k\r\n"
+    head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head.encode() + payload)
+    answer = await reader.read()
+    writer.close()
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_300_concurrent_delayed_calls() -> None:
+    async def burst(port: int) -> list[int]:
+        return await asyncio.gather(*(raw_post(port, f"[[tag:{i}]]") for i in range(300)))
+
+    with StubLLM(delay=0.5) as stub:
+        started = time.monotonic()
+        statuses = asyncio.run(burst(stub.port))
+        elapsed = time.monotonic() - started
+        assert statuses == [200] * 300 and len(stub.calls()) == 300
+    assert elapsed < 3.0  # served concurrently (about 0.7 s): one after another would take 150 s
+
+
+def test_directives_and_decide() -> None:
+    assert directives("a [[tag:x y]] b [[400]] [[delay:1.5]]") == {"tag": "x y", "400": "", "delay": "1.5"}
+    status, headers, _ = decide({"429": "9"}, 1, "m", "c")
+    assert status == 429 and headers["retry-after"] == "9"
+    assert decide({"429": "9"}, 2, "m", "c")[0] == 200
+    assert decide({"status": "418"}, 5, "m", "c")[0] == 418
+    assert decide({"badjson": ""}, 1, "m", "c")[2] == b"not json"

@@ -1,0 +1,79 @@
+"""The circuit breaker around LLM calls, its state in Redis so every worker process and
+container shares one breaker (and the reset button reaches all of them).
+
+pybreaker's `call` holds an instance lock for the whole call, so each thread gets its own
+`CircuitBreaker` object; they all read and write the same Redis keys.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pybreaker
+import redis
+
+from core.errors import CircuitOpen, LLMProviderProblem, LLMTransient
+from core.keys import Keys
+from core.settings import Settings
+
+T = TypeVar("T")
+
+
+def _not_a_provider_failure(error: BaseException) -> bool:
+    """Only an unhealthy provider trips the breaker: not rejected input, not rate limits, not our bugs."""
+    return not isinstance(error, (LLMTransient, LLMProviderProblem))
+
+
+class SharedBreaker:
+    """One logical breaker over Redis; `call` runs a synchronous function under it."""
+
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+        self._client = client  # without decode_responses, as pybreaker's Redis storage expects
+        self._namespace = Keys(settings.redis_key_prefix).breaker_namespace
+        self._fail_max = settings.circuit_breaker_fail_max
+        self.reset_timeout = settings.circuit_breaker_reset_timeout
+        self._local = threading.local()
+
+    def _breaker(self) -> pybreaker.CircuitBreaker:
+        breaker: pybreaker.CircuitBreaker | None = getattr(self._local, "breaker", None)
+        if breaker is None:
+            storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, self._client, namespace=self._namespace)
+            breaker = pybreaker.CircuitBreaker(
+                fail_max=self._fail_max,
+                reset_timeout=self.reset_timeout,
+                exclude=[_not_a_provider_failure],
+                state_storage=storage,
+                throw_new_error_on_trip=False,
+            )
+            self._local.breaker = breaker
+        return breaker
+
+    def call(self, func: Callable[..., T], *args: Any) -> T:
+        """Run `func`; raises CircuitOpen (with the seconds left) instead when the breaker is open."""
+        try:
+            return self._breaker().call(func, *args)
+        except pybreaker.CircuitBreakerError as e:
+            raise CircuitOpen("circuit breaker open: LLM calls paused", retry_after=self.seconds_left()) from e
+
+    @property
+    def state(self) -> str:
+        """'closed', 'open' or 'half-open', as stored in Redis."""
+        return str(self._breaker().current_state)
+
+    def seconds_left(self) -> float:
+        """Seconds until an open breaker lets a probe call through (0 when it would now)."""
+        opened_at = self._breaker()._state_storage.opened_at
+        if opened_at is None:
+            return 0.0
+        return max(0.0, opened_at.timestamp() + self.reset_timeout - time.time())
+
+    def may_probe(self) -> bool:
+        """True when the breaker is not closed but a trial call is due (or already under way)."""
+        return self.state == pybreaker.STATE_HALF_OPEN or self.seconds_left() == 0.0
+
+    def close(self) -> None:
+        """Operator reset: every process sees the breaker closed at once."""
+        self._breaker().close()

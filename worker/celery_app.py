@@ -1,0 +1,39 @@
+"""The Celery application: transport only. Our Redis lists hold the truth; Celery carries one
+dispatch from a consumer to the worker in the same container and keeps no results."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from core.keys import Keys
+from core.settings import Settings, get_settings
+
+RUN_TASK = "asynctaskflow.run"
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("asynctaskflow", broker=settings.celery_broker_url, include=["worker.tasks"])
+    app.conf.update(
+        # A message is acked only after the attempt settled, and redelivered if the process
+        # died; the attempt token makes such a redelivery harmless.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        result_backend=None,
+        worker_prefetch_multiplier=settings.worker_prefetch_multiplier,
+        task_time_limit=settings.celery_task_time_limit,
+        task_soft_time_limit=settings.celery_task_soft_time_limit,
+        worker_max_tasks_per_child=settings.worker_max_tasks_per_child or None,
+        worker_max_memory_per_child=settings.worker_max_memory_per_child or None,
+        task_default_queue=Keys(settings.redis_key_prefix).dispatch_queue(settings.worker_id),
+        broker_connection_retry_on_startup=True,
+        # Redelivery of a lost message must come after our own lease reaper had its turn.
+        broker_transport_options={"visibility_timeout": settings.task_lease_seconds + 60},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+    )
+    return app
+
+
+celery_app = create_celery(get_settings())

@@ -1,0 +1,97 @@
+"""One attempt of one task: load it, run its handler behind the shared breaker, and commit
+exactly one transition. Celery's task is a thin shell over `Runner.execute`."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import threading
+import time
+
+from core.errors import StaleAttempt, TaskNotFound
+from core.keys import Keys
+from core.policy import Outcome, RetryPolicy
+from core.redis import sync_client
+from core.settings import Settings
+from core.states import State
+from core.store import TaskStore
+from core.task import Task
+from worker.breaker import SharedBreaker
+from worker.handlers import HANDLERS
+from worker.providers import Provider, build_provider
+
+log = logging.getLogger("asynctaskflow.worker")
+
+
+class Runner:
+    """Everything an attempt needs, built once per worker process and shared by its threads."""
+
+    def __init__(self, settings: Settings, provider: Provider | None = None) -> None:
+        keys = Keys(settings.redis_key_prefix)
+        self.store = TaskStore(sync_client(settings), keys)
+        self.breaker = SharedBreaker(settings, sync_client(settings, decode=False))
+        self.provider = provider or build_provider(settings)
+        self.policy = RetryPolicy(
+            settings.max_retries, settings.retry_backoff_base, settings.retry_backoff_max, settings.retry_after_max
+        )
+
+    def execute(self, task_id: str, token: str, consumer_id: str) -> str:
+        """Run one attempt; returns what became of it (for logs and tests)."""
+        try:
+            task = self.store.get(task_id)
+        except TaskNotFound:
+            log.warning("task %s vanished before its attempt ran", task_id)
+            return "missing"
+        if task.state != State.ACTIVE or task.attempt != token:
+            log.info("task %s: attempt %s is stale (state %s); skipped", task_id, token, task.state.value)
+            return "stale"
+        try:
+            return self._attempt(task, token, consumer_id)
+        except StaleAttempt:
+            log.info("task %s: result of stale attempt %s refused", task_id, token)
+            return "stale"
+
+    def _attempt(self, task: Task, token: str, consumer_id: str) -> str:
+        handler = HANDLERS.get(task.task_type)
+        started = time.monotonic()
+        try:
+            if handler is None:
+                raise ValueError(f"no handler for task type {task.task_type!r}")
+            summary = self.breaker.call(handler, self.provider, task)
+        except Exception as error:  # every failure is settled into a state, none escapes
+            return self._settle_failure(task, token, consumer_id, error)
+        self.store.complete(task.id, consumer_id, token, summary.text, summary.provider)
+        log.info("task %s completed by %s in %.0f ms", task.id, summary.provider, (time.monotonic() - started) * 1e3)
+        return "completed"
+
+    def _settle_failure(self, task: Task, token: str, consumer_id: str, error: Exception) -> str:
+        policy = dataclasses.replace(self.policy, max_retries=task.max_retries)
+        outcome, delay = policy.decide(error, task.retry_count, random.random())
+        error_type = getattr(error, "error_type", "internal")
+        message = (str(error) or type(error).__name__)[:1000]
+        if outcome == Outcome.DEFER:
+            self.store.release(task.id, consumer_id, token, message)
+            log.info("task %s: breaker open; back to the queue", task.id)
+            return "released"
+        if outcome == Outcome.RETRY:
+            self.store.schedule_retry(task.id, consumer_id, token, delay, 1, message, error_type)
+            log.warning("task %s: %s (%s); retry in %.1fs", task.id, error_type, message, delay)
+            return "scheduled"
+        target = State.FAILED if outcome == Outcome.FAIL else State.DLQ
+        self.store.fail(task.id, consumer_id, token, target, message, error_type)
+        log.error("task %s: %s (%s); moved to %s", task.id, error_type, message, target.value)
+        return target.value.lower()
+
+
+_runner: Runner | None = None
+_runner_lock = threading.Lock()
+
+
+def get_runner(settings: Settings) -> Runner:
+    """The process's Runner, created on first use (after a prefork child forked)."""
+    global _runner
+    with _runner_lock:
+        if _runner is None:
+            _runner = Runner(settings)
+        return _runner
