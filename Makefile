@@ -17,7 +17,7 @@ install: $(VENV)/.installed
 run: install
 	$(PY) -m utils.run
 
-test: install
+test: install lint
 	$(PY) -m pytest
 
 lint: install

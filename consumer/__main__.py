@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+
 from redis.exceptions import RedisError
 
 from consumer.consumer import BreakerGate, Consumer

@@ -4,7 +4,6 @@ Safe with any number of replicas: each step is atomic in Redis, and polling is j
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 
@@ -50,7 +49,8 @@ class Scheduler:
     def clean_once(self) -> int:
         """Delete finished tasks past RESULT_TTL_SECONDS and the oldest dead ones beyond DLQ_MAX_SIZE."""
         s = self.settings
-        deleted = sum(self.store.purge(state, s.result_ttl_seconds * 1000, 0, s.scheduler_batch_size) for state in _RETAINED)
+        retention_ms = s.result_ttl_seconds * 1000
+        deleted = sum(self.store.purge(state, retention_ms, 0, s.scheduler_batch_size) for state in _RETAINED)
         deleted += self.store.purge(State.DLQ, 0, s.dlq_max_size, s.scheduler_batch_size)
         if deleted:
             log.info("deleted %d finished tasks past retention", deleted)
@@ -67,10 +67,6 @@ class Scheduler:
             self.clean_once()
             self._next_clean = now + 60.0
 
-    def pause(self) -> float:
-        """Jittered interval, so replicas do not poll in lockstep."""
-        return self.settings.scheduler_interval * random.uniform(0.8, 1.2)
-
 
 def main() -> None:
     settings = get_settings()
@@ -79,7 +75,7 @@ def main() -> None:
     stop = threading.Event()
     stop_on_signals(stop)
     log.info("scheduler started: every %.1fs", settings.scheduler_interval)
-    repeat(lambda: (scheduler.run_once(), stop.wait(scheduler.pause())), stop)
+    repeat(scheduler.run_once, stop, pause=settings.scheduler_interval)
     log.info("scheduler stopped")
 
 

@@ -4,6 +4,7 @@ Each loop's real work is one `run_once`/`*_once` call; these only repeat it."""
 from __future__ import annotations
 
 import logging
+import random
 import signal
 import threading
 from collections.abc import Callable
@@ -41,7 +42,7 @@ def repeat(step: Callable[[], object], stop: threading.Event, pause: float = 0.0
         if once:
             return
         if pause:
-            stop.wait(pause)
+            stop.wait(pause * random.uniform(0.8, 1.2))  # jittered, so replicas do not poll in lockstep
 
 
 def every(interval: float, step: Callable[[], object], stop: threading.Event, name: str) -> threading.Thread:

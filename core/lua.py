@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,7 @@ _DIR = Path(__file__).with_name("scripts")
 LIB = "_lib"
 
 
-@lru_cache(maxsize=None)
+@cache
 def source(name: str) -> str:
     """Full source of one script: the shared helpers, then the transition itself."""
     return (_DIR / f"{LIB}.lua").read_text() + "\n" + (_DIR / f"{name}.lua").read_text()

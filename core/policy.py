@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from core.errors import CircuitOpen, LLMInputRejected, LLMProviderProblem, LLMRateLimited
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """What the worker does with a failed attempt."""
 
     RETRY = "RETRY"  # SCHEDULED, retry_count + 1

@@ -44,5 +44,5 @@ class Task:
         values: dict[str, object] = {k: v for k, v in raw.items() if k in known}
         for name in _INT_FIELDS & values.keys():
             values[name] = int(str(values[name]) or 0)
-        values["state"] = State(values["state"])
+        values["state"] = State(raw["state"])
         return cls(**values)  # type: ignore[arg-type]

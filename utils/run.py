@@ -36,7 +36,8 @@ def main() -> int:
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = {**os.environ, "PATH": path, "PYTHONUNBUFFERED": "1"}
     try:
-        return subprocess.call([sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile")], cwd=ROOT, env=env)
+        honcho = [sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile")]
+        return subprocess.call(honcho, cwd=ROOT, env=env)
     except KeyboardInterrupt:
         return 0
     finally:
