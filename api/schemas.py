@@ -41,7 +41,7 @@ class TaskAccepted(BaseModel):
 class TaskPublic(BaseModel):
     """A task as clients see it: the attempt token and other internals stay private."""
 
-    id: str
+    task_id: str
     task_type: str
     state: State
     content: str
@@ -62,7 +62,7 @@ class TaskPublic(BaseModel):
     def from_task(cls, task: Task) -> TaskPublic:
         """The stored record's "" and 0 (its "not yet") become null."""
         return cls(
-            id=task.id,
+            task_id=task.id,
             task_type=task.task_type,
             state=task.state,
             content=task.content,

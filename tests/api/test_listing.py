@@ -21,7 +21,7 @@ async def walk(client: httpx.AsyncClient, path: str, **params: str | int) -> lis
         response = await client.get(path, params=query)
         assert response.status_code == 200, response.text
         body = response.json()
-        pages.append([item["id"] for item in body["items"]])
+        pages.append([item["task_id"] for item in body["items"]])
         cursor = body["next_cursor"]
         if cursor is None:
             return pages
@@ -76,9 +76,9 @@ async def test_status_filter_case_insensitive(client: httpx.AsyncClient, pipelin
 
     for value in ("COMPLETED", "completed", "Completed"):
         items = (await client.get("/api/v1/tasks/", params={"status": value})).json()["items"]
-        assert [item["id"] for item in items] == [first]
+        assert [item["task_id"] for item in items] == [first]
     failed = (await client.get("/api/v1/tasks", params={"status": "failed"})).json()["items"]
-    assert [(item["id"], item["last_error"]) for item in failed] == [(second, "input rejected")]
+    assert [(item["task_id"], item["last_error"]) for item in failed] == [(second, "input rejected")]
     pending = await walk(client, "/api/v1/tasks/", status="PENDING", limit=1)
     assert pending == [[third]]
     everything = (await client.get("/api/v1/tasks/", params={"status": ""})).json()["items"]

@@ -96,7 +96,7 @@ async def test_dlq_lists_dead_tasks_newest_first_with_their_error(
 
     items = [item for page in pages for item in page]
     assert [len(p) for p in pages] == [3, 1]
-    assert sorted(item["id"] for item in items) == sorted(ids[:4])
+    assert sorted(item["task_id"] for item in items) == sorted(ids[:4])
     assert all(item["state"] == "DLQ" and item["last_error"].startswith("provider said no") for item in items)
     finished = [item["finished_at"] for item in items]
     assert finished == sorted(finished, reverse=True)

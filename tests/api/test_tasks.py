@@ -14,7 +14,7 @@ from tests.api.conftest import Pipeline, state_of, submit
 pytestmark = pytest.mark.anyio
 
 PUBLIC_FIELDS = {
-    "id", "task_type", "state", "content", "result", "provider", "retry_count", "max_retries", "last_error",
+    "task_id", "task_type", "state", "content", "result", "provider", "retry_count", "max_retries", "last_error",
     "error_type", "worker", "created_at", "updated_at", "started_at", "finished_at", "due_at",
 }  # fmt: skip
 
@@ -25,7 +25,7 @@ async def test_get_pending_task_has_nulls_for_not_yet(client: httpx.AsyncClient)
     body = (await client.get(f"/api/v1/tasks/{task_id}")).json()
 
     assert set(body) == PUBLIC_FIELDS
-    assert body["id"] == task_id
+    assert body["task_id"] == task_id
     assert body["state"] == "PENDING"
     assert body["content"] == "Some text."
     assert body["created_at"] == body["updated_at"] > 0
@@ -99,7 +99,7 @@ async def test_upper_case_id_finds_the_task(client: httpx.AsyncClient) -> None:
     response = await client.get(f"/api/v1/tasks/{task_id.upper()}")
 
     assert response.status_code == 200
-    assert response.json()["id"] == task_id
+    assert response.json()["task_id"] == task_id
 
 
 async def test_delete_removes_the_task(client: httpx.AsyncClient) -> None:
@@ -146,7 +146,7 @@ async def test_retry_redrives_a_failed_or_dead_task(
 
     assert response.status_code == 202
     body = response.json()
-    assert (body["id"], body["state"], body["retry_count"], body["finished_at"]) == (task_id, "PENDING", 0, None)
+    assert (body["task_id"], body["state"], body["retry_count"], body["finished_at"]) == (task_id, "PENDING", 0, None)
     status = (await client.get("/api/v1/queues/status")).json()
     assert status["queues"]["retry"] == 1
     assert status["states"][target.value] == 0
@@ -199,7 +199,7 @@ async def test_cancel_a_waiting_task(client: httpx.AsyncClient, pipeline: Pipeli
 
     assert response.status_code == 200
     body = response.json()
-    assert (body["id"], body["state"], body["due_at"]) == (task_id, "CANCELLED", None)
+    assert (body["task_id"], body["state"], body["due_at"]) == (task_id, "CANCELLED", None)
     assert body["finished_at"] > 0
     depths = (await client.get("/api/v1/queues/status")).json()["queues"]
     assert (depths["primary"], depths["scheduled"]) == (0, 0)

@@ -1,0 +1,75 @@
+"""The scheduler's steps on a real Redis: promotion is exactly-once even with two at once,
+orphans come back, finished tasks expire."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import redis
+
+from consumer.scheduler import Scheduler
+from core.keys import Keys
+from core.settings import Settings
+from core.states import State
+from core.store import TaskStore, new_token
+from core.task import Task
+
+
+def scheduled_tasks(store: TaskStore, count: int) -> list[str]:
+    ids = []
+    for _ in range(count):
+        store.create(Task(id=str(uuid.uuid4()), task_type="summarize", content="x", max_retries=3))
+        token = new_token()
+        claim = store.claim("c", token, prefer_retry=False)
+        store.schedule_retry(claim.task_id, "c", token, 0, 1, "boom", "transient")
+        ids.append(claim.task_id)
+    return ids
+
+
+def test_two_schedulers_promote_each_due_task_exactly_once(real_redis: redis.Redis, key_prefix: str) -> None:
+    store = TaskStore(real_redis, Keys(key_prefix))
+    ids = scheduled_tasks(store, 1000)
+    settings = Settings(scheduler_batch_size=50)
+    schedulers = [Scheduler(settings, TaskStore(redis.Redis(connection_pool=real_redis.connection_pool), store.keys))
+                  for _ in range(2)]
+    counts: list[int] = []
+    threads = [threading.Thread(target=lambda s=s: counts.append(s.promote_once())) for s in schedulers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    queued = real_redis.lrange(store.keys.pending_retry, 0, -1)
+    assert sorted(queued) == sorted(ids), "every task once, none twice"
+    assert sum(counts) == 1000
+    assert real_redis.zcard(store.keys.scheduled) == 0
+
+
+def test_reap_returns_the_tasks_of_a_dead_consumer(real_redis: redis.Redis, key_prefix: str) -> None:
+    store = TaskStore(real_redis, Keys(key_prefix))
+    store.create(Task(id=str(uuid.uuid4()), task_type="summarize", content="x", max_retries=3))
+    store.beat("dead", {}, ttl=0.1)
+    claim = store.claim("dead", new_token(), prefer_retry=False)
+    time.sleep(0.2)
+
+    assert Scheduler(Settings(), store).reap_once() == 1
+
+    task = store.get(claim.task_id)
+    assert (task.state, task.retry_count, task.error_type) == (State.PENDING, 1, "worker_lost")
+    assert real_redis.lrange(store.keys.pending_retry, 0, -1) == [claim.task_id]
+
+
+def test_clean_deletes_finished_tasks_past_retention(real_redis: redis.Redis, key_prefix: str) -> None:
+    store = TaskStore(real_redis, Keys(key_prefix))
+    store.create(Task(id=str(uuid.uuid4()), task_type="summarize", content="x", max_retries=3))
+    token = new_token()
+    claim = store.claim("c", token, prefer_retry=False)
+    store.complete(claim.task_id, "c", token, "done", "offline")
+    scheduler = Scheduler(Settings(result_ttl_seconds=1), store)
+    assert scheduler.clean_once() == 0
+    time.sleep(1.1)
+    assert scheduler.clean_once() == 1
+    assert not real_redis.exists(store.keys.task(claim.task_id))
+    assert real_redis.zcard(store.keys.state_index(State.COMPLETED)) == 0

@@ -1,0 +1,117 @@
+"""One attempt end to end without Celery: real Redis, the loopback stand-in, the real breaker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from core.keys import Keys
+from core.settings import Settings
+from core.states import State
+from core.store import TaskStore, new_token
+from core.task import Task
+from tests.stub_llm import StubLLM
+from worker.runner import Runner
+
+CONSUMER = "c1"
+
+
+@pytest.fixture
+def stub() -> Iterator[StubLLM]:
+    with StubLLM() as llm:
+        yield llm
+
+
+@pytest.fixture
+def runner(redis_url: str, key_prefix: str, stub: StubLLM, real_redis: redis.Redis) -> Runner:
+    settings = Settings(
+        redis_url=redis_url, redis_key_prefix=key_prefix, openrouter_api_key="test-key",
+        openrouter_base_url=stub.url, max_retries=2, circuit_breaker_fail_max=3,
+    )
+    return Runner(settings)
+
+
+def claimed(store: TaskStore, content: str, task_type: str = "summarize", retries: int = 2) -> tuple[str, str]:
+    """A task as a consumer leaves it: ACTIVE under a fresh token in this consumer's in-flight list."""
+    store.create(Task(id=str(uuid.uuid4()), task_type=task_type, content=content, max_retries=retries))
+    token = new_token()
+    claim = store.claim(CONSUMER, token, prefer_retry=False)
+    assert claim.status == "ok"
+    return claim.task_id, token
+
+
+def test_success_stores_the_answer(runner: Runner) -> None:
+    task_id, token = claimed(runner.store, "[[tag:ok]] text")
+    assert runner.execute(task_id, token, CONSUMER) == "completed"
+    task = runner.store.get(task_id)
+    assert (task.state, task.result, task.provider, task.attempt) == (State.COMPLETED, "summary:ok", "openrouter", "")
+    assert runner.store.inflight_count(CONSUMER) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "outcome", "state", "retries", "error_type"),
+    [
+        ("[[400]] refused", "failed", State.FAILED, 0, "input_rejected"),
+        ("[[status:500]] down", "scheduled", State.SCHEDULED, 1, "transient"),
+        ("[[status:401]] bad key", "dlq", State.DLQ, 0, "provider_problem"),
+        ("[[429:5]] slow down", "scheduled", State.SCHEDULED, 1, "rate_limited"),
+    ],
+)
+def test_each_failure_commits_one_transition(
+    runner: Runner, content: str, outcome: str, state: State, retries: int, error_type: str
+) -> None:
+    task_id, token = claimed(runner.store, content)
+    assert runner.execute(task_id, token, CONSUMER) == outcome
+    task = runner.store.get(task_id)
+    assert (task.state, task.retry_count, task.error_type) == (state, retries, error_type)
+    assert task.last_error
+    assert runner.store.inflight_count(CONSUMER) == 0
+
+
+def test_rate_limited_task_waits_for_retry_after(runner: Runner) -> None:
+    task_id, token = claimed(runner.store, "[[429:5]] slow down")
+    runner.execute(task_id, token, CONSUMER)
+    task = runner.store.get(task_id)
+    assert task.due_at - task.updated_at == 5000
+
+
+def test_out_of_retries_goes_to_the_dlq(runner: Runner) -> None:
+    task_id, token = claimed(runner.store, "[[status:503]] down", retries=0)
+    assert runner.execute(task_id, token, CONSUMER) == "dlq"
+    assert runner.store.get(task_id).state == State.DLQ
+
+
+def test_stale_attempt_changes_nothing(runner: Runner, stub: StubLLM) -> None:
+    task_id, token = claimed(runner.store, "[[tag:x]] text")
+    assert runner.execute(task_id, "not-the-token", CONSUMER) == "stale"
+    assert runner.store.get(task_id).state == State.ACTIVE
+    assert stub.calls() == [], "a stale attempt never calls the provider"
+    assert runner.execute(task_id, token, CONSUMER) == "completed"
+    assert runner.execute(task_id, token, CONSUMER) == "stale", "a redelivered message is harmless"
+
+
+def test_unknown_task_type_is_retried_then_dead(runner: Runner) -> None:
+    task_id, token = claimed(runner.store, "text", task_type="translate", retries=0)
+    assert runner.execute(task_id, token, CONSUMER) == "dlq"
+    assert "no handler" in runner.store.get(task_id).last_error
+
+
+def test_open_breaker_puts_the_task_back_without_spending_a_retry(runner: Runner, stub: StubLLM) -> None:
+    for i in range(3):  # circuit_breaker_fail_max
+        task_id, token = claimed(runner.store, f"[[status:500]] outage {i}")
+        runner.execute(task_id, token, CONSUMER)
+    assert runner.breaker.state == "open"
+    calls = len(stub.calls())
+
+    task_id, token = claimed(runner.store, "[[tag:later]] waits")
+    assert runner.execute(task_id, token, CONSUMER) == "released"
+
+    task = runner.store.get(task_id)
+    assert (task.state, task.retry_count, task.error_type) == (State.PENDING, 0, "circuit_open")
+    assert runner.store.r.lindex(Keys(runner.store.keys.prefix).pending_primary, 0) == task_id
+    assert len(stub.calls()) == calls
+    runner.breaker.close()
+    assert runner.breaker.state == "closed"
