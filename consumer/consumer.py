@@ -8,6 +8,7 @@ BLPOP), so a crash at any instant leaves it where the reaper finds it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from core.errors import AsyncTaskFlowError
 from core.policy import retry_share
 from core.settings import Settings
 from core.store import TaskStore, new_token
@@ -73,11 +75,13 @@ class Consumer:
         self.started_at = time.time()
         self.stopping = threading.Event()
         self._inflight_estimate = 0  # an upper bound: completions only lower the real count
+        self._undispatched: list[tuple[str, str]] = []  # claimed, but the broker refused them
 
     # --- one iteration ------------------------------------------------------------------------
     def run_once(self) -> str | None:
         """Take one task if the worker has a free slot and the breaker allows; dispatch it.
         Returns the task id, or None when nothing was taken (full, paused, idle or skipped)."""
+        self._release_undispatched()
         if not self._has_free_slot():
             time.sleep(_FULL_WAIT)
             return None
@@ -97,9 +101,22 @@ class Consumer:
             return None
         self._inflight_estimate += 1
         self._count_source(prefer_retry, claim.source)
-        self.dispatch(claim.task_id, token, self.id)
+        try:
+            self.dispatch(claim.task_id, token, self.id)
+        except Exception as e:  # Celery's broker is unreachable: this attempt never started
+            log.warning("task %s: dispatch failed (%s); it goes back to the queue", claim.task_id, e)
+            self._undispatched.append((claim.task_id, token))
+            return None
         log.debug("task %s dispatched (attempt %s)", claim.task_id, token)
         return claim.task_id
+
+    def _release_undispatched(self) -> None:
+        """Put tasks whose dispatch failed back at the head of the queue, spending no retry."""
+        while self._undispatched:
+            task_id, token = self._undispatched[0]
+            with contextlib.suppress(AsyncTaskFlowError):  # reaped or deleted meanwhile: nothing to put back
+                self.store.release(task_id, self.id, token, "dispatch to the worker failed", "dispatch_failed")
+            self._undispatched.pop(0)
 
     def _has_free_slot(self) -> bool:
         if self._inflight_estimate < self.capacity:
@@ -147,15 +164,23 @@ class Consumer:
     # --- shutdown -----------------------------------------------------------------------------
     def drain(self, grace: float) -> int:
         """Wait up to `grace` seconds for dispatched tasks to finish, then hand back the rest at
-        once (not after the heartbeat expires); late results of those are refused by token.
-        Returns how many were handed back."""
+        once, spending no retry (not after the heartbeat expires); late results of those are
+        refused by token. Returns how many were handed back."""
         deadline = time.monotonic() + grace
         while self.store.inflight_count(self.id) and time.monotonic() < deadline:
             time.sleep(0.1)
+        self._release_undispatched()
         returned = 0
         for task_id in self.store.inflight_ids(self.id):
-            outcome = self.store.recover(task_id, self.id, "", "consumer stopped before the task finished")
-            returned += outcome in ("requeued", "dead")
-            log.info("task %s handed back on shutdown (%s)", task_id, outcome)
+            returned += self._hand_back(task_id)
         self.store.leave(self.id)
         return returned
+
+    def _hand_back(self, task_id: str) -> bool:
+        reason = "consumer stopped before the task finished"
+        try:
+            self.store.release(task_id, self.id, self.store.get(task_id).attempt, reason, "shutdown")
+        except AsyncTaskFlowError:  # not ours any more, or never claimed: the general sweep decides
+            return self.store.recover(task_id, self.id, "", reason) == "requeued"
+        log.info("task %s handed back on shutdown", task_id)
+        return True

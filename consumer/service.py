@@ -36,13 +36,16 @@ def repeat(step: Callable[[], object], stop: threading.Event, pause: float = 0.0
             backoff = 0.1
         except RedisError as e:
             log.warning("Redis unavailable (%s); retrying in %.1fs", type(e).__name__, backoff)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 5.0)
+        except Exception:  # a loop must outlive any one failure; the task it touched is recoverable
+            log.exception("step failed; retrying in %.1fs", backoff)
+        else:
+            if once:
+                return
+            if pause:
+                stop.wait(pause * random.uniform(0.8, 1.2))  # jittered, so replicas do not poll in lockstep
             continue
-        if once:
-            return
-        if pause:
-            stop.wait(pause * random.uniform(0.8, 1.2))  # jittered, so replicas do not poll in lockstep
+        stop.wait(backoff)
+        backoff = min(backoff * 2, 5.0)
 
 
 def every(interval: float, step: Callable[[], object], stop: threading.Event, name: str) -> threading.Thread:
@@ -54,6 +57,8 @@ def every(interval: float, step: Callable[[], object], stop: threading.Event, na
                 step()
             except RedisError as e:
                 log.warning("%s: Redis unavailable (%s)", name, type(e).__name__)
+            except Exception:
+                log.exception("%s failed", name)
 
     thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()

@@ -97,19 +97,19 @@ class Ops:
         return Call("complete_task", keys, [task_id, token, result, provider])
 
     def schedule_retry(
-        self, task_id: str, consumer_id: str, token: str, delay_ms: int, spent: int, error: str, error_type: str
+        self, task_id: str, consumer_id: str, token: str, delay_ms: int, error: str, error_type: str
     ) -> Call:
         keys = self._report_keys(task_id, consumer_id, self.k.scheduled)
-        return Call("schedule_retry", keys, [task_id, token, delay_ms, spent, error, error_type])
+        return Call("schedule_retry", keys, [task_id, token, delay_ms, error, error_type])
 
     def fail(self, task_id: str, consumer_id: str, token: str, target: State, error: str, error_type: str) -> Call:
         keys = self._report_keys(task_id, consumer_id, self.k.state_index(target))
         return Call("fail_task", keys, [task_id, token, target.value, error, error_type])
 
-    def release(self, task_id: str, consumer_id: str, token: str, reason: str) -> Call:
+    def release(self, task_id: str, consumer_id: str, token: str, reason: str, error_type: str) -> Call:
         keys = self._report_keys(task_id, consumer_id, self.k.state_index(State.PENDING))
         keys.insert(4, self.k.pending_primary)
-        return Call("release_task", keys, [task_id, token, reason])
+        return Call("release_task", keys, [task_id, token, reason, error_type])
 
     def promote_due(self, batch: int) -> Call:
         keys = [self.k.scheduled, self.k.pending_retry, self.k.state_index(State.PENDING), self.k.events]
@@ -199,18 +199,19 @@ class TaskStore:
         check(self._run(self.ops.complete(task_id, consumer_id, token, result, provider)), task_id, "complete")
 
     def schedule_retry(
-        self, task_id: str, consumer_id: str, token: str, delay: float, spent: int, error: str, error_type: str
+        self, task_id: str, consumer_id: str, token: str, delay: float, error: str, error_type: str
     ) -> int:
-        """ACTIVE → SCHEDULED after `delay` seconds; returns the new retry count."""
-        call = self.ops.schedule_retry(task_id, consumer_id, token, int(delay * 1000), spent, error, error_type)
+        """ACTIVE → SCHEDULED after `delay` seconds, spending one retry; returns the new retry count."""
+        call = self.ops.schedule_retry(task_id, consumer_id, token, int(delay * 1000), error, error_type)
         return int(check(self._run(call), task_id, "schedule a retry")[1])
 
     def fail(self, task_id: str, consumer_id: str, token: str, target: State, error: str, error_type: str) -> None:
         check(self._run(self.ops.fail(task_id, consumer_id, token, target, error, error_type)), task_id, "fail")
 
-    def release(self, task_id: str, consumer_id: str, token: str, reason: str) -> None:
-        """ACTIVE → PENDING at the head of the primary list, no retry spent (breaker open)."""
-        check(self._run(self.ops.release(task_id, consumer_id, token, reason)), task_id, "release")
+    def release(self, task_id: str, consumer_id: str, token: str, reason: str, error_type: str) -> None:
+        """ACTIVE → PENDING at the head of the primary list, no retry spent: the attempt was given
+        back before it could do its work (breaker open, dispatch failed, shutdown)."""
+        check(self._run(self.ops.release(task_id, consumer_id, token, reason, error_type)), task_id, "release")
 
     # --- scheduler ------------------------------------------------------------------------
     def promote_due(self, batch: int) -> int:

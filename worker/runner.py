@@ -71,11 +71,11 @@ class Runner:
         error_type = getattr(error, "error_type", "internal")
         message = (str(error) or type(error).__name__)[:1000]
         if outcome == Outcome.DEFER:
-            self.store.release(task.id, consumer_id, token, message)
+            self.store.release(task.id, consumer_id, token, message, error_type)
             log.info("task %s: breaker open; back to the queue", task.id)
             return "released"
         if outcome == Outcome.RETRY:
-            self.store.schedule_retry(task.id, consumer_id, token, delay, 1, message, error_type)
+            self.store.schedule_retry(task.id, consumer_id, token, delay, message, error_type)
             log.warning("task %s: %s (%s); retry in %.1fs", task.id, error_type, message, delay)
             return "scheduled"
         target = State.FAILED if outcome == Outcome.FAIL else State.DLQ

@@ -1,8 +1,8 @@
--- release_task: an attempt that never reached the provider (the shared breaker is open) goes back
--- to the head of the primary list, ACTIVE -> PENDING, spending no retry: it waits in the queue,
--- in its place, until consumers take work again.
+-- release_task: an attempt given back unspent goes to the head of the primary list,
+-- ACTIVE -> PENDING, spending no retry: the breaker refused the call, the dispatch failed, or the
+-- consumer is shutting down. The task waits in the queue, in its place.
 -- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 PENDING index, 5 primary list, 6 events
--- ARGV: 1 id, 2 attempt token, 3 reason
+-- ARGV: 1 id, 2 attempt token, 3 reason, 4 error type
 -- Returns: {'ok'} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> PENDING
 local refused = check_attempt(KEYS[1], ARGV[2])
@@ -10,7 +10,7 @@ if refused then return refused end
 local now = now_ms()
 local id = ARGV[1]
 redis.call('HSET', KEYS[1], 'state', 'PENDING', 'attempt', '', 'last_error', ARGV[3],
-  'error_type', 'circuit_open', 'updated_at', now)
+  'error_type', ARGV[4], 'updated_at', now)
 redis.call('LREM', KEYS[2], 1, id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZADD', KEYS[4], now, id)

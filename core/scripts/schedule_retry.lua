@@ -1,7 +1,6 @@
--- schedule_retry: a failed attempt waits for its retry, ACTIVE -> SCHEDULED.
+-- schedule_retry: a failed attempt waits for its retry, ACTIVE -> SCHEDULED, spending one retry.
 -- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 scheduled set, 5 events channel
--- ARGV: 1 id, 2 attempt token, 3 delay ms, 4 retries spent by this attempt (1, or 0 when the
---       breaker refused the call), 5 error message, 6 error type
+-- ARGV: 1 id, 2 attempt token, 3 delay ms, 4 error message, 5 error type
 -- Returns: {'ok', retry_count, due_at} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> SCHEDULED
 local refused = check_attempt(KEYS[1], ARGV[2])
@@ -9,9 +8,9 @@ if refused then return refused end
 local now = now_ms()
 local id = ARGV[1]
 local due = now + tonumber(ARGV[3])
-local retries = redis.call('HINCRBY', KEYS[1], 'retry_count', tonumber(ARGV[4]))
+local retries = redis.call('HINCRBY', KEYS[1], 'retry_count', 1)
 redis.call('HSET', KEYS[1], 'state', 'SCHEDULED', 'due_at', due, 'attempt', '',
-  'last_error', ARGV[5], 'error_type', ARGV[6], 'updated_at', now)
+  'last_error', ARGV[4], 'error_type', ARGV[5], 'updated_at', now)
 redis.call('LREM', KEYS[2], 1, id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZADD', KEYS[4], due, id)

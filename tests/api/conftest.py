@@ -67,7 +67,7 @@ class Pipeline:
 
     def schedule(self, task_id: str, delay: float = 60.0) -> None:
         self.claim(task_id)
-        self.store.schedule_retry(task_id, self.consumer_id, self.tokens[task_id], delay, 1, "timeout", "transient")
+        self.store.schedule_retry(task_id, self.consumer_id, self.tokens[task_id], delay, "timeout", "transient")
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ def load(store: TaskStore, primary: int, retry: int) -> set[str]:
     for _ in range(retry):
         token = new_token()
         claim = store.claim("loader", token, prefer_retry=False)
-        store.schedule_retry(claim.task_id, "loader", token, 0, 1, "boom", "transient")
+        store.schedule_retry(claim.task_id, "loader", token, 0, "boom", "transient")
         retried.add(claim.task_id)
     assert store.promote_due(retry + 1) == retry
     return retried

@@ -23,7 +23,7 @@ def scheduled_tasks(store: TaskStore, count: int) -> list[str]:
         store.create(Task(id=str(uuid.uuid4()), task_type="summarize", content="x", max_retries=3))
         token = new_token()
         claim = store.claim("c", token, prefer_retry=False)
-        store.schedule_retry(claim.task_id, "c", token, 0, 1, "boom", "transient")
+        store.schedule_retry(claim.task_id, "c", token, 0, "boom", "transient")
         ids.append(claim.task_id)
     return ids
 

@@ -69,7 +69,7 @@ def to_retry_list(store: TaskStore, task: Task) -> None:
     """create → claim → schedule_retry(0) → promote_due: the task waits at the tail of the retry list."""
     store.create(task)
     token = claim_one(store, task.id)
-    store.schedule_retry(task.id, CONSUMER, token, 0, 1, "boom", "transient")
+    store.schedule_retry(task.id, CONSUMER, token, 0, "boom", "transient")
     assert store.promote_due(100) == 1
 
 
@@ -82,7 +82,7 @@ def make_in_state(stores: Stores, state: State, max_retries: int = 3) -> Task:
     elif state is not State.PENDING:
         token = claim_one(store, task.id)
         if state is State.SCHEDULED:
-            store.schedule_retry(task.id, CONSUMER, token, 3600, 1, "boom", "transient")
+            store.schedule_retry(task.id, CONSUMER, token, 3600, "boom", "transient")
         elif state is State.COMPLETED:
             store.complete(task.id, CONSUMER, token, "summary", "offline")
         elif state in (State.FAILED, State.DLQ):

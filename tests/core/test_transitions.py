@@ -182,7 +182,7 @@ def test_complete_stores_the_result(store: TaskStore) -> None:
 def test_schedule_retry_spends_a_retry_and_waits_until_due(store: TaskStore) -> None:
     task = store.create(new_task())
     token = claim_one(store, task.id)
-    assert store.schedule_retry(task.id, CONSUMER, token, 12.5, 1, "timed out", "transient") == 1
+    assert store.schedule_retry(task.id, CONSUMER, token, 12.5, "timed out", "transient") == 1
 
     got = assert_one_place(store, task.id)
     assert got.state is State.SCHEDULED
@@ -190,19 +190,6 @@ def test_schedule_retry_spends_a_retry_and_waits_until_due(store: TaskStore) -> 
     assert got.due_at == got.updated_at + 12_500
     assert store.r.zscore(store.keys.scheduled, task.id) == got.due_at
     assert store.inflight_count(CONSUMER) == 0
-
-
-def test_schedule_retry_with_nothing_spent_keeps_the_retry_count(store: TaskStore) -> None:
-    """The breaker refused the call (spent=0): the task waits without losing a retry."""
-    task = store.create(new_task())
-    assert store.schedule_retry(task.id, CONSUMER, claim_one(store, task.id), 0, 1, "boom", "transient") == 1
-    assert store.promote_due(10) == 1
-    token = new_token()
-    assert store.claim(CONSUMER, token, prefer_retry=True).task_id == task.id
-    assert store.schedule_retry(task.id, CONSUMER, token, 1, 0, "open", "circuit_open") == 1
-
-    got = assert_one_place(store, task.id)
-    assert (got.state, got.retry_count, got.error_type) == (State.SCHEDULED, 1, "circuit_open")
 
 
 @pytest.mark.parametrize("target", [State.FAILED, State.DLQ])
@@ -218,9 +205,22 @@ def test_fail_ends_the_task(store: TaskStore, target: State) -> None:
     assert store.inflight_count(CONSUMER) == 0
 
 
+def test_release_puts_the_task_back_at_the_head_of_the_queue_without_spending_a_retry(store: TaskStore) -> None:
+    """The breaker was open: the attempt never reached the provider, so the task waits in its place."""
+    first, second = store.create(new_task()), store.create(new_task())
+    token = claim_one(store, first.id)
+    store.release(first.id, CONSUMER, token, "circuit breaker open", "circuit_open")
+
+    got = assert_one_place(store, first.id)
+    assert (got.state, got.retry_count, got.error_type, got.attempt) == (State.PENDING, 0, "circuit_open", "")
+    assert store.r.lrange(store.keys.pending_primary, 0, -1) == [first.id, second.id]
+    assert store.inflight_count(CONSUMER) == 0
+
+
 REPORTS: dict[str, Callable[[TaskStore, str, str], object]] = {
+    "release": lambda s, tid, tok: s.release(tid, CONSUMER, tok, "late", "shutdown"),
     "complete": lambda s, tid, tok: s.complete(tid, CONSUMER, tok, "late", "offline"),
-    "schedule_retry": lambda s, tid, tok: s.schedule_retry(tid, CONSUMER, tok, 1, 1, "late", "transient"),
+    "schedule_retry": lambda s, tid, tok: s.schedule_retry(tid, CONSUMER, tok, 1, "late", "transient"),
     "fail": lambda s, tid, tok: s.fail(tid, CONSUMER, tok, State.DLQ, "late", "transient"),
 }
 
@@ -272,7 +272,7 @@ def test_report_for_an_unknown_task_is_not_found(store: TaskStore, report: str) 
 def _scheduled(store: TaskStore, delay: float) -> str:
     task = store.create(new_task())
     token = claim_one(store, task.id)
-    store.schedule_retry(task.id, CONSUMER, token, delay, 1, "boom", "transient")
+    store.schedule_retry(task.id, CONSUMER, token, delay, "boom", "transient")
     return task.id
 
 

@@ -1,0 +1,98 @@
+"""The consumer's step on a real Redis: backpressure, the breaker gate, failed dispatch, drain."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import redis
+
+from consumer.consumer import BreakerGate, Consumer
+from core.errors import LLMTransient
+from core.keys import Keys
+from core.settings import Settings
+from core.states import State
+from core.store import TaskStore
+from core.task import Task
+from worker.breaker import SharedBreaker
+
+
+@pytest.fixture
+def settings(redis_url: str, key_prefix: str) -> Settings:
+    return Settings(
+        redis_url=redis_url, redis_key_prefix=key_prefix, celery_worker_concurrency=2,
+        consumer_block_seconds=0.1, circuit_breaker_fail_max=2, circuit_breaker_reset_timeout=1,
+    )
+
+
+@pytest.fixture
+def store(real_redis: redis.Redis, settings: Settings) -> TaskStore:
+    return TaskStore(real_redis, Keys(settings.redis_key_prefix))
+
+
+def submit(store: TaskStore, count: int) -> list[str]:
+    return [store.create(Task(id=str(uuid.uuid4()), task_type="summarize", content="x", max_retries=3)).id
+            for _ in range(count)]
+
+
+def test_takes_no_more_than_the_worker_has_slots(settings: Settings, store: TaskStore) -> None:
+    ids = submit(store, 3)
+    sent: list[str] = []
+    consumer = Consumer(settings, store, lambda tid, tok, cid: sent.append(tid))
+    assert [consumer.run_once() for _ in range(3)] == [ids[0], ids[1], None]
+    assert sent == ids[:2] and store.inflight_count(consumer.id) == 2
+    token = store.get(ids[0]).attempt
+    store.complete(ids[0], consumer.id, token, "done", "offline")  # a slot frees up
+    assert consumer.run_once() == ids[2]
+
+
+def test_a_failed_dispatch_puts_the_task_back_without_spending_a_retry(settings: Settings, store: TaskStore) -> None:
+    (task_id,) = submit(store, 1)
+
+    def broker_down(tid: str, tok: str, cid: str) -> None:
+        raise ConnectionError("broker unreachable")
+
+    consumer = Consumer(settings, store, broker_down)
+    assert consumer.run_once() is None
+    consumer.dispatch = lambda tid, tok, cid: None
+    assert consumer.run_once() == task_id, "released to the head of the queue, then taken again"
+    task = store.get(task_id)
+    assert (task.state, task.retry_count) == (State.ACTIVE, 0)
+
+
+def test_an_open_breaker_stops_the_consumer_then_lets_one_probe_through(
+    settings: Settings, store: TaskStore, redis_url: str
+) -> None:
+    breaker = SharedBreaker(settings, redis.Redis.from_url(redis_url))
+    for _ in range(2):
+        with pytest.raises(LLMTransient):
+            breaker.call(_fail)
+    ids = submit(store, 3)
+    consumer = Consumer(settings, store, lambda tid, tok, cid: None, gate=BreakerGate(breaker, ttl=0))
+
+    assert consumer.run_once() is None and store.inflight_count(consumer.id) == 0
+    time.sleep(1.1)  # the reset timeout passes: probe mode, one task at a time
+    assert [consumer.run_once(), consumer.run_once()] == [ids[0], None]
+    breaker.close()
+    assert consumer.run_once() == ids[1]
+
+
+def test_drain_hands_back_what_did_not_finish(settings: Settings, store: TaskStore) -> None:
+    ids = submit(store, 2)
+    consumer = Consumer(settings, store, lambda tid, tok, cid: None)
+    consumer.beat()
+    consumer.run_once()
+    consumer.run_once()
+    store.complete(ids[0], consumer.id, store.get(ids[0]).attempt, "done", "offline")
+
+    assert consumer.drain(grace=0.2) == 1
+
+    task = store.get(ids[1])
+    assert (task.state, task.retry_count, task.error_type) == (State.PENDING, 0, "shutdown")
+    assert store.r.lrange(store.keys.pending_primary, 0, -1) == [ids[1]]
+    assert not store.r.exists(store.keys.heartbeat(consumer.id))
+
+
+def _fail() -> None:
+    raise LLMTransient("provider down")
