@@ -138,8 +138,8 @@ class Ops:
         return Call("purge_finished", keys, [self.k.task_prefix, retention_ms, max_keep, batch])
 
 
-class TaskStore:
-    """Synchronous store for the consumer, the worker and the scheduler."""
+class _Store:
+    """What both stores share: the client, the keys, the calls and the replies' meaning."""
 
     def __init__(self, client: Any, keys: Keys) -> None:
         self.r = client
@@ -147,23 +147,33 @@ class TaskStore:
         self.ops = Ops(keys)
         self._scripts = register_all(client)
 
+    @staticmethod
+    def _created(task: Task, reply: Reply) -> Task:
+        if reply[0] != "ok":
+            raise InvalidTransition(task.id, "existing", "create")
+        task.created_at = task.updated_at = int(reply[1])
+        return task
+
+    @staticmethod
+    def _loaded(task_id: str, raw: dict[str, str]) -> Task:
+        if not raw:
+            raise TaskNotFound(task_id)
+        return Task.from_hash(raw)
+
+
+class TaskStore(_Store):
+    """Synchronous store for the consumer, the worker and the scheduler."""
+
     def _run(self, call: Call) -> Any:
         return self._scripts[call.script](keys=call.keys, args=call.args, client=self.r)
 
     # --- submit and read ------------------------------------------------------------------
     def create(self, task: Task) -> Task:
         """Store a new task and queue it; fails if the id exists (ids are UUIDs, so only on a bug)."""
-        reply = self._run(self.ops.create(task))
-        if reply[0] != "ok":
-            raise InvalidTransition(task.id, "existing", "create")
-        task.created_at = task.updated_at = int(reply[1])
-        return task
+        return self._created(task, self._run(self.ops.create(task)))
 
     def get(self, task_id: str) -> Task:
-        raw = self.r.hgetall(self.keys.task(task_id))
-        if not raw:
-            raise TaskNotFound(task_id)
-        return Task.from_hash(raw)
+        return self._loaded(task_id, self.r.hgetall(self.keys.task(task_id)))
 
     # --- consumer -------------------------------------------------------------------------
     def claim(self, consumer_id: str, token: str, prefer_retry: bool, moved_id: str = "") -> Claim:
@@ -244,30 +254,17 @@ class TaskStore:
         return int(self._run(self.ops.purge(state, retention_ms, max_keep, batch)))
 
 
-class AsyncTaskStore:
+class AsyncTaskStore(_Store):
     """Asyncio store for the API: submit, read, list and operator transitions."""
-
-    def __init__(self, client: Any, keys: Keys) -> None:
-        self.r = client
-        self.keys = keys
-        self.ops = Ops(keys)
-        self._scripts = register_all(client)
 
     async def _run(self, call: Call) -> Any:
         return await self._scripts[call.script](keys=call.keys, args=call.args, client=self.r)
 
     async def create(self, task: Task) -> Task:
-        reply = await self._run(self.ops.create(task))
-        if reply[0] != "ok":
-            raise InvalidTransition(task.id, "existing", "create")
-        task.created_at = task.updated_at = int(reply[1])
-        return task
+        return self._created(task, await self._run(self.ops.create(task)))
 
     async def get(self, task_id: str) -> Task:
-        raw = await self.r.hgetall(self.keys.task(task_id))
-        if not raw:
-            raise TaskNotFound(task_id)
-        return Task.from_hash(raw)
+        return self._loaded(task_id, await self.r.hgetall(self.keys.task(task_id)))
 
     async def get_many(self, task_ids: list[str]) -> list[Task]:
         """Tasks in the given order; ids whose hash vanished meanwhile are skipped."""
