@@ -45,7 +45,9 @@ def start(port: int, workdir: Path, appendonly: bool = False) -> subprocess.Pope
     workdir.mkdir(parents=True, exist_ok=True)
     args = [find_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)]
     args += ["--appendonly", "yes" if appendonly else "no", "--logfile", str(workdir / "redis.log")]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Its own session: a Ctrl-C in the terminal stops the services first, and they can still
+    # hand back their work; the caller stops Redis last.
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 10
     while not reachable(f"redis://127.0.0.1:{port}/0", 0.2):
         if proc.poll() is not None or time.monotonic() > deadline:
