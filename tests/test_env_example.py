@@ -7,7 +7,8 @@ from pathlib import Path
 
 from core.settings import Settings
 
-ENV_EXAMPLE = Path(__file__).resolve().parents[1] / ".env.example"
+ROOT = Path(__file__).resolve().parents[1]
+ENV_EXAMPLE = ROOT / ".env.example"
 
 
 def documented() -> set[str]:
@@ -26,3 +27,9 @@ def test_env_example_values_are_valid_settings(monkeypatch) -> None:
         if match and match.group(2):
             monkeypatch.setenv(*match.groups())
     Settings(_env_file=None)  # raises on any invalid value
+
+
+def test_the_readme_explains_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = {name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme}
+    assert missing == set(), "settings missing from the README's table"
