@@ -162,17 +162,24 @@ async def test_retry_a_cancelled_task(client: httpx.AsyncClient) -> None:
     assert response.json()["state"] == "PENDING"
 
 
+async def bring_to(client: httpx.AsyncClient, pipeline: Pipeline, task_id: str, state: str) -> None:
+    """Move a freshly submitted (PENDING) task into `state` through the real transitions."""
+    steps = {
+        "active": pipeline.claim, "completed": pipeline.complete, "failed": pipeline.fail,
+        "scheduled": pipeline.schedule,
+    }
+    if state in steps:
+        steps[state](task_id)
+    elif state == "cancelled":
+        assert (await client.post(f"/api/v1/tasks/{task_id}/cancel")).status_code == 200
+
+
 @pytest.mark.parametrize("setup", ["pending", "active", "completed", "scheduled"])
 async def test_retry_refused_outside_failed_dlq_cancelled(
     client: httpx.AsyncClient, pipeline: Pipeline, setup: str
 ) -> None:
     task_id = await submit(client)
-    if setup == "active":
-        pipeline.claim(task_id)
-    elif setup == "completed":
-        pipeline.complete(task_id)
-    elif setup == "scheduled":
-        pipeline.schedule(task_id)
+    await bring_to(client, pipeline, task_id, setup)
 
     response = await client.post(f"/api/v1/tasks/{task_id}/retry")
 
@@ -210,14 +217,7 @@ async def test_cancel_refused_once_running_or_finished(
     client: httpx.AsyncClient, pipeline: Pipeline, setup: str
 ) -> None:
     task_id = await submit(client)
-    if setup == "active":
-        pipeline.claim(task_id)
-    elif setup == "completed":
-        pipeline.complete(task_id)
-    elif setup == "failed":
-        pipeline.fail(task_id)
-    else:
-        await client.post(f"/api/v1/tasks/{task_id}/cancel")
+    await bring_to(client, pipeline, task_id, setup)
 
     response = await client.post(f"/api/v1/tasks/{task_id}/cancel")
 
