@@ -46,10 +46,16 @@ class BreakerGate:
     def state(self) -> str:
         now = time.monotonic()
         if now - self._read_at >= self._ttl:
-            raw = self._breaker.state
-            self._state = "closed" if raw == "closed" else ("probe" if self._breaker.may_probe() else "open")
+            self._state = self._read()
             self._read_at = now
         return self._state
+
+    def _read(self) -> str:
+        raw = self._breaker.state
+        if raw == "closed":
+            return "closed"
+        # half-open: a trial call is under way; open: one is due once the reset timeout passed.
+        return "probe" if raw == "half-open" or self._breaker.seconds_left() == 0.0 else "open"
 
 
 class Consumer:

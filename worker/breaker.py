@@ -70,10 +70,6 @@ class SharedBreaker:
             return 0.0
         return max(0.0, opened_at.timestamp() + self.reset_timeout - time.time())
 
-    def may_probe(self) -> bool:
-        """True when the breaker is not closed but a trial call is due (or already under way)."""
-        return self.state == pybreaker.STATE_HALF_OPEN or self.seconds_left() == 0.0
-
     def close(self) -> None:
         """Operator reset: every process sees the breaker closed at once."""
         self._breaker().close()
