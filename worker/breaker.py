@@ -52,11 +52,20 @@ class SharedBreaker:
         return breaker
 
     def call(self, func: Callable[..., T], *args: Any) -> T:
-        """Run `func`; raises CircuitOpen (with the seconds left) instead when the breaker is open."""
+        """Run `func`; raises CircuitOpen (with the seconds left) instead when the breaker is open.
+
+        A provider failure that leaves the breaker open (the call that tripped it, a failed
+        half-open probe, or a call already under way when it opened) also becomes CircuitOpen:
+        the outage is the provider's, so the task goes back to the queue without spending a retry.
+        """
         try:
             return self._breaker().call(func, *args)
         except pybreaker.CircuitBreakerError as e:
             raise CircuitOpen("circuit breaker open: LLM calls paused", retry_after=self.seconds_left()) from e
+        except LLMTransient as e:
+            if self.state == "open":
+                raise CircuitOpen(f"circuit breaker open after: {e}", retry_after=self.seconds_left()) from e
+            raise
 
     @property
     def state(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -26,11 +27,15 @@ def stub() -> Iterator[StubLLM]:
 
 
 @pytest.fixture
-def runner(redis_url: str, key_prefix: str, stub: StubLLM, real_redis: redis.Redis) -> Runner:
-    settings = Settings(
+def settings(redis_url: str, key_prefix: str, stub: StubLLM, real_redis: redis.Redis) -> Settings:
+    return Settings(
         redis_url=redis_url, redis_key_prefix=key_prefix, openrouter_api_key="test-key",
         openrouter_base_url=stub.url, max_retries=2, circuit_breaker_fail_max=3,
     )
+
+
+@pytest.fixture
+def runner(settings: Settings) -> Runner:
     return Runner(settings)
 
 
@@ -99,10 +104,35 @@ def test_unknown_task_type_is_retried_then_dead(runner: Runner) -> None:
     assert "no handler" in runner.store.get(task_id).last_error
 
 
-def test_open_breaker_puts_the_task_back_without_spending_a_retry(runner: Runner, stub: StubLLM) -> None:
-    for i in range(3):  # circuit_breaker_fail_max
+def trip(runner: Runner) -> list[str]:
+    """Three provider failures (circuit_breaker_fail_max): what became of each attempt."""
+    outcomes = []
+    for i in range(3):
         task_id, token = claimed(runner.store, f"[[status:500]] outage {i}")
-        runner.execute(task_id, token, CONSUMER)
+        outcomes.append(runner.execute(task_id, token, CONSUMER))
+    return outcomes
+
+
+def test_the_failure_that_opens_the_breaker_spends_no_retry(runner: Runner) -> None:
+    assert trip(runner) == ["scheduled", "scheduled", "released"]
+    assert runner.breaker.state == "open"
+    assert runner.store.get(runner.store.r.lindex(runner.store.keys.pending_primary, 0)).retry_count == 0
+
+
+def test_a_failed_probe_spends_no_retry(settings: Settings, stub: StubLLM) -> None:
+    runner = Runner(settings.model_copy(update={"circuit_breaker_reset_timeout": 0.2}))
+    trip(runner)
+    calls = len(stub.calls())
+    time.sleep(1.1)  # past the reset timeout (pybreaker keeps opened_at in whole seconds): a probe is due
+    task_id, token = claimed(runner.store, "[[tag:unused]] behind the released task")
+    assert runner.execute(task_id, token, CONSUMER) == "released"
+    assert len(stub.calls()) == calls + 1, "the probe reached the provider"
+    assert runner.breaker.state == "open"
+    assert runner.store.get(task_id).retry_count == 0
+
+
+def test_open_breaker_puts_the_task_back_without_spending_a_retry(runner: Runner, stub: StubLLM) -> None:
+    trip(runner)
     assert runner.breaker.state == "open"
     calls = len(stub.calls())
 
