@@ -14,9 +14,16 @@ controls each call through the task it submits:
     [[nochoices]]     200 with {"id": "x"}
     [[badjson]]       200 with the body `not json`
 
+Faults for the whole server, for chaos tests (in-process `stub.state.set_fault(...)`, or
+`POST /_fault` with the same fields as JSON; `DELETE /_fault` ends it):
+    status=500, share=1.0        answer `status` to that share of calls (chosen at random)
+    retry_after=S                with a Retry-After: S header
+    seconds=T                    for T seconds, then answer normally again
+A delay range (`max_delay`, or `--max-delay`) draws each call's delay uniformly from [delay, max_delay].
+
 A request without `Authorization: Bearer <token>` gets a 401. Every call is recorded as
-{content, status, at, model, token}; `GET /_calls` lists them, `POST /_reset` clears them and the
-per-content counters.
+{content, status, at, model, token, retry_after}; `GET /_calls` lists them, `POST /_reset`
+clears them, the per-content counters and the fault.
 
 Two ways to run it, both bound to 127.0.0.1 only:
     python tests/stub_llm.py --port 8099 [--delay 0.2]
@@ -33,11 +40,13 @@ import argparse
 import asyncio
 import itertools
 import json
+import random
 import re
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -53,11 +62,25 @@ _DIRECTIVE = re.compile(r"\[\[(\w+)(?::([^\]]*))?\]\]")
 _IDS = itertools.count(1)
 
 
-class StubState:
-    """Recorded calls and per-content counters, shared by the event loop and the test thread."""
+@dataclass(frozen=True)
+class Fault:
+    """A server-wide fault: `status` for `share` of the calls until `until` (time.time(), None = for good)."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    status: int
+    share: float = 1.0
+    retry_after: float | None = None
+    until: float | None = None
+
+
+class StubState:
+    """Recorded calls, per-content counters and the current fault, shared by the event loop and
+    the test thread."""
+
+    def __init__(self, delay: float = 0.0, max_delay: float | None = None, seed: int = 1) -> None:
         self.delay = delay
+        self.max_delay = max_delay
+        self.fault: Fault | None = None
+        self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._calls: list[dict[str, Any]] = []
         self._seen: dict[str, int] = {}
@@ -67,6 +90,29 @@ class StubState:
         with self._lock:
             self._seen[content] = self._seen.get(content, 0) + 1
             return self._seen[content]
+
+    def set_fault(
+        self, status: int, share: float = 1.0, retry_after: float | None = None, seconds: float | None = None
+    ) -> None:
+        until = time.time() + seconds if seconds is not None else None
+        self.fault = Fault(status, share, retry_after, until)
+
+    def fault_reply(self) -> Reply | None:
+        """The fault's answer for this call, or None when the call is answered normally."""
+        fault = self.fault
+        if fault is None or (fault.until is not None and time.time() >= fault.until):
+            return None
+        with self._lock:
+            if self._rng.random() >= fault.share:
+                return None
+        found = {} if fault.retry_after is None else {"retry_after": f"{fault.retry_after:g}"}
+        return _error_reply(fault.status, f"stub fault {fault.status}", found)
+
+    def call_delay(self, extra: float) -> float:
+        if self.max_delay is None:
+            return self.delay + extra
+        with self._lock:
+            return self._rng.uniform(self.delay, self.max_delay) + extra
 
     def record(self, call: dict[str, Any]) -> None:
         with self._lock:
@@ -80,6 +126,7 @@ class StubState:
         with self._lock:
             self._calls.clear()
             self._seen.clear()
+        self.fault = None
 
 
 # --- deciding the answer (pure) --------------------------------------------------------------
@@ -171,9 +218,25 @@ class StubApp:
         elif method == "POST" and path == "/_reset":
             self.state.reset()
             reply = _json_reply(200, {"ok": True})
+        elif path == "/_fault" and method in ("POST", "DELETE"):
+            reply = self._set_fault(await _read_body(receive) if method == "POST" else b"")
         else:
             reply = _json_reply(404, {"error": {"message": f"no route {method} {path}", "code": 404}})
         await _send(send, reply)
+
+    def _set_fault(self, body: bytes) -> Reply:
+        """POST: set the fault from a JSON body; DELETE (empty body): end it."""
+        if not body:
+            self.state.fault = None
+            return _json_reply(200, {"fault": None})
+        try:
+            spec = json.loads(body)
+            self.state.set_fault(
+                int(spec["status"]), float(spec.get("share", 1.0)), spec.get("retry_after"), spec.get("seconds")
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            return _json_reply(400, {"error": {"message": f"bad fault: {e}", "code": 400}})
+        return _json_reply(200, {"fault": spec})
 
     async def _chat(self, scope: Scope, body: bytes) -> Reply:
         """Decide the answer at arrival (so a hanging call is already recorded), then delay it."""
@@ -185,12 +248,16 @@ class StubApp:
         found = directives(content)
         model = str(request.get("model", "")) if isinstance(request, dict) else ""
         token = bearer_token(scope)
-        if token:
-            reply = decide(found, self.state.count(content), model, content)
-        else:
+        if not token:
             reply = _json_reply(401, {"error": {"message": "Missing Authentication header", "code": 401}})
-        self.state.record({"content": content, "status": reply[0], "at": time.time(), "model": model, "token": token})
-        delay = self.state.delay + float(found.get("delay") or 0)
+        else:
+            reply = self.state.fault_reply() or decide(found, self.state.count(content), model, content)
+        retry_after = reply[1].get("retry-after")
+        self.state.record(
+            {"content": content, "status": reply[0], "at": time.time(), "model": model, "token": token,
+             "retry_after": float(retry_after) if retry_after else None}
+        )
+        delay = self.state.call_delay(float(found.get("delay") or 0))
         if delay > 0:
             await asyncio.sleep(delay)
         return reply
@@ -231,8 +298,8 @@ class StubLLM:
     `url` is the base URL to use as OPENROUTER_BASE_URL. Usable as a context manager.
     """
 
-    def __init__(self, delay: float = 0.0) -> None:
-        self.state = StubState(delay)
+    def __init__(self, delay: float = 0.0, max_delay: float | None = None) -> None:
+        self.state = StubState(delay, max_delay)
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -286,8 +353,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Loopback OpenAI-compatible LLM stand-in for tests.")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds added to every answer")
+    parser.add_argument("--max-delay", type=float, default=None, help="draw each delay from [delay, max-delay]")
     args = parser.parse_args(argv)
-    uvicorn.Server(_config(StubApp(StubState(args.delay)), args.port)).run()
+    uvicorn.Server(_config(StubApp(StubState(args.delay, args.max_delay)), args.port)).run()
 
 
 if __name__ == "__main__":

@@ -95,6 +95,38 @@ def test_delayed_call_is_recorded_on_arrival() -> None:
     # stop() returned without waiting for the 30 s sleep
 
 
+def test_fault_share_retry_after_and_end() -> None:
+    with StubLLM() as stub, httpx.Client(base_url=stub.url, headers=AUTH) as client:
+        stub.state.set_fault(429, share=0.5, retry_after=2)
+        replies = [client.post("/chat/completions", json=chat(f"[[tag:{i}]]")) for i in range(200)]
+        limited = [r for r in replies if r.status_code == 429]
+        assert 60 < len(limited) < 140, "about half the calls"
+        assert {r.headers["retry-after"] for r in limited} == {"2"}
+        assert {r.status_code for r in replies} == {200, 429}
+        assert {c["retry_after"] for c in stub.calls() if c["status"] == 429} == {2.0}
+
+        stub.state.set_fault(500, seconds=0.3)
+        assert client.post("/chat/completions", json=chat("x")).status_code == 500
+        time.sleep(0.35)
+        assert client.post("/chat/completions", json=chat("x")).status_code == 200, "the fault ended by itself"
+
+
+def test_fault_control_route_and_delay_range(script_stub: str) -> None:
+    with httpx.Client(base_url=script_stub, headers=AUTH, timeout=5) as client:
+        assert client.post("/_fault", json={"status": 503}).status_code == 200
+        assert client.post("/v1/chat/completions", json=chat("x")).status_code == 503
+        assert client.delete("/_fault").status_code == 200
+        assert client.post("/v1/chat/completions", json=chat("x")).status_code == 200
+        assert client.post("/_fault", json={"share": 1}).status_code == 400, "status is required"
+    with StubLLM(delay=0.05, max_delay=0.15) as stub, httpx.Client(base_url=stub.url, headers=AUTH) as client:
+        took = []
+        for _ in range(5):
+            started = time.monotonic()
+            client.post("/chat/completions", json=chat("x"))
+            took.append(time.monotonic() - started)
+        assert all(0.05 <= t < 0.5 for t in took)
+
+
 async def raw_post(port: int, content: str) -> int:
     """One HTTP/1.1 POST on its own connection, in plain asyncio: measures the stub, not a client pool."""
     payload = json.dumps(chat(content)).encode()
