@@ -10,6 +10,8 @@ controls each call through the task it submits:
     [[429:S]]         the first call with this content answers 429 with Retry-After: S, later ones 200
     [[retry_after:S]] add Retry-After: S to any error answer (e.g. with [[status:503]])
     [[delay:S]]       sleep S seconds before answering (added to the base delay)
+    [[trickle:S]]     the first call with this content sends its 200 one byte every 0.2 s for S
+                      seconds before the body: no read timeout fires, only a total deadline helps
     [[error200]]      200 with {"error": {"code": 502, "message": "upstream"}}
     [[nochoices]]     200 with {"id": "x"}
     [[badjson]]       200 with the body `not json`
@@ -212,7 +214,10 @@ class StubApp:
             return
         method, path = scope["method"], scope["path"].rstrip("/")
         if method == "POST" and path.endswith("/chat/completions"):
-            reply = await self._chat(scope, await _read_body(receive))
+            reply, trickle = await self._chat(scope, await _read_body(receive))
+            if trickle:
+                await _send_trickling(send, reply, trickle)
+                return
         elif method == "GET" and path == "/_calls":
             reply = _json_reply(200, self.state.calls())
         elif method == "POST" and path == "/_reset":
@@ -238,20 +243,22 @@ class StubApp:
             return _json_reply(400, {"error": {"message": f"bad fault: {e}", "code": 400}})
         return _json_reply(200, {"fault": spec})
 
-    async def _chat(self, scope: Scope, body: bytes) -> Reply:
-        """Decide the answer at arrival (so a hanging call is already recorded), then delay it."""
+    async def _chat(self, scope: Scope, body: bytes) -> tuple[Reply, float]:
+        """Decide the answer at arrival (so a hanging call is already recorded), then delay it.
+        Also returns for how long the body should trickle (0: send it at once)."""
         try:
             request = json.loads(body)
         except ValueError:
-            return _json_reply(400, {"error": {"message": "request body is not JSON", "code": 400}})
+            return _json_reply(400, {"error": {"message": "request body is not JSON", "code": 400}}), 0.0
         content = last_user_content(request)
         found = directives(content)
         model = str(request.get("model", "")) if isinstance(request, dict) else ""
         token = bearer_token(scope)
+        nth = self.state.count(content)
         if not token:
             reply = _json_reply(401, {"error": {"message": "Missing Authentication header", "code": 401}})
         else:
-            reply = self.state.fault_reply() or decide(found, self.state.count(content), model, content)
+            reply = self.state.fault_reply() or decide(found, nth, model, content)
         retry_after = reply[1].get("retry-after")
         self.state.record(
             {"content": content, "status": reply[0], "at": time.time(), "model": model, "token": token,
@@ -260,7 +267,8 @@ class StubApp:
         delay = self.state.call_delay(float(found.get("delay") or 0))
         if delay > 0:
             await asyncio.sleep(delay)
-        return reply
+        trickle = float(found.get("trickle") or 0) if nth == 1 and reply[0] == 200 else 0.0
+        return reply, trickle
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -277,6 +285,19 @@ async def _send(send: Send, reply: Reply) -> None:
     raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
     raw_headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_trickling(send: Send, reply: Reply, seconds: float) -> None:
+    """Headers at once, then a space every 0.2 s for `seconds` (valid leading JSON whitespace),
+    then the body: each read gets a byte quickly, so only a deadline on the whole answer ends it."""
+    status, headers, body = reply
+    raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await send({"type": "http.response.body", "body": b" ", "more_body": True})
+        await asyncio.sleep(0.2)
     await send({"type": "http.response.body", "body": body})
 
 

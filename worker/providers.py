@@ -206,6 +206,10 @@ class OpenRouterProvider:
         self.model = settings.openrouter_model
         self._max_tokens = settings.openrouter_max_tokens
         self._url = settings.openrouter_base_url.rstrip("/") + "/chat/completions"
+        # httpx's timeouts bound each read, not the whole answer: a server that trickles bytes
+        # would hold a worker slot for ever. With the threads pool Celery enforces no time limit,
+        # so the provider gives up at the soft time limit itself and the task is rescheduled.
+        self._deadline = settings.celery_task_soft_time_limit
         self._client = client or httpx.Client(
             timeout=settings.openrouter_timeout,
             limits=httpx.Limits(
@@ -216,11 +220,11 @@ class OpenRouterProvider:
 
     def summarize(self, content: str) -> Summary:
         """One chat completion for the summary prompt; raises an `LLMError` subclass on any failure."""
-        response = self._post(self._payload(content))
-        error = classify(response.status_code, response.headers, response.content)
+        status, headers, body = self._post(self._payload(content))
+        error = classify(status, headers, body)
         if error is not None:
             raise self._scrubbed(error)
-        data = response.json()
+        data = json.loads(body)
         text = data["choices"][0]["message"]["content"].strip()  # checked by classify
         return Summary(text, self.name, str(data.get("model") or self.model), _usage(data))
 
@@ -238,13 +242,21 @@ class OpenRouterProvider:
             "max_tokens": self._max_tokens,
         }
 
-    def _post(self, payload: dict[str, Any]) -> httpx.Response:
-        """POST, translating httpx's exceptions where they enter; the key never reaches a message."""
+    def _post(self, payload: dict[str, Any]) -> tuple[int, httpx.Headers, bytes]:
+        """POST and read the answer by the deadline, translating httpx's exceptions where they
+        enter; the key never reaches a message."""
         headers = {"X-Title": "AsyncTaskFlow"}
         if self._key:  # without a key, send none and let the server's 401 say so ("Bearer " is illegal)
             headers["Authorization"] = f"Bearer {self._key}"
+        deadline = time.monotonic() + self._deadline
         try:
-            return self._client.post(self._url, json=payload, headers=headers)
+            with self._client.stream("POST", self._url, json=payload, headers=headers) as response:
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if time.monotonic() > deadline:
+                        raise LLMTransient(f"no complete answer within the soft time limit ({self._deadline:g}s)")
+                return response.status_code, response.headers, bytes(body)
         except httpx.TimeoutException as e:
             raise LLMTransient(self._scrub(f"timeout calling {self._url}: {type(e).__name__}")) from e
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as e:

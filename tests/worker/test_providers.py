@@ -165,6 +165,19 @@ def test_timeout_is_transient(stub: StubLLM) -> None:
     assert "timeout" in str(error).lower()
 
 
+def test_trickling_answer_is_cut_at_the_soft_time_limit(stub: StubLLM) -> None:
+    settings = Settings(
+        openrouter_api_key=KEY, openrouter_base_url=stub.url, openrouter_timeout=5,
+        celery_task_soft_time_limit=1, celery_task_time_limit=2,
+    )
+    content = unique("[[trickle:10]]")
+    started = time.monotonic()
+    error = raises(OpenRouterProvider(settings), content, LLMTransient)
+    assert 1 <= time.monotonic() - started < 2, "bytes kept arriving: only the total deadline ended it"
+    assert "soft time limit" in str(error)
+    assert OpenRouterProvider(settings).summarize(content).text == "stub summary", "later calls do not trickle"
+
+
 def test_connection_refused_is_transient() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
