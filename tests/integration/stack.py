@@ -89,7 +89,7 @@ class Stack:
     # --- processes ----------------------------------------------------------------------------
     def start(self, role: str, pair: str = "a") -> subprocess.Popen[bytes]:
         """Start one process; a worker and a consumer with the same `pair` share a container id."""
-        name = role if role in ("api", "scheduler") else f"{role}-{pair}"
+        name = self.name(role, pair)
         env = {**self.env, "WORKER_ID": f"{self.prefix}{pair}"}
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen([sys.executable, *COMMANDS[role]], cwd=self.workdir, env=env, stdout=log, stderr=log)
@@ -97,6 +97,13 @@ class Stack:
         if role == "api":
             wait_until(self._api_up, 20, what="the API to answer")
         return proc
+
+    @staticmethod
+    def name(role: str, pair: str = "a") -> str:
+        """The process's name in `procs` and its log file: one api; `scheduler`, `scheduler-b`, …"""
+        if role == "api" or (role == "scheduler" and pair == "a"):
+            return role
+        return f"{role}-{pair}"
 
     def start_all(self, pairs: tuple[str, ...] = ("a",)) -> Stack:
         for pair in pairs:

@@ -1,0 +1,124 @@
+"""Fixtures of the chaos suite: a private redis-server with AOF per scenario (it gets restarted),
+the LLM stand-in with 50–300 ms latency, and the real stack with two worker containers.
+
+`CHAOS_PROFILE=long` (make chaos) runs the sizes the README's table reports; the default short
+profile keeps `make test` quick while exercising every scenario."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.books import RESULTS, Books, Figures
+from tests.integration.stack import Stack, wait_until
+from tests.stub_llm import StubLLM
+from utils import redis_server
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    tasks: int  # per scenario
+    kill_tasks: int  # the kill -9 loop's load
+    kill_every: tuple[float, float]  # seconds between kills
+    outage: float  # seconds of LLM outage
+    breaker_reset: float  # CIRCUIT_BREAKER_RESET_TIMEOUT during the outage
+
+
+PROFILES = {
+    "short": Profile("short", tasks=120, kill_tasks=300, kill_every=(1.0, 2.5), outage=6.0, breaker_reset=1.0),
+    "long": Profile("long", tasks=1000, kill_tasks=2000, kill_every=(2.0, 5.0), outage=60.0, breaker_reset=5.0),
+}
+
+# Short timings so recovery happens within seconds (each scenario may override any of them).
+CHAOS_ENV = {
+    "CELERY_WORKER_CONCURRENCY": "16",
+    "CELERY_TASK_TIME_LIMIT": "5",
+    "CELERY_TASK_SOFT_TIME_LIMIT": "4",
+    "TASK_LEASE_MARGIN": "1",
+    "MAX_RETRIES": "3",
+    "LOG_LEVEL": "INFO",
+}
+
+
+@pytest.fixture(scope="session")
+def profile() -> Profile:
+    return PROFILES[os.environ.get("CHAOS_PROFILE", "short")]
+
+
+class ChaosRedis:
+    """A private redis-server with AOF on, which a scenario may restart on the same port."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = redis_server.free_port()
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{self.port}/2"
+        self.proc = redis_server.start(self.port, workdir, appendonly=True)
+
+    def stop(self) -> None:
+        """SIGTERM: Redis writes its AOF and exits, as an orchestrator's restart does."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(20)
+
+    def start(self) -> None:
+        self.proc = redis_server.start(self.port, self.workdir, appendonly=True)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture
+def chaos_redis(tmp_path: Path) -> Iterator[ChaosRedis]:
+    server = ChaosRedis(tmp_path / "redis")
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def stub() -> Iterator[StubLLM]:
+    with StubLLM(delay=0.05, max_delay=0.3) as llm:
+        yield llm
+
+
+@pytest.fixture
+def make_books(
+    chaos_redis: ChaosRedis, stub: StubLLM, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Books]]:
+    """Start the real stack (two worker containers, a scheduler, the API) with env overrides and
+    open its books; everything is stopped at the end."""
+    stacks: list[Stack] = []
+
+    def build(pairs: tuple[str, ...] = ("a", "b"), schedulers: int = 1, **overrides: str) -> Books:
+        stack = Stack(chaos_redis.url, stub.url, tmp_path, **{**CHAOS_ENV, **overrides})
+        stacks.append(stack)
+        for pair in pairs:
+            stack.start("worker", pair)
+            stack.start("consumer", pair)
+        for pair in "abcdef"[:schedulers]:
+            stack.start("scheduler", pair)
+        stack.start("api")
+        wait_until(lambda: stack.live_consumers() == len(pairs), 20, what="consumers to register")
+        return Books(request.node.name.removeprefix("test_"), stack, stub)
+
+    yield build
+    for stack in stacks:
+        stack.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not RESULTS:
+        return
+    terminalreporter.section(f"chaos figures ({os.environ.get('CHAOS_PROFILE', 'short')} profile)")
+    terminalreporter.write_line(Figures.header())
+    for figures in RESULTS:
+        terminalreporter.write_line(figures.row())

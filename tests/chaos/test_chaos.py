@@ -1,0 +1,265 @@
+"""Chaos scenarios on the real stack: break processes, Redis and the LLM on purpose, then check
+that the books balance (every task finished exactly once, nothing stranded, no stale write).
+
+Each scenario prints its figures; the table of all of them closes the pytest run."""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from core.settings import Settings
+from core.states import State
+from core.store import new_token
+from tests.chaos.books import Books
+from tests.chaos.conftest import CHAOS_ENV, ChaosRedis, Profile
+from tests.integration.stack import Stack, wait_until
+from tests.stub_llm import StubLLM
+from worker.celery_app import RUN_TASK, create_celery
+
+pytestmark = [pytest.mark.chaos, pytest.mark.integration]
+
+MakeBooks = Callable[..., Books]
+
+
+def active(stack: Stack) -> int:
+    return int(stack.redis.zcard(stack.keys.state_index(State.ACTIVE)))
+
+
+def in_background(target: Callable[[], object]) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+# --- 1. kill -9 loop ---------------------------------------------------------------------------
+def test_kill_loop(make_books: MakeBooks, profile: Profile) -> None:
+    """SIGKILL a random consumer or Celery worker every few seconds while the load runs, and
+    restart it at once. Duplicated LLM calls are allowed (and counted); lost tasks are not."""
+    books = make_books(MAX_RETRIES="10")  # each kill of a task's process spends one of them
+    stack, rng, kills = books.stack, random.Random(7), []
+    feeding = in_background(lambda: books.submit(profile.kill_tasks, threads=4))
+    wait_until(lambda: active(stack) > 0, 20, what="work to start")
+    while feeding.is_alive() or books.finished_share() < 0.97:
+        time.sleep(rng.uniform(*profile.kill_every))
+        victim = rng.choice(["consumer-a", "consumer-b", "worker-a", "worker-b"])
+        stack.kill(victim)
+        role, pair = victim.split("-")
+        stack.start(role, pair)
+        kills.append(victim)
+    books.settle(timeout=120)
+    figures = books.audit()
+    figures.notes["kills"] = len(kills)
+    assert len(kills) >= 2
+
+
+# --- 2. graceful stop --------------------------------------------------------------------------
+def test_graceful_stop(make_books: MakeBooks, profile: Profile) -> None:
+    """SIGTERM to one container's consumer and worker under load: their in-flight tasks finish
+    or go back to the queue within the grace period; no task waits for a lease, none spends a retry."""
+    books = make_books(CONSUMER_SHUTDOWN_GRACE="5", CELERY_TASK_TIME_LIMIT="60", CELERY_TASK_SOFT_TIME_LIMIT="50")
+    stack = books.stack
+    books.submit(profile.tasks, directive="[[delay:0.5]]")
+    wait_until(lambda: stack.redis.llen(stack.keys.inflight(_consumer_id(stack, "b"))) >= 4, 20,
+               what="container b to have work in flight")
+    stopped = time.monotonic()
+    for name in ("consumer-b", "worker-b"):
+        stack.procs[name].send_signal(signal.SIGTERM)
+    for name in ("consumer-b", "worker-b"):
+        assert stack.procs[name].wait(20) == 0, f"{name} did not exit cleanly"
+    took = time.monotonic() - stopped
+    assert took < 5 + 3, f"stopping took {took:.1f}s, past the grace period"
+    books.settle(timeout=60)  # container a does the rest; a 60 s lease never expires meanwhile
+    figures = books.audit()
+    figures.notes["stop_s"] = round(took, 1)
+    assert figures.retries == 0, "nothing was recovered by the reaper"
+
+
+def _consumer_id(stack: Stack, pair: str) -> str:
+    ids = [c for c in stack.redis.smembers(stack.keys.consumers) if c.startswith(f"{stack.prefix}{pair}:")]
+    assert len(ids) == 1, ids
+    return ids[0]
+
+
+# --- 3. Redis restart --------------------------------------------------------------------------
+def test_redis_restart(make_books: MakeBooks, chaos_redis: ChaosRedis, profile: Profile) -> None:
+    """Restart redis-server (AOF on) mid-run: the API answers 503 with a clear message meanwhile,
+    every process reconnects by itself, and every accepted task finishes."""
+    books = make_books()
+    stack = books.stack
+    books.submit(profile.tasks // 2)
+    refused: list[dict[str, object]] = []
+    stop_feeding = threading.Event()
+
+    def feed() -> None:
+        i = 0
+        while not stop_feeding.is_set():
+            response = books.try_submit(f"r{i}")
+            if response.status_code != 202:
+                refused.append({"status": response.status_code, **response.json()})
+            i += 1
+            time.sleep(0.02)
+
+    feeder = in_background(feed)
+    time.sleep(1.0)
+    chaos_redis.stop()
+    time.sleep(3.0)  # longer than HEARTBEAT_TTL: heartbeats stored before the stop have expired
+    chaos_redis.start()
+    time.sleep(2.0)
+    stop_feeding.set()
+    feeder.join(10)
+    books.settle(timeout=90)
+    figures = books.audit()
+    figures.notes["refused_503"] = len(refused)
+    assert refused, "submissions during the outage were refused"
+    assert {r["status"] for r in refused} == {503}
+    assert {r["code"] for r in refused} == {"redis_unavailable"}
+    assert all(proc.poll() is None for proc in stack.procs.values()), "a process died with Redis"
+    assert figures.retries == 0, "no task was taken from a live consumer"
+
+
+# --- 4. LLM outage -----------------------------------------------------------------------------
+def test_llm_outage(make_books: MakeBooks, stub: StubLLM, profile: Profile) -> None:
+    """The provider answers 500 for a while: the shared breaker opens, only probes reach it,
+    consumers stop taking work, tasks keep their retries, and the backlog drains afterwards."""
+    fail_max = 5
+    books = make_books(CIRCUIT_BREAKER_FAIL_MAX=str(fail_max),
+                       CIRCUIT_BREAKER_RESET_TIMEOUT=str(profile.breaker_reset))
+    stack = books.stack
+    books.submit(profile.tasks // 2)
+    began = time.time()
+    stub.state.set_fault(500, seconds=profile.outage)
+    books.submit(profile.tasks - profile.tasks // 2, prefix="o")
+    time.sleep(1.0)  # calls already under way when it began have failed by now
+    busy = []
+    while time.time() < began + profile.outage - 0.5:
+        busy.append(active(stack))
+        time.sleep(0.1)
+    books.settle(timeout=profile.outage + 90)
+    figures = books.audit()
+    during = [c for c in stub.calls() if began <= c["at"] < began + profile.outage]
+    figures.notes.update(calls_during_outage=len(during), max_active_during=max(busy))
+    probes = 2 * (profile.outage / profile.breaker_reset + 1)
+    in_flight_at_start = 2 * int(CHAOS_ENV["CELERY_WORKER_CONCURRENCY"])
+    assert len(during) <= in_flight_at_start + fail_max + probes, "more than a trickle reached the provider"
+    assert max(busy) <= 2, "consumers kept taking work while the breaker was open"
+    assert figures.retries <= 2 * fail_max, "tasks burned retries during the outage"
+
+
+# --- 5. rate-limit storm -----------------------------------------------------------------------
+def test_rate_limit_storm(make_books: MakeBooks, stub: StubLLM, profile: Profile) -> None:
+    """Half of all calls answer 429 with Retry-After: no slot sleeps on it (the task goes to the
+    schedule at once), no retry comes early, and everything completes."""
+    retry_after = 2.0
+    books = make_books()
+    stub.state.set_fault(429, share=0.5, retry_after=retry_after)
+    books.submit(profile.tasks)
+    books.settle(timeout=120)
+    figures = books.audit()
+    limited = [c for calls in books.calls_by_tag().values() for c in calls if c["status"] == 429]
+    early = _retries_before_retry_after(books)
+    lags = _slot_hold_after_429(books)
+    figures.notes.update(answered_429=len(limited), early=len(early), max_slot_hold_s=round(max(lags), 2))
+    assert limited, "the storm happened"
+    assert early == [], f"retried before Retry-After: {early[:5]}"
+    assert max(lags) < retry_after / 2, "a worker slot waited out a Retry-After"
+
+
+def _retries_before_retry_after(books: Books) -> list[tuple[str, float]]:
+    """(tag, seconds) of every call that came sooner after a 429 than its Retry-After allowed."""
+    early = []
+    for tag, calls in books.calls_by_tag().items():
+        for before, after in zip(calls, calls[1:], strict=False):
+            if before["status"] == 429 and after["at"] - before["at"] < before["retry_after"] - 0.05:
+                early.append((tag, after["at"] - before["at"]))
+    return early
+
+
+def _slot_hold_after_429(books: Books) -> list[float]:
+    """For each 429, seconds from the stand-in's answer to the task leaving ACTIVE (its slot freed)."""
+    events = books.log.by_task()
+    holds = []
+    for tag, calls in books.calls_by_tag().items():
+        left = [e["at"] / 1000 for e in events.get(books.tags[tag], []) if e["from"] == "ACTIVE"]
+        for call in calls:
+            if call["status"] == 429:
+                holds.append(min(t for t in left if t >= call["at"] - 0.05) - call["at"])
+    return holds
+
+
+# --- 6. poison input and timeouts --------------------------------------------------------------
+def test_poison_input_and_timeouts(make_books: MakeBooks, profile: Profile) -> None:
+    """Rejected input fails at once; an answer still trickling in at the soft time limit is cut and
+    rescheduled; a worker hung past the hard limit (frozen) has its tasks taken back by the reaper
+    and finished elsewhere, and its late results are refused."""
+    books = make_books(CELERY_TASK_SOFT_TIME_LIMIT="2", CELERY_TASK_TIME_LIMIT="3", OPENROUTER_TIMEOUT="1.5")
+    stack = books.stack
+    poison = books.submit(10, directive="[[400]]", prefix="p")
+    trickle = books.submit(4, directive="[[trickle:10]]", prefix="s")
+    wait_until(lambda: all(s in ("FAILED",) for s in books.states(poison).values()), 20, what="poison to fail")
+    books.submit(profile.tasks // 2, directive="[[delay:1]]", prefix="h")
+    wait_until(lambda: stack.redis.llen(stack.keys.inflight(_consumer_id(stack, "a"))) >= 4, 20,
+               what="container a to have work in flight")
+    stack.procs["worker-a"].send_signal(signal.SIGSTOP)  # hung: no thread of it runs any more
+    time.sleep(3 + 1 + 2)  # past the lease (hard limit + margin) and a reap
+    stack.procs["worker-a"].send_signal(signal.SIGCONT)
+    books.settle(timeout=90)
+    figures = books.audit(expect=None)
+    tasks = {tag: stack.store.get(task_id) for tag, task_id in books.tags.items()}
+    calls = books.calls_by_tag()
+    assert figures.failed == 10 and figures.completed == figures.submitted - 10
+    for tag in (t for t in tasks if t.startswith("p")):
+        assert (tasks[tag].retry_count, len(calls[tag])) == (0, 1), "rejected input is never retried"
+    for tag in (t for t in tasks if t.startswith("s")):
+        assert tasks[tag].retry_count == 1 and len(calls[tag]) == 2, "cut once at the soft limit, then done"
+    reaped = [t for t in tasks.values() if t.retry_count and t.id not in {tasks[s].id for s in tasks if s[0] == "s"}]
+    figures.notes["reaped"] = len(reaped)
+    assert reaped, "the frozen worker's tasks were taken back"
+    wait_until(lambda: stack.log("worker-a").count("result of stale attempt") >= 1, 20, what="a late result refused")
+
+
+# --- 7. duplicate delivery ---------------------------------------------------------------------
+def test_duplicate_delivery(make_books: MakeBooks, profile: Profile) -> None:
+    """The same Celery message delivered twice (as a broker redelivery would): one result is kept,
+    the other attempt is skipped or its result refused by the attempt token."""
+    books = make_books(pairs=("a",))
+    stack = books.stack
+    stack.kill("consumer-a", signal.SIGTERM)  # we play the consumer, sending every message twice
+    settings = Settings(_env_file=None, redis_url=stack.env["REDIS_URL"], celery_broker_db=3,
+                        redis_key_prefix=stack.prefix, worker_id=f"{stack.prefix}a")
+    celery = create_celery(settings)
+    ids = books.submit(profile.tasks // 2, directive="[[delay:0.3]]")
+    for _ in ids:
+        token = new_token()
+        claim = stack.store.claim("chaos-consumer", token, prefer_retry=False)
+        for _copy in range(2):
+            celery.send_task(RUN_TASK, args=[claim.task_id, token, "chaos-consumer"])
+    books.settle(timeout=60)
+    figures = books.audit()
+    completions = [e for events in books.log.by_task().values() for e in events if e["to"] == "COMPLETED"]
+    figures.notes["second_copies_refused_or_skipped"] = len(ids)
+    assert len(completions) == len(ids), "exactly one result per task"
+    skipped = stack.log("worker-a").count("is stale")
+    assert figures.late_refused + skipped == len(ids), "every second copy was refused or skipped"
+
+
+# --- 8. two schedulers -------------------------------------------------------------------------
+def test_two_schedulers(make_books: MakeBooks, profile: Profile) -> None:
+    """Two schedulers for the whole run of tasks that each need two retries: every retry is
+    promoted exactly once (so each task is called exactly three times)."""
+    books = make_books(schedulers=2, RETRY_BACKOFF_BASE="0.1", RETRY_BACKOFF_MAX="0.3")
+    books.submit(profile.tasks, directive="[[fail:2]]")
+    books.settle(timeout=90)
+    figures = books.audit()
+    promotions = [e for events in books.log.by_task().values() for e in events if e["from"] == "SCHEDULED"]
+    figures.notes["promotions"] = len(promotions)
+    assert figures.retries == 2 * figures.submitted
+    assert len(promotions) == 2 * figures.submitted, "a retry was promoted twice (or never)"
+    assert all(len(calls) == 3 for calls in books.calls_by_tag().values())
+    for name in ("scheduler", "scheduler-b"):
+        assert "promoted" in books.stack.log(name), f"{name} took part"
