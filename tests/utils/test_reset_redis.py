@@ -1,0 +1,168 @@
+"""The reset tool on a real Redis: it reads without --confirm, deletes only this deployment's keys
+with it (a foreign key and another deployment's keys survive), hands in-flight work back with
+--drain, and cleans only our Celery queues in the broker database with --broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from core.keys import Keys
+from core.settings import Settings
+from core.states import State
+from core.store import TaskStore, new_token
+from core.task import Task
+from utils.reset_redis import main, where
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKER_DB = 3
+CONSUMER = "box:1:abc"
+
+
+@pytest.fixture
+def settings(redis_url: str, key_prefix: str) -> Settings:
+    return Settings(_env_file=None, redis_url=redis_url, redis_key_prefix=key_prefix, celery_broker_db=BROKER_DB)
+
+
+@pytest.fixture
+def store(real_redis: redis.Redis, key_prefix: str) -> TaskStore:
+    return TaskStore(real_redis, Keys(key_prefix))
+
+
+@pytest.fixture
+def broker(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + f"/{BROKER_DB}", decode_responses=True)
+    yield client
+    client.close()
+
+
+def busy_deployment(store: TaskStore) -> dict[str, str]:
+    """Three tasks waiting, one ACTIVE in a live consumer's in-flight list, an open breaker."""
+    ids = [store.create(Task(uuid.uuid4().hex, "summarize", "x", max_retries=3)).id for _ in "abcd"]
+    store.beat(CONSUMER, {"pid": 1}, ttl=60)
+    claim = store.claim(CONSUMER, new_token(), prefer_retry=False)
+    assert claim.status == "ok"
+    store.r.set(f"{store.keys.breaker_namespace}:pybreaker:state", "open")
+    return {"active": claim.task_id, "waiting": ",".join(i for i in ids if i != claim.task_id)}
+
+
+def foreign_keys(client: redis.Redis) -> dict[str, str]:
+    """Keys that are not this deployment's: another app's, and another deployment's (prefix)."""
+    names = {"session:42": "x", "other-app:task:1": "x", f"z{uuid.uuid4().hex[:6]}:task:1": "x"}
+    for name, value in names.items():
+        client.set(name, value)
+    return names
+
+
+def dump(client: redis.Redis) -> dict[str, str]:
+    return {name: str(client.dump(name)) for name in client.scan_iter(count=1000)}
+
+
+def ours(client: redis.Redis, keys: Keys) -> list[str]:
+    return [name for pattern in keys.all_patterns for name in client.scan_iter(match=pattern)]
+
+
+def test_without_confirm_it_reports_and_changes_nothing(
+    store: TaskStore, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    busy_deployment(store)
+    foreign_keys(store.r)
+    before = dump(store.r)
+    assert main([], settings) == 0
+    out = capsys.readouterr().out
+    assert dump(store.r) == before
+    assert "primary 3" in out and "PENDING 3" in out and "ACTIVE 1" in out
+    assert "in flight: 1" in out and "live workers: 1 of 1 registered" in out
+    assert f"keys:      {len(ours(store.r, store.keys))} belong" in out
+    assert "nothing changed" in out
+    assert settings.redis_url.split("//")[1] in out
+
+
+def test_confirm_deletes_only_this_deployments_keys(
+    store: TaskStore, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    busy_deployment(store)
+    foreign = foreign_keys(store.r)
+    assert main(["--confirm"], settings) == 0
+    assert ours(store.r, store.keys) == []
+    assert set(dump(store.r)) == set(foreign), "only our keys may go"
+    out = capsys.readouterr().out
+    assert f"{store.keys.task('*')}" in out and "deleted keys: " in out
+    assert out.rstrip().endswith("keys:      0 belong to this deployment")
+
+
+def test_keep_tasks_with_drain_hands_work_back_and_resets_only_the_runtime(
+    store: TaskStore, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tasks = busy_deployment(store)
+    foreign = foreign_keys(store.r)
+    assert main(["--confirm", "--keep-tasks", "--drain"], settings) == 0
+    assert "handed back to the queue: 1" in capsys.readouterr().out
+    active = store.get(tasks["active"])
+    assert active.state == State.PENDING and active.retry_count == 0, "no retry spent"
+    assert store.r.lrange(store.keys.pending_primary, 0, 0) == [tasks["active"]], "back at the head of the queue"
+    assert store.r.llen(store.keys.pending_primary) == 4
+    assert store.r.zcard(store.keys.state_index(State.ACTIVE)) == 0
+    k = store.keys
+    for pattern in (k.consumers, k.heartbeat("*"), k.inflight("*"), f"{k.breaker_namespace}:*"):
+        assert list(store.r.scan_iter(match=pattern)) == [], pattern
+    assert all(store.r.exists(name) for name in foreign)
+
+
+def test_drain_alone_is_refused(settings: Settings) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--confirm", "--drain"], settings)
+    assert exit_.value.code == 2
+
+
+def test_broker_flag_removes_only_our_celery_queues(
+    store: TaskStore, settings: Settings, broker: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue = store.keys.dispatch_queue("box")
+    other = Keys("someone-else:").dispatch_queue("box")
+    broker.rpush(queue, "message")
+    broker.rpush(other, "message")
+    broker.sadd(f"_kombu.binding.{queue}", "binding")
+    entries = {"t-ours": json.dumps([{}, queue, queue]), "t-other": json.dumps([{}, other, other])}
+    broker.hset("unacked", mapping=entries)
+    broker.zadd("unacked_index", {"t-ours": 1, "t-other": 1})
+    try:
+        main(["--confirm"], settings)
+        assert broker.exists(queue), "without --broker the broker database is not touched"
+        main(["--confirm", "--broker"], settings)
+        assert not broker.exists(queue) and not broker.exists(f"_kombu.binding.{queue}")
+        assert broker.lrange(other, 0, -1) == ["message"], "another deployment's queue survives"
+        # Other tests' Celery workers share this database: look only at the two entries made here.
+        assert not broker.hexists("unacked", "t-ours") and broker.hexists("unacked", "t-other")
+        assert broker.zscore("unacked_index", "t-ours") is None and broker.zscore("unacked_index", "t-other") == 1
+        assert f"deleted from the broker (database {BROKER_DB}): 3" in capsys.readouterr().out
+    finally:
+        broker.delete(queue, other, f"_kombu.binding.{queue}")
+        broker.hdel("unacked", "t-ours", "t-other")
+        broker.zrem("unacked_index", "t-ours", "t-other")
+
+
+def test_the_module_runs_as_a_command(store: TaskStore, settings: Settings, tmp_path: Path) -> None:
+    """`docker compose run --rm reset` runs exactly this."""
+    busy_deployment(store)
+    url = settings.redis_url
+    env = {**os.environ, "REDIS_URL": url, "REDIS_KEY_PREFIX": settings.redis_key_prefix, "PYTHONPATH": str(ROOT)}
+    env["CELERY_BROKER_DB"] = str(BROKER_DB)
+    result = subprocess.run(
+        [sys.executable, "-m", "utils.reset_redis"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "PENDING 3" in result.stdout and "nothing changed" in result.stdout
+
+
+def test_the_password_is_never_printed() -> None:
+    settings = Settings(_env_file=None, redis_url="redis://:s3cret@redis:6380/4")
+    assert where(settings) == "redis://redis:6380/4"

@@ -1,0 +1,198 @@
+"""`python -m utils.reset_redis` (in compose: `docker compose run --rm reset`): inspect, and on
+request reset, this deployment's state in Redis.
+
+Without `--confirm` it only reads: queue depths, tasks per state, tasks in flight, workers, and
+how many keys belong to the deployment. With `--confirm` it deletes this deployment's keys and
+nothing else: the names come from `core.keys` (its `all_patterns`, under REDIS_KEY_PREFIX) and
+are found with SCAN and removed with UNLINK, never FLUSHDB/FLUSHALL, so another application or
+deployment sharing the server keeps its data.
+
+- `--keep-tasks` deletes only the runtime state (consumer registry, heartbeats, in-flight lists,
+  the shared circuit breaker) and keeps every task and queue: the reset for a stuck deployment.
+- `--drain` (with `--keep-tasks`) first hands every task in flight back to the queue, the way a
+  consumer does on shutdown (no retry spent), so the reset loses nothing it was not asked to.
+- `--broker` also deletes this deployment's Celery queues (and their bindings and unacked
+  messages) in the broker database CELERY_BROKER_DB; other Celery apps there are left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from urllib.parse import urlsplit
+
+import redis
+from kombu.transport.redis import Channel
+
+from core.errors import AsyncTaskFlowError
+from core.keys import Keys
+from core.redis import sync_client
+from core.settings import Settings, get_settings
+from core.states import State
+from core.store import TaskStore
+
+SCAN_COUNT = 1000  # keys per SCAN step: large enough to be quick, small enough not to stall Redis
+DELETE_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the deployment holds right now."""
+
+    queues: dict[str, int]
+    states: dict[str, int]
+    inflight: int
+    workers_live: int
+    workers_registered: int
+    keys: int
+
+
+def scan(client: redis.Redis, patterns: Iterable[str]) -> dict[str, list[str]]:
+    """Keys matching each pattern, found with SCAN (never KEYS, which blocks the server)."""
+    return {p: sorted(set(client.scan_iter(match=p, count=SCAN_COUNT))) for p in patterns}
+
+
+def unlink(client: redis.Redis, names: Sequence[str]) -> int:
+    """Delete in batches with UNLINK, which frees memory in the background."""
+    return sum(int(client.unlink(*names[i : i + DELETE_BATCH])) for i in range(0, len(names), DELETE_BATCH))
+
+
+def runtime_patterns(keys: Keys) -> list[str]:
+    """The keys that describe running processes rather than tasks."""
+    return [keys.consumers, keys.heartbeat("*"), keys.inflight("*"), f"{keys.breaker_namespace}:*"]
+
+
+def inflight_lists(client: redis.Redis, keys: Keys) -> dict[str, list[str]]:
+    """Task ids per consumer, for every in-flight list (registered or not)."""
+    owner_at = len(keys.inflight(""))
+    names = scan(client, [keys.inflight("*")])[keys.inflight("*")]
+    return {name[owner_at:]: [str(i) for i in client.lrange(name, 0, -1)] for name in names}
+
+
+def snapshot(client: redis.Redis, keys: Keys) -> Snapshot:
+    pipe = client.pipeline(transaction=False)
+    for queue in (keys.pending_primary, keys.pending_retry):
+        pipe.llen(queue)
+    for index in (keys.scheduled, keys.dlq):
+        pipe.zcard(index)
+    for state in State:
+        pipe.zcard(keys.state_index(state))
+    replies = pipe.execute()
+    registered = [str(c) for c in client.smembers(keys.consumers)]
+    live = sum(1 for c in registered if client.exists(keys.heartbeat(c)) > 0)
+    return Snapshot(
+        queues=dict(zip(("primary", "retry", "scheduled", "dlq"), replies[:4], strict=True)),
+        states={s.value: n for s, n in zip(State, replies[4:], strict=True)},
+        inflight=sum(len(ids) for ids in inflight_lists(client, keys).values()),
+        workers_live=live,
+        workers_registered=len(registered),
+        keys=sum(len(found) for found in scan(client, keys.all_patterns).values()),
+    )
+
+
+def describe(snap: Snapshot) -> list[str]:
+    return [
+        "queues:    " + ", ".join(f"{name} {n}" for name, n in snap.queues.items()),
+        "by state:  " + ", ".join(f"{state} {n}" for state, n in snap.states.items()),
+        f"in flight: {snap.inflight}",
+        f"live workers: {snap.workers_live} of {snap.workers_registered} registered",
+        f"keys:      {snap.keys} belong to this deployment",
+    ]
+
+
+def drain(store: TaskStore, client: redis.Redis, keys: Keys) -> int:
+    """Hand every task in flight back to the queue, as a stopping consumer does: an ACTIVE attempt
+    is released to the head of the primary list (no retry spent); an id moved but never claimed
+    goes back through `recover`. A worker still running such an attempt has its result refused."""
+    returned = 0
+    reason = "handed back by the reset tool"
+    for consumer_id, task_ids in inflight_lists(client, keys).items():
+        for task_id in task_ids:
+            try:
+                store.release(task_id, consumer_id, store.get(task_id).attempt, reason, "reset")
+                returned += 1
+            except AsyncTaskFlowError:
+                returned += store.recover(task_id, consumer_id, "", reason) == "requeued"
+    return returned
+
+
+def _ours(entry: str, queue_pattern: str) -> bool:
+    """An unacked Celery message (JSON [payload, exchange, routing key]) bound for our queues."""
+    try:
+        _payload, exchange, routing_key = json.loads(entry)
+    except ValueError:
+        return False
+    return any(fnmatchcase(str(name), queue_pattern) for name in (exchange, routing_key))
+
+
+def reset_broker(broker: redis.Redis, keys: Keys) -> dict[str, int]:
+    """Delete this deployment's Celery queues, their bindings and their unacked messages. Key
+    names of the broker are kombu's (read from its Redis transport), not ours."""
+    queues = keys.dispatch_queue("*")
+    found = scan(broker, [queues, Channel.keyprefix_queue % queues])
+    deleted = {pattern: unlink(broker, names) for pattern, names in found.items()}
+    tags = [tag for tag, entry in broker.hscan_iter(Channel.unacked_key, count=SCAN_COUNT) if _ours(entry, queues)]
+    if tags:
+        broker.hdel(Channel.unacked_key, *tags)
+        broker.zrem(Channel.unacked_index_key, *tags)
+    deleted[Channel.unacked_key] = len(tags)
+    return deleted
+
+
+def where(settings: Settings) -> str:
+    """The server and database, without the password."""
+    url = urlsplit(settings.redis_url)
+    return f"{url.scheme}://{url.hostname}:{url.port or 6379}{url.path or '/0'}"
+
+
+def delete(client: redis.Redis, patterns: list[str]) -> dict[str, int]:
+    return {pattern: unlink(client, names) for pattern, names in scan(client, patterns).items()}
+
+
+def report(title: str, deleted: dict[str, int]) -> None:
+    print(f"{title}: {sum(deleted.values())}")
+    for pattern, count in deleted.items():
+        print(f"  {pattern:<40} {count}")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    keys = Keys(settings.redis_key_prefix)
+    client = sync_client(settings)
+    print(f"Redis {where(settings)}, key prefix {settings.redis_key_prefix!r}")
+    print("\n".join(describe(snapshot(client, keys))))
+    if not args.confirm:
+        print("nothing changed; run again with --confirm to delete (see --help)")
+        return 0
+    if args.drain:
+        print(f"handed back to the queue: {drain(TaskStore(client, keys), client, keys)}")
+    report("deleted keys", delete(client, runtime_patterns(keys) if args.keep_tasks else keys.all_patterns))
+    if args.broker:
+        broker = sync_client(settings.model_copy(update={"redis_url": settings.celery_broker_url}))
+        report(f"deleted from the broker (database {settings.celery_broker_db})", reset_broker(broker, keys))
+    print("\n".join(describe(snapshot(client, keys))))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m utils.reset_redis", description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--confirm", action="store_true", help="delete (without it, only show the state)")
+    p.add_argument("--keep-tasks", action="store_true", help="delete only workers, in-flight lists and the breaker")
+    p.add_argument("--drain", action="store_true", help="with --keep-tasks: first return in-flight tasks to the queue")
+    p.add_argument("--broker", action="store_true", help="also delete this deployment's Celery queues")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    if args.drain and not args.keep_tasks:
+        p.error("--drain needs --keep-tasks: a full reset deletes the tasks it would hand back")
+    return run(args, settings or get_settings())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
