@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from redis.exceptions import RedisError
 
@@ -34,11 +35,14 @@ def main() -> None:
     stop = consumer.stopping
     stop_on_signals(stop)
     repeat(consumer.beat, stop, once=True)  # registered before the first task can be moved in flight
-    every(settings.heartbeat_interval, consumer.beat, stop, "heartbeat")
+    # The heartbeat outlives the fetch loop: while the consumer drains, its tasks are still its
+    # own, and an expired heartbeat would let the reaper take them (spending a retry each).
+    left = threading.Event()
+    every(settings.heartbeat_interval, consumer.beat, left, "heartbeat")
     log.info("consumer %s started: queue %s, %d slots", consumer.id, queue, consumer.capacity)
     repeat(consumer.run_once, stop)
     try:
-        returned = consumer.drain(settings.consumer_shutdown_grace)
+        returned = consumer.drain(settings.consumer_shutdown_grace, on_leave=left.set)
     except RedisError:
         log.warning("consumer %s: Redis away at shutdown; the reaper recovers its tasks", consumer.id)
         return

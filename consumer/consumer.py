@@ -168,10 +168,11 @@ class Consumer:
         self.store.beat(self.id, self.heartbeat_info(), self.settings.heartbeat_ttl)
 
     # --- shutdown -----------------------------------------------------------------------------
-    def drain(self, grace: float) -> int:
+    def drain(self, grace: float, on_leave: Callable[[], object] = lambda: None) -> int:
         """Wait up to `grace` seconds for dispatched tasks to finish, then hand back the rest at
         once, spending no retry (not after the heartbeat expires); late results of those are
-        refused by token. Returns how many were handed back."""
+        refused by token. `on_leave` runs just before the heartbeat is removed (it stops the
+        heartbeat thread). Returns how many were handed back."""
         deadline = time.monotonic() + grace
         while self.store.inflight_count(self.id) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -179,6 +180,7 @@ class Consumer:
         returned = 0
         for task_id in self.store.inflight_ids(self.id):
             returned += self._hand_back(task_id)
+        on_leave()
         self.store.leave(self.id)
         return returned
 

@@ -25,15 +25,21 @@ def _options(settings: Settings) -> dict[str, object]:
     }
 
 
-def sync_client(settings: Settings, decode: bool = True, blocking_seconds: float = 0.0) -> redis.Redis:
+def sync_client(
+    settings: Settings, decode: bool = True, blocking_seconds: float = 0.0, patient: bool = False
+) -> redis.Redis:
     """Client for consumer, worker and scheduler. `blocking_seconds` widens the socket timeout
-    for a connection that will sit in BLMOVE that long."""
+    for a connection that will sit in BLMOVE that long. A `patient` client (the worker's) keeps
+    retrying for REDIS_OUTAGE_PATIENCE seconds, so an attempt that finished while Redis restarts
+    is still recorded, instead of waiting for its lease to expire and running again."""
     options = _options(settings)
     options["socket_timeout"] = settings.redis_socket_timeout + blocking_seconds
+    # Backoff 0.1, 0.2, 0.4, 0.8, then 1 s per retry: about `patience` seconds in all.
+    retries = 4 + int(settings.redis_outage_patience) if patient else 3
     return redis.Redis.from_url(
         settings.redis_url,
         decode_responses=decode,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=3),
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=retries),
         **options,  # type: ignore[arg-type]
     )
 

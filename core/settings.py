@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     redis_key_prefix: str = ""
     celery_broker_db: int = Field(1, ge=0, le=15)
     redis_socket_timeout: float = Field(5.0, gt=0)
+    redis_outage_patience: float = Field(60.0, ge=0)
 
     # API
     api_host: str = "127.0.0.1"

@@ -13,11 +13,13 @@ RUN_TASK = "asynctaskflow.run"
 
 def create_celery(settings: Settings) -> Celery:
     app = Celery("asynctaskflow", broker=settings.celery_broker_url, include=["worker.tasks"])
+    app.conf.broker_transport = "worker.transport:Transport"  # survives a Redis restart (see there)
     app.conf.update(
-        # A message is acked only after the attempt settled, and redelivered if the process
-        # died; the attempt token makes such a redelivery harmless.
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
+        # Acked when the attempt starts: a worker that dies mid-attempt loses the message, and
+        # the lease reaper (which owns recovery) gives the task back; Celery's own redelivery
+        # would only bring a stale copy later.
+        task_acks_late=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,  # attempts run on through a Redis restart
         task_ignore_result=True,
         result_backend=None,
         worker_prefetch_multiplier=settings.worker_prefetch_multiplier,

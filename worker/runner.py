@@ -29,7 +29,7 @@ class Runner:
 
     def __init__(self, settings: Settings, provider: Provider | None = None) -> None:
         keys = Keys(settings.redis_key_prefix)
-        self.store = TaskStore(sync_client(settings), keys)
+        self.store = TaskStore(sync_client(settings, patient=True), keys)
         self.breaker = SharedBreaker(settings, sync_client(settings, decode=False))
         self.provider = provider or build_provider(settings)
         self.policy = RetryPolicy(

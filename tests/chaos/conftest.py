@@ -20,19 +20,21 @@ from tests.integration.stack import Stack, wait_until
 from tests.stub_llm import StubLLM
 from utils import redis_server
 
+
 @dataclass(frozen=True)
 class Profile:
     name: str
     tasks: int  # per scenario
     kill_tasks: int  # the kill -9 loop's load
-    kill_every: tuple[float, float]  # seconds between kills
+    kill_every: tuple[float, float]  # seconds between kills (drawn uniformly)
+    kill_concurrency: int  # slots per container in the kill loop, so the load lasts through the kills
     outage: float  # seconds of LLM outage
     breaker_reset: float  # CIRCUIT_BREAKER_RESET_TIMEOUT during the outage
 
 
 PROFILES = {
-    "short": Profile("short", tasks=120, kill_tasks=300, kill_every=(1.0, 2.5), outage=6.0, breaker_reset=1.0),
-    "long": Profile("long", tasks=1000, kill_tasks=2000, kill_every=(2.0, 5.0), outage=60.0, breaker_reset=5.0),
+    "short": Profile("short", 120, kill_tasks=300, kill_every=(1, 2.5), kill_concurrency=4, outage=6, breaker_reset=1),
+    "long": Profile("long", 1000, kill_tasks=2000, kill_every=(2, 5), kill_concurrency=8, outage=60, breaker_reset=5),
 }
 
 # Short timings so recovery happens within seconds (each scenario may override any of them).

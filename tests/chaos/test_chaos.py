@@ -41,17 +41,17 @@ def in_background(target: Callable[[], object]) -> threading.Thread:
 def test_kill_loop(make_books: MakeBooks, profile: Profile) -> None:
     """SIGKILL a random consumer or Celery worker every few seconds while the load runs, and
     restart it at once. Duplicated LLM calls are allowed (and counted); lost tasks are not."""
-    books = make_books(MAX_RETRIES="10")  # each kill of a task's process spends one of them
+    # Each kill of a task's process spends one retry of it; few slots make the load outlast the kills.
+    books = make_books(MAX_RETRIES="10", CELERY_WORKER_CONCURRENCY=str(profile.kill_concurrency))
     stack, rng, kills = books.stack, random.Random(7), []
     feeding = in_background(lambda: books.submit(profile.kill_tasks, threads=4))
     wait_until(lambda: active(stack) > 0, 20, what="work to start")
     while feeding.is_alive() or books.finished_share() < 0.97:
         time.sleep(rng.uniform(*profile.kill_every))
-        victim = rng.choice(["consumer-a", "consumer-b", "worker-a", "worker-b"])
-        stack.kill(victim)
-        role, pair = victim.split("-")
+        role, pair = ("consumer", "worker")[len(kills) % 2], rng.choice("ab")  # both kinds, in turn
+        stack.kill(f"{role}-{pair}")
         stack.start(role, pair)
-        kills.append(victim)
+        kills.append(f"{role}-{pair}")
     books.settle(timeout=120)
     figures = books.audit()
     figures.notes["kills"] = len(kills)
@@ -200,7 +200,7 @@ def test_poison_input_and_timeouts(make_books: MakeBooks, profile: Profile) -> N
     books = make_books(CELERY_TASK_SOFT_TIME_LIMIT="2", CELERY_TASK_TIME_LIMIT="3", OPENROUTER_TIMEOUT="1.5")
     stack = books.stack
     poison = books.submit(10, directive="[[400]]", prefix="p")
-    trickle = books.submit(4, directive="[[trickle:10]]", prefix="s")
+    books.submit(4, directive="[[trickle:10]]", prefix="s")
     wait_until(lambda: all(s in ("FAILED",) for s in books.states(poison).values()), 20, what="poison to fail")
     books.submit(profile.tasks // 2, directive="[[delay:1]]", prefix="h")
     wait_until(lambda: stack.redis.llen(stack.keys.inflight(_consumer_id(stack, "a"))) >= 4, 20,
@@ -252,7 +252,9 @@ def test_duplicate_delivery(make_books: MakeBooks, profile: Profile) -> None:
 def test_two_schedulers(make_books: MakeBooks, profile: Profile) -> None:
     """Two schedulers for the whole run of tasks that each need two retries: every retry is
     promoted exactly once (so each task is called exactly three times)."""
-    books = make_books(schedulers=2, RETRY_BACKOFF_BASE="0.1", RETRY_BACKOFF_MAX="0.3")
+    # Every first and second call fails: with a breaker that would look like an outage.
+    books = make_books(schedulers=2, RETRY_BACKOFF_BASE="0.1", RETRY_BACKOFF_MAX="0.3",
+                       CIRCUIT_BREAKER_FAIL_MAX="100000")
     books.submit(profile.tasks, directive="[[fail:2]]")
     books.settle(timeout=90)
     figures = books.audit()

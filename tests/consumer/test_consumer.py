@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from consumer.consumer import BreakerGate, Consumer
-from core.errors import LLMTransient
+from core.errors import CircuitOpen, LLMTransient
 from core.keys import Keys
 from core.settings import Settings
 from core.states import State
@@ -65,9 +65,10 @@ def test_an_open_breaker_stops_the_consumer_then_lets_one_probe_through(
     settings: Settings, store: TaskStore, redis_url: str
 ) -> None:
     breaker = SharedBreaker(settings, redis.Redis.from_url(redis_url))
-    for _ in range(2):
-        with pytest.raises(LLMTransient):
-            breaker.call(_fail)
+    with pytest.raises(LLMTransient):
+        breaker.call(_fail)
+    with pytest.raises(CircuitOpen):  # the failure that opens it
+        breaker.call(_fail)
     ids = submit(store, 3)
     consumer = Consumer(settings, store, lambda tid, tok, cid: None, gate=BreakerGate(breaker, ttl=0))
 

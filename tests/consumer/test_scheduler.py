@@ -54,7 +54,8 @@ def test_reap_returns_the_tasks_of_a_dead_consumer(real_redis: redis.Redis, key_
     claim = store.claim("dead", new_token(), prefer_retry=False)
     time.sleep(0.2)
 
-    assert Scheduler(Settings(), store).reap_once() == 1
+    assert Scheduler(Settings(heartbeat_ttl=10**6), store).reap_once() == 0, "Redis restarted only just now"
+    assert Scheduler(Settings(heartbeat_interval=0.05, heartbeat_ttl=0.1), store).reap_once() == 1
 
     task = store.get(claim.task_id)
     assert (task.state, task.retry_count, task.error_type) == (State.PENDING, 1, "worker_lost")
