@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: install run test lint clean
+.PHONY: install run test chaos lint clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=python3.11)")'
@@ -19,6 +19,11 @@ run: install
 
 test: install lint
 	$(PY) -m pytest
+
+# The chaos suite at full size (make test runs it short): kill -9 loops, Redis restart, LLM
+# outage, rate-limit storm...; prints the figures table the README shows.
+chaos: install
+	CHAOS_PROFILE=long $(PY) -m pytest tests/chaos -p no:cacheprovider
 
 lint: install
 	$(VENV)/bin/ruff check .
