@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
+from api.breaker import BreakerControl
 from api.errors import ApiError
 from core.errors import TaskNotFound
 from core.settings import Settings
@@ -35,7 +36,13 @@ def _sync_store(request: Request) -> TaskStore:
     return store
 
 
+def _breaker(request: Request) -> BreakerControl:
+    breaker: BreakerControl = request.app.state.breaker
+    return breaker
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
+BreakerDep = Annotated[BreakerControl, Depends(_breaker)]
 StoreDep = Annotated[AsyncTaskStore, Depends(_store)]
 SyncStoreDep = Annotated[TaskStore, Depends(_sync_store)]
 
@@ -87,7 +94,18 @@ def _cursor(
     return cursor
 
 
+def _offset(
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+) -> int:
+    if not cursor:
+        return 0
+    if not (cursor.isascii() and cursor.isdigit()):
+        raise ApiError(422, "invalid_cursor", "cursor is not one this API returned; start again without it")
+    return int(cursor)
+
+
 TaskIdDep = Annotated[str, Depends(_task_id)]
+OffsetDep = Annotated[int, Depends(_offset)]
 StatusDep = Annotated[State | None, Depends(_status)]
 LimitDep = Annotated[int, Depends(_limit)]
 CursorDep = Annotated[str | None, Depends(_cursor)]

@@ -13,7 +13,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import health, queues, tasks
+from api.breaker import BreakerControl
+from api.routes import health, metrics, queues, tasks
 from core.keys import Keys
 from core.logs import setup_logging
 from core.redis import async_client, sync_client
@@ -37,12 +38,16 @@ def _lifespan(settings: Settings | None) -> Lifespan:
         app.state.store = AsyncTaskStore(aio, keys)
         # Only requeue-orphaned uses it: the sweep is the scheduler's synchronous code, run in a thread.
         app.state.sync_store = TaskStore(sync, keys)
+        # pybreaker's Redis storage expects bytes, so the breaker gets its own client.
+        breaker_client = sync_client(resolved, decode=False)
+        app.state.breaker = BreakerControl(resolved, breaker_client)
         log.info("api started (redis %s, prefix %r)", _redacted(resolved.redis_url), resolved.redis_key_prefix)
         try:
             yield
         finally:
             await aio.aclose()
             sync.close()
+            breaker_client.close()
 
     return lifespan
 
@@ -62,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan(settings),
     )
     errors.install(app)
-    for module in (tasks, queues, health):
+    for module in (tasks, queues, health, metrics):
         app.include_router(module.router)
     return app
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from core.states import State
 from core.task import Task
@@ -30,12 +30,56 @@ class TaskCreate(BaseModel):
 
 
 class TaskAccepted(BaseModel):
-    """Reply to a submit: the task is stored and queued; poll the `Location` header for its outcome."""
+    """Reply to a submit: the task is stored and queued; poll the `Location` header for its outcome.
+    A submit that repeats an `Idempotency-Key` gets the task the first one created, in its state now."""
 
     task_id: str
     task_type: str
     state: State
     created_at: int
+
+
+class BulkCreate(BaseModel):
+    """Body of a bulk submit: up to BULK_MAX_ITEMS texts, stored and queued in one atomic step."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [{"content": "First text."}]}]})
+
+    items: list[TaskCreate] = Field(min_length=1)
+
+
+class BulkAccepted(BaseModel):
+    """Reply to a bulk submit: one entry per item, in the order given."""
+
+    items: list[TaskAccepted]
+
+
+class Usage(BaseModel):
+    """Tokens the provider reported for the answering call."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class Timings(BaseModel):
+    """Milliseconds between the task's timestamps; null until both ends exist."""
+
+    queued_ms: int | None = Field(description="From creation to the start of the last attempt.")
+    run_ms: int | None = Field(description="Run time of the last attempt, once finished.")
+    total_ms: int | None = Field(description="From creation to the end, once finished.")
+
+
+class HistoryEntry(BaseModel):
+    """One state change of a task's audit trail; failed attempts carry their error."""
+
+    at: int
+    from_state: str = Field(alias="from", description="'' for the creation.")
+    to: str
+    worker: str | None = None
+    error: str | None = None
+    error_type: str | None = None
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
 
 class TaskPublic(BaseModel):
@@ -57,11 +101,27 @@ class TaskPublic(BaseModel):
     started_at: int | None
     finished_at: int | None
     due_at: int | None = Field(description="When a SCHEDULED retry becomes due.")
+    attempts: int = Field(description="Attempts started so far (each claim by a consumer).")
+    progress: int = Field(description="0-100, reported by the running attempt; 100 once COMPLETED.")
+    current_step: str | None = Field(description="What the running attempt reported it is doing.")
+    model: str | None = Field(description="The model that answered, when the provider said.")
+    usage: Usage | None = Field(description="Token usage of the answering call, when the provider reported it.")
+    timings: Timings
 
     @classmethod
     def from_task(cls, task: Task) -> TaskPublic:
         """The stored record's "" and 0 (its "not yet") become null."""
+        usage = None
+        if task.total_tokens:
+            tokens = (task.prompt_tokens, task.completion_tokens, task.total_tokens)
+            usage = Usage(prompt_tokens=tokens[0], completion_tokens=tokens[1], total_tokens=tokens[2])
         return cls(
+            attempts=task.attempts,
+            progress=task.progress,
+            current_step=task.current_step or None,
+            model=task.model or None,
+            usage=usage,
+            timings=timings(task),
             task_id=task.id,
             task_type=task.task_type,
             state=task.state,
@@ -79,6 +139,31 @@ class TaskPublic(BaseModel):
             finished_at=task.finished_at or None,
             due_at=task.due_at or None,
         )
+
+
+def timings(task: Task) -> Timings:
+    def span(start: int, end: int) -> int | None:
+        return end - start if start and end else None
+
+    return Timings(
+        queued_ms=span(task.created_at, task.started_at),
+        run_ms=span(task.started_at, task.finished_at),
+        total_ms=span(task.created_at, task.finished_at),
+    )
+
+
+class TaskDetail(TaskPublic):
+    """One task with its audit trail (state changes, oldest first, bounded) and the errors of its
+    failed attempts."""
+
+    history: list[HistoryEntry]
+    errors: list[HistoryEntry] = Field(description="The entries of `history` that carry an error.")
+
+    @classmethod
+    def build(cls, task: Task, trail: list[dict[str, Any]]) -> TaskDetail:
+        entries = [HistoryEntry.model_validate(e) for e in trail]
+        public = TaskPublic.from_task(task).model_dump()
+        return cls(**public, history=entries, errors=[e for e in entries if e.error])
 
 
 class TaskPage(BaseModel):
@@ -112,9 +197,116 @@ class QueueStatus(BaseModel):
     workers: int = Field(description="Consumers whose heartbeat is alive.")
 
 
+class QueueEntry(BaseModel):
+    """One id in a queue; `score` is the due time (scheduled) or the time of death (dlq), in ms."""
+
+    task_id: str
+    score: int | None
+
+
+class QueueTasks(BaseModel):
+    """One page of the ids in a queue, in queue order (FIFO for the lists, by score for the sets)."""
+
+    queue: Literal["primary", "retry", "scheduled", "dlq"]
+    total: int = Field(description="Length of the queue now.")
+    items: list[QueueEntry]
+    next_cursor: str | None = Field(description="Offset of the next page; the queue moves, so this is a peek.")
+
+
+class RequeueRequest(BaseModel):
+    """Which dead tasks to re-drive: the ids given, or every dead task when `task_ids` is absent."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"task_ids": ["6f1c2d3e-0000-4000-8000-000000000000"]}]})
+
+    task_ids: list[str] | None = Field(default=None, max_length=1000)
+
+
+class Requeued(BaseModel):
+    """What a DLQ re-drive did: how many went back to the retry list, and which given ids were not dead."""
+
+    requeued: int
+    not_dead: list[str]
+
+
+class Purged(BaseModel):
+    """How many dead tasks were deleted."""
+
+    deleted: int
+
+
+class Throughput(BaseModel):
+    """Tasks finished in a window."""
+
+    completed: int
+    failed: int = Field(description="FAILED and DLQ.")
+
+
+class Statistics(BaseModel):
+    """The pipeline's figures, all from counters kept by the transition scripts (no scan)."""
+
+    states: dict[State, int]
+    totals: dict[str, int] = Field(description="Counters since the start: submitted, started, completed, failed, …")
+    success_rate: float | None = Field(description="completed / (completed + failed + dead); null before any.")
+    duration_p50_ms: float | None = Field(description="Median run time of completed attempts (from the histogram).")
+    duration_p95_ms: float | None
+    duration_mean_ms: float | None
+    throughput_last_minute: Throughput
+    throughput_last_hour: Throughput
+
+
+class Breaker(BaseModel):
+    """The circuit breaker shared by every worker (its state lives in Redis)."""
+
+    state: Literal["closed", "open", "half-open"]
+    fail_counter: int = Field(description="Consecutive provider failures counted so far.")
+    seconds_left: float = Field(description="While open: seconds until a probe call is let through.")
+
+
 class Health(BaseModel):
-    """Liveness of the API and its Redis; 503 when Redis is unreachable."""
+    """The system at a glance; 503 when any check fails, with `problems` saying what is wrong."""
+
+    status: Literal["ok", "unhealthy"]
+    redis: Literal["ok", "unreachable"]
+    workers: int | None = Field(description="Consumer/worker pairs whose heartbeat is alive.")
+    scheduler: Literal["ok", "missing"] | None
+    breaker: Literal["closed", "open", "half-open"] | None
+    problems: list[str]
+
+
+class Probe(BaseModel):
+    """Answer of /live and /ready."""
 
     status: Literal["ok", "unavailable"]
-    redis: Literal["ok", "unreachable"]
-    workers: int | None
+
+
+class WorkerInfo(BaseModel):
+    """One consumer/worker pair, from its heartbeat and the counts its reports moved."""
+
+    consumer_id: str
+    worker_id: str | None
+    host: str | None
+    pid: int | None = Field(description="The consumer's process id (Celery's own pids: see diagnostics).")
+    concurrency: int | None
+    inflight: int | None
+    retry_ratio: float | None
+    breaker: str | None = Field(description="The breaker as this consumer last saw it.")
+    taken: dict[str, int] | None = Field(description="Tasks taken from each list since start.")
+    started_at: int | None
+    last_heartbeat: int | None
+    processed: int
+    completed: int
+    failed: int
+
+
+class Workers(BaseModel):
+    """Every live consumer/worker pair, and the shared breaker."""
+
+    workers: list[WorkerInfo]
+    breaker: Breaker
+
+
+class Diagnostics(BaseModel):
+    """What the Celery workers answer to `inspect` (within DIAGNOSTICS_TIMEOUT), and Redis's own figures."""
+
+    celery: dict[str, Any] = Field(description="`active`, `reserved`, `stats` per worker, or an `error`.")
+    redis: dict[str, Any]

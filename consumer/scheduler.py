@@ -4,6 +4,9 @@ Safe with any number of replicas: each step is atomic in Redis, and polling is j
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 import threading
 import time
 
@@ -26,6 +29,8 @@ class Scheduler:
         self.store = store
         self._next_reap = 0.0
         self._next_clean = 0.0
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.started_at = time.time()
 
     def promote_once(self) -> int:
         """Move every due retry to the retry list, a batch per atomic step."""
@@ -52,25 +57,35 @@ class Scheduler:
         return recovered
 
     def clean_once(self) -> int:
-        """Delete finished tasks past RESULT_TTL_SECONDS and the oldest dead ones beyond DLQ_MAX_SIZE."""
+        """Delete finished tasks past RESULT_TTL_SECONDS (with their history and index entries) and
+        the oldest dead ones beyond DLQ_MAX_SIZE. Each call deletes at most SCHEDULER_BATCH_SIZE per
+        state, so one round never holds Redis long; a backlog drains over the following rounds."""
         s = self.settings
         retention_ms = s.result_ttl_seconds * 1000
-        deleted = sum(self.store.purge(state, retention_ms, 0, s.scheduler_batch_size) for state in _RETAINED)
+        deleted = sum(self.store.purge(state, retention_ms, None, s.scheduler_batch_size) for state in _RETAINED)
         deleted += self.store.purge(State.DLQ, 0, s.dlq_max_size, s.scheduler_batch_size)
         if deleted:
             log.info("deleted %d finished tasks past retention", deleted)
         return deleted
 
+    def beat(self) -> None:
+        """Tell the API's /health that a scheduler runs (lives for one HEARTBEAT_TTL)."""
+        info = {"scheduler_id": self.id, "host": socket.gethostname(), "pid": os.getpid()}
+        info |= {"started_at": int(self.started_at * 1000), "beat_at": int(time.time() * 1000)}
+        self.store.beat_scheduler(info, self.settings.heartbeat_ttl)
+
     def run_once(self) -> None:
-        """One round: promote always; reap every heartbeat interval; clean once a minute."""
+        """One round: promote always; beat and reap every heartbeat interval; clean once a minute
+        (sooner while a full batch was deleted, so a backlog of expired tasks drains)."""
         self.promote_once()
         now = time.monotonic()
         if now >= self._next_reap:
+            self.beat()
             self.reap_once()
             self._next_reap = now + self.settings.heartbeat_interval
         if now >= self._next_clean:
-            self.clean_once()
-            self._next_clean = now + 60.0
+            deleted = self.clean_once()
+            self._next_clean = now + (0.0 if deleted >= self.settings.scheduler_batch_size else 60.0)
 
 
 def main() -> None:

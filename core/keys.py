@@ -6,9 +6,14 @@ prefix (REDIS_KEY_PREFIX, empty by default) namespaces a deployment.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from core.states import State
+
+# Appended to a task's key: its audit trail lives beside its hash, so `redis-cli` shows them together.
+# Scripts that learn an id mid-script build the trail's key as `task_prefix .. id .. HISTORY_SUFFIX`.
+HISTORY_SUFFIX = ":history"
 
 # A state whose index is one of the design's own structures rather than `tasks:state:{STATE}`.
 _STATE_INDEX_OVERRIDES = {State.SCHEDULED: "tasks:scheduled", State.DLQ: "dlq:tasks"}
@@ -31,6 +36,10 @@ class Keys:
     def task_prefix(self) -> str:
         """`task(id)` minus the id: scripts that learn an id mid-script (a pop) build its key from this."""
         return self.task("")
+
+    def history(self, task_id: str) -> str:
+        """Capped list of one task's state changes and errors, oldest first (its audit trail)."""
+        return self.task(task_id) + HISTORY_SUFFIX
 
     @property
     def pending_primary(self) -> str:
@@ -66,6 +75,12 @@ class Keys:
         return self._k(f"tasks:inflight:{consumer_id}")
 
     @property
+    def inflight_prefix(self) -> str:
+        """`inflight(consumer)` minus the consumer: a script that learns the owner mid-script
+        (cancelling an ACTIVE task) builds the list's key from this."""
+        return self.inflight("")
+
+    @property
     def consumers(self) -> str:
         """Set of consumer ids that may own an in-flight list (the reaper walks it)."""
         return self._k("workers:registry")
@@ -73,6 +88,43 @@ class Keys:
     def heartbeat(self, consumer_id: str) -> str:
         """JSON string with a TTL: a consumer/worker pair is alive while this exists."""
         return self._k(f"worker:heartbeat:{consumer_id}")
+
+    def consumer_stats(self, consumer_id: str) -> str:
+        """Hash of one consumer's settled attempts (processed, completed, failed), with a TTL
+        refreshed on each report, so the counts of stopped consumers go away by themselves."""
+        return self._k(f"worker:stats:{consumer_id}")
+
+    @property
+    def scheduler_heartbeat(self) -> str:
+        """JSON string with a TTL, written by whichever scheduler ran last: a scheduler is alive."""
+        return self._k("scheduler:heartbeat")
+
+    @property
+    def counters(self) -> str:
+        """Hash of global counters (submitted, completed, failed, dead, retried, …), changed only
+        inside the transition scripts, in the same step as the state they count."""
+        return self._k("stats:counters")
+
+    @property
+    def durations(self) -> str:
+        """Hash: histogram of completed attempts' run time (one field per bucket, plus sum and count)."""
+        return self._k("stats:durations")
+
+    @property
+    def throughput_seconds(self) -> str:
+        """Hash: ring of per-second buckets of finished tasks (the last minute)."""
+        return self._k("stats:throughput:second")
+
+    @property
+    def throughput_minutes(self) -> str:
+        """Hash: ring of per-minute buckets of finished tasks (the last hour)."""
+        return self._k("stats:throughput:minute")
+
+    def idempotency(self, key: str) -> str:
+        """String with a TTL: the task ids a submit with this `Idempotency-Key` created. The
+        client's key is hashed, so any header value makes a short, safe key name."""
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        return self._k(f"idempotency:{digest}")
 
     @property
     def events(self) -> str:
@@ -91,4 +143,5 @@ class Keys:
     @property
     def all_patterns(self) -> list[str]:
         """Glob patterns that cover every key this application writes (for operator tools)."""
-        return [self._k(p) for p in ("task:*", "tasks:*", "dlq:*", "worker:*", "workers:*", "breaker:*")]
+        patterns = ("task:*", "tasks:*", "dlq:*", "worker:*", "workers:*", "breaker:*", "stats:*", "scheduler:*")
+        return [self._k(p) for p in (*patterns, "idempotency:*")]

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     api_port: int = 8000
     max_content_chars: int = Field(100_000, gt=0)
     list_page_max: int = Field(500, gt=0)
+    bulk_max_items: int = Field(100, gt=0)
+    idempotency_ttl_seconds: int = Field(24 * 3600, gt=0)
+    sse_keepalive_seconds: float = Field(15.0, gt=0)
+    diagnostics_timeout: float = Field(1.0, gt=0)
 
     # LLM provider
     llm_provider: Literal["auto", "openrouter", "offline"] = "auto"
@@ -70,6 +74,7 @@ class Settings(BaseSettings):
     worker_max_tasks_per_child: int = Field(0, ge=0)
     worker_max_memory_per_child: int = Field(0, ge=0)
     task_lease_margin: float = Field(30.0, ge=0)
+    celery_send_task_events: bool = True
 
     # Circuit breaker
     circuit_breaker_fail_max: int = Field(5, gt=0)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import InvalidTransition, StaleAttempt, TaskNotFound
-from core.keys import Keys
+from core.keys import HISTORY_SUFFIX, Keys
 from core.lua import register_all
 from core.states import State
 from core.task import Task
@@ -42,11 +42,41 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Created:
+    """What a submit did: the ids of its tasks, and whether an earlier submit with the same
+    idempotency key had created them (`replayed`; then `created_at` is 0)."""
+
+    ids: list[str]
+    created_at: int
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Durations:
+    """The run-time histogram of completed attempts: `counts[i]` attempts took at most
+    `DURATION_BUCKETS_MS[i]` ms (and more than the bound before), `overflow` took longer."""
+
+    counts: list[int]
+    overflow: int
+    sum_ms: int
+    count: int
+
+
+@dataclass(frozen=True)
 class Page:
     """One page of a task listing; `cursor` is None on the last page."""
 
     ids: list[str]
     cursor: str | None
+
+
+# Upper bounds (ms) of the run-time histogram's buckets; the same list as DURATION_BOUNDS in
+# scripts/_lib.lua (a test compares them).
+DURATION_BUCKETS_MS = (100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000)
+
+# The queue structures `queue_ids` can page through: lists (FIFO order) and sorted sets (by score).
+LIST_QUEUES = ("primary", "retry")
+ZSET_QUEUES = ("scheduled", "dlq")
 
 
 def new_token() -> str:
@@ -74,68 +104,104 @@ class Ops:
         self._states = [s.value for s in State]
         self._indexes = [keys.state_index(s) for s in State]
 
-    def create(self, task: Task) -> Call:
-        fields = task.to_hash()
-        flat = [x for kv in fields.items() if kv[0] not in ("created_at", "updated_at") for x in kv]
-        keys = [self.k.task(task.id), self.k.pending_primary, self.k.state_index(State.PENDING)]
-        return Call("create_task", [*keys, self.k.all_tasks, self.k.events], [task.id, *flat])
+    def create(self, tasks: list[Task], idempotency_key: str = "", retention_ms: int = 0) -> Call:
+        k = self.k
+        keys = [k.pending_primary, k.state_index(State.PENDING), k.all_tasks, k.events, k.counters]
+        keys.append(k.idempotency(idempotency_key) if idempotency_key else "")
+        fields = []
+        for task in tasks:
+            keys += [k.task(task.id), k.history(task.id)]
+            stored = {n: v for n, v in task.to_hash().items() if n not in ("created_at", "updated_at")}
+            fields.append(json.dumps(stored))
+        return Call("create_task", keys, [retention_ms, k.task_prefix, *fields])
 
     def claim(self, consumer_id: str, token: str, prefer_retry: bool, moved_id: str = "") -> Call:
         lists = [self.k.pending_primary, self.k.pending_retry]
         if prefer_retry:
             lists.reverse()
         keys = [*lists, self.k.inflight(consumer_id), self.k.state_index(State.PENDING)]
-        keys += [self.k.state_index(State.ACTIVE), self.k.pending_retry, self.k.events]
-        return Call("claim_task", keys, [self.k.task_prefix, token, consumer_id, moved_id])
+        keys += [self.k.state_index(State.ACTIVE), self.k.pending_retry, self.k.events, self.k.counters]
+        return Call("claim_task", keys, [self.k.task_prefix, token, consumer_id, moved_id, HISTORY_SUFFIX])
 
     def _report_keys(self, task_id: str, consumer_id: str, target: str) -> list[str]:
-        active = self.k.state_index(State.ACTIVE)
-        return [self.k.task(task_id), self.k.inflight(consumer_id), active, target, self.k.events]
+        k = self.k
+        keys = [k.task(task_id), k.inflight(consumer_id), k.state_index(State.ACTIVE), target, k.events]
+        return [*keys, k.history(task_id), k.counters, k.consumer_stats(consumer_id)]
 
-    def complete(self, task_id: str, consumer_id: str, token: str, result: str, provider: str) -> Call:
+    def complete(
+        self, task_id: str, consumer_id: str, token: str, result: str, provider: str, model: str = "",
+        usage: dict[str, int] | None = None,
+    ) -> Call:  # fmt: skip
         keys = self._report_keys(task_id, consumer_id, self.k.state_index(State.COMPLETED))
-        return Call("complete_task", keys, [task_id, token, result, provider])
+        keys += [self.k.durations, self.k.throughput_seconds, self.k.throughput_minutes]
+        prompt, completion, total = usage_figures(usage)
+        args = [task_id, token, result, provider, model, prompt, completion, total, consumer_id]
+        return Call("complete_task", keys, args)
 
     def schedule_retry(
         self, task_id: str, consumer_id: str, token: str, delay_ms: int, error: str, error_type: str
     ) -> Call:
         keys = self._report_keys(task_id, consumer_id, self.k.scheduled)
-        return Call("schedule_retry", keys, [task_id, token, delay_ms, error, error_type])
+        return Call("schedule_retry", keys, [task_id, token, delay_ms, error, error_type, consumer_id])
 
     def fail(self, task_id: str, consumer_id: str, token: str, target: State, error: str, error_type: str) -> Call:
         keys = self._report_keys(task_id, consumer_id, self.k.state_index(target))
-        return Call("fail_task", keys, [task_id, token, target.value, error, error_type])
+        keys += [self.k.throughput_seconds, self.k.throughput_minutes]
+        return Call("fail_task", keys, [task_id, token, target.value, error, error_type, consumer_id])
 
     def release(self, task_id: str, consumer_id: str, token: str, reason: str, error_type: str) -> Call:
-        keys = self._report_keys(task_id, consumer_id, self.k.state_index(State.PENDING))
-        keys.insert(4, self.k.pending_primary)
-        return Call("release_task", keys, [task_id, token, reason, error_type])
+        k = self.k
+        keys = [k.task(task_id), k.inflight(consumer_id), k.state_index(State.ACTIVE), k.state_index(State.PENDING)]
+        keys += [k.pending_primary, k.events, k.history(task_id), k.counters]
+        return Call("release_task", keys, [task_id, token, reason, error_type, consumer_id])
+
+    def set_progress(self, task_id: str, token: str, progress: int, step: str) -> Call:
+        return Call("set_progress", [self.k.task(task_id), self.k.events], [task_id, token, progress, step])
 
     def promote_due(self, batch: int) -> Call:
         keys = [self.k.scheduled, self.k.pending_retry, self.k.state_index(State.PENDING), self.k.events]
-        return Call("promote_due", keys, [self.k.task_prefix, batch])
+        return Call("promote_due", [*keys, self.k.counters], [self.k.task_prefix, batch, HISTORY_SUFFIX])
 
     def recover(self, task_id: str, consumer_id: str, token: str, reason: str) -> Call:
-        keys = [self.k.task(task_id), self.k.inflight(consumer_id), self.k.state_index(State.ACTIVE)]
-        keys += [self.k.state_index(State.PENDING), self.k.pending_retry, self.k.dlq, self.k.events]
+        k = self.k
+        keys = [k.task(task_id), k.inflight(consumer_id), k.state_index(State.ACTIVE)]
+        keys += [k.state_index(State.PENDING), k.pending_retry, k.dlq, k.events, k.history(task_id), k.counters]
+        keys += [k.consumer_stats(consumer_id), k.throughput_seconds, k.throughput_minutes]
         return Call("recover_task", keys, [task_id, token, reason, consumer_id])
 
     def retry(self, task_id: str) -> Call:
-        keys = [self.k.task(task_id), self.k.pending_retry, self.k.events, *self._indexes]
-        return Call("retry_task", keys, [task_id, *self._states])
+        keys = [self.k.task(task_id), self.k.pending_retry, self.k.events, self.k.history(task_id), self.k.counters]
+        return Call("retry_task", [*keys, *self._indexes], [task_id, *self._states])
 
     def cancel(self, task_id: str) -> Call:
-        keys = [self.k.task(task_id), self.k.pending_primary, self.k.pending_retry, self.k.scheduled]
-        keys += [self.k.state_index(State.PENDING), self.k.state_index(State.CANCELLED), self.k.events]
-        return Call("cancel_task", keys, [task_id])
+        k = self.k
+        keys = [k.task(task_id), k.pending_primary, k.pending_retry, k.scheduled]
+        keys += [k.state_index(State.PENDING), k.state_index(State.CANCELLED), k.events]
+        keys += [k.state_index(State.ACTIVE), k.history(task_id), k.counters]
+        return Call("cancel_task", keys, [task_id, k.inflight_prefix])
 
     def delete(self, task_id: str) -> Call:
-        keys = [self.k.task(task_id), self.k.pending_primary, self.k.pending_retry, self.k.all_tasks]
-        return Call("delete_task", [*keys, self.k.events, *self._indexes], [task_id, *self._states])
+        k = self.k
+        keys = [k.task(task_id), k.pending_primary, k.pending_retry, k.all_tasks, k.events, k.history(task_id)]
+        return Call("delete_task", [*keys, k.counters, *self._indexes], [task_id, *self._states])
 
-    def purge(self, state: State, retention_ms: int, max_keep: int, batch: int) -> Call:
-        keys = [self.k.state_index(state), self.k.all_tasks]
-        return Call("purge_finished", keys, [self.k.task_prefix, retention_ms, max_keep, batch])
+    def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> Call:
+        keys = [self.k.state_index(state), self.k.all_tasks, self.k.counters]
+        keep = "" if max_keep is None else max_keep
+        return Call("purge_finished", keys, [self.k.task_prefix, retention_ms, keep, batch, HISTORY_SUFFIX])
+
+    def requeue_dead(self, task_ids: list[str], batch: int) -> Call:
+        k = self.k
+        keys = [k.dlq, k.state_index(State.PENDING), k.pending_retry, k.events, k.counters]
+        return Call("requeue_dead", keys, [k.task_prefix, HISTORY_SUFFIX, batch, *task_ids])
+
+
+def usage_figures(usage: dict[str, int] | None) -> tuple[int, int, int]:
+    """(prompt, completion, total) tokens from a provider's OpenAI-style `usage`; zeros when absent."""
+    if not usage:
+        return 0, 0, 0
+    prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    return prompt, completion, int(usage.get("total_tokens") or prompt + completion)
 
 
 class _Store:
@@ -155,6 +221,16 @@ class _Store:
         return task
 
     @staticmethod
+    def _created_many(tasks: list[Task], reply: Reply) -> Created:
+        if reply[0] == "duplicate":
+            return Created(list(json.loads(reply[1])), 0, replayed=True)
+        if reply[0] != "ok":
+            raise InvalidTransition(reply[1], "existing", "create")
+        for task in tasks:
+            task.created_at = task.updated_at = int(reply[1])
+        return Created([t.id for t in tasks], int(reply[1]))
+
+    @staticmethod
     def _loaded(task_id: str, raw: dict[str, str]) -> Task:
         if not raw:
             raise TaskNotFound(task_id)
@@ -170,7 +246,7 @@ class TaskStore(_Store):
     # --- submit and read ------------------------------------------------------------------
     def create(self, task: Task) -> Task:
         """Store a new task and queue it; fails if the id exists (ids are UUIDs, so only on a bug)."""
-        return self._created(task, self._run(self.ops.create(task)))
+        return self._created(task, self._run(self.ops.create([task])))
 
     def get(self, task_id: str) -> Task:
         return self._loaded(task_id, self.r.hgetall(self.keys.task(task_id)))
@@ -200,13 +276,28 @@ class TaskStore(_Store):
         pipe.sadd(self.keys.consumers, consumer_id)
         pipe.execute()
 
+    def beat_scheduler(self, info: dict[str, Any], ttl: float) -> None:
+        """Announce that a scheduler is running (any replica; the last one to beat wins)."""
+        self.r.set(self.keys.scheduler_heartbeat, json.dumps(info), px=int(ttl * 1000))
+
     def leave(self, consumer_id: str) -> None:
         """Stop announcing this consumer; whatever is still in flight is left to `recover_orphans`."""
         self.r.delete(self.keys.heartbeat(consumer_id))
 
     # --- worker reports -------------------------------------------------------------------
-    def complete(self, task_id: str, consumer_id: str, token: str, result: str, provider: str) -> None:
-        check(self._run(self.ops.complete(task_id, consumer_id, token, result, provider)), task_id, "complete")
+    def complete(
+        self, task_id: str, consumer_id: str, token: str, result: str, provider: str, model: str = "",
+        usage: dict[str, int] | None = None,
+    ) -> None:  # fmt: skip
+        """ACTIVE → COMPLETED with the result, and the model and token usage when the provider said."""
+        call = self.ops.complete(task_id, consumer_id, token, result, provider, model, usage)
+        check(self._run(call), task_id, "complete")
+
+    def set_progress(self, task_id: str, token: str, progress: int, step: str = "") -> None:
+        """Record how far the running attempt got (clamped to 0-100) and what it is doing; refused
+        (StaleAttempt) unless this attempt still owns the task."""
+        call = self.ops.set_progress(task_id, token, max(0, min(100, int(progress))), step[:200])
+        check(self._run(call), task_id, "set progress")
 
     def schedule_retry(
         self, task_id: str, consumer_id: str, token: str, delay: float, error: str, error_type: str
@@ -250,7 +341,9 @@ class TaskStore(_Store):
             recovered += self.recover(task_id, consumer_id or "", token or "", reason) in ("requeued", "dead")
         return recovered
 
-    def purge(self, state: State, retention_ms: int, max_keep: int, batch: int) -> int:
+    def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> int:
+        """Delete one batch of `state`'s tasks older than `retention_ms` (0: any age), or else the
+        oldest beyond `max_keep` (None: no bound); returns how many went."""
         return int(self._run(self.ops.purge(state, retention_ms, max_keep, batch)))
 
 
@@ -261,7 +354,25 @@ class AsyncTaskStore(_Store):
         return await self._scripts[call.script](keys=call.keys, args=call.args, client=self.r)
 
     async def create(self, task: Task) -> Task:
-        return self._created(task, await self._run(self.ops.create(task)))
+        return self._created(task, await self._run(self.ops.create([task])))
+
+    async def create_many(self, tasks: list[Task], idempotency_key: str = "", retention_ms: int = 0) -> Created:
+        """Store and queue `tasks` in one atomic step. With an `idempotency_key`, a key already
+        used within `retention_ms` creates nothing and returns the ids it created then."""
+        return self._created_many(tasks, await self._run(self.ops.create(tasks, idempotency_key, retention_ms)))
+
+    async def history(self, task_id: str) -> list[dict[str, Any]]:
+        """The task's audit trail, oldest first: state changes, each with its error if it had one."""
+        return [json.loads(entry) for entry in await self.r.lrange(self.keys.history(task_id), 0, -1)]
+
+    async def requeue_dead(self, task_ids: list[str], batch: int) -> tuple[int, list[str]]:
+        """DLQ → PENDING for `task_ids` (or, given none, one batch of the oldest dead); returns how
+        many moved and which of the given ids were not dead."""
+        reply = await self._run(self.ops.requeue_dead(task_ids, batch))
+        return int(reply[0]), list(json.loads(reply[1]))
+
+    async def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> int:
+        return int(await self._run(self.ops.purge(state, retention_ms, max_keep, batch)))
 
     async def get(self, task_id: str) -> Task:
         return self._loaded(task_id, await self.r.hgetall(self.keys.task(task_id)))
@@ -341,3 +452,77 @@ class AsyncTaskStore(_Store):
         except ValueError:
             info = None
         return {**info, "id": consumer_id} if isinstance(info, dict) else {"id": consumer_id}
+
+    # --- operations figures: each a handful of O(1) reads, whatever the number of tasks ----------
+    async def counters(self) -> dict[str, int]:
+        """The global counters (submitted, started, completed, failed, dead, retried, …)."""
+        return {name: int(value) for name, value in (await self.r.hgetall(self.keys.counters)).items()}
+
+    async def durations(self) -> Durations:
+        raw = await self.r.hgetall(self.keys.durations)
+        counts = [int(raw.get(str(bound), 0)) for bound in DURATION_BUCKETS_MS]
+        return Durations(counts, int(raw.get("inf", 0)), int(raw.get("sum", 0)), int(raw.get("count", 0)))
+
+    async def throughput(self) -> dict[str, dict[str, int]]:
+        """Tasks finished (completed, failed) in the last minute and the last hour, from the rings."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.time()
+        pipe.hgetall(self.keys.throughput_seconds)
+        pipe.hgetall(self.keys.throughput_minutes)
+        (seconds, micros), by_second, by_minute = await pipe.execute()
+        now = seconds * 1000 + micros // 1000
+        return {
+            "last_minute": ring_sum(by_second, now // 1000, 60),
+            "last_hour": ring_sum(by_minute, now // 60_000, 60),
+        }
+
+    async def consumer_stats(self, consumer_ids: list[str]) -> dict[str, dict[str, int]]:
+        """Settled attempts per consumer (processed, completed, failed); zeros for one with none."""
+        pipe = self.r.pipeline(transaction=False)
+        for consumer_id in consumer_ids:
+            pipe.hgetall(self.keys.consumer_stats(consumer_id))
+        rows = await pipe.execute()
+        kinds = ("processed", "completed", "failed")
+        return {c: {k: int(row.get(k, 0)) for k in kinds} for c, row in zip(consumer_ids, rows, strict=True)}
+
+    async def scheduler_info(self) -> dict[str, Any] | None:
+        """The last scheduler heartbeat, or None when no scheduler beat within its TTL."""
+        raw = await self.r.get(self.keys.scheduler_heartbeat)
+        return json.loads(raw) if raw else None
+
+    async def queue_ids(self, queue: str, offset: int, limit: int) -> tuple[int, list[tuple[str, int | None]]]:
+        """(length, one page of entries) of a queue structure, in queue order: FIFO for the lists,
+        by score (due time, time of death) for the sorted sets. Each entry is (id, score or None)."""
+        if queue in LIST_QUEUES:
+            key = self.keys.pending_primary if queue == "primary" else self.keys.pending_retry
+            pipe = self.r.pipeline(transaction=False)
+            pipe.llen(key)
+            pipe.lrange(key, offset, offset + limit - 1)
+            total, ids = await pipe.execute()
+            return int(total), [(i, None) for i in ids]
+        key = self.keys.scheduled if queue == "scheduled" else self.keys.dlq
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zcard(key)
+        pipe.zrange(key, offset, offset + limit - 1, withscores=True)
+        total, rows = await pipe.execute()
+        return int(total), [(i, int(score)) for i, score in rows]
+
+    async def server_info(self) -> dict[str, Any]:
+        """Redis's version, memory and clients, for the diagnostics page."""
+        info = await self.r.info()
+        fields = ["redis_version", "uptime_in_seconds", "used_memory", "used_memory_human", "maxmemory"]
+        fields += ["connected_clients", "blocked_clients", "role"]
+        return {name: info.get(name) for name in fields}
+
+
+def ring_sum(raw: dict[str, str], current: int, window: int) -> dict[str, int]:
+    """Sum a throughput ring's slots whose bucket lies within `window` buckets up to `current`
+    (a slot still holding an older bucket's figures is skipped)."""
+    totals = {"completed": 0, "failed": 0}
+    for field, value in raw.items():
+        slot, _, kind = field.partition(":")
+        if kind != "t" or not current - window < int(value) <= current:
+            continue
+        for name in totals:
+            totals[name] += int(raw.get(f"{slot}:{name}", 0))
+    return totals

@@ -8,6 +8,7 @@ from core.states import State
 
 _INT_FIELDS = frozenset(
     {"retry_count", "max_retries", "created_at", "updated_at", "started_at", "finished_at", "due_at"}
+    | {"attempts", "progress", "prompt_tokens", "completion_tokens", "total_tokens"}
 )
 
 
@@ -32,6 +33,13 @@ class Task:
     due_at: int = 0
     consumer: str = ""
     attempt: str = ""
+    attempts: int = 0  # attempts started (claims), whatever became of them
+    progress: int = 0  # 0-100, set by the running attempt; 100 once COMPLETED
+    current_step: str = ""
+    model: str = ""  # the model that answered, when the provider said
+    prompt_tokens: int = 0  # token usage of the answering call; 0 = not reported
+    completion_tokens: int = 0
+    total_tokens: int = 0
 
     def to_hash(self) -> dict[str, str]:
         """Flat str→str mapping as stored in `task:{id}`."""

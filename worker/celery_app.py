@@ -32,8 +32,10 @@ def create_celery(settings: Settings) -> Celery:
         # Redelivery of a lost message must come after our own lease reaper had its turn.
         broker_transport_options={"visibility_timeout": settings.task_lease_seconds + 60},
         worker_hijack_root_logger=False,
-        worker_send_task_events=False,
-        task_send_sent_event=False,
+        # Task events let `celery flower` / `celery events` follow our workers (remote control,
+        # so `celery inspect`, works either way); CELERY_SEND_TASK_EVENTS=false saves their cost.
+        worker_send_task_events=settings.celery_send_task_events,
+        task_send_sent_event=settings.celery_send_task_events,
     )
     return app
 

@@ -61,7 +61,7 @@ class Runner:
             summary = self.breaker.call(handler, self.provider, task)
         except Exception as error:  # every failure is settled into a state, none escapes
             return self._settle_failure(task, token, consumer_id, error)
-        self.store.complete(task.id, consumer_id, token, summary.text, summary.provider)
+        self.store.complete(task.id, consumer_id, token, summary.text, summary.provider, summary.model, summary.usage)
         log.info("task %s completed by %s in %.0f ms", task.id, summary.provider, (time.monotonic() - started) * 1e3)
         return "completed"
 

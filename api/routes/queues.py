@@ -1,20 +1,53 @@
-"""Routes under /api/v1/queues. Depths, state counts, the consumers' current ratio, and the dead-letter queue."""
+"""Routes under /api/v1/queues: depths, state counts and the consumers' current ratio; the ids in
+each queue; the dead-letter queue (view, re-drive, purge); and the live stream of state changes.
+
+Every figure comes from a structure's length or a counter the transition scripts keep; nothing
+here scans the tasks, so the cost does not grow with how many are stored.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+import logging
+import math
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
-from api.deps import CursorDep, LimitDep, SettingsDep, StoreDep
+import anyio
+from fastapi import APIRouter, Body
+from fastapi.responses import StreamingResponse
+
+from api.deps import CursorDep, LimitDep, OffsetDep, SettingsDep, StoreDep
+from api.errors import REDIS_DOWN, ApiError
 from api.listing import load_page
-from api.schemas import ErrorBody, QueueDepths, QueueStatus, TaskPage
+from api.schemas import (
+    ErrorBody,
+    Purged,
+    QueueDepths,
+    QueueEntry,
+    QueueStatus,
+    QueueTasks,
+    Requeued,
+    RequeueRequest,
+    TaskPage,
+)
 from core.policy import retry_share
+from core.settings import Settings
 from core.states import State
+from core.store import LIST_QUEUES, ZSET_QUEUES, AsyncTaskStore
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/queues", tags=["queues"])
 
+QUEUES = (*LIST_QUEUES, *ZSET_QUEUES)
+SSE_EVENTS = ("snapshot", "transition", "progress", "ping")
 
-@router.get("/status", response_model=QueueStatus, responses={503: {"model": ErrorBody}})
-async def queue_status(store: StoreDep, settings: SettingsDep) -> QueueStatus:
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorBody} for status in (*statuses, 503)}
+
+
+async def read_status(store: AsyncTaskStore, settings: Settings) -> QueueStatus:
     """Depths read from the structures, counts per state, the live consumers, and the retry share
     they use now (the same function of the retry backlog every consumer computes)."""
     depths = await store.depths()
@@ -31,7 +64,127 @@ async def queue_status(store: StoreDep, settings: SettingsDep) -> QueueStatus:
     )
 
 
-@router.get("/dlq", response_model=TaskPage, responses={422: {"model": ErrorBody}, 503: {"model": ErrorBody}})
+@router.get("/status", response_model=QueueStatus, responses=_errors())
+async def queue_status(store: StoreDep, settings: SettingsDep) -> QueueStatus:
+    """The pipeline at a glance: queue depths, tasks per state, retry ratio, live workers."""
+    return await read_status(store, settings)
+
+
+def sse(event: str, data: str) -> str:
+    """One Server-Sent Event frame."""
+    return f"event: {event}\ndata: {data}\n\n"
+
+
+async def _stream(store: AsyncTaskStore, pubsub: Any, first: str, keepalive: float) -> AsyncIterator[str]:
+    try:
+        yield sse("snapshot", first)
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=keepalive)
+            if message is None:
+                at = await store.r.time()
+                yield sse("ping", json.dumps({"at": at[0] * 1000 + at[1] // 1000}))
+                continue
+            data = message["data"]
+            yield sse(str(json.loads(data).get("event", "transition")), data)
+    except REDIS_DOWN as exc:  # the client reconnects and gets a fresh snapshot
+        log.warning("live stream ended: redis unreachable: %s", exc)
+    finally:
+        # A client that went away cancels this generator; shielded, the subscription still ends.
+        with anyio.CancelScope(shield=True):
+            await pubsub.aclose()
+
+
+@router.get(
+    "/status/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "`text/event-stream`: a `snapshot` event (the status), then a `transition` event per "
+            "state change and a `progress` event per progress report, and a `ping` event every "
+            "SSE_KEEPALIVE_SECONDS while idle.",
+            "content": {"text/event-stream": {"example": 'event: transition\ndata: {"event": "transition", '
+                        '"task_id": "6f1c…", "from": "PENDING", "to": "ACTIVE", "at": 1763700000000, '
+                        '"worker": "host:12:ab12cd", "counters": {"started": 42}}\n\n'}},
+        },
+        503: {"model": ErrorBody},
+    },
+)  # fmt: skip
+async def status_stream(store: StoreDep, settings: SettingsDep) -> StreamingResponse:
+    """Server-Sent Events: the status first, then every state change as the transition scripts
+    publish it (the events are emitted in the same step as the change, so the stream cannot drift
+    from the truth). Subscribed before the snapshot is read, so no change falls between them."""
+    pubsub = store.r.pubsub()
+    await pubsub.subscribe(store.keys.events)
+    try:
+        first = (await read_status(store, settings)).model_dump_json()
+    except BaseException:
+        await pubsub.aclose()
+        raise
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    stream = _stream(store, pubsub, first, settings.sse_keepalive_seconds)
+    return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+
+
+@router.get("/dlq", response_model=TaskPage, responses=_errors(422))
 async def dead_letters(store: StoreDep, limit: LimitDep, cursor: CursorDep) -> TaskPage:
     """Dead tasks, most recently dead first, with the error that killed each."""
     return await load_page(store, State.DLQ, limit, cursor)
+
+
+async def _batches(settings: Settings, store: AsyncTaskStore) -> int:
+    """How many batches cover the DLQ as it is now: a bulk action stops there, so tasks that die
+    again meanwhile cannot keep it going forever."""
+    return math.ceil((await store.depths())["dlq"] / settings.scheduler_batch_size)
+
+
+@router.post("/dlq/requeue", response_model=Requeued, responses=_errors(422))
+async def requeue_dead(
+    store: StoreDep, settings: SettingsDep, body: Annotated[RequeueRequest | None, Body()] = None
+) -> Requeued:
+    """Re-drive dead tasks to the retry list with a fresh retry budget: the `task_ids` given, or
+    every dead task (without a body). Atomic per batch of SCHEDULER_BATCH_SIZE."""
+    batch = settings.scheduler_batch_size
+    if body is not None and body.task_ids is not None:
+        moved, not_dead = 0, list[str]()
+        for start in range(0, len(body.task_ids), batch):
+            done, skipped = await store.requeue_dead(body.task_ids[start : start + batch], batch)
+            moved, not_dead = moved + done, not_dead + skipped
+        log.info("%d dead tasks requeued by id", moved)
+        return Requeued(requeued=moved, not_dead=not_dead)
+    moved = 0
+    for _ in range(await _batches(settings, store)):
+        done, _skipped = await store.requeue_dead([], batch)
+        moved += done
+        if done < batch:
+            break
+    log.info("%d dead tasks requeued", moved)
+    return Requeued(requeued=moved, not_dead=[])
+
+
+@router.delete("/dlq", response_model=Purged, responses=_errors())
+async def purge_dead(store: StoreDep, settings: SettingsDep) -> Purged:
+    """Delete every dead task (hash, history, index entries), oldest first, a batch per atomic step."""
+    batch, deleted = settings.scheduler_batch_size, 0
+    for _ in range(await _batches(settings, store)):
+        done = await store.purge(State.DLQ, 0, 0, batch)
+        deleted += done
+        if done < batch:
+            break
+    log.warning("%d dead tasks purged", deleted)
+    return Purged(deleted=deleted)
+
+
+@router.get("/{name}/tasks", response_model=QueueTasks, responses=_errors(404, 422))
+async def queue_tasks(name: str, store: StoreDep, limit: LimitDep, offset: OffsetDep) -> QueueTasks:
+    """The ids in one queue (`primary`, `retry`, `scheduled`, `dlq`), in queue order, a page at a
+    time: FIFO for the pending lists, by due time for `scheduled`, by time of death for `dlq`."""
+    if name not in QUEUES:
+        raise ApiError(404, "queue_not_found", f"no queue {name!r}; expected one of {', '.join(QUEUES)}")
+    total, rows = await store.queue_ids(name, offset, limit)
+    more = offset + len(rows) < total and len(rows) == limit
+    return QueueTasks(
+        queue=name,  # type: ignore[arg-type]
+        total=total,
+        items=[QueueEntry(task_id=task_id, score=score) for task_id, score in rows],
+        next_cursor=str(offset + limit) if more else None,
+    )

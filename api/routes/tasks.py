@@ -9,17 +9,29 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 
 from api.deps import CursorDep, LimitDep, SettingsDep, StatusDep, StoreDep, SyncStoreDep, TaskIdDep
 from api.errors import ApiError
 from api.listing import load_page
-from api.schemas import ErrorBody, Recovered, TaskAccepted, TaskCreate, TaskPage, TaskPublic
+from api.schemas import (
+    BulkAccepted,
+    BulkCreate,
+    ErrorBody,
+    Recovered,
+    Statistics,
+    TaskAccepted,
+    TaskCreate,
+    TaskDetail,
+    TaskPage,
+    TaskPublic,
+)
+from api.stats import overview
 from core.settings import Settings
-from core.store import AsyncTaskStore
+from core.store import AsyncTaskStore, Created
 from core.task import Task
 
 log = logging.getLogger(__name__)
@@ -44,32 +56,105 @@ def _with_and_without_slash(method: str, path: str, **kwargs: Any) -> Callable[[
     return register
 
 
-async def submit_task(store: AsyncTaskStore, settings: Settings, task_type: str, content: str) -> Task:
-    """Store and queue a new task of `task_type`. This is all a submit route does, so a new task
-    type needs only its route here and its handler in the worker."""
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Repeat a submit safely: the same key within IDEMPOTENCY_TTL_SECONDS returns the task(s) "
+        "the first submit created (with `Idempotent-Replayed: true`), even for concurrent duplicates.",
+    ),
+]
+
+
+def _check_size(settings: Settings, content: str) -> None:
     if len(content) > settings.max_content_chars:
         message = f"content has {len(content)} characters; the limit is {settings.max_content_chars}"
         raise ApiError(413, "content_too_large", message)
-    task = Task(id=str(uuid.uuid4()), task_type=task_type, content=content, max_retries=settings.max_retries)
-    await store.create(task)
-    log.info("task %s submitted (%s, %d chars)", task.id, task_type, len(content))
-    return task
+
+
+async def submit_tasks(
+    store: AsyncTaskStore, settings: Settings, task_type: str, contents: list[str], idempotency_key: str | None
+) -> tuple[Created, list[Task]]:
+    """Store and queue new tasks of `task_type` in one atomic step. This is all a submit route
+    does, so a new task type needs only its route here and its handler in the worker. A repeated
+    idempotency key creates nothing; the tasks returned are then the stored ones, as they are now."""
+    for content in contents:
+        _check_size(settings, content)
+    tasks = [
+        Task(id=str(uuid.uuid4()), task_type=task_type, content=content, max_retries=settings.max_retries)
+        for content in contents
+    ]
+    created = await store.create_many(tasks, idempotency_key or "", settings.idempotency_ttl_seconds * 1000)
+    if created.replayed:
+        log.info("submit replayed for an idempotency key: %s", ", ".join(created.ids))
+        return created, await store.get_many(created.ids)
+    for task in tasks:
+        log.info("task %s submitted (%s, %d chars)", task.id, task_type, len(task.content))
+    return created, tasks
+
+
+async def submit_task(store: AsyncTaskStore, settings: Settings, task_type: str, content: str) -> Task:
+    """Store and queue one new task of `task_type` (no idempotency key)."""
+    _created, tasks = await submit_tasks(store, settings, task_type, [content], None)
+    return tasks[0]
+
+
+def _accepted_body(task: Task) -> TaskAccepted:
+    return TaskAccepted(task_id=task.id, task_type=task.task_type, state=task.state, created_at=task.created_at)
 
 
 def _accepted(request: Request, response: Response, task: Task) -> TaskAccepted:
     response.headers["Location"] = str(request.app.url_path_for("get_task", task_id=task.id))
-    return TaskAccepted(task_id=task.id, task_type=task.task_type, state=task.state, created_at=task.created_at)
+    return _accepted_body(task)
+
+
+def _replayed(response: Response, created: Created, tasks: list[Task]) -> None:
+    if created.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+        if len(tasks) != len(created.ids):  # deleted between the two reads: nothing left to show
+            raise ApiError(409, "idempotency_key_reused", "the tasks this key created are gone; use a new key")
 
 
 @_with_and_without_slash(
-    "POST", "/summarize", status_code=202, response_model=TaskAccepted, responses=_errors(413, 422)
+    "POST", "/summarize", status_code=202, response_model=TaskAccepted, responses=_errors(409, 413, 422)
 )
 async def submit_summarize(
-    body: TaskCreate, store: StoreDep, settings: SettingsDep, request: Request, response: Response
+    body: TaskCreate,
+    store: StoreDep,
+    settings: SettingsDep,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> TaskAccepted:
     """Queue a text to summarize; its result appears on the task at the `Location` header."""
-    task = await submit_task(store, settings, "summarize", body.content)
-    return _accepted(request, response, task)
+    created, tasks = await submit_tasks(store, settings, "summarize", [body.content], idempotency_key)
+    _replayed(response, created, tasks)
+    return _accepted(request, response, tasks[0])
+
+
+@router.post("/summarize/bulk", status_code=202, response_model=BulkAccepted, responses=_errors(409, 413, 422))
+async def submit_summarize_bulk(
+    body: BulkCreate, store: StoreDep, settings: SettingsDep, response: Response, idempotency_key: IdempotencyKey = None
+) -> BulkAccepted:
+    """Queue up to BULK_MAX_ITEMS texts in one atomic step: all are stored, or (413, 422) none."""
+    if len(body.items) > settings.bulk_max_items:
+        message = f"{len(body.items)} items; the limit is {settings.bulk_max_items}"
+        raise ApiError(413, "too_many_items", message)
+    contents = [item.content for item in body.items]
+    created, tasks = await submit_tasks(store, settings, "summarize", contents, idempotency_key)
+    _replayed(response, created, tasks)
+    return BulkAccepted(items=[_accepted_body(t) for t in tasks])
+
+
+@router.get("/statistics/overview", response_model=Statistics, responses=_errors())
+async def statistics(store: StoreDep) -> Statistics:
+    """Tasks per state, totals since the start, success rate, p50/p95 run time of completed
+    attempts, throughput over the last minute and hour. All from counters and structures the
+    transition scripts keep; the cost does not grow with the number of tasks."""
+    states = await store.state_counts()
+    totals = await store.counters()
+    return overview(states, totals, await store.durations(), await store.throughput())
 
 
 @router.post("/requeue-orphaned", response_model=Recovered, responses=_errors())
@@ -90,10 +175,12 @@ async def list_tasks(store: StoreDep, status: StatusDep, limit: LimitDep, cursor
     return await load_page(store, status, limit, cursor)
 
 
-@router.get("/{task_id}", name="get_task", response_model=TaskPublic, responses=_errors(404))
-async def get_task(task_id: TaskIdDep, store: StoreDep) -> TaskPublic:
-    """One task, with its result once COMPLETED or its last error."""
-    return TaskPublic.from_task(await store.get(task_id))
+@router.get("/{task_id}", name="get_task", response_model=TaskDetail, responses=_errors(404))
+async def get_task(task_id: TaskIdDep, store: StoreDep) -> TaskDetail:
+    """One task, with its result once COMPLETED or its last error, its progress, timings, attempts,
+    model and token usage, and its audit trail (state changes and errors, the newest 50)."""
+    task = await store.get(task_id)
+    return TaskDetail.build(task, await store.history(task_id))
 
 
 @router.delete("/{task_id}", status_code=204, response_class=Response, response_model=None, responses=_errors(404, 409))
@@ -114,7 +201,8 @@ async def retry_task(task_id: TaskIdDep, store: StoreDep) -> TaskPublic:
 
 @router.post("/{task_id}/cancel", response_model=TaskPublic, responses=_errors(404, 409))
 async def cancel_task(task_id: TaskIdDep, store: StoreDep) -> TaskPublic:
-    """Withdraw a PENDING or SCHEDULED task; a running or finished one is refused (409)."""
+    """Cancel a task that has not finished: PENDING and SCHEDULED become CANCELLED at once; an ACTIVE
+    one too, and the worker's result, when it comes, is refused. A finished task is refused (409)."""
     previous = await store.cancel(task_id)
     log.info("task %s cancelled (was %s)", task_id, previous.value)
     return TaskPublic.from_task(await store.get(task_id))

@@ -1,14 +1,78 @@
 -- Shared helpers, prepended to every transition script by core/lua.py.
 -- Time comes from the Redis server, so every process and container agrees on "now".
+-- Every figure the operations API shows is changed here, in the same script as the state it
+-- counts, so no counter can drift from the truth.
+
+local HISTORY_MAX = 50             -- entries kept in a task's audit trail (the newest)
+local ERROR_MAX = 500              -- characters of an error message kept in an audit entry
+local CONSUMER_STATS_TTL = 86400   -- seconds a consumer's counts outlive its last report
+-- Upper bounds (ms) of the run-time histogram's buckets; core/store.py DURATION_BUCKETS_MS is
+-- the same list (a test compares them).
+local DURATION_BOUNDS = {100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000}
 
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- One event per state change, on the channel the live UIs listen to.
-local function publish(channel, id, from, to, now)
-  redis.call('PUBLISH', channel, cjson.encode({task_id = id, from = from, to = to, at = now}))
+-- Everything a state change records besides the state itself: one entry in the task's capped
+-- audit trail, the global counter it moves, and one event on the channel the live UIs listen to.
+-- c: id, from, to, at, channel (key), history (key or nil), counters (key), counter (name or nil),
+--    error, error_type, worker (optional). The event carries the counter's new value.
+local function changed(c)
+  if c.history then
+    local err = c.error
+    if err and err ~= '' then err = string.sub(err, 1, ERROR_MAX) else err = nil end
+    local entry = {at = c.at, from = c.from, to = c.to, error = err, worker = c.worker}
+    if err then entry.error_type = c.error_type end
+    redis.call('RPUSH', c.history, cjson.encode(entry))
+    redis.call('LTRIM', c.history, -HISTORY_MAX, -1)
+  end
+  local event = {event = 'transition', task_id = c.id, from = c.from, to = c.to, at = c.at,
+    worker = c.worker}
+  if c.error_type and c.error_type ~= '' then event.error_type = c.error_type end
+  if c.counter then
+    event.counters = {[c.counter] = redis.call('HINCRBY', c.counters, c.counter, 1)}
+  end
+  redis.call('PUBLISH', c.channel, cjson.encode(event))
+end
+
+-- One settled attempt in the reporting consumer's own counts (`kind`: completed | failed).
+local function consumer_settled(key, kind)
+  redis.call('HINCRBY', key, 'processed', 1)
+  redis.call('HINCRBY', key, kind, 1)
+  redis.call('EXPIRE', key, CONSUMER_STATS_TTL)
+end
+
+-- One finished task in a ring of `slots` buckets of `unit_ms` each (field `kind`). A slot holds
+-- its bucket number in `<slot>:t`; reusing a slot for a newer bucket first zeroes it, so the ring
+-- needs no cleanup and a reader sums only the slots whose bucket is recent.
+local function tick(key, unit_ms, slots, now, kind)
+  local bucket = math.floor(now / unit_ms)
+  local slot = tostring(bucket % slots)
+  if redis.call('HGET', key, slot .. ':t') ~= tostring(bucket) then
+    redis.call('HSET', key, slot .. ':t', bucket, slot .. ':completed', 0, slot .. ':failed', 0)
+  end
+  redis.call('HINCRBY', key, slot .. ':' .. kind, 1)
+  redis.call('PEXPIRE', key, unit_ms * slots * 2)
+end
+
+-- A finished task in both throughput rings: per second (last minute) and per minute (last hour).
+local function finished(seconds_key, minutes_key, now, kind)
+  tick(seconds_key, 1000, 60, now, kind)
+  tick(minutes_key, 60000, 60, now, kind)
+end
+
+-- A completed attempt's run time in the histogram: one field per bucket (by upper bound, 'inf'
+-- past the last), plus 'sum' and 'count' (ms).
+local function observe_duration(key, ms)
+  local field = 'inf'
+  for _, bound in ipairs(DURATION_BOUNDS) do
+    if ms <= bound then field = tostring(bound); break end
+  end
+  redis.call('HINCRBY', key, field, 1)
+  redis.call('HINCRBY', key, 'sum', ms)
+  redis.call('HINCRBY', key, 'count', 1)
 end
 
 -- Guard for a worker's report: the task must be ACTIVE under this very attempt token.

@@ -3,8 +3,9 @@
 -- instant leaves it either in a pending list or in flight, where the reaper finds it.
 -- When ARGV[4] is set, the id was already moved there by a blocking BLMOVE and is claimed as is.
 -- KEYS: 1 preferred list, 2 other list, 3 in-flight list, 4 PENDING index, 5 ACTIVE index,
---       6 retry list (its length is reported), 7 events channel
--- ARGV: 1 task key prefix (the id is learnt here), 2 attempt token, 3 consumer id, 4 moved id or ''
+--       6 retry list (its length is reported), 7 events channel, 8 counters
+-- ARGV: 1 task key prefix (the id is learnt here), 2 attempt token, 3 consumer id, 4 moved id or '',
+--       5 history key suffix
 -- Returns: {status, id, retry_len, source}: status 'ok' | 'skip' (deleted or no longer PENDING)
 --          | 'empty'; source 'preferred' | 'other' | 'moved' (which list the id came from)
 -- Events: PENDING -> ACTIVE
@@ -27,8 +28,10 @@ if redis.call('HGET', key, 'state') ~= 'PENDING' then
 end
 local now = now_ms()
 redis.call('HSET', key, 'state', 'ACTIVE', 'attempt', ARGV[2], 'consumer', ARGV[3],
-  'started_at', now, 'updated_at', now)
+  'started_at', now, 'updated_at', now, 'progress', 0, 'current_step', '')
+redis.call('HINCRBY', key, 'attempts', 1)
 redis.call('ZREM', KEYS[4], id)
 redis.call('ZADD', KEYS[5], now, id)
-publish(KEYS[7], id, 'PENDING', 'ACTIVE', now)
+changed({id = id, from = 'PENDING', to = 'ACTIVE', at = now, channel = KEYS[7],
+  history = key .. ARGV[5], counters = KEYS[8], counter = 'started', worker = ARGV[3]})
 return {'ok', id, retry_len, source}

@@ -1,16 +1,30 @@
--- complete_task: a worker's successful attempt, ACTIVE -> COMPLETED, result stored.
--- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 COMPLETED index, 5 events channel
--- ARGV: 1 id, 2 attempt token, 3 result, 4 provider name
+-- complete_task: a worker's successful attempt, ACTIVE -> COMPLETED, result stored, with the
+-- model and token usage when the provider reported them.
+-- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 COMPLETED index, 5 events channel,
+--       6 history, 7 counters, 8 consumer's stats, 9 durations histogram,
+--       10 per-second throughput ring, 11 per-minute throughput ring
+-- ARGV: 1 id, 2 attempt token, 3 result, 4 provider name, 5 model ('' = unknown),
+--       6 prompt tokens, 7 completion tokens, 8 total tokens (0 = not reported), 9 consumer id
 -- Returns: {'ok'} | {'stale', state} (another attempt owns the task: result refused) | {'not_found'}
 -- Events: ACTIVE -> COMPLETED
 local refused = check_attempt(KEYS[1], ARGV[2])
 if refused then return refused end
 local now = now_ms()
 local id = ARGV[1]
+local started = tonumber(redis.call('HGET', KEYS[1], 'started_at')) or now
 redis.call('HSET', KEYS[1], 'state', 'COMPLETED', 'result', ARGV[3], 'provider', ARGV[4],
-  'attempt', '', 'finished_at', now, 'updated_at', now)
+  'model', ARGV[5], 'prompt_tokens', ARGV[6], 'completion_tokens', ARGV[7], 'total_tokens', ARGV[8],
+  'progress', 100, 'attempt', '', 'finished_at', now, 'updated_at', now)
 redis.call('LREM', KEYS[2], 1, id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZADD', KEYS[4], now, id)
-publish(KEYS[5], id, 'ACTIVE', 'COMPLETED', now)
+if tonumber(ARGV[8]) > 0 then
+  redis.call('HINCRBY', KEYS[7], 'prompt_tokens', tonumber(ARGV[6]))
+  redis.call('HINCRBY', KEYS[7], 'completion_tokens', tonumber(ARGV[7]))
+end
+consumer_settled(KEYS[8], 'completed')
+observe_duration(KEYS[9], math.max(0, now - started))
+finished(KEYS[10], KEYS[11], now, 'completed')
+changed({id = id, from = 'ACTIVE', to = 'COMPLETED', at = now, channel = KEYS[5], history = KEYS[6],
+  counters = KEYS[7], counter = 'completed', worker = ARGV[9]})
 return {'ok'}

@@ -1,14 +1,43 @@
--- create_task: a new task enters PENDING at the tail of the primary list.
--- KEYS: 1 task hash, 2 primary list, 3 PENDING index, 4 all-tasks index, 5 events channel
--- ARGV: 1 id, 2.. field/value pairs of the task hash (timestamps are set here)
--- Returns: {'ok', created_at} | {'exists'}
--- Events: none -> PENDING
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
+-- create_task: new tasks enter PENDING at the tail of the primary list, all of them in one step
+-- (a single submit is a batch of one). With an idempotency key, a key already used within its
+-- retention returns the tasks it created instead, so concurrent duplicates create nothing twice.
+-- KEYS: 1 primary list, 2 PENDING index, 3 all-tasks index, 4 events channel, 5 counters,
+--       6 idempotency key ('' = none), then for each task: 7+2i its hash, 8+2i its history
+-- ARGV: 1 idempotency retention ms, 2 task key prefix (is a remembered task still there?),
+--       3.. one JSON object per task: its hash fields (with `id`; timestamps are set here)
+-- Returns: {'ok', created_at} | {'exists', id} | {'duplicate', JSON array of the ids first created}
+-- Events: none -> PENDING, per task
+local idem = KEYS[6]
+if idem ~= '' then
+  local seen = redis.call('GET', idem)
+  if seen then
+    local ids = cjson.decode(seen)
+    -- A key whose tasks were deleted meanwhile is free again.
+    if redis.call('EXISTS', ARGV[2] .. ids[1]) == 1 then return {'duplicate', seen} end
+  end
+end
+local tasks = {}
+for i = 3, #ARGV do
+  local fields = cjson.decode(ARGV[i])
+  if redis.call('EXISTS', KEYS[7 + 2 * (i - 3)]) == 1 then return {'exists', fields.id} end
+  tasks[#tasks + 1] = fields
+end
 local now = now_ms()
-local id = ARGV[1]
-redis.call('HSET', KEYS[1], 'created_at', now, 'updated_at', now, unpack(ARGV, 2))
-redis.call('RPUSH', KEYS[2], id)
-redis.call('ZADD', KEYS[3], now, id)
-redis.call('ZADD', KEYS[4], now, id)
-publish(KEYS[5], id, '', 'PENDING', now)
+local ids = {}
+for n, fields in ipairs(tasks) do
+  local key, history = KEYS[7 + 2 * (n - 1)], KEYS[8 + 2 * (n - 1)]
+  local flat = {}
+  for name, value in pairs(fields) do
+    flat[#flat + 1] = name
+    flat[#flat + 1] = value
+  end
+  redis.call('HSET', key, 'created_at', now, 'updated_at', now, unpack(flat))
+  redis.call('RPUSH', KEYS[1], fields.id)
+  redis.call('ZADD', KEYS[2], now, fields.id)
+  redis.call('ZADD', KEYS[3], now, fields.id)
+  changed({id = fields.id, from = '', to = 'PENDING', at = now, channel = KEYS[4], history = history,
+    counters = KEYS[5], counter = 'submitted'})
+  ids[n] = fields.id
+end
+if idem ~= '' then redis.call('SET', idem, cjson.encode(ids), 'PX', tonumber(ARGV[1])) end
 return {'ok', now}

@@ -1,7 +1,7 @@
--- delete_task: a task that is not running is removed with every trace of it.
+-- delete_task: a task that is not running is removed with every trace of it (its audit trail too).
 -- KEYS: 1 task hash, 2 primary list, 3 retry list, 4 all-tasks index, 5 events channel,
---       6.. index of each state named in ARGV[2..]
--- ARGV: 1 id, 2.. state names, aligned with KEYS[6..]
+--       6 history, 7 counters, 8.. index of each state named in ARGV[2..]
+-- ARGV: 1 id, 2.. state names, aligned with KEYS[8..]
 -- Returns: {'ok', state} | {'wrong_state', 'ACTIVE'} | {'not_found'}
 -- Events: state -> '' (deleted)
 local id = ARGV[1]
@@ -12,8 +12,9 @@ if state == 'PENDING' then
   redis.call('LREM', KEYS[2], 0, id)
   redis.call('LREM', KEYS[3], 0, id)
 end
-redis.call('ZREM', index_of(state, 6, 2), id)
+redis.call('ZREM', index_of(state, 8, 2), id)
 redis.call('ZREM', KEYS[4], id)
-redis.call('DEL', KEYS[1])
-publish(KEYS[5], id, state, '', now_ms())
+redis.call('DEL', KEYS[1], KEYS[6])
+changed({id = id, from = state, to = '', at = now_ms(), channel = KEYS[5], counters = KEYS[7],
+  counter = 'deleted'})
 return {'ok', state}

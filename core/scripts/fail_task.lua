@@ -1,7 +1,10 @@
 -- fail_task: a failed attempt ends the task, ACTIVE -> FAILED (input rejected) or DLQ
 -- (out of retries, or a provider problem an operator must fix).
--- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 index of the target state, 5 events
--- ARGV: 1 id, 2 attempt token, 3 target state (FAILED | DLQ), 4 error message, 5 error type
+-- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 index of the target state, 5 events,
+--       6 history, 7 counters, 8 consumer's stats, 9 per-second throughput ring,
+--       10 per-minute throughput ring
+-- ARGV: 1 id, 2 attempt token, 3 target state (FAILED | DLQ), 4 error message, 5 error type,
+--       6 consumer id
 -- Returns: {'ok'} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> FAILED | DLQ
 local refused = check_attempt(KEYS[1], ARGV[2])
@@ -13,5 +16,10 @@ redis.call('HSET', KEYS[1], 'state', ARGV[3], 'attempt', '', 'last_error', ARGV[
 redis.call('LREM', KEYS[2], 1, id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZADD', KEYS[4], now, id)
-publish(KEYS[5], id, 'ACTIVE', ARGV[3], now)
+consumer_settled(KEYS[8], 'failed')
+finished(KEYS[9], KEYS[10], now, 'failed')
+local counter = 'failed'
+if ARGV[3] == 'DLQ' then counter = 'dead' end
+changed({id = id, from = 'ACTIVE', to = ARGV[3], at = now, channel = KEYS[5], history = KEYS[6],
+  counters = KEYS[7], counter = counter, error = ARGV[4], error_type = ARGV[5], worker = ARGV[6]})
 return {'ok'}

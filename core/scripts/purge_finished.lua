@@ -1,22 +1,25 @@
 -- purge_finished: finished tasks past their retention, or beyond an index's size bound, are
--- deleted (hash and index entries), oldest first, one bounded batch per call.
--- KEYS: 1 index of a terminal state, 2 all-tasks index
+-- deleted (hash, audit trail and index entries), oldest first, one bounded batch per call.
+-- KEYS: 1 index of a terminal state, 2 all-tasks index, 3 counters
 -- ARGV: 1 task key prefix, 2 retention ms (0 = keep regardless of age), 3 max entries to keep
---       (0 = no bound), 4 batch size
+--       ('' = no bound; 0 = keep none), 4 batch size, 5 history key suffix
 -- Returns: number of tasks deleted
+-- Events: none (a bulk expiry; the counter 'expired' moves)
 local now = now_ms()
 local batch = tonumber(ARGV[4])
 local ids = {}
 if tonumber(ARGV[2]) > 0 then
   ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]), 'LIMIT', 0, batch)
 end
-local excess = tonumber(ARGV[3]) > 0 and (redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])) or 0
+local excess = 0
+if ARGV[3] ~= '' then excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3]) end
 if #ids == 0 and excess > 0 then
   ids = redis.call('ZRANGE', KEYS[1], 0, math.min(excess, batch) - 1)
 end
 for _, id in ipairs(ids) do
-  redis.call('DEL', ARGV[1] .. id)
+  redis.call('DEL', ARGV[1] .. id, ARGV[1] .. id .. ARGV[5])
   redis.call('ZREM', KEYS[1], id)
   redis.call('ZREM', KEYS[2], id)
 end
+if #ids > 0 then redis.call('HINCRBY', KEYS[3], 'expired', #ids) end
 return #ids

@@ -2,7 +2,8 @@
 -- to the retry list. A recovered ACTIVE attempt counts as a retry (so a task that kills its
 -- worker every time ends in the DLQ); an id that was moved but never claimed does not.
 -- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 PENDING index, 5 retry list,
---       6 DLQ index, 7 events channel
+--       6 DLQ index, 7 events channel, 8 history, 9 counters, 10 stats of the consumer that held it,
+--       11 per-second throughput ring, 12 per-minute throughput ring
 -- ARGV: 1 id, 2 expected attempt token ('' = whatever attempt the dead consumer held), 3 reason,
 --       4 consumer that held it (an ACTIVE task claimed by another consumer is left alone)
 -- Returns: {'requeued'} | {'dead'} | {'dropped'} (nothing left to recover) | {'stale', state}
@@ -20,11 +21,16 @@ if f[1] == 'PENDING' then
 end
 if f[1] ~= 'ACTIVE' or f[5] ~= ARGV[4] then return {'dropped'} end
 redis.call('ZREM', KEYS[3], id)
+consumer_settled(KEYS[10], 'failed')
+local lost = {id = id, from = 'ACTIVE', at = now, channel = KEYS[7], history = KEYS[8],
+  counters = KEYS[9], error = ARGV[3], error_type = 'worker_lost', worker = ARGV[4]}
 if tonumber(f[3]) >= tonumber(f[4]) then
   redis.call('HSET', KEYS[1], 'state', 'DLQ', 'attempt', '', 'last_error', ARGV[3],
     'error_type', 'worker_lost', 'finished_at', now, 'updated_at', now)
   redis.call('ZADD', KEYS[6], now, id)
-  publish(KEYS[7], id, 'ACTIVE', 'DLQ', now)
+  finished(KEYS[11], KEYS[12], now, 'failed')
+  lost.to, lost.counter = 'DLQ', 'dead'
+  changed(lost)
   return {'dead'}
 end
 redis.call('HINCRBY', KEYS[1], 'retry_count', 1)
@@ -32,5 +38,6 @@ redis.call('HSET', KEYS[1], 'state', 'PENDING', 'attempt', '', 'last_error', ARG
   'error_type', 'worker_lost', 'updated_at', now)
 redis.call('RPUSH', KEYS[5], id)
 redis.call('ZADD', KEYS[4], now, id)
-publish(KEYS[7], id, 'ACTIVE', 'PENDING', now)
+lost.to, lost.counter = 'PENDING', 'recovered'
+changed(lost)
 return {'requeued'}

@@ -1,7 +1,8 @@
 -- retry_task: an operator re-drives a finished task, FAILED | DLQ | CANCELLED -> PENDING,
 -- with its retry budget renewed, at the tail of the retry list.
--- KEYS: 1 task hash, 2 retry list, 3 events channel, 4.. index of each state named in ARGV[2..]
--- ARGV: 1 id, 2.. state names, aligned with KEYS[4..]
+-- KEYS: 1 task hash, 2 retry list, 3 events channel, 4 history, 5 counters,
+--       6.. index of each state named in ARGV[2..]
+-- ARGV: 1 id, 2.. state names, aligned with KEYS[6..]
 -- Returns: {'ok', from_state} | {'wrong_state', state} | {'not_found'}
 -- Events: FAILED | DLQ | CANCELLED -> PENDING
 local id = ARGV[1]
@@ -11,8 +12,9 @@ if state ~= 'FAILED' and state ~= 'DLQ' and state ~= 'CANCELLED' then return {'w
 local now = now_ms()
 redis.call('HSET', KEYS[1], 'state', 'PENDING', 'retry_count', 0, 'finished_at', 0,
   'updated_at', now)
-redis.call('ZREM', index_of(state, 4, 2), id)
-redis.call('ZADD', index_of('PENDING', 4, 2), now, id)
+redis.call('ZREM', index_of(state, 6, 2), id)
+redis.call('ZADD', index_of('PENDING', 6, 2), now, id)
 redis.call('RPUSH', KEYS[2], id)
-publish(KEYS[3], id, state, 'PENDING', now)
+changed({id = id, from = state, to = 'PENDING', at = now, channel = KEYS[3], history = KEYS[4],
+  counters = KEYS[5], counter = 'requeued'})
 return {'ok', state}

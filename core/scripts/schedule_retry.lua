@@ -1,6 +1,7 @@
 -- schedule_retry: a failed attempt waits for its retry, ACTIVE -> SCHEDULED, spending one retry.
--- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 scheduled set, 5 events channel
--- ARGV: 1 id, 2 attempt token, 3 delay ms, 4 error message, 5 error type
+-- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 scheduled set, 5 events channel,
+--       6 history, 7 counters, 8 consumer's stats
+-- ARGV: 1 id, 2 attempt token, 3 delay ms, 4 error message, 5 error type, 6 consumer id
 -- Returns: {'ok', retry_count, due_at} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> SCHEDULED
 local refused = check_attempt(KEYS[1], ARGV[2])
@@ -14,5 +15,7 @@ redis.call('HSET', KEYS[1], 'state', 'SCHEDULED', 'due_at', due, 'attempt', '',
 redis.call('LREM', KEYS[2], 1, id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZADD', KEYS[4], due, id)
-publish(KEYS[5], id, 'ACTIVE', 'SCHEDULED', now)
+consumer_settled(KEYS[8], 'failed')
+changed({id = id, from = 'ACTIVE', to = 'SCHEDULED', at = now, channel = KEYS[5], history = KEYS[6],
+  counters = KEYS[7], counter = 'retried', error = ARGV[4], error_type = ARGV[5], worker = ARGV[6]})
 return {'ok', retries, due}

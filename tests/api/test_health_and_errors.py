@@ -23,11 +23,17 @@ from utils import redis_server
 pytestmark = pytest.mark.anyio
 
 
-async def test_health_ok(client: httpx.AsyncClient) -> None:
+async def test_health_without_workers_or_scheduler_is_503_saying_why(client: httpx.AsyncClient) -> None:
     response = await client.get("/health")
 
-    assert response.status_code == 200
-    assert response.json() == {"status": "ok", "redis": "ok", "workers": 0}
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "unhealthy", "redis": "ok", "workers": 0, "scheduler": "missing", "breaker": "closed",
+        "problems": [
+            "no live worker, so tasks wait in the queue",
+            "no scheduler: retries are not promoted and orphans are not reaped",
+        ],
+    }  # fmt: skip
 
 
 @pytest.fixture
@@ -58,6 +64,18 @@ REDIS_ROUTES = [
     ("POST", "/api/v1/tasks/requeue-orphaned", None),
     ("GET", "/api/v1/queues/status", None),
     ("GET", "/api/v1/queues/dlq", None),
+    ("POST", "/api/v1/tasks/summarize/bulk", {"items": [{"content": "text"}]}),
+    ("GET", "/api/v1/tasks/statistics/overview", None),
+    ("GET", "/api/v1/queues/primary/tasks", None),
+    ("GET", "/api/v1/queues/status/stream", None),
+    ("POST", "/api/v1/queues/dlq/requeue", None),
+    ("DELETE", "/api/v1/queues/dlq", None),
+    ("GET", "/health/workers", None),
+    ("GET", "/health/workers/diagnostics", None),
+    ("GET", "/health/workers/circuit-breaker", None),
+    ("POST", "/health/workers/reset-circuit-breaker", None),
+    ("POST", "/health/workers/open-circuit-breaker", None),
+    ("GET", "/metrics", None),
 ]
 
 
@@ -72,7 +90,12 @@ async def test_every_route_is_503_while_redis_is_down(
 
     response = await dead_redis_client.get("/health")
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "redis": "unreachable", "workers": None}
+    assert response.json() == {
+        "status": "unhealthy", "redis": "unreachable", "workers": None, "scheduler": None, "breaker": None,
+        "problems": ["redis unreachable: nothing can be stored or read"],
+    }  # fmt: skip
+    assert (await dead_redis_client.get("/ready")).json() == {"status": "unavailable"}
+    assert (await dead_redis_client.get("/live")).status_code == 200
     assert "Traceback" not in caplog.text  # an outage is a warning, not a crash
 
 
@@ -125,8 +148,29 @@ def test_openapi_documents_every_route() -> None:
         "/api/v1/tasks/summarize/", "/api/v1/tasks/requeue-orphaned", "/api/v1/tasks/", "/api/v1/tasks/{task_id}",
         "/api/v1/tasks/{task_id}/retry", "/api/v1/tasks/{task_id}/cancel", "/api/v1/queues/status",
         "/api/v1/queues/dlq", "/health",
+        "/api/v1/tasks/summarize/bulk", "/api/v1/tasks/statistics/overview", "/api/v1/queues/{name}/tasks",
+        "/api/v1/queues/status/stream", "/api/v1/queues/dlq/requeue", "/health/workers",
+        "/health/workers/diagnostics", "/health/workers/circuit-breaker", "/health/workers/reset-circuit-breaker",
+        "/health/workers/open-circuit-breaker", "/live", "/ready", "/metrics",
     }  # fmt: skip
     assert paths["/api/v1/tasks/summarize/"]["post"]["responses"]["413"]
+
+
+def test_openapi_gives_every_route_a_response_model_and_its_errors() -> None:
+    """/docs is complete: each JSON route names its 200 model, and every route its 503 error body."""
+    schema = create_app().openapi()
+    streams = {"/metrics", "/api/v1/queues/status/stream"}
+    for path, methods in schema["paths"].items():
+        for method, op in methods.items():
+            ok = next(code for code in op["responses"] if code.startswith("2"))
+            content = op["responses"][ok].get("content", {})
+            if path in streams:
+                assert content, (method, path)
+            elif ok != "204":
+                assert "$ref" in str(content["application/json"]["schema"]), (method, path)
+            if path != "/live":
+                assert "503" in op["responses"], (method, path)
+    assert "Idempotency-Key" in str(schema["paths"]["/api/v1/tasks/summarize/"]["post"]["parameters"])
 
 
 def test_no_key_is_spelled_in_the_api() -> None:

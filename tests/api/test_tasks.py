@@ -16,6 +16,7 @@ pytestmark = pytest.mark.anyio
 PUBLIC_FIELDS = {
     "task_id", "task_type", "state", "content", "result", "provider", "retry_count", "max_retries", "last_error",
     "error_type", "worker", "created_at", "updated_at", "started_at", "finished_at", "due_at",
+    "attempts", "progress", "current_step", "model", "usage", "timings", "history", "errors",
 }  # fmt: skip
 
 
@@ -31,6 +32,13 @@ async def test_get_pending_task_has_nulls_for_not_yet(client: httpx.AsyncClient)
     assert body["created_at"] == body["updated_at"] > 0
     for field in ("result", "provider", "last_error", "error_type", "worker", "started_at", "finished_at", "due_at"):
         assert body[field] is None, field
+    for field in ("current_step", "model", "usage"):
+        assert body[field] is None, field
+    assert (body["attempts"], body["progress"], body["errors"]) == (0, 0, [])
+    assert body["timings"] == {"queued_ms": None, "run_ms": None, "total_ms": None}
+    assert body["history"] == [
+        {"at": body["created_at"], "from": "", "to": "PENDING", "worker": None, "error": None, "error_type": None}
+    ]
 
 
 async def test_get_active_task_shows_worker_but_not_attempt_token(
@@ -212,8 +220,8 @@ async def test_cancel_a_waiting_task(client: httpx.AsyncClient, pipeline: Pipeli
     assert (depths["primary"], depths["scheduled"]) == (0, 0)
 
 
-@pytest.mark.parametrize("setup", ["active", "completed", "failed", "cancelled"])
-async def test_cancel_refused_once_running_or_finished(
+@pytest.mark.parametrize("setup", ["completed", "failed", "cancelled"])
+async def test_cancel_refused_once_finished(
     client: httpx.AsyncClient, pipeline: Pipeline, setup: str
 ) -> None:
     task_id = await submit(client)

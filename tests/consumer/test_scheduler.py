@@ -3,6 +3,7 @@ orphans come back, finished tasks expire."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -74,3 +75,50 @@ def test_clean_deletes_finished_tasks_past_retention(real_redis: redis.Redis, ke
     assert scheduler.clean_once() == 1
     assert not real_redis.exists(store.keys.task(claim.task_id))
     assert real_redis.zcard(store.keys.state_index(State.COMPLETED)) == 0
+
+
+def finished_tasks(store: TaskStore, count: int) -> list[str]:
+    ids = []
+    for _ in range(count):
+        store.create(Task(id=str(uuid.uuid4()), task_type="summarize", content="x", max_retries=3))
+        token = new_token()
+        claim = store.claim("c", token, prefer_retry=False)
+        store.complete(claim.task_id, "c", token, "done", "offline")
+        ids.append(claim.task_id)
+    return ids
+
+
+def test_clean_expires_finished_tasks_in_bounded_batches_with_their_history(
+    real_redis: redis.Redis, key_prefix: str
+) -> None:
+    store = TaskStore(real_redis, Keys(key_prefix))
+    ids = finished_tasks(store, 7)
+    scheduler = Scheduler(Settings(result_ttl_seconds=1, scheduler_batch_size=3), store)
+    time.sleep(1.1)
+
+    assert [scheduler.clean_once() for _ in range(4)] == [3, 3, 1, 0]
+    for task_id in ids:
+        assert not real_redis.exists(store.keys.task(task_id), store.keys.history(task_id))
+    assert real_redis.zcard(store.keys.all_tasks) == 0
+    assert real_redis.hget(store.keys.counters, "expired") == "7"
+
+
+def test_a_full_batch_brings_the_next_clean_forward(real_redis: redis.Redis, key_prefix: str) -> None:
+    """A backlog of expired tasks drains round after round, not one batch a minute."""
+    store = TaskStore(real_redis, Keys(key_prefix))
+    finished_tasks(store, 5)
+    scheduler = Scheduler(Settings(result_ttl_seconds=1, scheduler_batch_size=2), store)
+    time.sleep(1.1)
+    for _ in range(3):
+        scheduler.run_once()
+    assert real_redis.zcard(store.keys.state_index(State.COMPLETED)) == 0
+
+
+def test_the_scheduler_beats_so_health_sees_it(real_redis: redis.Redis, key_prefix: str) -> None:
+    store = TaskStore(real_redis, Keys(key_prefix))
+    scheduler = Scheduler(Settings(heartbeat_ttl=15), store)
+    scheduler.run_once()
+
+    beat = json.loads(real_redis.get(store.keys.scheduler_heartbeat) or "{}")
+    assert beat["scheduler_id"] == scheduler.id and beat["beat_at"] > 0
+    assert 14_000 < real_redis.pttl(store.keys.scheduler_heartbeat) <= 15_000

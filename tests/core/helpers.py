@@ -133,6 +133,7 @@ def assert_one_place(store: TaskStore, task_id: str) -> Task:
 
 def assert_gone(store: TaskStore, task_id: str) -> None:
     assert not store.r.exists(store.keys.task(task_id))
+    assert not store.r.exists(store.keys.history(task_id)), "the audit trail goes with the task"
     assert places(store, task_id) == []
     assert indexes_holding(store, task_id) == []
     assert store.r.zscore(store.keys.all_tasks, task_id) is None

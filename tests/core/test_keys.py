@@ -18,7 +18,8 @@ KEY_MODULE = ROOT / "core" / "keys.py"
 # A quoted string (Python or Lua, f-string or not) whose text starts like one of our key names,
 # or continues like one right after an f-string placeholder (`f"{prefix}task:{id}"`).
 KEY_LITERAL = re.compile(
-    r"""((?<![\w])[rbfRBF]{0,2}['"]|\})(task:|tasks:|dlq:|worker:heartbeat|workers:|queue-updates)"""
+    r"""((?<![\w])[rbfRBF]{0,2}['"]|\})"""
+    r"(task:|tasks:|dlq:|worker:heartbeat|worker:stats|workers:|queue-updates|stats:|idempotency:|scheduler:heartbeat)"
 )
 
 
@@ -57,6 +58,18 @@ def test_default_names_keep_the_designs_spelling() -> None:
     assert (k.scheduled, k.dlq, k.events) == ("tasks:scheduled", "dlq:tasks", "queue-updates")
     assert k.heartbeat("w1") == "worker:heartbeat:w1"
     assert k.state_index(State.SCHEDULED) == k.scheduled and k.state_index(State.DLQ) == k.dlq
+    assert k.history("42") == "task:42:history"
+    assert (k.counters, k.durations) == ("stats:counters", "stats:durations")
+    assert k.scheduler_heartbeat == "scheduler:heartbeat"
+    assert k.consumer_stats("w1") == "worker:stats:w1"
+    assert k.inflight_prefix + "c1" == k.inflight("c1")
+
+
+def test_idempotency_keys_are_hashed_so_any_header_value_is_safe() -> None:
+    k = Keys("p:")
+    name = k.idempotency("a key with spaces and ünïcode " * 20)
+    assert name.startswith("p:idempotency:") and len(name) == len("p:idempotency:") + 64
+    assert k.idempotency("a") != k.idempotency("b") and k.idempotency("a") == k.idempotency("a")
 
 
 def test_state_indexes_are_distinct() -> None:
@@ -77,7 +90,7 @@ def test_every_name_starts_with_the_prefix(prefix: str) -> None:
 def test_operator_patterns_cover_every_key_we_write() -> None:
     """The reset tool deletes what `all_patterns` matches; every stored key must be among it."""
     k = Keys("p:")
-    skipped = {"events", "dispatch_queue", "task_prefix"}  # a channel, a broker-db queue, a fragment
+    skipped = {"events", "dispatch_queue", "task_prefix", "inflight_prefix"}  # a channel, a broker-db queue, fragments
     skipped |= {n for n in every_name(k) if n.startswith("all_patterns")}
     for attr, name in every_name(k).items():
         if attr not in skipped:
@@ -102,7 +115,7 @@ def test_the_scan_sees_the_code() -> None:
 
 def test_the_pattern_catches_key_literals() -> None:
     bad_ones = ['"task:1"', "f'tasks:inflight:{c}'", "'dlq:tasks'", '"worker:heartbeat:x"', "'queue-updates'"]
-    bad_ones += ['f"{prefix}workers:registry"', "ARGV[1] .. 'task:'"]
+    bad_ones += ['f"{prefix}workers:registry"', "ARGV[1] .. 'task:'", '"stats:counters"', "'idempotency:x'"]
     for bad in bad_ones:
         assert KEY_LITERAL.search(f"x = {bad}"), bad
     for fine in ['"summarize task: ok"', "'subtask:1'", "# tasks: comment", '"a task:1"', 'f"{n} tasks: done"']:

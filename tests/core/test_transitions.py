@@ -518,8 +518,29 @@ def test_cancel_withdraws_a_scheduled_task(stores: Stores) -> None:
     assert store.promote_due(100) == 0
 
 
-@pytest.mark.parametrize("state", [State.ACTIVE, State.COMPLETED, State.FAILED, State.DLQ, State.CANCELLED])
-def test_cancel_is_refused_once_running_or_finished(stores: Stores, state: State) -> None:
+@pytest.mark.parametrize("report", REPORTS)
+def test_cancel_stops_an_active_task_and_refuses_its_late_report(stores: Stores, report: str) -> None:
+    """CANCELLED at once; the id leaves the consumer's in-flight list in the same step (so the
+    consumer's count stays right), and the worker's late report is refused as stale."""
+    store = stores.sync
+    task = store.create(new_task())
+    other = store.create(new_task())
+    token = claim_one(store, task.id)
+    claim_one(store, other.id)
+    assert stores.run(stores.aio.cancel(task.id)) is State.ACTIVE
+
+    got = assert_one_place(store, task.id)
+    assert (got.state, got.attempt) == (State.CANCELLED, "")
+    assert got.finished_at == got.updated_at > 0
+    assert store.inflight_ids(CONSUMER) == [other.id]
+    before = snapshot(store)
+    with pytest.raises(StaleAttempt):
+        REPORTS[report](store, task.id, token)
+    assert snapshot(store) == before
+
+
+@pytest.mark.parametrize("state", [State.COMPLETED, State.FAILED, State.DLQ, State.CANCELLED])
+def test_cancel_is_refused_once_finished(stores: Stores, state: State) -> None:
     task = make_in_state(stores, state)
     before = snapshot(stores.sync)
     with pytest.raises(InvalidTransition) as err:
@@ -557,10 +578,10 @@ def test_purge_deletes_finished_tasks_past_retention(store: TaskStore) -> None:
     time.sleep(0.4)
     fresh = make_done(store)
 
-    assert store.purge(State.COMPLETED, retention_ms=200, max_keep=0, batch=100) == 1
+    assert store.purge(State.COMPLETED, retention_ms=200, max_keep=None, batch=100) == 1
     assert_gone(store, old)
     assert assert_one_place(store, fresh).state is State.COMPLETED
-    assert store.purge(State.COMPLETED, retention_ms=0, max_keep=0, batch=100) == 0
+    assert store.purge(State.COMPLETED, retention_ms=0, max_keep=None, batch=100) == 0
 
 
 def test_purge_bounds_the_dlq_oldest_first(store: TaskStore) -> None:
@@ -570,6 +591,7 @@ def test_purge_bounds_the_dlq_oldest_first(store: TaskStore) -> None:
         store.fail(task.id, CONSUMER, claim_one(store, task.id), State.DLQ, "x", "provider_problem")
         ids.append(task.id)
 
+    assert store.purge(State.DLQ, retention_ms=0, max_keep=None, batch=100) == 0
     assert store.purge(State.DLQ, retention_ms=0, max_keep=4, batch=100) == 1
     assert store.purge(State.DLQ, retention_ms=3_600_000, max_keep=2, batch=1) == 1
     assert store.purge(State.DLQ, retention_ms=3_600_000, max_keep=2, batch=100) == 1
@@ -674,5 +696,7 @@ def test_each_transition_publishes_one_event(real_redis: redis.Redis, key_prefix
         (task.id, "PENDING", "ACTIVE"),
         (task.id, "ACTIVE", "COMPLETED"),
     ]
-    assert all(e["at"] > 0 for e in events)
+    assert all(e["at"] > 0 and e["event"] == "transition" for e in events)
+    assert [e["counters"] for e in events] == [{"submitted": 1}, {"started": 1}, {"completed": 1}]
+    assert [e.get("worker") for e in events] == [None, CONSUMER, CONSUMER]
     assert places(store, task.id) == ["COMPLETED"]

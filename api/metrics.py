@@ -1,0 +1,79 @@
+"""Prometheus exposition, computed from Redis at scrape time (no in-process state, so any number
+of API replicas report the same figures)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from core.store import DURATION_BUCKETS_MS, Durations
+
+BREAKER_STATES = ("closed", "open", "half-open")
+
+
+@dataclass
+class Snapshot:
+    """Everything one scrape reports, as read from Redis."""
+
+    depths: dict[str, int]
+    states: dict[str, int]
+    totals: dict[str, int]
+    durations: Durations
+    breaker: str
+    workers: int
+    scheduler_alive: bool
+    retry_ratio: float
+
+
+def _histogram(durations: Durations) -> HistogramMetricFamily:
+    cumulative, buckets = 0, []
+    for bound, count in zip(DURATION_BUCKETS_MS, durations.counts, strict=True):
+        cumulative += count
+        buckets.append((str(bound / 1000), cumulative))
+    buckets.append(("+Inf", cumulative + durations.overflow))
+    family = HistogramMetricFamily("atf_task_duration_seconds", "Run time of completed attempts.")
+    family.add_metric([], buckets, sum_value=durations.sum_ms / 1000)
+    return family
+
+
+def _gauge(name: str, doc: str, label: str, values: dict[str, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=[label])
+    for key, value in values.items():
+        family.add_metric([key], value)
+    return family
+
+
+def families(s: Snapshot) -> Iterator[Metric]:
+    """The metric families of one snapshot."""
+    yield _gauge("atf_queue_depth", "Length of each queue structure.", "queue", s.depths)
+    yield _gauge("atf_tasks", "Tasks in each state now.", "state", s.states)
+    events = CounterMetricFamily("atf_task_events", "Transitions counted by the scripts, by kind.", labels=["event"])
+    for name, value in sorted(s.totals.items()):
+        events.add_metric([name], value)
+    yield events
+    yield _histogram(s.durations)
+    breaker = {state: int(state == s.breaker) for state in BREAKER_STATES}
+    yield _gauge("atf_circuit_breaker_state", "1 for the shared breaker's current state.", "state", breaker)
+    yield GaugeMetricFamily("atf_workers_alive", "Consumer/worker pairs with a live heartbeat.", value=s.workers)
+    yield GaugeMetricFamily("atf_scheduler_alive", "1 while a scheduler beats.", value=int(s.scheduler_alive))
+    yield GaugeMetricFamily("atf_retry_ratio", "Share of pops preferring the retry list now.", value=s.retry_ratio)
+
+
+class _OneScrape:
+    """A collector that yields the families of one snapshot (prometheus_client's custom-collector form)."""
+
+    def __init__(self, metrics: Iterable[Metric]) -> None:
+        self._metrics = list(metrics)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._metrics
+
+
+def render(snapshot: Snapshot) -> bytes:
+    """The text exposition format of one snapshot."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_OneScrape(families(snapshot)))  # type: ignore[arg-type]
+    return generate_latest(registry)

@@ -1,0 +1,41 @@
+"""GET /metrics: Prometheus text format, computed from Redis at each scrape."""
+
+from __future__ import annotations
+
+import anyio.to_thread
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from api.deps import BreakerDep, SettingsDep, StoreDep
+from api.metrics import Snapshot, render
+from api.schemas import ErrorBody
+from core.policy import retry_share
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {"example": "atf_queue_depth{queue=\"primary\"} 3.0\n"}}},
+        503: {"model": ErrorBody},
+    },
+)
+async def metrics(store: StoreDep, settings: SettingsDep, breaker: BreakerDep) -> Response:
+    """Queue depths, tasks per state, transition counters (completed, failed, retried, dead, …),
+    the run-time histogram, the breaker's state, live workers and scheduler. Every figure is read
+    from Redis now, from structures and counters the transition scripts keep; nothing is scanned."""
+    depths = await store.depths()
+    s = settings
+    snapshot = Snapshot(
+        depths=depths,
+        states=await store.state_counts(),
+        totals=await store.counters(),
+        durations=await store.durations(),
+        breaker=str((await anyio.to_thread.run_sync(breaker.status))["state"]),
+        workers=len(await store.live_consumers()),
+        scheduler_alive=await store.scheduler_info() is not None,
+        retry_ratio=retry_share(s.retry_ratio, s.retry_ratio_floor, depths["retry"], s.retry_pressure_threshold),
+    )
+    return Response(render(snapshot), media_type=CONTENT_TYPE_LATEST)

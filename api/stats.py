@@ -1,0 +1,46 @@
+"""Figures derived from the counters the transition scripts keep: quantiles from the run-time
+histogram, the statistics overview. Pure functions over what the store read."""
+
+from __future__ import annotations
+
+from api.schemas import Statistics, Throughput
+from core.states import State
+from core.store import DURATION_BUCKETS_MS, Durations
+
+
+def quantile(durations: Durations, q: float) -> float | None:
+    """The q-quantile (0 < q < 1) of the run times in ms, interpolated linearly inside its bucket
+    (as Prometheus' histogram_quantile does); None before any run. Past the last bound, the last
+    bound is the best the histogram knows."""
+    if durations.count == 0:
+        return None
+    rank = q * durations.count
+    seen, lower = 0, 0
+    for bound, count in zip(DURATION_BUCKETS_MS, durations.counts, strict=True):
+        if count and seen + count >= rank:
+            return float(lower + (bound - lower) * (rank - seen) / count)
+        seen, lower = seen + count, bound
+    return float(DURATION_BUCKETS_MS[-1])
+
+
+def success_rate(totals: dict[str, int]) -> float | None:
+    """Share of finished attempts' tasks that completed: completed / (completed + failed + dead)."""
+    done = totals.get("completed", 0)
+    finished = done + totals.get("failed", 0) + totals.get("dead", 0)
+    return round(done / finished, 4) if finished else None
+
+
+def overview(
+    states: dict[str, int], totals: dict[str, int], durations: Durations, throughput: dict[str, dict[str, int]]
+) -> Statistics:
+    mean = round(durations.sum_ms / durations.count, 1) if durations.count else None
+    return Statistics(
+        states={State(name): count for name, count in states.items()},
+        totals=totals,
+        success_rate=success_rate(totals),
+        duration_p50_ms=quantile(durations, 0.5),
+        duration_p95_ms=quantile(durations, 0.95),
+        duration_mean_ms=mean,
+        throughput_last_minute=Throughput(**throughput["last_minute"]),
+        throughput_last_hour=Throughput(**throughput["last_hour"]),
+    )

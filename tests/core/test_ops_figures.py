@@ -1,0 +1,272 @@
+"""The figures the operations API shows, changed only inside the transition scripts: each task's
+audit trail, the global counters, each consumer's counts, the run-time histogram, the
+throughput rings; plus progress, idempotent and bulk submits, and the DLQ re-drive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from core.errors import InvalidTransition, StaleAttempt
+from core.states import State
+from core.store import DURATION_BUCKETS_MS, TaskStore, new_token, ring_sum
+from tests.core.helpers import (
+    CONSUMER,
+    Stores,
+    assert_gone,
+    assert_one_place,
+    claim_one,
+    make_in_state,
+    new_task,
+    snapshot,
+)
+
+LIB = Path(__file__).resolve().parents[2] / "core" / "scripts" / "_lib.lua"
+
+
+def counters(store: TaskStore) -> dict[str, int]:
+    return {k: int(v) for k, v in store.r.hgetall(store.keys.counters).items()}
+
+
+def trail(store: TaskStore, task_id: str) -> list[tuple[str, str]]:
+    return [(e["from"], e["to"]) for e in map(json.loads, store.r.lrange(store.keys.history(task_id), 0, -1))]
+
+
+def history(store: TaskStore, task_id: str) -> list[dict[str, object]]:
+    return [json.loads(e) for e in store.r.lrange(store.keys.history(task_id), 0, -1)]
+
+
+# --- audit trail ---------------------------------------------------------------------------------
+def test_the_trail_records_every_state_change_with_its_error(store: TaskStore) -> None:
+    task = store.create(new_task())
+    token = claim_one(store, task.id)
+    store.schedule_retry(task.id, CONSUMER, token, 0, "timed out", "transient")
+    store.promote_due(10)
+    token = new_token()
+    store.claim(CONSUMER, token, prefer_retry=True)
+    store.fail(task.id, CONSUMER, token, State.DLQ, "bad key", "provider_problem")
+
+    entries = history(store, task.id)
+    assert trail(store, task.id) == [
+        ("", "PENDING"), ("PENDING", "ACTIVE"), ("ACTIVE", "SCHEDULED"), ("SCHEDULED", "PENDING"),
+        ("PENDING", "ACTIVE"), ("ACTIVE", "DLQ"),
+    ]  # fmt: skip
+    errors = [(e["error"], e["error_type"]) for e in entries if "error" in e]
+    assert errors == [("timed out", "transient"), ("bad key", "provider_problem")]
+    assert entries[1]["worker"] == CONSUMER and "worker" not in entries[0]
+    assert [e["at"] for e in entries] == sorted(e["at"] for e in entries)
+    assert store.get(task.id).attempts == 2
+
+
+def test_the_trail_is_bounded(store: TaskStore) -> None:
+    task = store.create(new_task(max_retries=100))
+    for n in range(30):
+        token = claim_one(store, task.id)
+        store.release(task.id, CONSUMER, token, f"breaker open {n}", "circuit_open")
+    entries = history(store, task.id)
+    assert len(entries) == 50
+    assert entries[-1]["error"] == "breaker open 29" and entries[-1]["to"] == "PENDING"
+
+
+def test_a_long_error_is_cut_in_the_trail(store: TaskStore) -> None:
+    task = store.create(new_task())
+    store.fail(task.id, CONSUMER, claim_one(store, task.id), State.FAILED, "x" * 2000, "input_rejected")
+    assert history(store, task.id)[-1]["error"] == "x" * 500
+    assert store.get(task.id).last_error == "x" * 2000
+
+
+@pytest.mark.parametrize("state", [State.COMPLETED, State.DLQ, State.CANCELLED])
+def test_delete_and_purge_take_the_trail_with_the_task(stores: Stores, state: State) -> None:
+    store = stores.sync
+    deleted, expired = make_in_state(stores, state), make_in_state(stores, state)
+    stores.run(stores.aio.delete(deleted.id))
+    assert store.purge(state, retention_ms=0, max_keep=0, batch=10) == 1
+    assert_gone(store, deleted.id)
+    assert_gone(store, expired.id)
+    assert counters(store)["deleted"] == 1 and counters(store)["expired"] == 1
+
+
+# --- counters ------------------------------------------------------------------------------------
+def test_counters_move_with_each_transition(stores: Stores) -> None:
+    store = stores.sync
+    for state in (State.COMPLETED, State.FAILED, State.DLQ, State.SCHEDULED, State.CANCELLED):
+        make_in_state(stores, state)
+    recovered = store.create(new_task())
+    store.recover(recovered.id, CONSUMER, claim_one(store, recovered.id), "died")
+    dead = make_in_state(stores, State.DLQ)
+    stores.run(stores.aio.retry(dead.id))
+
+    assert counters(store) == {
+        "submitted": 7, "started": 6, "completed": 1, "failed": 1, "dead": 2, "retried": 1,
+        "cancelled": 1, "recovered": 1, "requeued": 1,
+    }  # fmt: skip
+
+
+def test_a_refused_report_moves_no_counter(store: TaskStore) -> None:
+    task = store.create(new_task())
+    claim_one(store, task.id)
+    before = snapshot(store)
+    with pytest.raises(StaleAttempt):
+        store.complete(task.id, CONSUMER, "wrong", "x", "offline")
+    assert snapshot(store) == before
+
+
+def test_each_consumer_counts_its_own_settled_attempts(store: TaskStore) -> None:
+    for outcome in ("complete", "retry", "fail", "complete"):
+        task = store.create(new_task())
+        token = claim_one(store, task.id, consumer="c-a")
+        if outcome == "complete":
+            store.complete(task.id, "c-a", token, "ok", "offline")
+        elif outcome == "retry":
+            store.schedule_retry(task.id, "c-a", token, 60, "boom", "transient")
+        else:
+            store.fail(task.id, "c-a", token, State.FAILED, "no", "input_rejected")
+    lost = store.create(new_task())
+    store.recover(lost.id, "c-b", claim_one(store, lost.id, consumer="c-b"), "died")
+
+    stats = store.r.hgetall(store.keys.consumer_stats("c-a"))
+    assert {k: int(v) for k, v in stats.items()} == {"processed": 4, "completed": 2, "failed": 2}
+    assert store.r.hgetall(store.keys.consumer_stats("c-b")) == {"processed": "1", "failed": "1"}
+    assert 0 < store.r.ttl(store.keys.consumer_stats("c-a")) <= 86400
+
+
+def test_complete_stores_model_and_usage_and_counts_tokens(store: TaskStore) -> None:
+    task = store.create(new_task())
+    usage = {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150}
+    store.complete(task.id, CONSUMER, claim_one(store, task.id), "sum", "openrouter", "llama-x", usage)
+    plain = store.create(new_task())
+    store.complete(plain.id, CONSUMER, claim_one(store, plain.id), "sum", "offline")
+
+    got = assert_one_place(store, task.id)
+    assert (got.model, got.prompt_tokens, got.completion_tokens, got.total_tokens) == ("llama-x", 120, 30, 150)
+    assert (got.progress, got.attempts) == (100, 1)
+    other = store.get(plain.id)
+    assert (other.model, other.total_tokens) == ("", 0)
+    assert (counters(store)["prompt_tokens"], counters(store)["completion_tokens"]) == (120, 30)
+
+
+# --- histogram and throughput --------------------------------------------------------------------
+def test_the_lua_and_python_bucket_bounds_agree() -> None:
+    match = re.search(r"DURATION_BOUNDS = \{([^}]*)\}", LIB.read_text())
+    assert match
+    assert tuple(int(x) for x in match.group(1).split(",")) == DURATION_BUCKETS_MS
+
+
+def test_completed_run_times_fill_the_histogram(stores: Stores) -> None:
+    store = stores.sync
+    for _ in range(3):
+        make_in_state(stores, State.COMPLETED)
+    slow = store.create(new_task())
+    token = claim_one(store, slow.id)
+    time.sleep(0.15)  # between the 100 ms and 250 ms bounds, with room either side
+    store.complete(slow.id, CONSUMER, token, "ok", "offline")
+
+    durations = stores.run(stores.aio.durations())
+    assert durations.count == 4 and sum(durations.counts) + durations.overflow == 4
+    assert durations.counts[0] == 3, "three quick attempts in the first bucket (≤ 100 ms)"
+    assert durations.counts[1] == 1 and durations.sum_ms >= 150
+
+
+def test_throughput_counts_finished_tasks_of_the_last_minute_and_hour(stores: Stores) -> None:
+    for state in (State.COMPLETED, State.COMPLETED, State.FAILED, State.DLQ, State.SCHEDULED):
+        make_in_state(stores, state)
+    figures = stores.run(stores.aio.throughput())
+    assert figures == {"last_minute": {"completed": 2, "failed": 2}, "last_hour": {"completed": 2, "failed": 2}}
+
+
+def test_ring_sum_skips_slots_of_older_buckets() -> None:
+    raw = {"5:t": "65", "5:completed": "3", "5:failed": "1", "4:t": "4", "4:completed": "9", "4:failed": "0"}
+    raw |= {"7:t": "7", "7:completed": "2", "7:failed": "0"}
+    assert ring_sum(raw, current=66, window=60) == {"completed": 5, "failed": 1}
+    assert ring_sum(raw, current=130, window=60) == {"completed": 0, "failed": 0}
+
+
+# --- progress ------------------------------------------------------------------------------------
+def test_progress_is_set_by_the_owning_attempt_only(store: TaskStore) -> None:
+    task = store.create(new_task())
+    token = claim_one(store, task.id)
+    store.set_progress(task.id, token, 140, "summarizing chunk 2 of 3")
+    got = store.get(task.id)
+    assert (got.progress, got.current_step) == (100, "summarizing chunk 2 of 3")
+    store.set_progress(task.id, token, 40, "chunk 3")
+    assert store.get(task.id).progress == 40
+    before = snapshot(store)
+    with pytest.raises(StaleAttempt):
+        store.set_progress(task.id, "old-token", 90, "late")
+    assert snapshot(store) == before
+
+
+# --- idempotent and bulk submits ----------------------------------------------------------------
+def test_the_same_idempotency_key_returns_the_first_tasks(stores: Stores) -> None:
+    first = stores.run(stores.aio.create_many([new_task()], "key-1", 60_000))
+    again = stores.run(stores.aio.create_many([new_task()], "key-1", 60_000))
+    other = stores.run(stores.aio.create_many([new_task()], "key-2", 60_000))
+
+    assert not first.replayed and first.created_at > 0
+    assert again.replayed and again.ids == first.ids
+    assert other.ids != first.ids
+    assert stores.sync.r.llen(stores.sync.keys.pending_primary) == 2
+    assert counters(stores.sync)["submitted"] == 2
+
+
+def test_a_key_whose_task_was_deleted_is_free_again(stores: Stores) -> None:
+    first = stores.run(stores.aio.create_many([new_task()], "key-1", 60_000))
+    stores.run(stores.aio.delete(first.ids[0]))
+    again = stores.run(stores.aio.create_many([new_task()], "key-1", 60_000))
+    assert not again.replayed and again.ids != first.ids
+
+
+def test_concurrent_duplicates_create_one_task(stores: Stores) -> None:
+    async def race() -> list[list[str]]:
+        results = await asyncio.gather(*(stores.aio.create_many([new_task()], "dup", 60_000) for _ in range(20)))
+        return [r.ids for r in results]
+
+    ids = stores.run(race())
+    assert len({tuple(i) for i in ids}) == 1
+    assert stores.sync.r.llen(stores.sync.keys.pending_primary) == 1
+
+
+def test_bulk_create_is_one_atomic_step_in_order(stores: Stores) -> None:
+    store = stores.sync
+    tasks = [new_task() for _ in range(5)]
+    created = stores.run(stores.aio.create_many(tasks))
+    assert created.ids == [t.id for t in tasks]
+    assert store.r.lrange(store.keys.pending_primary, 0, -1) == created.ids
+    for task in tasks:
+        assert assert_one_place(store, task.id).created_at == created.created_at
+
+
+def test_bulk_create_with_an_existing_id_creates_nothing(stores: Stores) -> None:
+    existing = stores.sync.create(new_task())
+    before = snapshot(stores.sync)
+    with pytest.raises(InvalidTransition):
+        stores.run(stores.aio.create_many([new_task(), new_task(task_id=existing.id)]))
+    assert snapshot(stores.sync) == before
+
+
+# --- DLQ re-drive --------------------------------------------------------------------------------
+def test_requeue_dead_moves_the_given_ids_and_reports_the_rest(stores: Stores) -> None:
+    store = stores.sync
+    dead = [make_in_state(stores, State.DLQ) for _ in range(3)]
+    done = make_in_state(stores, State.COMPLETED)
+
+    moved, skipped = stores.run(stores.aio.requeue_dead([dead[0].id, done.id, "nope"], batch=10))
+    assert (moved, skipped) == (1, [done.id, "nope"])
+    got = assert_one_place(store, dead[0].id)
+    assert (got.state, got.retry_count) == (State.PENDING, 0)
+    assert store.r.lrange(store.keys.pending_retry, 0, -1) == [dead[0].id]
+
+
+def test_requeue_dead_without_ids_takes_the_oldest_batch(stores: Stores) -> None:
+    store = stores.sync
+    dead = [make_in_state(stores, State.DLQ).id for _ in range(3)]
+    assert stores.run(stores.aio.requeue_dead([], batch=2)) == (2, [])
+    assert stores.run(stores.aio.requeue_dead([], batch=2)) == (1, [])
+    assert stores.run(stores.aio.requeue_dead([], batch=2)) == (0, [])
+    assert sorted(store.r.lrange(store.keys.pending_retry, 0, -1)) == sorted(dead)  # ties on the ms go by id
+    assert trail(store, dead[0])[-1] == ("DLQ", "PENDING")
