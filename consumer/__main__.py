@@ -38,11 +38,16 @@ def main() -> None:
     # The heartbeat outlives the fetch loop: while the consumer drains, its tasks are still its
     # own, and an expired heartbeat would let the reaper take them (spending a retry each).
     left = threading.Event()
-    every(settings.heartbeat_interval, consumer.beat, left, "heartbeat")
+    beating = every(settings.heartbeat_interval, consumer.beat, left, "heartbeat")
+
+    def stop_beating() -> None:  # and wait for a beat under way, so none lands after we left
+        left.set()
+        beating.join(settings.redis_socket_timeout + 1)
+
     log.info("consumer %s started: queue %s, %d slots", consumer.id, queue, consumer.capacity)
     repeat(consumer.run_once, stop)
     try:
-        returned = consumer.drain(settings.consumer_shutdown_grace, on_leave=left.set)
+        returned = consumer.drain(settings.consumer_shutdown_grace, on_leave=stop_beating)
     except RedisError:
         log.warning("consumer %s: Redis away at shutdown; the reaper recovers its tasks", consumer.id)
         return

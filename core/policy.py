@@ -12,7 +12,8 @@ class Outcome(StrEnum):
     """What the worker does with a failed attempt."""
 
     RETRY = "RETRY"  # SCHEDULED, retry_count + 1
-    DEFER = "DEFER"  # SCHEDULED, retry_count unchanged (the breaker refused the call)
+    DEFER = "DEFER"  # back to the queue, retry_count unchanged (the breaker refused the call)
+    WAIT = "WAIT"  # SCHEDULED, retry_count unchanged (the provider asked us to slow down)
     FAIL = "FAIL"  # FAILED: the input itself was rejected
     DEAD = "DEAD"  # DLQ: out of retries, or an operator must fix the provider
 
@@ -39,10 +40,13 @@ class RetryPolicy:
             return Outcome.DEAD, 0.0
         if isinstance(error, CircuitOpen):
             return Outcome.DEFER, max(error.retry_after or 0.0, 0.0)
+        if isinstance(error, LLMRateLimited):
+            # Throttling says nothing against the task: waiting costs no retry, so a rate-limit
+            # storm delays work but never sends it to the DLQ.
+            wait = self.backoff(retry_count, jitter) if error.retry_after is None else max(error.retry_after, 0.0)
+            return Outcome.WAIT, min(wait, self.retry_after_max)
         if retry_count >= self.max_retries:
             return Outcome.DEAD, 0.0
-        if isinstance(error, LLMRateLimited) and error.retry_after is not None:
-            return Outcome.RETRY, min(max(error.retry_after, 0.0), self.retry_after_max)
         return Outcome.RETRY, self.backoff(retry_count, jitter)
 
 

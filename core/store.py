@@ -139,10 +139,10 @@ class Ops:
         return Call("complete_task", keys, args)
 
     def schedule_retry(
-        self, task_id: str, consumer_id: str, token: str, delay_ms: int, error: str, error_type: str
+        self, task_id: str, consumer_id: str, token: str, delay_ms: int, error: str, error_type: str, spend: bool
     ) -> Call:
         keys = self._report_keys(task_id, consumer_id, self.k.scheduled)
-        return Call("schedule_retry", keys, [task_id, token, delay_ms, error, error_type, consumer_id])
+        return Call("schedule_retry", keys, [task_id, token, delay_ms, error, error_type, consumer_id, int(spend)])
 
     def fail(self, task_id: str, consumer_id: str, token: str, target: State, error: str, error_type: str) -> Call:
         keys = self._report_keys(task_id, consumer_id, self.k.state_index(target))
@@ -300,10 +300,12 @@ class TaskStore(_Store):
         check(self._run(call), task_id, "set progress")
 
     def schedule_retry(
-        self, task_id: str, consumer_id: str, token: str, delay: float, error: str, error_type: str
+        self, task_id: str, consumer_id: str, token: str, delay: float, error: str, error_type: str,
+        spend: bool = True,
     ) -> int:
-        """ACTIVE → SCHEDULED after `delay` seconds, spending one retry; returns the new retry count."""
-        call = self.ops.schedule_retry(task_id, consumer_id, token, int(delay * 1000), error, error_type)
+        """ACTIVE → SCHEDULED after `delay` seconds, spending one retry unless `spend` is False (a
+        rate limit); returns the retry count."""
+        call = self.ops.schedule_retry(task_id, consumer_id, token, int(delay * 1000), error, error_type, spend)
         return int(check(self._run(call), task_id, "schedule a retry")[1])
 
     def fail(self, task_id: str, consumer_id: str, token: str, target: State, error: str, error_type: str) -> None:

@@ -74,9 +74,11 @@ class Runner:
             self.store.release(task.id, consumer_id, token, message, error_type)
             log.info("task %s: breaker open; back to the queue", task.id)
             return "released"
-        if outcome == Outcome.RETRY:
-            self.store.schedule_retry(task.id, consumer_id, token, delay, message, error_type)
-            log.warning("task %s: %s (%s); retry in %.1fs", task.id, error_type, message, delay)
+        if outcome in (Outcome.RETRY, Outcome.WAIT):
+            spend = outcome == Outcome.RETRY
+            self.store.schedule_retry(task.id, consumer_id, token, delay, message, error_type, spend)
+            log.warning("task %s: %s (%s); %s in %.1fs", task.id, error_type, message,
+                        "retry" if spend else "rate limited, next attempt", delay)
             return "scheduled"
         target = State.FAILED if outcome == Outcome.FAIL else State.DLQ
         self.store.fail(task.id, consumer_id, token, target, message, error_type)

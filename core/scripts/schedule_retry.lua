@@ -1,7 +1,9 @@
--- schedule_retry: a failed attempt waits for its retry, ACTIVE -> SCHEDULED, spending one retry.
+-- schedule_retry: a failed attempt waits for its retry, ACTIVE -> SCHEDULED, spending one retry
+-- (or none, when the provider only asked us to wait: a rate limit).
 -- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 scheduled set, 5 events channel,
 --       6 history, 7 counters, 8 consumer's stats
--- ARGV: 1 id, 2 attempt token, 3 delay ms, 4 error message, 5 error type, 6 consumer id
+-- ARGV: 1 id, 2 attempt token, 3 delay ms, 4 error message, 5 error type, 6 consumer id,
+--       7 retries spent: 1 | 0
 -- Returns: {'ok', retry_count, due_at} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> SCHEDULED
 local refused = check_attempt(KEYS[1], ARGV[2])
@@ -9,7 +11,8 @@ if refused then return refused end
 local now = now_ms()
 local id = ARGV[1]
 local due = now + tonumber(ARGV[3])
-local retries = redis.call('HINCRBY', KEYS[1], 'retry_count', 1)
+local spent = tonumber(ARGV[7])
+local retries = redis.call('HINCRBY', KEYS[1], 'retry_count', spent)
 redis.call('HSET', KEYS[1], 'state', 'SCHEDULED', 'due_at', due, 'attempt', '',
   'last_error', ARGV[4], 'error_type', ARGV[5], 'updated_at', now)
 redis.call('LREM', KEYS[2], 1, id)
@@ -17,5 +20,5 @@ redis.call('ZREM', KEYS[3], id)
 redis.call('ZADD', KEYS[4], due, id)
 consumer_settled(KEYS[8], 'failed')
 changed({id = id, from = 'ACTIVE', to = 'SCHEDULED', at = now, channel = KEYS[5], history = KEYS[6],
-  counters = KEYS[7], counter = 'retried', error = ARGV[4], error_type = ARGV[5], worker = ARGV[6]})
+  counters = KEYS[7], counter = spent == 1 and 'retried' or 'postponed', error = ARGV[4], error_type = ARGV[5], worker = ARGV[6]})
 return {'ok', retries, due}

@@ -192,6 +192,17 @@ def test_schedule_retry_spends_a_retry_and_waits_until_due(store: TaskStore) -> 
     assert store.inflight_count(CONSUMER) == 0
 
 
+def test_a_rate_limited_attempt_waits_without_spending_a_retry(store: TaskStore) -> None:
+    task = store.create(new_task())
+    token = claim_one(store, task.id)
+    assert store.schedule_retry(task.id, CONSUMER, token, 2, "429", "rate_limited", spend=False) == 0
+
+    got = assert_one_place(store, task.id)
+    assert (got.state, got.retry_count, got.due_at) == (State.SCHEDULED, 0, got.updated_at + 2000)
+    assert store.r.hget(store.keys.counters, "postponed") == "1"
+    assert store.r.hget(store.keys.counters, "retried") is None
+
+
 @pytest.mark.parametrize("target", [State.FAILED, State.DLQ])
 def test_fail_ends_the_task(store: TaskStore, target: State) -> None:
     task = store.create(new_task())

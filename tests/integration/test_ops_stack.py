@@ -67,7 +67,7 @@ def test_task_events_reach_an_event_receiver_as_flower_reads_them(make_stack: Ca
 
 
 def test_health_workers_and_detail_reflect_the_real_pipeline(make_stack: Callable[..., Stack]) -> None:
-    stack = make_stack().start_all()
+    stack = make_stack(DIAGNOSTICS_TIMEOUT="5").start_all()  # a loaded machine answers `inspect` slowly
     wait_until(lambda: stack.http.get("/health").status_code == 200, 20, what="/health to be 200")
     ids = [stack.submit(f"Text number {i}. It has two sentences.") for i in range(5)]
     assert set(stack.wait_terminal(ids, 30).values()) == {State.COMPLETED}

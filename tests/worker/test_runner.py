@@ -62,7 +62,7 @@ def test_success_stores_the_answer(runner: Runner) -> None:
         ("[[400]] refused", "failed", State.FAILED, 0, "input_rejected"),
         ("[[status:500]] down", "scheduled", State.SCHEDULED, 1, "transient"),
         ("[[status:401]] bad key", "dlq", State.DLQ, 0, "provider_problem"),
-        ("[[429:5]] slow down", "scheduled", State.SCHEDULED, 1, "rate_limited"),
+        ("[[429:5]] slow down", "scheduled", State.SCHEDULED, 0, "rate_limited"),
     ],
 )
 def test_each_failure_commits_one_transition(
