@@ -227,7 +227,8 @@ def test_poison_input_and_timeouts(make_books: MakeBooks, profile: Profile) -> N
 def test_duplicate_delivery(make_books: MakeBooks, profile: Profile) -> None:
     """The same Celery message delivered twice (as a broker redelivery would): one result is kept,
     the other attempt is skipped or its result refused by the attempt token."""
-    books = make_books(pairs=("a",))
+    # A long lease: the reaper must not take back tasks that merely wait for a slot here.
+    books = make_books(pairs=("a",), CELERY_TASK_TIME_LIMIT="120", CELERY_TASK_SOFT_TIME_LIMIT="110")
     stack = books.stack
     stack.kill("consumer-a", signal.SIGTERM)  # we play the consumer, sending every message twice
     settings = Settings(_env_file=None, redis_url=stack.env["REDIS_URL"], celery_broker_db=3,
