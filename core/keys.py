@@ -126,6 +126,10 @@ class Keys:
         digest = hashlib.sha256(key.encode()).hexdigest()
         return self._k(f"idempotency:{digest}")
 
+    def rate_bucket(self, name: str) -> str:
+        """Hash: a token bucket shared by every process (`take_token`), e.g. the fleet's LLM calls."""
+        return self._k(f"ratelimit:{name}")
+
     @property
     def events(self) -> str:
         """Pub/sub channel: one JSON message per state change, for live UIs."""
@@ -144,4 +148,4 @@ class Keys:
     def all_patterns(self) -> list[str]:
         """Glob patterns that cover every key this application writes (for operator tools)."""
         patterns = ("task:*", "tasks:*", "dlq:*", "worker:*", "workers:*", "breaker:*", "stats:*", "scheduler:*")
-        return [self._k(p) for p in (*patterns, "idempotency:*")]
+        return [self._k(p) for p in (*patterns, "idempotency:*", "ratelimit:*")]

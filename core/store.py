@@ -190,10 +190,18 @@ class Ops:
         keep = "" if max_keep is None else max_keep
         return Call("purge_finished", keys, [self.k.task_prefix, retention_ms, keep, batch, HISTORY_SUFFIX])
 
+    def take_token(self, bucket: str, rate: float, burst: float, cost: float) -> Call:
+        return Call("take_token", [self.k.rate_bucket(bucket)], [rate, burst, cost])
+
     def requeue_dead(self, task_ids: list[str], batch: int) -> Call:
         k = self.k
         keys = [k.dlq, k.state_index(State.PENDING), k.pending_retry, k.events, k.counters]
         return Call("requeue_dead", keys, [k.task_prefix, HISTORY_SUFFIX, batch, *task_ids])
+
+
+def token_wait(reply: Reply) -> float:
+    """`take_token`'s reply as seconds to wait (0.0: granted)."""
+    return 0.0 if reply[0] == "ok" else int(reply[1]) / 1000
 
 
 def usage_figures(usage: dict[str, int] | None) -> tuple[int, int, int]:
@@ -293,6 +301,11 @@ class TaskStore(_Store):
         call = self.ops.complete(task_id, consumer_id, token, result, provider, model, usage)
         check(self._run(call), task_id, "complete")
 
+    def take_token(self, bucket: str, rate: float, burst: float, cost: float = 1) -> float:
+        """Take `cost` tokens from the shared bucket `bucket`: 0.0 when granted, else the seconds
+        to wait until they are there (nothing is taken then)."""
+        return token_wait(self._run(self.ops.take_token(bucket, rate, burst, cost)))
+
     def set_progress(self, task_id: str, token: str, progress: int, step: str = "") -> None:
         """Record how far the running attempt got (clamped to 0-100) and what it is doing; refused
         (StaleAttempt) unless this attempt still owns the task."""
@@ -366,6 +379,10 @@ class AsyncTaskStore(_Store):
     async def history(self, task_id: str) -> list[dict[str, Any]]:
         """The task's audit trail, oldest first: state changes, each with its error if it had one."""
         return [json.loads(entry) for entry in await self.r.lrange(self.keys.history(task_id), 0, -1)]
+
+    async def take_token(self, bucket: str, rate: float, burst: float, cost: float = 1) -> float:
+        """As `TaskStore.take_token`."""
+        return token_wait(await self._run(self.ops.take_token(bucket, rate, burst, cost)))
 
     async def requeue_dead(self, task_ids: list[str], batch: int) -> tuple[int, list[str]]:
         """DLQ → PENDING for `task_ids` (or, given none, one batch of the oldest dead); returns how
