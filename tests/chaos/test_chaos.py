@@ -90,7 +90,8 @@ def _consumer_id(stack: Stack, pair: str) -> str:
 def test_redis_restart(make_books: MakeBooks, chaos_redis: ChaosRedis, profile: Profile) -> None:
     """Restart redis-server (AOF on) mid-run: the API answers 503 with a clear message meanwhile,
     every process reconnects by itself, and every accepted task finishes."""
-    books = make_books()
+    # Celery reconnects with a backoff of 2, 4, … s: a lease of seconds would expire meanwhile.
+    books = make_books(CELERY_TASK_TIME_LIMIT="30", CELERY_TASK_SOFT_TIME_LIMIT="25")
     stack = books.stack
     books.submit(profile.tasks // 2)
     refused: list[dict[str, object]] = []
