@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
+from api.auth import KeyRing
 from api.breaker import BreakerControl
 from api.errors import ApiError
 from core.errors import TaskNotFound
@@ -41,7 +42,13 @@ def _breaker(request: Request) -> BreakerControl:
     return breaker
 
 
+def _keyring(request: Request) -> KeyRing:
+    keyring: KeyRing = request.app.state.keyring
+    return keyring
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
+KeyRingDep = Annotated[KeyRing, Depends(_keyring)]
 BreakerDep = Annotated[BreakerControl, Depends(_breaker)]
 StoreDep = Annotated[AsyncTaskStore, Depends(_store)]
 SyncStoreDep = Annotated[TaskStore, Depends(_sync_store)]

@@ -6,13 +6,14 @@ Clients branch on `code`, people read `message`; a stack trace never reaches a c
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemory
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -25,15 +26,33 @@ log = logging.getLogger(__name__)
 REDIS_DOWN: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
 REDIS_DOWN_MESSAGE = "Redis is unreachable; retry shortly"
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+
+
+def redact_url(url: str) -> str:
+    """A URL without the password in its user info (`redis://:***@host/0`), fit for a log or a reply."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    user_info, at, host = netloc.rpartition("@")
+    if not sep or not at or ":" not in user_info:
+        return url
+    return f"{scheme}{sep}{user_info.partition(':')[0]}:***@{host}{slash}{path}"
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every non-empty secret replaced by `***` (error text that may quote a URL or a key)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 class ApiError(Exception):
     """A refusal the API decides itself (content too large, a bad cursor), with its status and code."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
 def error_response(
@@ -51,7 +70,7 @@ def describe(errors: Sequence[Any]) -> str:
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message)
+    return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
 
 
 async def _task_not_found(request: Request, exc: Exception) -> JSONResponse:
@@ -82,6 +101,13 @@ async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
     return error_response(503, "redis_unavailable", REDIS_DOWN_MESSAGE, headers={"Retry-After": "1"})
 
 
+async def _redis_full(request: Request, exc: Exception) -> JSONResponse:
+    log.error("redis out of memory during %s %s: %s", request.method, request.url.path, exc)
+    # noeviction: Redis refuses the write rather than drop stored tasks, and nothing was stored.
+    message = "Redis is out of memory (REDIS_MAXMEMORY); nothing was stored, retry once tasks have expired"
+    return error_response(503, "redis_full", message, headers={"Retry-After": "30"})
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error during %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "internal error")
@@ -96,4 +122,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for exc_class in REDIS_DOWN:
         app.add_exception_handler(exc_class, _redis_down)
+    app.add_exception_handler(RedisOutOfMemory, _redis_full)
     app.add_exception_handler(Exception, _unexpected)

@@ -13,8 +13,11 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
+from api.auth import OPEN_WARNING, KeyRing, check_routes
 from api.breaker import BreakerControl
-from api.routes import health, metrics, queues, tasks
+from api.middleware import BodyLimit, SettingsCors
+from api.routes import health, metrics, openrouter, queues, tasks
+from api.schemas import ErrorBody
 from core.keys import Keys
 from core.logs import setup_logging
 from core.redis import async_client, sync_client
@@ -32,6 +35,7 @@ def _lifespan(settings: Settings | None) -> Lifespan:
         resolved = settings or get_settings()
         # A no-op when logging is already set up (`python -m api`, a test runner); needed under bare uvicorn.
         setup_logging(resolved.log_level)
+        app.state.keyring = _keyring(resolved)
         keys = Keys(resolved.redis_key_prefix)
         aio, sync = async_client(resolved), sync_client(resolved)
         app.state.settings = resolved
@@ -41,10 +45,15 @@ def _lifespan(settings: Settings | None) -> Lifespan:
         # pybreaker's Redis storage expects bytes, so the breaker gets its own client.
         breaker_client = sync_client(resolved, decode=False)
         app.state.breaker = BreakerControl(resolved, breaker_client)
-        log.info("api started (redis %s, prefix %r)", _redacted(resolved.redis_url), resolved.redis_key_prefix)
+        log.info("api started (redis %s, prefix %r)", errors.redact_url(resolved.redis_url), resolved.redis_key_prefix)
+        scrubber = SecretFilter(_secrets(resolved))
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(scrubber)
         try:
             yield
         finally:
+            for handler in logging.getLogger().handlers:
+                handler.removeFilter(scrubber)
             await aio.aclose()
             sync.close()
             breaker_client.close()
@@ -52,10 +61,43 @@ def _lifespan(settings: Settings | None) -> Lifespan:
     return lifespan
 
 
-def _redacted(url: str) -> str:
-    """The Redis URL without its password, fit for a log line."""
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url
+def _keyring(settings: Settings) -> KeyRing:
+    ring = KeyRing.from_settings(settings)
+    if ring.open:
+        # Loud on purpose: an open API on a reachable port lets anyone submit, read and delete.
+        log.warning("=" * 72)
+        log.warning("SECURITY: %s; set API_KEYS (python -m api.auth new <id> admin)", OPEN_WARNING)
+        log.warning("=" * 72)
+    else:
+        log.info("api keys: %d configured (%s)", len(ring.keys), ", ".join(f"{k.id}:{k.scope}" for k in ring.keys))
+    return ring
+
+
+def _secrets(settings: Settings) -> list[str]:
+    """Values no log line may carry: the LLM key and the Redis password."""
+    values = [settings.openrouter_api_key.get_secret_value() if settings.openrouter_api_key else ""]
+    netloc = settings.redis_url.partition("://")[2].partition("/")[0]
+    user_info, at, _host = netloc.rpartition("@")
+    if at and ":" in user_info:
+        values.append(user_info.partition(":")[2])
+    return [v for v in values if len(v) >= 4]  # a 1-3 character "secret" would scrub ordinary words
+
+
+class SecretFilter(logging.Filter):
+    """Replaces known secrets in every record the API process logs (defence in depth: the code
+    never passes them, but a library's error text might quote a URL)."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            scrubbed = errors.scrub(message, self.secrets)
+            if scrubbed != message:
+                record.msg, record.args = scrubbed, None
+        return True
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -67,7 +109,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan(settings),
     )
     errors.install(app)
-    for module in (tasks, queues, health, metrics):
+    # The last added runs first: CORS wraps everything, so even a 413 carries its headers.
+    app.add_middleware(BodyLimit)
+    app.add_middleware(SettingsCors)
+    for module in (tasks, queues, health, metrics, openrouter):
+        check_routes(module.router.routes, ErrorBody)  # a route without an access decision stops here
         app.include_router(module.router)
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -9,10 +10,19 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from core.states import State
 from core.task import Task
 
+# C0 and C1 control characters and DEL, except tab, line feed and carriage return (which texts have).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Lone UTF-16 surrogates (JSON allows "\ud800"): no UTF-8 encoding exists, so Redis could not store them.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
 
 def _not_blank(content: str) -> str:
     if not content.strip():
         raise ValueError("content must not be blank")
+    if _SURROGATE.search(content):
+        raise ValueError("content must be valid Unicode (it holds a lone surrogate)")
+    if _CONTROL.search(content):
+        raise ValueError("content must not hold control characters other than tab and line breaks")
     return content
 
 
@@ -271,6 +281,9 @@ class Health(BaseModel):
     scheduler: Literal["ok", "missing"] | None
     breaker: Literal["closed", "open", "half-open"] | None
     problems: list[str]
+    auth: Literal["api_keys", "open"] = Field(description="`open`: no API_KEYS configured, anyone may call anything.")
+    warnings: list[str] = Field(description="What is unsafe though not broken (an open API); the status ignores it.")
+    redis_url: str = Field(description="Where the API keeps tasks, its password redacted.")
 
 
 class Probe(BaseModel):
@@ -310,3 +323,74 @@ class Diagnostics(BaseModel):
 
     celery: dict[str, Any] = Field(description="`active`, `reserved`, `stats` per worker, or an `error`.")
     redis: dict[str, Any]
+
+
+# --- LLM provider (api/routes/openrouter.py) ---------------------------------------------------
+class ProviderAccount(BaseModel):
+    """The key as the provider reports it (OpenRouter's `GET /key`), cached for
+    OPENROUTER_STATUS_CACHE_SECONDS so the provider is not asked on every request."""
+
+    checked_at: int = Field(description="When the provider was asked (epoch ms).")
+    key_valid: bool | None = Field(description="null: not known (no key, offline, or the server has no key endpoint).")
+    label: str | None = None
+    usage: float | None = Field(None, description="Credits used, as the provider counts them.")
+    limit: float | None = Field(None, description="Credit limit of the key; null: unlimited or not reported.")
+    limit_remaining: float | None = None
+    is_free_tier: bool | None = None
+    rate_limit: dict[str, Any] | None = Field(None, description="The provider's own rate limit for this key.")
+    error: str | None = Field(None, description="Why the provider could not say (its status and message).")
+
+
+class ProviderRateLimit(BaseModel):
+    """The fleet's own rate limit (a token bucket in Redis shared by every worker)."""
+
+    enabled: bool
+    requests: int = Field(description="LLM_RATE_LIMIT_REQUESTS per interval (0: no limit).")
+    interval_seconds: float
+    pace: float = Field(description="Share of the configured rate in force: below 1 after the provider's 429s.")
+    tokens: float | None = Field(description="Tokens in the bucket at its last use; null when idle (full).")
+
+
+class ProviderStatus(BaseModel):
+    """The LLM provider: which one, its key and credits, the rate limit, the breaker, the pause that
+    401/402 put on every call, and the last error and success the workers saw."""
+
+    provider: Literal["openrouter", "offline"]
+    base_url: str | None
+    model: str
+    fallback_models: list[str]
+    key_configured: bool
+    account: ProviderAccount
+    cached: bool = Field(description="`account` came from the cache rather than a fresh provider call.")
+    rate_limit: ProviderRateLimit
+    breaker: Breaker
+    paused: bool = Field(description="LLM calls are paused after a 401/402 (consumers take no work).")
+    paused_until: int | None
+    pause_reason: str | None
+    last_error: str | None
+    last_error_type: str | None
+    last_error_model: str | None
+    last_error_at: int | None
+    last_success_at: int | None
+    last_model: str | None
+
+
+class ProviderDay(BaseModel):
+    """One UTC day of LLM calls (every HTTP call: chunks and fallback models count one each)."""
+
+    day: str = Field(description="YYYY-MM-DD (UTC), or `total` for the sum of the days asked.")
+    calls: int
+    ok: int
+    errors: int
+    errors_by_class: dict[str, int] = Field(description="transient, rate_limited, input_rejected, provider_problem.")
+    models: dict[str, int] = Field(description="Calls per model asked.")
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ProviderMetrics(BaseModel):
+    """The last `days` days, oldest first, and their total."""
+
+    days: list[ProviderDay]
+    total: ProviderDay

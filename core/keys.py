@@ -14,6 +14,9 @@ from core.states import State
 # Appended to a task's key: its audit trail lives beside its hash, so `redis-cli` shows them together.
 # Scripts that learn an id mid-script build the trail's key as `task_prefix .. id .. HISTORY_SUFFIX`.
 HISTORY_SUFFIX = ":history"
+# Appended to a task's key: the finished chunk summaries of a long input (map-reduce), so a retry
+# redoes only the chunk that failed. Deleted with the task, like the history.
+CHUNKS_SUFFIX = ":chunks"
 
 # A state whose index is one of the design's own structures rather than `tasks:state:{STATE}`.
 _STATE_INDEX_OVERRIDES = {State.SCHEDULED: "tasks:scheduled", State.DLQ: "dlq:tasks"}
@@ -41,6 +44,10 @@ class Keys:
         """Capped list of one task's state changes and errors, oldest first (its audit trail)."""
         return self.task(task_id) + HISTORY_SUFFIX
 
+    def task_chunks(self, task_id: str) -> str:
+        """Hash of one task's finished chunk summaries (field per chunk), with a TTL; deleted with the task."""
+        return self.task(task_id) + CHUNKS_SUFFIX
+
     @property
     def pending_primary(self) -> str:
         """List of new task ids, FIFO (RPUSH, pop left)."""
@@ -64,6 +71,17 @@ class Keys:
     def state_index(self, state: State) -> str:
         """Sorted set of the ids in one state, score = time the task entered it (ms)."""
         return self._k(_STATE_INDEX_OVERRIDES.get(state, f"tasks:state:{state.value}"))
+
+    def owner_tasks(self, owner: str) -> str:
+        """Sorted set of the ids of one API key's tasks, score = creation time (ms): a submit-scope
+        key lists its own tasks from here, never by a scan. Kept by create, delete and purge."""
+        return self._k(f"tasks:owner:{owner}")
+
+    @property
+    def owner_prefix(self) -> str:
+        """`owner_tasks(owner)` minus the owner: scripts that learn a task's owner from its hash
+        (delete, purge) build the index's key from this."""
+        return self.owner_tasks("")
 
     @property
     def all_tasks(self) -> str:
@@ -131,6 +149,20 @@ class Keys:
         return self._k(f"ratelimit:{name}")
 
     @property
+    def llm_state(self) -> str:
+        """Hash: the LLM provider as the workers last saw it (last error, last success, pause)."""
+        return self._k("llm:state")
+
+    @property
+    def llm_status_cache(self) -> str:
+        """String (JSON) with a short TTL: the provider's account status, so the API asks it rarely."""
+        return self._k("llm:status")
+
+    def llm_daily(self, day: str) -> str:
+        """Hash with a TTL: one UTC day's LLM calls, errors by class and tokens (`day` is YYYY-MM-DD)."""
+        return self._k(f"stats:llm:{day}")
+
+    @property
     def events(self) -> str:
         """Pub/sub channel: one JSON message per state change, for live UIs."""
         return self._k("queue-updates")
@@ -148,4 +180,4 @@ class Keys:
     def all_patterns(self) -> list[str]:
         """Glob patterns that cover every key this application writes (for operator tools)."""
         patterns = ("task:*", "tasks:*", "dlq:*", "worker:*", "workers:*", "breaker:*", "stats:*", "scheduler:*")
-        return [self._k(p) for p in (*patterns, "idempotency:*", "ratelimit:*")]
+        return [self._k(p) for p in (*patterns, "idempotency:*", "ratelimit:*", "llm:*")]

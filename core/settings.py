@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     sse_keepalive_seconds: float = Field(15.0, gt=0)
     diagnostics_timeout: float = Field(1.0, gt=0)
 
+    # API security
+    api_keys: SecretStr = SecretStr("")
+    auth_required: bool = False
+    cors_origins: str = "http://localhost:3000,http://127.0.0.1:3000"
+    max_body_bytes: int = Field(2 * 1024 * 1024, gt=0)
+    submit_rate_per_second: float = Field(20.0, gt=0)
+    submit_rate_burst: int = Field(200, gt=0)
+
     # LLM provider
     llm_provider: Literal["auto", "openrouter", "offline"] = "auto"
     openrouter_api_key: SecretStr | None = None
@@ -47,7 +55,15 @@ class Settings(BaseSettings):
     openrouter_timeout: float = Field(60.0, gt=0)
     openrouter_max_tokens: int = Field(512, gt=0)
     openrouter_max_connections: int = Field(256, gt=0)
+    openrouter_fallback_models: str = ""
+    openrouter_http_referer: str = ""
+    openrouter_x_title: str = "AsyncTaskFlow"
+    openrouter_status_cache_seconds: float = Field(30.0, gt=0)
     offline_summary_sentences: int = Field(3, gt=0)
+    chunk_chars: int = Field(24_000, ge=1000)
+    llm_rate_limit_requests: int = Field(0, ge=0)
+    llm_rate_limit_interval: float = Field(1.0, gt=0)
+    provider_pause_seconds: float = Field(300.0, gt=0)
 
     # Retries
     max_retries: int = Field(3, ge=0)
@@ -98,7 +114,14 @@ class Settings(BaseSettings):
             raise ValueError("HEARTBEAT_TTL must be longer than HEARTBEAT_INTERVAL")
         if self.celery_broker_db == _url_db(self.redis_url):
             raise ValueError("CELERY_BROKER_DB must differ from the database in REDIS_URL")
+        if self.submit_rate_burst < self.bulk_max_items:
+            raise ValueError("SUBMIT_RATE_BURST must be at least BULK_MAX_ITEMS, or a full bulk could never pass")
         return self
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """CORS_ORIGINS as a list (comma-separated in the environment)."""
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     @property
     def celery_broker_url(self) -> str:
@@ -110,6 +133,12 @@ class Settings(BaseSettings):
     def task_lease_seconds(self) -> float:
         """How long a task may stay ACTIVE before the reaper takes it back."""
         return self.celery_task_time_limit + self.task_lease_margin
+
+    @property
+    def fallback_models(self) -> list[str]:
+        """OPENROUTER_FALLBACK_MODELS as a list, in order, without blanks or the main model."""
+        names = [n.strip() for n in self.openrouter_fallback_models.split(",")]
+        return [n for n in dict.fromkeys(names) if n and n != self.openrouter_model]
 
     @property
     def llm_uses_offline(self) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import InvalidTransition, StaleAttempt, TaskNotFound
-from core.keys import HISTORY_SUFFIX, Keys
+from core.keys import CHUNKS_SUFFIX, HISTORY_SUFFIX, Keys
 from core.lua import register_all
 from core.states import State
 from core.task import Task
@@ -108,6 +108,11 @@ class Ops:
         k = self.k
         keys = [k.pending_primary, k.state_index(State.PENDING), k.all_tasks, k.events, k.counters]
         keys.append(k.idempotency(idempotency_key) if idempotency_key else "")
+        # One submit has one owner; an owner-less task (the API without keys) is in no owner index.
+        owner = tasks[0].owner if tasks else ""
+        if any(t.owner != owner for t in tasks):
+            raise ValueError("tasks created in one step must share their owner")
+        keys.append(k.owner_tasks(owner) if owner else "")
         fields = []
         for task in tasks:
             keys += [k.task(task.id), k.history(task.id)]
@@ -183,15 +188,23 @@ class Ops:
     def delete(self, task_id: str) -> Call:
         k = self.k
         keys = [k.task(task_id), k.pending_primary, k.pending_retry, k.all_tasks, k.events, k.history(task_id)]
-        return Call("delete_task", [*keys, k.counters, *self._indexes], [task_id, *self._states])
+        keys += [k.counters, *self._indexes, k.task_chunks(task_id)]
+        return Call("delete_task", keys, [task_id, k.owner_prefix, *self._states])
 
     def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> Call:
         keys = [self.k.state_index(state), self.k.all_tasks, self.k.counters]
         keep = "" if max_keep is None else max_keep
-        return Call("purge_finished", keys, [self.k.task_prefix, retention_ms, keep, batch, HISTORY_SUFFIX])
+        args = [self.k.task_prefix, retention_ms, keep, batch, HISTORY_SUFFIX, self.k.owner_prefix, CHUNKS_SUFFIX]
+        return Call("purge_finished", keys, args)
 
     def take_token(self, bucket: str, rate: float, burst: float, cost: float) -> Call:
         return Call("take_token", [self.k.rate_bucket(bucket)], [rate, burst, cost])
+
+    def adapt_rate(self, bucket: str, limited: bool, floor: float, step: float, ttl_ms: int) -> Call:
+        return Call("adapt_rate", [self.k.rate_bucket(bucket)], ["limited" if limited else "ok", floor, step, ttl_ms])
+
+    def save_chunk(self, task_id: str, token: str, field: str, value: str, ttl_ms: int) -> Call:
+        return Call("save_chunk", [self.k.task(task_id), self.k.task_chunks(task_id)], [token, field, value, ttl_ms])
 
     def requeue_dead(self, task_ids: list[str], batch: int) -> Call:
         k = self.k
@@ -306,6 +319,24 @@ class TaskStore(_Store):
         to wait until they are there (nothing is taken then)."""
         return token_wait(self._run(self.ops.take_token(bucket, rate, burst, cost)))
 
+    def adapt_rate(self, bucket: str, limited: bool, floor: float = 0.1, step: float = 0.02) -> float:
+        """Pace the shared bucket by the provider's answers: a 429 (`limited`) halves its rate (not
+        under `floor` of the configured one), a success gives `step` back; returns the factor."""
+        return float(self._run(self.ops.adapt_rate(bucket, limited, floor, step, 600_000)))
+
+    def save_chunk(self, task_id: str, token: str, field: str, value: str, ttl_ms: int) -> None:
+        """Keep one finished piece of a long input's map-reduce; refused (StaleAttempt) unless this
+        attempt still owns the task."""
+        check(self._run(self.ops.save_chunk(task_id, token, field, value, ttl_ms)), task_id, "save a chunk")
+
+    def chunks(self, task_id: str) -> dict[str, str]:
+        """The finished pieces kept by earlier attempts of this task (field → JSON)."""
+        return dict(self.r.hgetall(self.keys.task_chunks(task_id)))
+
+    def drop_chunks(self, task_id: str) -> None:
+        """Forget the pieces once the task completed: the result makes them useless."""
+        self.r.delete(self.keys.task_chunks(task_id))
+
     def set_progress(self, task_id: str, token: str, progress: int, step: str = "") -> None:
         """Record how far the running attempt got (clamped to 0-100) and what it is doing; refused
         (StaleAttempt) unless this attempt still owns the task."""
@@ -396,6 +427,13 @@ class AsyncTaskStore(_Store):
     async def get(self, task_id: str) -> Task:
         return self._loaded(task_id, await self.r.hgetall(self.keys.task(task_id)))
 
+    async def owner_of(self, task_id: str) -> str:
+        """The id of the API key that submitted the task ("" without keys); TaskNotFound if none."""
+        fields = await self.r.hmget(self.keys.task(task_id), ["state", "owner"])
+        if fields[0] is None:
+            raise TaskNotFound(task_id)
+        return str(fields[1] or "")
+
     async def get_many(self, task_ids: list[str]) -> list[Task]:
         """Tasks in the given order; ids whose hash vanished meanwhile are skipped."""
         pipe = self.r.pipeline(transaction=False)
@@ -412,13 +450,17 @@ class AsyncTaskStore(_Store):
     async def delete(self, task_id: str) -> None:
         check(await self._run(self.ops.delete(task_id)), task_id, "delete")
 
-    async def page(self, state: State | None, limit: int, cursor: str | None) -> Page:
-        """Newest first, from the state's index (or the all-tasks index); never a scan.
+    async def page(self, state: State | None, limit: int, cursor: str | None, owner: str = "") -> Page:
+        """Newest first, from the state's index (or the all-tasks index, or with `owner` that
+        owner's index, whatever the state); never a scan.
 
         The cursor is the last entry's "score:id"; ties on the score are resolved by id, in the
         order Redis keeps them, so a page boundary never skips or repeats an entry.
         """
-        index = self.keys.state_index(state) if state else self.keys.all_tasks
+        if owner:
+            index = self.keys.owner_tasks(owner)
+        else:
+            index = self.keys.state_index(state) if state else self.keys.all_tasks
         if cursor is None:
             rows = await self.r.zrevrangebyscore(index, "+inf", "-inf", start=0, num=limit + 1, withscores=True)
         else:

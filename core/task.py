@@ -40,6 +40,7 @@ class Task:
     prompt_tokens: int = 0  # token usage of the answering call; 0 = not reported
     completion_tokens: int = 0
     total_tokens: int = 0
+    owner: str = ""  # id of the API key that submitted it ("" when the API runs without keys); never the key
 
     def to_hash(self) -> dict[str, str]:
         """Flat str→str mapping as stored in `task:{id}`."""

@@ -13,6 +13,10 @@ controls each call through the task it submits:
     [[trickle:S]]     the first call with this content sends its 200 one byte every 0.2 s for S
                       seconds before the body: no read timeout fires, only a total deadline helps
     [[error200]]      200 with {"error": {"code": 502, "message": "upstream"}}
+    [[raw:TEXT]]      error answers carry OpenRouter's error.metadata {raw: TEXT, provider_name: "StubUpstream"}
+    [[models:A=S,B=T]] calls asking for model A answer status S, for B status T (others answer normally):
+                      a failing main model in front of its fallbacks
+    [[moderated]]     403 with metadata.reasons, as OpenRouter's moderation answers flagged input
     [[nochoices]]     200 with {"id": "x"}
     [[badjson]]       200 with the body `not json`
 
@@ -24,8 +28,12 @@ Faults for the whole server, for chaos tests (in-process `stub.state.set_fault(.
 A delay range (`max_delay`, or `--max-delay`) draws each call's delay uniformly from [delay, max_delay].
 
 A request without `Authorization: Bearer <token>` gets a 401. Every call is recorded as
-{content, status, at, model, token, retry_after}; `GET /_calls` lists them, `POST /_reset`
+{content, status, at, model, token, retry_after, headers}; `GET /_calls` lists them, `POST /_reset`
 clears them, the per-content counters and the fault.
+
+`GET {base}/key` answers as OpenRouter's key endpoint: {"data": {label, usage, limit,
+limit_remaining, is_free_tier, rate_limit}} from `state.key_info`, or `state.key_status` (401, 402)
+with an error body; `state.key_calls` counts its calls.
 
 Two ways to run it, both bound to 127.0.0.1 only:
     python tests/stub_llm.py --port 8099 [--delay 0.2]
@@ -62,6 +70,10 @@ Reply = tuple[int, dict[str, str], bytes]
 HOST = "127.0.0.1"
 _DIRECTIVE = re.compile(r"\[\[(\w+)(?::([^\]]*))?\]\]")
 _IDS = itertools.count(1)
+DEFAULT_KEY_INFO: dict[str, Any] = {
+    "label": "stub-key", "usage": 1.25, "limit": 10.0, "limit_remaining": 8.75, "is_free_tier": False,
+    "rate_limit": {"requests": 60, "interval": "10s"},
+}
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,9 @@ class StubState:
         self._lock = threading.Lock()
         self._calls: list[dict[str, Any]] = []
         self._seen: dict[str, int] = {}
+        self.key_info: dict[str, Any] = dict(DEFAULT_KEY_INFO)
+        self.key_status = 200
+        self.key_calls = 0
 
     def count(self, content: str) -> int:
         """How many calls with exactly this content have arrived, this one included."""
@@ -129,6 +144,7 @@ class StubState:
             self._calls.clear()
             self._seen.clear()
         self.fault = None
+        self.key_info, self.key_status, self.key_calls = dict(DEFAULT_KEY_INFO), 200, 0
 
 
 # --- deciding the answer (pure) --------------------------------------------------------------
@@ -143,11 +159,29 @@ def _json_reply(status: int, payload: Any, headers: dict[str, str] | None = None
 
 def _error_reply(status: int, message: str, found: dict[str, str]) -> Reply:
     headers = {"retry-after": found["retry_after"]} if "retry_after" in found else {}
-    return _json_reply(status, {"error": {"message": message, "code": status}}, headers)
+    error: dict[str, Any] = {"message": message, "code": status}
+    if "raw" in found:
+        error["metadata"] = {"raw": found["raw"], "provider_name": "StubUpstream"}
+    return _json_reply(status, {"error": error}, headers)
+
+
+def model_status(found: dict[str, str], model: str) -> int | None:
+    """The status `[[models:A=S,B=T]]` scripts for `model`, if any."""
+    for entry in found.get("models", "").split(","):
+        name, _, status = entry.partition("=")
+        if name.strip() == model and status.strip().isdigit():
+            return int(status)
+    return None
 
 
 def decide(found: dict[str, str], nth: int, model: str, content: str) -> Reply:
     """The answer to the `nth` call (1-based) carrying these directives."""
+    scripted = model_status(found, model)
+    if scripted is not None:
+        return _error_reply(scripted, f"stub model {model} answers {scripted}", found)
+    if "moderated" in found:
+        error = {"message": "input flagged", "code": 403, "metadata": {"reasons": ["violence"], "flagged_input": "…"}}
+        return _json_reply(403, {"error": error})
     if "status" in found:
         return _error_reply(int(found["status"]), f"stub status {found['status']}", found)
     if "400" in found:
@@ -193,6 +227,13 @@ def last_user_content(request: Any) -> str:
     return str(content)
 
 
+def _headers(scope: Scope) -> dict[str, str]:
+    """The request's headers (lower-case names), without Authorization: tests read the others."""
+    found = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope.get("headers", [])}
+    found.pop("authorization", None)
+    return found
+
+
 def bearer_token(scope: Scope) -> str:
     """The token of an `Authorization: Bearer` header, or "" when there is none."""
     for name, value in scope.get("headers", []):
@@ -218,6 +259,8 @@ class StubApp:
             if trickle:
                 await _send_trickling(send, reply, trickle)
                 return
+        elif method == "GET" and path.endswith("/key"):
+            reply = self._key(scope)
         elif method == "GET" and path == "/_calls":
             reply = _json_reply(200, self.state.calls())
         elif method == "POST" and path == "/_reset":
@@ -228,6 +271,16 @@ class StubApp:
         else:
             reply = _json_reply(404, {"error": {"message": f"no route {method} {path}", "code": 404}})
         await _send(send, reply)
+
+    def _key(self, scope: Scope) -> Reply:
+        """OpenRouter's `GET /api/v1/key`: the key's credits and limits, or its refusal."""
+        self.state.key_calls += 1
+        if not bearer_token(scope):
+            return _json_reply(401, {"error": {"message": "Missing Authentication header", "code": 401}})
+        if self.state.key_status != 200:
+            status = self.state.key_status
+            return _json_reply(status, {"error": {"message": f"stub key answers {status}", "code": status}})
+        return _json_reply(200, {"data": self.state.key_info})
 
     def _set_fault(self, body: bytes) -> Reply:
         """POST: set the fault from a JSON body; DELETE (empty body): end it."""
@@ -262,7 +315,7 @@ class StubApp:
         retry_after = reply[1].get("retry-after")
         self.state.record(
             {"content": content, "status": reply[0], "at": time.time(), "model": model, "token": token,
-             "retry_after": float(retry_after) if retry_after else None}
+             "retry_after": float(retry_after) if retry_after else None, "headers": _headers(scope)}
         )
         delay = self.state.call_delay(float(found.get("delay") or 0))
         if delay > 0:

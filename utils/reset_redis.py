@@ -7,8 +7,8 @@ nothing else: the names come from `core.keys` (its `all_patterns`, under REDIS_K
 are found with SCAN and removed with UNLINK, never FLUSHDB/FLUSHALL, so another application or
 deployment sharing the server keeps its data.
 
-- `--keep-tasks` deletes only the runtime state (consumer registry, heartbeats, in-flight lists,
-  the shared circuit breaker) and keeps every task and queue: the reset for a stuck deployment.
+- `--keep-tasks` deletes only the runtime state (consumer registry, heartbeats and counts,
+  in-flight lists, the shared circuit breaker) and keeps every task and queue: the reset for a stuck deployment.
 - `--drain` (with `--keep-tasks`) first hands every task in flight back to the queue, the way a
   consumer does on shutdown (no retry spent), so the reset loses nothing it was not asked to.
 - `--broker` also deletes this deployment's Celery queues (and their bindings and unacked
@@ -63,7 +63,8 @@ def unlink(client: redis.Redis, names: Sequence[str]) -> int:
 
 def runtime_patterns(keys: Keys) -> list[str]:
     """The keys that describe running processes rather than tasks."""
-    return [keys.consumers, keys.heartbeat("*"), keys.inflight("*"), f"{keys.breaker_namespace}:*"]
+    runtime = [keys.consumers, keys.heartbeat("*"), keys.consumer_stats("*"), keys.scheduler_heartbeat]
+    return [*runtime, keys.inflight("*"), f"{keys.breaker_namespace}:*"]
 
 
 def inflight_lists(client: redis.Redis, keys: Keys) -> dict[str, list[str]]:

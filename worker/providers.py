@@ -11,11 +11,11 @@ import email.utils
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -25,9 +25,51 @@ from worker import offline
 
 log = logging.getLogger("asynctaskflow.worker.llm")
 
-PROMPT_PATH = Path(__file__).parent / "prompts" / "summarize.txt"
+PROMPTS = Path(__file__).parent / "prompts"
+PROMPT_PATH = PROMPTS / "summarize.txt"
 SYSTEM_PROMPT = "You write concise, faithful summaries. You never invent facts."
-MESSAGE_LIMIT = 300  # characters of a provider's error text kept in a task's last_error
+MESSAGE_LIMIT = 300  # characters of a provider's error message kept in a task's last_error
+RAW_LIMIT = 160  # characters of the upstream's own words (error.metadata.raw) kept beside it
+
+# What a provider is asked: a summary of text, or one summary of several partial summaries
+# (the reduce step of a long input's map-reduce). Each kind has its prompt in prompts/<kind>.txt.
+Kind = Literal["summarize", "combine"]
+
+
+class LLMAccountProblem(LLMProviderProblem):
+    """401 or 402: the key is refused or the credits are spent. Every call would fail the same way,
+    so the worker pauses all LLM calls (the shared breaker opens for PROVIDER_PAUSE_SECONDS)
+    instead of sending task after task to the DLQ."""
+
+
+class Throttled(LLMRateLimited):
+    """The fleet's own rate limit (LLM_RATE_LIMIT_REQUESTS) had no token: no call was made, and
+    the task waits in the schedule, spending no retry and no worker slot."""
+
+    error_type = "throttled"
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One HTTP call to the provider, as the per-day metrics and the provider state see it."""
+
+    model: str
+    error_type: str = ""  # "" for a usable answer, else the LLMError's error_type
+    message: str = ""
+    usage: dict[str, int] | None = None
+
+
+Observer = Callable[[CallRecord], None]
+
+
+@dataclass
+class Budget:
+    """What one attempt allows its provider calls: a deadline (time.monotonic()) for the whole
+    attempt, and `take`, called before each HTTP call, which raises `Throttled` when the fleet's
+    rate limit has no token for it."""
+
+    deadline: float
+    take: Callable[[], None] = lambda: None
 
 
 @dataclass
@@ -38,14 +80,24 @@ class Summary:
     provider: str
     model: str = ""
     usage: dict[str, int] | None = None
+    chunks: int = 0  # pieces of a long input summarized first (map-reduce); 0 = one call
 
 
 class Provider(Protocol):
-    """Anything that turns content into a summary, synchronously, raising only `LLMError`s."""
+    """Anything that turns content into a summary, synchronously, raising only `LLMError`s.
+
+    `context_chars` is the longest text one call should get (0: any length); longer content is
+    summarized in chunks by `worker.chunking`. `observer`, when set, sees every network call.
+    """
 
     name: str
+    model: str
+    context_chars: int
+    observer: Observer | None
 
-    def summarize(self, content: str) -> Summary: ...
+    def summarize(self, content: str, kind: Kind = "summarize", budget: Budget | None = None) -> Summary: ...
+
+    def close(self) -> None: ...
 
 
 # --- classification (pure) -------------------------------------------------------------------
@@ -87,7 +139,11 @@ def _by_status(
         return LLMRateLimited(message, retry_after)
     if status >= 500 or status == 408:
         return LLMTransient(message)
-    if status in (401, 402, 403, 404):
+    if status in (401, 402):
+        return LLMAccountProblem(message)
+    if status == 403 and _moderated(data):
+        return LLMInputRejected(message)  # OpenRouter: the model's moderation flagged this input
+    if status in (403, 404):
         return LLMProviderProblem(message)
     if 400 <= status < 500:
         return LLMInputRejected(message)
@@ -127,17 +183,32 @@ def _error_code(error: dict[str, Any]) -> int:
         return 502
 
 
+def _metadata(data: Any) -> dict[str, Any]:
+    error = data.get("error") if isinstance(data, dict) else None
+    metadata = error.get("metadata") if isinstance(error, dict) else None
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def _moderated(data: Any) -> bool:
+    """OpenRouter's 403 for flagged input carries `reasons` / `flagged_input` in its metadata."""
+    metadata = _metadata(data)
+    return bool(metadata.get("reasons") or metadata.get("flagged_input"))
+
+
 def _error_message(data: Any, body: bytes | str) -> str:
-    """error.message (plus error.metadata.raw, the upstream's own words), or the start of the body."""
+    """error.message, then which upstream answered (metadata.provider_name) and its own words
+    (metadata.raw, each bounded so neither hides the other), or the start of the body."""
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
         return _snippet(body) or "(empty body)"
-    message = str(error.get("message") or "no message")
-    metadata = error.get("metadata")
-    raw = metadata.get("raw") if isinstance(metadata, dict) else None
+    message = _truncate(" ".join(str(error.get("message") or "no message").split()))
+    metadata = _metadata(data)
+    if metadata.get("provider_name"):
+        message += f" [upstream: {_truncate(str(metadata['provider_name']), 60)}]"
+    raw = metadata.get("raw")
     if raw:
-        message += f" (raw: {raw if isinstance(raw, str) else json.dumps(raw)})"
-    return _truncate(message)
+        message += f" (raw: {_truncate(_snippet(raw if isinstance(raw, str) else json.dumps(raw)), RAW_LIMIT)})"
+    return message
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -175,27 +246,31 @@ def _snippet(body: bytes | str) -> str:
     return _truncate(" ".join(text.split()))
 
 
-def _truncate(text: str) -> str:
-    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
+def _truncate(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --- providers -------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def prompt_template() -> str:
-    """The user prompt, read once; `{content}` marks where the task's text goes."""
-    return PROMPT_PATH.read_text(encoding="utf-8")
+@lru_cache(maxsize=4)
+def prompt_template(kind: Kind = "summarize") -> str:
+    """The user prompt of `kind`, read once; `{content}` marks where the text goes."""
+    return (PROMPTS / f"{kind}.txt").read_text(encoding="utf-8")
 
 
-def render_prompt(content: str) -> str:
+def render_prompt(content: str, kind: Kind = "summarize") -> str:
     """The prompt for `content`. str.replace, not str.format, so braces in user text are safe."""
-    return prompt_template().replace("{content}", content)
+    return prompt_template(kind).replace("{content}", content)
 
 
 class OpenRouterProvider:
     """OpenRouter's (or any OpenAI-compatible server's) chat completions endpoint.
 
     One `httpx.Client` per instance, shared by all worker threads: it is thread-safe, and a
-    pool sized to the worker's concurrency keeps connections alive between calls.
+    pool sized to the worker's concurrency keeps connections alive between calls. The model is
+    OPENROUTER_MODEL; when it fails in a way another model may not (an upstream outage, a 429 of
+    that model, an unknown model), the OPENROUTER_FALLBACK_MODELS are asked in order, within the
+    same attempt. Our own fallback rather than OpenRouter's `models` parameter: it works with any
+    OpenAI-compatible server, and each model's failure is recorded.
     """
 
     name = "openrouter"
@@ -204,8 +279,13 @@ class OpenRouterProvider:
         key = settings.openrouter_api_key.get_secret_value() if settings.openrouter_api_key else ""
         self._key = key
         self.model = settings.openrouter_model
+        self.models = [self.model, *settings.fallback_models]
+        self.context_chars = settings.chunk_chars
+        self.observer: Observer | None = None
         self._max_tokens = settings.openrouter_max_tokens
-        self._url = settings.openrouter_base_url.rstrip("/") + "/chat/completions"
+        self.base_url = settings.openrouter_base_url.rstrip("/")
+        self._url = self.base_url + "/chat/completions"
+        self._headers = request_headers(settings)
         # httpx's timeouts bound each read, not the whole answer: a server that trickles bytes
         # would hold a worker slot for ever. With the threads pool Celery enforces no time limit,
         # so the provider gives up at the soft time limit itself and the task is rescheduled.
@@ -218,39 +298,61 @@ class OpenRouterProvider:
             ),
         )
 
-    def summarize(self, content: str) -> Summary:
-        """One chat completion for the summary prompt; raises an `LLMError` subclass on any failure."""
-        status, headers, body = self._post(self._payload(content))
-        error = classify(status, headers, body)
-        if error is not None:
-            raise self._scrubbed(error)
-        data = json.loads(body)
-        text = data["choices"][0]["message"]["content"].strip()  # checked by classify
-        return Summary(text, self.name, str(data.get("model") or self.model), _usage(data))
+    def summarize(self, content: str, kind: Kind = "summarize", budget: Budget | None = None) -> Summary:
+        """One chat completion for the prompt of `kind`, falling back model by model; raises an
+        `LLMError` subclass when no model gave an answer (see `_worst`)."""
+        budget = budget or Budget(time.monotonic() + self._deadline)
+        prompt = render_prompt(content, kind)
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+        failures: list[tuple[str, LLMError]] = []
+        for model, backup in zip(self.models, [*self.models[1:], None], strict=True):
+            try:
+                return self._ask(model, messages, budget)
+            except Throttled:
+                raise  # no call was made: the fleet's limit, not this model, said no
+            except LLMError as error:
+                failures.append((model, error))
+                if backup is None or not _another_model_may_help(error) or time.monotonic() >= budget.deadline:
+                    break
+                log.warning("model %s failed (%s); trying %s", model, error.error_type, backup)
+        raise _worst(failures)
 
     def close(self) -> None:
         """Close the connection pool (at worker shutdown)."""
         self._client.close()
 
-    def _payload(self, content: str) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "messages": [
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": render_prompt(content)},
-            ],
-            "max_tokens": self._max_tokens,
-        }
+    def _ask(self, model: str, messages: list[dict[str, str]], budget: Budget) -> Summary:
+        budget.take()
+        payload = {"model": model, "messages": messages, "max_tokens": self._max_tokens}
+        try:
+            status, headers, body = self._post(payload, budget.deadline)
+            error = classify(status, headers, body)
+        except LLMError as e:
+            error = e
+        if error is not None:
+            error = self._scrubbed(error)
+            self._observe(CallRecord(model, error.error_type, str(error)))
+            raise error
+        data = json.loads(body)
+        text = data["choices"][0]["message"]["content"].strip()  # checked by classify
+        summary = Summary(text, self.name, str(data.get("model") or model), _usage(data))
+        self._observe(CallRecord(summary.model, usage=summary.usage))
+        return summary
 
-    def _post(self, payload: dict[str, Any]) -> tuple[int, httpx.Headers, bytes]:
+    def _observe(self, record: CallRecord) -> None:
+        """Tell the observer; its failure (Redis away) must never fail the call itself."""
+        if self.observer is None:
+            return
+        try:
+            self.observer(record)
+        except Exception as e:  # metrics are best effort
+            log.warning("LLM call not recorded: %s", e)
+
+    def _post(self, payload: dict[str, Any], deadline: float) -> tuple[int, httpx.Headers, bytes]:
         """POST and read the answer by the deadline, translating httpx's exceptions where they
         enter; the key never reaches a message."""
-        headers = {"X-Title": "AsyncTaskFlow"}
-        if self._key:  # without a key, send none and let the server's 401 say so ("Bearer " is illegal)
-            headers["Authorization"] = f"Bearer {self._key}"
-        deadline = time.monotonic() + self._deadline
         try:
-            with self._client.stream("POST", self._url, json=payload, headers=headers) as response:
+            with self._client.stream("POST", self._url, json=payload, headers=self._auth()) as response:
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
@@ -264,6 +366,10 @@ class OpenRouterProvider:
         except httpx.RequestError as e:  # connect, read, write, protocol and decoding errors
             raise LLMTransient(self._scrub(f"{type(e).__name__} calling {self._url}: {e}")) from e
 
+    def _auth(self) -> dict[str, str]:
+        # Without a key, send none and let the server's 401 say so ("Bearer " alone is illegal).
+        return {**self._headers, "Authorization": f"Bearer {self._key}"} if self._key else self._headers
+
     def _scrub(self, message: str) -> str:
         """Remove the API key, in case a provider or a URL ever echoes it back."""
         return message.replace(self._key, "***") if self._key else message
@@ -272,6 +378,33 @@ class OpenRouterProvider:
         if not self._key or self._key not in str(error):
             return error
         return type(error)(self._scrub(str(error)), error.retry_after)
+
+
+def request_headers(settings: Settings) -> dict[str, str]:
+    """OpenRouter's optional attribution headers (its app rankings), from the settings; empty
+    values are left out."""
+    headers = {"HTTP-Referer": settings.openrouter_http_referer, "X-Title": settings.openrouter_x_title}
+    return {name: value for name, value in headers.items() if value}
+
+
+def _another_model_may_help(error: LLMError) -> bool:
+    """A model's outage, throttling or absence is that model's; a refused input or a refused key
+    would be refused by every model, so those end the fallback."""
+    return not isinstance(error, (LLMInputRejected, LLMAccountProblem))
+
+
+def _worst(failures: list[tuple[str, LLMError]]) -> LLMError:
+    """One error for the attempt, with every model's reason in the message: a refused key or
+    spent credits if any model met them (they concern every model), else the first failure a
+    later attempt can cure (transient or rate-limited: the task is retried), else the first."""
+    if len(failures) == 1:
+        return failures[0][1]
+    errors = [e for _, e in failures]
+    account = [e for e in errors if isinstance(e, LLMAccountProblem)]
+    retryable = [e for e in errors if isinstance(e, (LLMTransient, LLMRateLimited))]
+    chosen = (account or retryable or errors)[0]
+    message = "; ".join(f"{model}: {error}" for model, error in failures)
+    return type(chosen)(message, chosen.retry_after)
 
 
 def _usage(data: dict[str, Any]) -> dict[str, int] | None:
@@ -284,16 +417,25 @@ def _usage(data: dict[str, Any]) -> dict[str, int] | None:
 
 
 class OfflineProvider:
-    """The extractive summarizer of `worker.offline`: no network, no account, deterministic."""
+    """The extractive summarizer of `worker.offline`: no network, no account, no model download,
+    deterministic. It reads any length in one pass (a 100,000-character text in tens of
+    milliseconds, see bench/offline_speed.py), so it never needs the map-reduce of long inputs."""
 
     name = "offline"
     model = "extractive"
+    context_chars = 0
+    observer: Observer | None = None
 
     def __init__(self, settings: Settings) -> None:
         self._sentences = settings.offline_summary_sentences
 
-    def summarize(self, content: str) -> Summary:
-        return Summary(offline.summarize(content, self._sentences), self.name, self.model)
+    def summarize(self, content: str, kind: Kind = "summarize", budget: Budget | None = None) -> Summary:
+        """The extractive summary; for `combine`, of the partial summaries joined. Raises
+        `LLMInputRejected` for text with no sentence at all (nothing to summarize)."""
+        text = offline.summarize(content, self._sentences)
+        if not text:
+            raise LLMInputRejected("the text has no sentence to summarize")
+        return Summary(text, self.name, self.model)
 
     def close(self) -> None:
         """Nothing to release; present so callers can close any provider."""
@@ -304,5 +446,6 @@ def build_provider(settings: Settings) -> Provider:
     if settings.llm_uses_offline:
         log.info("LLM provider: offline extractive summarizer")
         return OfflineProvider(settings)
-    log.info("LLM provider: %s at %s", settings.openrouter_model, settings.openrouter_base_url)
+    models = ", ".join([settings.openrouter_model, *settings.fallback_models])
+    log.info("LLM provider: %s at %s", models, settings.openrouter_base_url)
     return OpenRouterProvider(settings)

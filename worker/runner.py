@@ -9,7 +9,7 @@ import random
 import threading
 import time
 
-from core.errors import StaleAttempt, TaskNotFound
+from core.errors import LLMError, StaleAttempt, TaskNotFound
 from core.keys import Keys
 from core.policy import Outcome, RetryPolicy
 from core.redis import sync_client
@@ -17,9 +17,10 @@ from core.settings import Settings
 from core.states import State
 from core.store import TaskStore
 from core.task import Task
-from worker.breaker import SharedBreaker
-from worker.handlers import HANDLERS
-from worker.providers import Provider, build_provider
+from worker.handlers import HANDLERS, Job
+from worker.provider_state import PausableBreaker, ProviderPaused, ProviderRecorder
+from worker.providers import Budget, LLMAccountProblem, Provider, Summary, build_provider
+from worker.ratelimit import AttemptTokens, FleetRateLimit
 
 log = logging.getLogger("asynctaskflow.worker")
 
@@ -29,9 +30,16 @@ class Runner:
 
     def __init__(self, settings: Settings, provider: Provider | None = None) -> None:
         keys = Keys(settings.redis_key_prefix)
+        self.settings = settings
         self.store = TaskStore(sync_client(settings, patient=True), keys)
-        self.breaker = SharedBreaker(settings, sync_client(settings, decode=False))
+        self.breaker = PausableBreaker(settings, sync_client(settings, decode=False))
         self.provider = provider or build_provider(settings)
+        # The offline summarizer makes no network call: no rate limit, no call metrics.
+        networked = self.provider.name != "offline"
+        self.limit = FleetRateLimit(self.store, settings, enabled=networked)
+        self.recorder = ProviderRecorder(self.store.r, keys, self.limit)
+        if networked:
+            self.provider.observer = self.recorder.record
         self.policy = RetryPolicy(
             settings.max_retries, settings.retry_backoff_base, settings.retry_backoff_max, settings.retry_after_max
         )
@@ -53,17 +61,54 @@ class Runner:
             return "stale"
 
     def _attempt(self, task: Task, token: str, consumer_id: str) -> str:
-        handler = HANDLERS.get(task.task_type)
         started = time.monotonic()
         try:
-            if handler is None:
-                raise ValueError(f"no handler for task type {task.task_type!r}")
-            summary = self.breaker.call(handler, self.provider, task)
+            summary = self._run_handler(task, token)
+        except StaleAttempt:
+            raise  # cancelled or taken back meanwhile: nothing of ours to settle
+        except LLMAccountProblem as error:
+            return self._settle_failure(task, token, consumer_id, self._pause(error))
         except Exception as error:  # every failure is settled into a state, none escapes
             return self._settle_failure(task, token, consumer_id, error)
         self.store.complete(task.id, consumer_id, token, summary.text, summary.provider, summary.model, summary.usage)
+        if summary.chunks:
+            self.store.drop_chunks(task.id)
         log.info("task %s completed by %s in %.0f ms", task.id, summary.provider, (time.monotonic() - started) * 1e3)
         return "completed"
+
+    def _run_handler(self, task: Task, token: str) -> Summary:
+        """The handler behind the breaker, once the fleet's rate limit gave the first call a token:
+        taken before the breaker is asked, since an attempt that ends throttled inside it would
+        count as a success (and close a half-open breaker without any call)."""
+        handler = HANDLERS.get(task.task_type)
+        if handler is None:
+            raise ValueError(f"no handler for task type {task.task_type!r}")
+        tokens = AttemptTokens(self.limit)
+        throttled = tokens.first()
+        if throttled is not None:
+            raise throttled
+        return self.breaker.call(handler, self._job(task, token, tokens))
+
+    def _job(self, task: Task, token: str, tokens: AttemptTokens) -> Job:
+        deadline = time.monotonic() + self.settings.celery_task_soft_time_limit
+        ttl_ms = self.settings.result_ttl_seconds * 1000
+        return Job(
+            task=task,
+            provider=self.provider,
+            budget=Budget(deadline, tokens.take),
+            progress=lambda percent, step: self.store.set_progress(task.id, token, percent, step),
+            saved=lambda: self.store.chunks(task.id),
+            save=lambda field, value: self.store.save_chunk(task.id, token, field, value, ttl_ms),
+        )
+
+    def _pause(self, error: LLMError) -> ProviderPaused:
+        """401/402: every call would fail alike, so pause them all (the shared breaker opens for
+        PROVIDER_PAUSE_SECONDS) and give the task back to the queue instead of to the DLQ."""
+        seconds = self.settings.provider_pause_seconds
+        self.breaker.pause(seconds)
+        self.recorder.paused(seconds, str(error))
+        log.error("LLM calls paused for %gs: %s", seconds, error)
+        return ProviderPaused(f"LLM calls paused for {seconds:g}s: {error}", retry_after=seconds)
 
     def _settle_failure(self, task: Task, token: str, consumer_id: str, error: Exception) -> str:
         policy = dataclasses.replace(self.policy, max_retries=task.max_retries)

@@ -12,8 +12,10 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Response
 
-from api.deps import BreakerDep, SettingsDep, StoreDep
-from api.errors import REDIS_DOWN
+from api.auth import OPEN_WARNING, Admin, Public
+from api.deps import BreakerDep, KeyRingDep, SettingsDep, StoreDep
+from api.errors import REDIS_DOWN, redact_url, scrub
+from api.routes.openrouter import provider_pause
 from api.schemas import Breaker, Diagnostics, ErrorBody, Health, Probe, WorkerInfo, Workers
 from core.settings import Settings
 
@@ -28,14 +30,14 @@ async def _in_thread(func: Callable[..., T], *args: Any) -> T:
     return await anyio.to_thread.run_sync(func, *args)
 
 
-@router.get("/live", response_model=Probe)
+@router.get("/live", response_model=Probe, dependencies=[Public])
 async def live() -> Probe:
     """Liveness: 200 while the process serves requests; it checks nothing else, so an outage of
     Redis never gets the API restarted."""
     return Probe(status="ok")
 
 
-@router.get("/ready", response_model=Probe, responses={503: {"model": Probe}})
+@router.get("/ready", response_model=Probe, responses={503: {"model": Probe}}, dependencies=[Public])
 async def ready(store: StoreDep, response: Response) -> Probe:
     """Readiness: 200 when Redis answers, 503 when it does not (route traffic elsewhere)."""
     try:
@@ -71,22 +73,32 @@ def _problems(workers: int, scheduler: dict[str, Any] | None, breaker: str) -> l
             }}},
         }
     },
+    dependencies=[Public],
 )  # fmt: skip
-async def health(store: StoreDep, breaker: BreakerDep, response: Response) -> Health:
+async def health(
+    store: StoreDep, breaker: BreakerDep, settings: SettingsDep, keyring: KeyRingDep, response: Response
+) -> Health:
     """200 when Redis answers, at least one worker and a scheduler are alive and the breaker is not
-    open; otherwise 503 with what is wrong in `problems`."""
+    open; otherwise 503 with what is wrong in `problems`. `auth` says whether API keys are
+    required; `warnings` names what is unsafe without being broken (an open API)."""
+    security = {
+        "auth": "open" if keyring.open else "api_keys",
+        "warnings": [OPEN_WARNING] if keyring.open else [],
+        "redis_url": redact_url(settings.redis_url),
+    }
     try:
         await store.ping()
         workers = len(await store.live_consumers())
         scheduler = await store.scheduler_info()
         state = str((await _in_thread(breaker.status))["state"])
+        paused = await provider_pause(store) if state == "open" else []
     except REDIS_DOWN as exc:
         log.warning("health check: redis unreachable: %s", exc)
         response.status_code = 503
         problems = ["redis unreachable: nothing can be stored or read"]
         return Health(status="unhealthy", redis="unreachable", workers=None, scheduler=None, breaker=None,
-                      problems=problems)  # fmt: skip
-    problems = _problems(workers, scheduler, state)
+                      problems=problems, **security)  # fmt: skip
+    problems = _problems(workers, scheduler, state) + paused
     if problems:
         response.status_code = 503
     return Health(
@@ -96,6 +108,7 @@ async def health(store: StoreDep, breaker: BreakerDep, response: Response) -> He
         scheduler="ok" if scheduler else "missing",
         breaker=state,  # type: ignore[arg-type]
         problems=problems,
+        **security,
     )
 
 
@@ -116,7 +129,7 @@ def _worker(beat: dict[str, Any], stats: dict[str, int]) -> WorkerInfo:
     )
 
 
-@router.get("/health/workers", response_model=Workers, responses={503: {"model": ErrorBody}})
+@router.get("/health/workers", response_model=Workers, responses={503: {"model": ErrorBody}}, dependencies=[Admin])
 async def workers(store: StoreDep, breaker: BreakerDep) -> Workers:
     """Every live consumer/worker pair: host, pid, concurrency, tasks in flight, last heartbeat,
     attempts processed and failed (counted by the report scripts), retry ratio, breaker as seen."""
@@ -168,27 +181,44 @@ async def _celery(settings: Settings) -> dict[str, Any]:
                 for kind in ("stats", "active", "reserved"):
                     group.start_soon(ask, kind)
     except Exception as exc:  # the broker is away or slow: say so, the rest of the page still answers
-        log.warning("celery inspect failed: %s", exc)
-        return {"error": f"celery inspect failed: {type(exc).__name__}: {exc}", "workers": {}, "answered": 0}
+        # The broker's error text may quote its URL, password included.
+        detail = scrub(f"{type(exc).__name__}: {exc}", [settings.redis_url, settings.celery_broker_url])
+        log.warning("celery inspect failed: %s", detail)
+        return {"error": f"celery inspect failed: {detail}", "workers": {}, "answered": 0}
     return _summarize(replies)
 
 
-@router.get("/health/workers/diagnostics", response_model=Diagnostics, responses={503: {"model": ErrorBody}})
+@router.get(
+    "/health/workers/diagnostics",
+    response_model=Diagnostics,
+    responses={503: {"model": ErrorBody}},
+    dependencies=[Admin],
+)
 async def diagnostics(store: StoreDep, settings: SettingsDep) -> Diagnostics:
     """What the Celery workers answer to `inspect` (stats, active, reserved) within
-    DIAGNOSTICS_TIMEOUT, and Redis's version, memory and clients."""
-    redis_info = await store.server_info()
+    DIAGNOSTICS_TIMEOUT, and Redis's version, memory and clients (and its URL, password redacted)."""
+    redis_info = {**await store.server_info(), "url": redact_url(settings.redis_url)}
     return Diagnostics(celery=await _celery(settings), redis=redis_info)
 
 
-@router.get("/health/workers/circuit-breaker", response_model=Breaker, responses={503: {"model": ErrorBody}})
+@router.get(
+    "/health/workers/circuit-breaker",
+    response_model=Breaker,
+    responses={503: {"model": ErrorBody}},
+    dependencies=[Admin],
+)
 async def breaker_state(breaker: BreakerDep, store: StoreDep) -> Breaker:
     """The shared breaker, with its state, failures counted, seconds until a probe while open."""
     await store.ping()  # pybreaker falls back to "closed" on a Redis error; an outage must be a 503
     return Breaker.model_validate(await _in_thread(breaker.status))
 
 
-@router.post("/health/workers/reset-circuit-breaker", response_model=Breaker, responses={503: {"model": ErrorBody}})
+@router.post(
+    "/health/workers/reset-circuit-breaker",
+    response_model=Breaker,
+    responses={503: {"model": ErrorBody}},
+    dependencies=[Admin],
+)
 async def reset_breaker(breaker: BreakerDep, store: StoreDep) -> Breaker:
     """Close the shared breaker, so every consumer takes work again at once (they read it from Redis)."""
     await store.ping()  # pybreaker swallows Redis errors on writes; an outage must be a 503, not a fake "closed"
@@ -197,7 +227,12 @@ async def reset_breaker(breaker: BreakerDep, store: StoreDep) -> Breaker:
     return Breaker.model_validate(await _in_thread(breaker.status))
 
 
-@router.post("/health/workers/open-circuit-breaker", response_model=Breaker, responses={503: {"model": ErrorBody}})
+@router.post(
+    "/health/workers/open-circuit-breaker",
+    response_model=Breaker,
+    responses={503: {"model": ErrorBody}},
+    dependencies=[Admin],
+)
 async def open_breaker(breaker: BreakerDep, store: StoreDep) -> Breaker:
     """Open the shared breaker, so every consumer stops taking work (tasks wait in the queue, spending
     no retries) until it is reset, or CIRCUIT_BREAKER_RESET_TIMEOUT lets a probe through."""

@@ -6,6 +6,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from api.auth import Admin
 from api.deps import BreakerDep, SettingsDep, StoreDep
 from api.metrics import Snapshot, render
 from api.schemas import ErrorBody
@@ -21,6 +22,8 @@ router = APIRouter(tags=["metrics"])
         200: {"content": {CONTENT_TYPE_LATEST: {"example": "atf_queue_depth{queue=\"primary\"} 3.0\n"}}},
         503: {"model": ErrorBody},
     },
+    # Queue depths and counters describe everyone's work: an admin key (Prometheus: `authorization`).
+    dependencies=[Admin],
 )
 async def metrics(store: StoreDep, settings: SettingsDep, breaker: BreakerDep) -> Response:
     """Queue depths, tasks per state, transition counters (completed, failed, retried, dead, …),

@@ -17,6 +17,7 @@ import anyio
 from fastapi import APIRouter, Body
 from fastapi.responses import StreamingResponse
 
+from api.auth import Admin
 from api.deps import CursorDep, LimitDep, OffsetDep, SettingsDep, StoreDep
 from api.errors import REDIS_DOWN, ApiError
 from api.listing import load_page
@@ -37,7 +38,8 @@ from core.states import State
 from core.store import LIST_QUEUES, ZSET_QUEUES, AsyncTaskStore
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api/v1/queues", tags=["queues"])
+# Queues, the DLQ and the live stream show and change every task: admin keys only.
+router = APIRouter(prefix="/api/v1/queues", tags=["queues"], dependencies=[Admin])
 
 QUEUES = (*LIST_QUEUES, *ZSET_QUEUES)
 SSE_EVENTS = ("snapshot", "transition", "progress", "ping")

@@ -2,7 +2,8 @@
 -- deleted (hash, audit trail and index entries), oldest first, one bounded batch per call.
 -- KEYS: 1 index of a terminal state, 2 all-tasks index, 3 counters
 -- ARGV: 1 task key prefix, 2 retention ms (0 = keep regardless of age), 3 max entries to keep
---       ('' = no bound; 0 = keep none), 4 batch size, 5 history key suffix
+--       ('' = no bound; 0 = keep none), 4 batch size, 5 history key suffix, 6 owner index key
+--       prefix (each task's owner is learnt from its hash), 7 chunk summaries key suffix
 -- Returns: number of tasks deleted
 -- Events: none (a bulk expiry; the counter 'expired' moves)
 local now = now_ms()
@@ -17,7 +18,9 @@ if #ids == 0 and excess > 0 then
   ids = redis.call('ZRANGE', KEYS[1], 0, math.min(excess, batch) - 1)
 end
 for _, id in ipairs(ids) do
-  redis.call('DEL', ARGV[1] .. id, ARGV[1] .. id .. ARGV[5])
+  local owner = redis.call('HGET', ARGV[1] .. id, 'owner')
+  if owner and owner ~= '' then redis.call('ZREM', ARGV[6] .. owner, id) end
+  redis.call('DEL', ARGV[1] .. id, ARGV[1] .. id .. ARGV[5], ARGV[1] .. id .. ARGV[7])
   redis.call('ZREM', KEYS[1], id)
   redis.call('ZREM', KEYS[2], id)
 end

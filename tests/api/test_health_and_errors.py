@@ -23,7 +23,11 @@ from utils import redis_server
 pytestmark = pytest.mark.anyio
 
 
-async def test_health_without_workers_or_scheduler_is_503_saying_why(client: httpx.AsyncClient) -> None:
+# Without API_KEYS the API is open, and /health says so (no effect on the status).
+OPEN = {"auth": "open", "warnings": ["no API_KEYS configured: the API is open to anyone who can reach it"]}
+
+
+async def test_health_without_workers_or_scheduler_is_503_saying_why(client: httpx.AsyncClient, redis_url: str) -> None:
     response = await client.get("/health")
 
     assert response.status_code == 503
@@ -33,6 +37,8 @@ async def test_health_without_workers_or_scheduler_is_503_saying_why(client: htt
             "no live worker, so tasks wait in the queue",
             "no scheduler: retries are not promoted and orphans are not reaped",
         ],
+        **OPEN,
+        "redis_url": redis_url,
     }  # fmt: skip
 
 
@@ -92,8 +98,8 @@ async def test_every_route_is_503_while_redis_is_down(
     assert response.status_code == 503
     assert response.json() == {
         "status": "unhealthy", "redis": "unreachable", "workers": None, "scheduler": None, "breaker": None,
-        "problems": ["redis unreachable: nothing can be stored or read"],
-    }  # fmt: skip
+        "problems": ["redis unreachable: nothing can be stored or read"], **OPEN,
+    } | {"redis_url": response.json()["redis_url"]}  # fmt: skip
     assert (await dead_redis_client.get("/ready")).json() == {"status": "unavailable"}
     assert (await dead_redis_client.get("/live")).status_code == 200
     assert "Traceback" not in caplog.text  # an outage is a warning, not a crash
@@ -152,6 +158,7 @@ def test_openapi_documents_every_route() -> None:
         "/api/v1/queues/status/stream", "/api/v1/queues/dlq/requeue", "/health/workers",
         "/health/workers/diagnostics", "/health/workers/circuit-breaker", "/health/workers/reset-circuit-breaker",
         "/health/workers/open-circuit-breaker", "/live", "/ready", "/metrics",
+        "/api/v1/openrouter/status", "/api/v1/openrouter/metrics",
     }  # fmt: skip
     assert paths["/api/v1/tasks/summarize/"]["post"]["responses"]["413"]
 
@@ -180,3 +187,17 @@ def test_no_key_is_spelled_in_the_api() -> None:
         with path.open("rb") as f:
             literals = [t.string for t in tokenize.tokenize(f.readline) if t.type == tokenize.STRING]
         assert not [s for s in literals if key_shaped.search(s)], path
+
+
+async def test_a_full_redis_is_a_503_and_stores_nothing(client: httpx.AsyncClient, real_redis: redis.Redis) -> None:
+    """At REDIS_MAXMEMORY with noeviction, Redis refuses writes: the client hears why, not a 500."""
+    real_redis.config_set("maxmemory-policy", "noeviction")
+    real_redis.config_set("maxmemory", 1)
+    try:
+        response = await client.post("/api/v1/tasks/summarize/", json={"content": "Some text."})
+    finally:
+        real_redis.config_set("maxmemory", 0)
+    assert response.status_code == 503, response.text
+    assert response.json()["code"] == "redis_full" and "out of memory" in response.json()["message"]
+    assert response.headers["retry-after"] == "30"
+    assert (await client.get("/api/v1/tasks/")).json()["items"] == []

@@ -45,6 +45,8 @@ async def test_health_is_ok_with_a_worker_a_scheduler_and_a_closed_breaker(
     assert response.status_code == 200
     assert response.json() == {
         "status": "ok", "redis": "ok", "workers": 1, "scheduler": "ok", "breaker": "closed", "problems": [],
+        "auth": "open", "warnings": ["no API_KEYS configured: the API is open to anyone who can reach it"],
+        "redis_url": response.json()["redis_url"],
     }  # fmt: skip
 
 

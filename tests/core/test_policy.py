@@ -114,3 +114,19 @@ def test_retry_share_never_rises_as_the_backlog_grows() -> None:
     shares = [retry_share(BASE, FLOOR, backlog, THRESHOLD) for backlog in range(0, 5_000, 7)]
     assert all(a >= b for a, b in zip(shares, shares[1:], strict=False))
     assert shares[0] == BASE and shares[-1] == FLOOR
+
+
+def test_the_fleets_throttle_waits_for_its_token_without_spending_a_retry() -> None:
+    from worker.providers import Throttled
+
+    assert POLICY.decide(Throttled("no token", retry_after=4.5), 3, 0.5) == (Outcome.WAIT, 4.5)
+    assert POLICY.decide(Throttled("no token", retry_after=1e6), 0, 0.5) == (Outcome.WAIT, POLICY.retry_after_max)
+
+
+def test_a_paused_provider_defers_like_an_open_breaker() -> None:
+    from worker.provider_state import ProviderPaused
+    from worker.providers import LLMAccountProblem
+
+    assert POLICY.decide(ProviderPaused("paused", retry_after=300.0), 7, 0.5) == (Outcome.DEFER, 300.0)
+    # Unpaused (the runner converts it first), a refused key alone would be an operator's problem.
+    assert POLICY.decide(LLMAccountProblem("HTTP 401"), 0, 0.5) == (Outcome.DEAD, 0.0)

@@ -58,9 +58,14 @@ def raw() -> dict[str, Any]:
     return dict(yaml.safe_load(COMPOSE_FILE.read_text()))
 
 
+# What a user adds to .env.example's values before `docker compose up`: the required password.
+CHOSEN = {"REDIS_PASSWORD": "chosen-pw"}
+
+
 def resolved(env: dict[str, str] | None = None) -> dict[str, Any]:
-    """The compose file as Compose sees it with `env` (default: .env.example's values)."""
-    return dict(yaml.safe_load(interpolate(COMPOSE_FILE.read_text(), env_example() if env is None else env)))
+    """The compose file as Compose sees it with `env` (default: .env.example's values plus CHOSEN)."""
+    values = {**env_example(), **CHOSEN} if env is None else env
+    return dict(yaml.safe_load(interpolate(COMPOSE_FILE.read_text(), values)))
 
 
 def procfile() -> dict[str, list[str]]:

@@ -97,7 +97,8 @@ def test_every_variable_used_is_in_env_example() -> None:
     assert used, "the parser finds the variables"
     missing = set(used) - set(env_example())
     assert missing == set(), "variables docker-compose.yml uses that .env.example does not document"
-    assert all(None not in defaults for defaults in used.values()), "every use has a default: .env is optional"
+    required = {name for name, defaults in used.items() if None in defaults}
+    assert required == {"REDIS_PASSWORD"}, "every use has a default but the password, which each user must choose"
 
 
 def test_defaults_in_compose_equal_env_example_and_the_settings() -> None:
@@ -105,7 +106,7 @@ def test_defaults_in_compose_equal_env_example_and_the_settings() -> None:
     example = env_example()
     fields = Settings.model_fields
     for name, defaults in used_variables().items():
-        for default in defaults:
+        for default in (d for d in defaults if d is not None):
             assert default == example[name], f"{name}: compose says {default}, .env.example {example[name]}"
             if name.lower() in fields:
                 assert str(default) == _plain(fields[name.lower()].default), name
@@ -189,9 +190,14 @@ def test_the_app_services_share_one_image_and_reach_the_compose_redis() -> None:
     assert len({services[name]["image"] for name in APP_SERVICES}) == 1
     for name in APP_SERVICES:
         assert services[name]["build"] == {"context": ".", "dockerfile": "Dockerfile"}
-        assert services[name]["environment"]["REDIS_URL"] == "redis://:@redis:6379/0"
+        assert services[name]["environment"]["REDIS_URL"] == "redis://:chosen-pw@redis:6379/0"
         assert services[name]["init"] is True, "tini forwards SIGTERM and reaps zombies"
     assert services["api"]["environment"]["API_HOST"] == "0.0.0.0"
+
+
+def test_compose_refuses_to_start_without_a_redis_password() -> None:
+    with pytest.raises(KeyError, match="REDIS_PASSWORD"):
+        resolved(env_example())
 
 
 def test_redis_is_private_persistent_and_never_evicts() -> None:
@@ -201,10 +207,11 @@ def test_redis_is_private_persistent_and_never_evicts() -> None:
     assert "redis-data:/data" in redis["volumes"] and "redis-data" in resolved()["volumes"]
     command = " ".join(redis["command"])
     assert "--appendonly yes" in command and "--maxmemory-policy noeviction" in command
+    assert '--requirepass "$REDIS_PASSWORD"' in command
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="Debian's docker-compose is not installed")
-@pytest.mark.parametrize("extra", [{}, {"WORKER_REPLICAS": "4", "REDIS_PASSWORD": "s3cret"}])
+@pytest.mark.parametrize("extra", [{"REDIS_PASSWORD": "pw"}, {"WORKER_REPLICAS": "4", "REDIS_PASSWORD": "s3cret"}])
 def test_docker_compose_accepts_the_file(extra: dict[str, str], tmp_path: Path) -> None:
     """`docker-compose config` (Debian's) with .env.example as `.env`, as a user would have it."""
     for name in ("docker-compose.yml", "Dockerfile", "frontend", "core", "api", "worker", "consumer", "utils"):
@@ -217,7 +224,7 @@ def test_docker_compose_accepts_the_file(extra: dict[str, str], tmp_path: Path) 
     config = yaml.safe_load(subprocess.run(base, cwd=tmp_path, capture_output=True, text=True, timeout=120).stdout)
     worker = config["services"]["worker"]
     assert worker["deploy"]["replicas"] == int(extra.get("WORKER_REPLICAS", "2"))
-    assert worker["environment"]["REDIS_URL"] == f"redis://:{extra.get('REDIS_PASSWORD', '')}@redis:6379/0"
+    assert worker["environment"]["REDIS_URL"] == f"redis://:{extra['REDIS_PASSWORD']}@redis:6379/0"
     assert worker["environment"]["API_HOST"] == "127.0.0.1", "the rest of .env reaches the containers"
 
 

@@ -50,7 +50,7 @@ class RedisService:
         self.proc.wait(10)
 
 
-@pytest.fixture(params=["", "s3cret-pw"], ids=["no-password", "password"])
+@pytest.fixture(params=["s3cret-pw"], ids=["password"])
 def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisService]:
     svc = RedisService(request.param, tmp_path)
     yield svc
@@ -66,15 +66,11 @@ def test_the_app_url_reaches_it_and_it_persists_and_never_evicts(service: RedisS
     client.close()
 
 
-def test_a_password_when_set_is_required(service: RedisService) -> None:
+def test_the_password_is_required(service: RedisService) -> None:
     anonymous = redis.Redis(port=service.port)
-    password = service.env["REDIS_PASSWORD"]
-    if password:
-        with pytest.raises(redis.AuthenticationError):
-            anonymous.ping()
-        assert f":{password}@" in service.url
-    else:
-        assert anonymous.ping()
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.ping()
+    assert f":{service.env['REDIS_PASSWORD']}@" in service.url
     anonymous.close()
 
 

@@ -17,6 +17,7 @@ from core.errors import LLMError, LLMInputRejected, LLMProviderProblem, LLMRateL
 from core.settings import Settings
 from tests.stub_llm import StubLLM
 from worker.providers import (
+    LLMAccountProblem,
     OfflineProvider,
     OpenRouterProvider,
     Summary,
@@ -265,8 +266,8 @@ def test_classify_error_on_the_choice() -> None:
         (413, LLMInputRejected),
         (422, LLMInputRejected),
         (418, LLMInputRejected),
-        (401, LLMProviderProblem),
-        (402, LLMProviderProblem),
+        (401, LLMAccountProblem),
+        (402, LLMAccountProblem),
         (403, LLMProviderProblem),
         (404, LLMProviderProblem),
         (301, LLMProviderProblem),
@@ -308,7 +309,10 @@ def test_parse_retry_after() -> None:
 
 def test_classify_message_truncated_with_metadata_raw() -> None:
     error = classify(400, {}, body({"error": {"message": "x" * 1000, "metadata": {"raw": "provider detail"}}}))
-    assert isinstance(error, LLMInputRejected) and len(str(error)) <= 320
+    assert isinstance(error, LLMInputRejected) and len(str(error)) <= 500
+    assert "provider detail" in str(error), "a long message never hides the upstream's own words"
+    huge_raw = classify(429, {}, body({"error": {"message": "slow", "metadata": {"raw": "r" * 5000}}}))
+    assert huge_raw is not None and "slow" in str(huge_raw) and len(str(huge_raw)) <= 500
     short = classify(400, {}, body({"error": {"message": "too long", "metadata": {"raw": "ctx 9000 > 8192"}}}))
     assert "too long" in str(short) and "ctx 9000 > 8192" in str(short)
 

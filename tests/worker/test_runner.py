@@ -61,7 +61,8 @@ def test_success_stores_the_answer(runner: Runner) -> None:
     [
         ("[[400]] refused", "failed", State.FAILED, 0, "input_rejected"),
         ("[[status:500]] down", "scheduled", State.SCHEDULED, 1, "transient"),
-        ("[[status:401]] bad key", "dlq", State.DLQ, 0, "provider_problem"),
+        ("[[status:404]] unknown model", "dlq", State.DLQ, 0, "provider_problem"),
+        ("[[status:401]] bad key", "released", State.PENDING, 0, "provider_paused"),
         ("[[429:5]] slow down", "scheduled", State.SCHEDULED, 0, "rate_limited"),
     ],
 )

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -145,7 +146,10 @@ def test_300_concurrent_delayed_calls() -> None:
 
     with StubLLM(delay=0.5) as stub:
         started = time.monotonic()
-        statuses = asyncio.run(burst(stub.port))
+        # A thread of its own: a test run before this one (Playwright's sync API) may have left an
+        # event loop running in the main thread, where asyncio.run refuses to start.
+        with ThreadPoolExecutor(1) as pool:
+            statuses = pool.submit(asyncio.run, burst(stub.port)).result()
         elapsed = time.monotonic() - started
         assert statuses == [200] * 300 and len(stub.calls()) == 300
     assert elapsed < 3.0  # served concurrently (about 0.7 s): one after another would take 150 s
@@ -158,3 +162,23 @@ def test_directives_and_decide() -> None:
     assert decide({"429": "9"}, 2, "m", "c")[0] == 200
     assert decide({"status": "418"}, 5, "m", "c")[0] == 418
     assert decide({"badjson": ""}, 1, "m", "c")[2] == b"not json"
+
+
+def test_openrouter_extras() -> None:
+    """metadata.raw on errors, per-model statuses, moderation, and the key endpoint."""
+    raw = decide(directives("[[status:502]][[raw:upstream said no]]"), 1, "m", "")
+    assert json.loads(raw[2])["error"]["metadata"] == {"raw": "upstream said no", "provider_name": "StubUpstream"}
+    scripted = directives("[[models:a/b=503, c=404]]")
+    assert [decide(scripted, 1, m, "")[0] for m in ("a/b", "c", "other")] == [503, 404, 200]
+    moderated = decide(directives("[[moderated]]"), 1, "m", "")
+    assert moderated[0] == 403 and json.loads(moderated[2])["error"]["metadata"]["reasons"]
+    with StubLLM() as stub, httpx.Client(base_url=stub.url, timeout=5) as client:
+        assert client.get("/key").status_code == 401
+        assert client.get("/key", headers=AUTH).json()["data"]["limit_remaining"] == 8.75
+        stub.state.key_status = 402
+        assert client.get("/key", headers=AUTH).status_code == 402
+        assert stub.state.key_calls == 3
+        client.post("/chat/completions", json=chat("x"), headers={**AUTH, "X-Title": "T"})
+        assert stub.calls()[0]["headers"]["x-title"] == "T" and "authorization" not in stub.calls()[0]["headers"]
+        stub.reset()
+        assert (stub.state.key_status, stub.state.key_calls) == (200, 0)
