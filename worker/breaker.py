@@ -80,5 +80,9 @@ class SharedBreaker:
         return max(0.0, opened_at.timestamp() + self.reset_timeout - time.time())
 
     def close(self) -> None:
-        """Operator reset: every process sees the breaker closed at once."""
-        self._breaker().close()
+        """Operator reset: every process sees the breaker closed at once. The stored opening time
+        goes too: pybreaker only ever moves it forward, so a pause's far-future time would
+        otherwise hold the next trip open until the pause's end."""
+        breaker = self._breaker()
+        breaker.close()
+        self._client.delete(breaker._state_storage._namespace("opened_at"))

@@ -75,3 +75,14 @@ def test_the_offline_provider_makes_no_call_and_writes_no_metrics(settings: Sett
     assert run(runner, "One sentence here. Another one there.") == "completed"
     assert not runner.store.r.exists(runner.store.keys.llm_daily(day_of(time.time())))
     assert not runner.store.r.exists(runner.store.keys.rate_bucket(BUCKET)), "no rate limit offline"
+
+
+def test_a_reset_ends_a_pause_for_good(settings: Settings) -> None:
+    """After an operator's reset, the next trip waits the ordinary reset timeout, not the pause."""
+    breaker = Runner(settings).breaker
+    breaker.pause(3600)
+    assert breaker.state == "open" and breaker.seconds_left() > 3000
+    breaker.close()
+    assert breaker.state == "closed"
+    breaker.pause(0)  # any new opening
+    assert breaker.seconds_left() <= settings.circuit_breaker_reset_timeout + 1
