@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pybreaker
 import redis
@@ -85,4 +85,5 @@ class SharedBreaker:
         otherwise hold the next trip open until the pause's end."""
         breaker = self._breaker()
         breaker.close()
-        self._client.delete(breaker._state_storage._namespace("opened_at"))
+        storage = cast(pybreaker.CircuitRedisStorage, breaker._state_storage)
+        self._client.delete(storage._namespace("opened_at"))
