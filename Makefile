@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: install run test chaos lint clean
+.PHONY: install run test chaos lint clean frontend screenshots
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=python3.11)")'
@@ -17,8 +17,18 @@ install: $(VENV)/.installed
 run: install
 	$(PY) -m utils.run
 
-test: install lint
+test: install lint frontend
 	$(PY) -m pytest
+
+# The dashboard: `npm ci` from the lock and `npm run build` when its sources changed, then its
+# Vitest component tests (skipped with a message without Node.js >= 20.19). Its browser tests
+# (tests/e2e, Playwright driving /usr/bin/chromium) run inside pytest.
+frontend: install
+	$(PY) -m utils.frontend_build --test
+
+# Retake the README's screenshots (docs/screenshots/*.png) with the browser tests.
+screenshots: install
+	ATF_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/e2e -p no:cacheprovider
 
 # The chaos suite at full size (make test runs it short): kill -9 loops, Redis restart, LLM
 # outage, rate-limit storm...; prints the figures table the README shows.
@@ -30,4 +40,4 @@ lint: install
 	$(VENV)/bin/mypy core api worker consumer utils
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache frontend/node_modules frontend/dist

@@ -1,0 +1,181 @@
+// One task: content, summary, progress, timings, attempts, history and errors, and the actions
+// the API allows (each refusal shown in the API's words).
+import { useState } from "react";
+import { ApiError, getJson, sendJson } from "../api";
+import { ErrorNote, Notice, StateBadge, usePoll } from "../components";
+import { duration, time } from "../format";
+import { useReloadOnEvents } from "../LiveContext";
+import { Link, navigate } from "../router";
+import type { Task, TaskDetail } from "../types";
+
+function Facts({ task }: { task: TaskDetail }) {
+  const rows: [string, string][] = [
+    ["Type", task.task_type],
+    ["Attempts", String(task.attempts)],
+    ["Retries", `${task.retry_count} of ${task.max_retries}`],
+    ["Worker", task.worker ?? "—"],
+    ["Provider", [task.provider, task.model].filter(Boolean).join(" · ") || "—"],
+    ["Tokens", task.usage ? `${task.usage.prompt_tokens} in, ${task.usage.completion_tokens} out` : "—"],
+    ["Created", time(task.created_at)],
+    ["Started", time(task.started_at)],
+    ["Finished", time(task.finished_at)],
+    ["Due (retry)", time(task.due_at)],
+    ["Queued for", duration(task.timings.queued_ms)],
+    ["Ran for", duration(task.timings.run_ms)],
+    ["Total", duration(task.timings.total_ms)],
+  ];
+  return (
+    <dl className="facts">
+      {rows.map(([label, value]) => (
+        <div key={label}>
+          <dt>{label}</dt>
+          <dd>{value}</dd>
+        </div>
+      ))}
+    </dl>
+  );
+}
+
+export function TaskProgress({ task }: { task: Pick<Task, "progress" | "current_step" | "state"> }) {
+  return (
+    <div className="progress">
+      <label htmlFor="task-progress">
+        Progress {task.progress} %{task.current_step && task.state === "ACTIVE" ? ` — ${task.current_step}` : ""}
+      </label>
+      <progress id="task-progress" max={100} value={task.progress} />
+    </div>
+  );
+}
+
+export function History({ task }: { task: TaskDetail }) {
+  return (
+    <div className="table-scroll">
+      <table aria-label="State history">
+        <thead>
+          <tr>
+            <th scope="col">At</th>
+            <th scope="col">From</th>
+            <th scope="col">To</th>
+            <th scope="col">Worker</th>
+            <th scope="col">Error</th>
+          </tr>
+        </thead>
+        <tbody>
+          {task.history.map((entry, i) => (
+            <tr key={`${entry.at}-${i}`}>
+              <td>{time(entry.at)}</td>
+              <td>{entry.from || "(created)"}</td>
+              <td>{entry.to}</td>
+              <td className="clip">{entry.worker ?? ""}</td>
+              <td className="clip">{entry.error ? `${entry.error_type ?? ""}: ${entry.error}` : ""}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function Actions({ task, onDone }: { task: TaskDetail; onDone: () => void }) {
+  const [error, setError] = useState<unknown>(null);
+  const [done, setDone] = useState("");
+  const act = async (label: string, method: string, path: string, after?: () => void) => {
+    setError(null);
+    setDone("");
+    try {
+      await sendJson<Task>(method, path);
+      setDone(label);
+      if (after) after();
+      else onDone();
+    } catch (err) {
+      setError(err);
+    }
+  };
+  const base = `/api/v1/tasks/${encodeURIComponent(task.task_id)}`;
+  return (
+    <div className="actions-row">
+      <button type="button" onClick={() => act("Retried", "POST", `${base}/retry`)}>
+        Retry
+      </button>
+      <button type="button" onClick={() => act("Cancelled", "POST", `${base}/cancel`)}>
+        Cancel
+      </button>
+      <button type="button" className="danger" onClick={() => act("Deleted", "DELETE", base, () => navigate("/tasks"))}>
+        Delete
+      </button>
+      <ErrorNote error={error} />
+      {done && <Notice>{done}.</Notice>}
+    </div>
+  );
+}
+
+export function TaskDetailPage({ taskId }: { taskId: string }) {
+  const { data: task, error, reload } = usePoll(
+    () => getJson<TaskDetail>(`/api/v1/tasks/${encodeURIComponent(taskId)}`),
+    // Slow polling as well, for when the stream is down.
+    5000,
+    [taskId],
+  );
+  useReloadOnEvents((e) => e.task_id === taskId, () => void reload(), 300);
+  const gone = error instanceof ApiError && error.status === 404;
+  return (
+    <>
+      <p>
+        <Link href="/tasks">← Tasks</Link>
+      </p>
+      <h1>
+        Task <code className="task-id">{taskId}</code>
+      </h1>
+      {gone ? <p role="alert">No task with this id (it may have been deleted or expired).</p> : <ErrorNote error={error} />}
+      {task && (
+        <>
+          <p className="state-line">
+            State: <StateBadge state={task.state} />
+          </p>
+          <Actions task={task} onDone={() => void reload()} />
+          <TaskProgress task={task} />
+          {task.result && (
+            <section aria-labelledby="summary-title" className="panel">
+              <h2 id="summary-title">Summary</h2>
+              <p className="result" data-testid="summary">
+                {task.result}
+              </p>
+            </section>
+          )}
+          {task.last_error && (
+            <section aria-labelledby="error-title" className="panel">
+              <h2 id="error-title">Last error</h2>
+              <p className="error-text">
+                <strong>{task.error_type}</strong>: {task.last_error}
+              </p>
+            </section>
+          )}
+          <section aria-labelledby="facts-title" className="panel">
+            <h2 id="facts-title">Timings and attempts</h2>
+            <Facts task={task} />
+          </section>
+          <section aria-labelledby="content-title" className="panel">
+            <h2 id="content-title">Content</h2>
+            <pre className="content">{task.content}</pre>
+          </section>
+          <section aria-labelledby="history-title" className="panel">
+            <h2 id="history-title">History</h2>
+            <History task={task} />
+            {task.errors.length > 0 && (
+              <>
+                <h3>Errors ({task.errors.length})</h3>
+                <ol className="errors">
+                  {task.errors.map((e, i) => (
+                    <li key={`${e.at}-${i}`}>
+                      {time(e.at)} — <strong>{e.error_type}</strong>: {e.error}
+                    </li>
+                  ))}
+                </ol>
+              </>
+            )}
+          </section>
+        </>
+      )}
+    </>
+  );
+}

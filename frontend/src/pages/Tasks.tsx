@@ -1,0 +1,164 @@
+// The task list: filter by state, find one by id, page through newest first.
+import { useEffect, useRef, useState, type FormEvent } from "react";
+import { ApiError, getJson } from "../api";
+import { ErrorNote, StateBadge } from "../components";
+import { ago, shortId } from "../format";
+import { useReloadOnEvents } from "../LiveContext";
+import { Link, navigate, useRoute } from "../router";
+import { STATES, type Task, type TaskPage } from "../types";
+
+export const PAGE_SIZE = 20;
+
+export function listUrl(state: string, cursor: string | null): string {
+  const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (state) params.set("status", state);
+  if (cursor) params.set("cursor", cursor);
+  return `/api/v1/tasks/?${params}`;
+}
+
+function SearchById() {
+  const [id, setId] = useState("");
+  const [error, setError] = useState<unknown>(null);
+  const search = async (event: FormEvent) => {
+    event.preventDefault();
+    const wanted = id.trim();
+    if (!wanted) return;
+    try {
+      await getJson<Task>(`/api/v1/tasks/${encodeURIComponent(wanted)}`);
+      navigate(`/tasks/${encodeURIComponent(wanted)}`);
+    } catch (err) {
+      setError(err instanceof ApiError && err.status === 404 ? new ApiError(404, "task_not_found", `No task ${wanted}.`) : err);
+    }
+  };
+  return (
+    <form className="inline-form" onSubmit={search} role="search">
+      <label htmlFor="task-search">Task id</label>
+      <input id="task-search" value={id} onChange={(e) => setId(e.target.value)} placeholder="6f1c2d3e-…" spellCheck={false} />
+      <button type="submit">Open</button>
+      <ErrorNote error={error} />
+    </form>
+  );
+}
+
+function useTaskPage(state: string, cursor: string | null) {
+  const [page, setPage] = useState<TaskPage | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const load = useRef(async () => {});
+  load.current = async () => {
+    try {
+      setPage(await getJson<TaskPage>(listUrl(state, cursor)));
+      setError(null);
+    } catch (err) {
+      setError(err);
+    }
+  };
+  useEffect(() => {
+    void load.current();
+  }, [state, cursor]);
+  // The first page follows the live stream (re-read at most every 2 s); later pages hold still.
+  useReloadOnEvents(() => !cursor, () => void load.current(), 2000);
+  return { page, error, reload: () => void load.current() };
+}
+
+export function TasksPage() {
+  const { query } = useRoute();
+  const state = query.get("state") ?? "";
+  const cursor = query.get("cursor");
+  const [previous, setPrevious] = useState<(string | null)[]>([]);
+  const { page, error, reload } = useTaskPage(state, cursor);
+
+  const go = (nextState: string, nextCursor: string | null) => {
+    const params = new URLSearchParams();
+    if (nextState) params.set("state", nextState);
+    if (nextCursor) params.set("cursor", nextCursor);
+    navigate(`/tasks${params.toString() ? `?${params}` : ""}`);
+  };
+  const filter = (value: string) => {
+    setPrevious([]);
+    go(value, null);
+  };
+  const next = () => {
+    setPrevious((stack) => [...stack, cursor]);
+    go(state, page?.next_cursor ?? null);
+  };
+  const back = () => {
+    const stack = [...previous];
+    const before = stack.pop() ?? null;
+    setPrevious(stack);
+    go(state, before);
+  };
+
+  return (
+    <>
+      <h1>Tasks</h1>
+      <div className="toolbar">
+        <div className="inline-form">
+          <label htmlFor="state-filter">State</label>
+          <select id="state-filter" value={state} onChange={(e) => filter(e.target.value)}>
+            <option value="">All states</option>
+            {STATES.map((s) => (
+              <option key={s} value={s}>
+                {s}
+              </option>
+            ))}
+          </select>
+          <button type="button" onClick={reload}>
+            Refresh
+          </button>
+        </div>
+        <SearchById />
+      </div>
+      <ErrorNote error={error} />
+      <div className="table-scroll">
+        <table className="tasks" aria-label={`Tasks${state ? ` in ${state}` : ""}`}>
+          <thead>
+            <tr>
+              <th scope="col">Task</th>
+              <th scope="col">State</th>
+              <th scope="col">Progress</th>
+              <th scope="col">Retries</th>
+              <th scope="col">Updated</th>
+              <th scope="col">Last error</th>
+            </tr>
+          </thead>
+          <tbody>
+            {page?.items.map((task) => (
+              <tr key={task.task_id} data-task-id={task.task_id}>
+                <td>
+                  <Link href={`/tasks/${task.task_id}`} title={task.task_id}>
+                    <code>{shortId(task.task_id)}</code>
+                  </Link>
+                  <div className="muted small">{task.task_type}</div>
+                </td>
+                <td>
+                  <StateBadge state={task.state} />
+                </td>
+                <td>{task.progress} %</td>
+                <td>
+                  {task.retry_count} / {task.max_retries}
+                </td>
+                <td>{ago(task.updated_at)}</td>
+                <td className="clip">{task.last_error ?? ""}</td>
+              </tr>
+            ))}
+            {page && page.items.length === 0 && (
+              <tr>
+                <td colSpan={6} className="muted">
+                  No tasks{state ? ` in ${state}` : ""}.
+                </td>
+              </tr>
+            )}
+          </tbody>
+        </table>
+      </div>
+      <nav className="pager" aria-label="Pages">
+        <button type="button" onClick={back} disabled={!cursor}>
+          ← Newer
+        </button>
+        <button type="button" onClick={next} disabled={!page?.next_cursor}>
+          Older →
+        </button>
+      </nav>
+    </>
+  );
+}

@@ -1,0 +1,149 @@
+import { render, screen, waitFor, within } from "@testing-library/react";
+import userEvent from "@testing-library/user-event";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { fakeApi } from "../fake-api";
+import { LiveProvider } from "../LiveContext";
+import type { QueueStatus, TaskDetail } from "../types";
+import { DlqPage } from "./Dlq";
+import { FlowDiagram } from "./FlowDiagram";
+import { TaskDetailPage } from "./TaskDetail";
+
+afterEach(() => {
+  vi.unstubAllGlobals();
+  window.history.replaceState(null, "", "/");
+});
+
+const status: QueueStatus = {
+  queues: { primary: 4, retry: 1, scheduled: 2, dlq: 3 },
+  states: { PENDING: 5, ACTIVE: 6, COMPLETED: 70, FAILED: 8, DLQ: 3, SCHEDULED: 2, CANCELLED: 0 },
+  retry_ratio: 0.25,
+  workers: 2,
+};
+
+function task(overrides: Partial<TaskDetail> = {}): TaskDetail {
+  return {
+    task_id: "t-1", task_type: "summarize", state: "COMPLETED", content: "Some text.", result: "A summary.",
+    provider: "offline", retry_count: 1, max_retries: 3, last_error: null, error_type: null, worker: "w1",
+    created_at: 1, updated_at: 2, started_at: 1, finished_at: 2, due_at: null, attempts: 2, progress: 100,
+    current_step: null, model: null, usage: null, timings: { queued_ms: 5, run_ms: 1200, total_ms: 1300 },
+    history: [{ at: 1, from: "", to: "PENDING" }, { at: 2, from: "ACTIVE", to: "SCHEDULED", error: "boom", error_type: "transient" }],
+    errors: [{ at: 2, from: "ACTIVE", to: "SCHEDULED", error: "boom", error_type: "transient" }],
+    ...overrides,
+  };
+}
+
+describe("FlowDiagram", () => {
+  const counts = { status, counters: { submitted: 90, completed: 70, retried: 4, postponed: 1 }, taken: { primary: 80, retry: 9 } };
+
+  it("shows a count on every node and edge", () => {
+    const { container } = render(<FlowDiagram {...counts} />);
+    const node = (id: string) => container.querySelector(`[data-node='${id}'] .node-count`)?.textContent;
+    const edge = (id: string) => container.querySelector(`[data-edge='${id}'] .edge-count`)?.textContent;
+    expect([node("submit"), node("primary"), node("retry"), node("active"), node("scheduled")]).toEqual(["90", "4", "1", "6", "2"]);
+    expect([node("completed"), node("failed"), node("dlq")]).toEqual(["70", "8", "3"]);
+    expect([edge("submit>primary"), edge("primary>active"), edge("retry>active"), edge("active>scheduled")]).toEqual(["90", "80", "9", "5"]);
+    expect(container.querySelectorAll(".edge-count").length).toBe(container.querySelectorAll(".edge").length);
+  });
+
+  it("waits for the figures instead of showing zeros", () => {
+    const { container } = render(<FlowDiagram status={null} counters={{}} taken={null} />);
+    const texts = [...container.querySelectorAll(".node-count, .edge-count")].map((e) => e.textContent);
+    expect(new Set(texts)).toEqual(new Set(["…"]));
+  });
+
+  it("opens the task list filtered by the node's state", async () => {
+    render(<FlowDiagram {...counts} />);
+    await userEvent.click(screen.getByRole("link", { name: /^DLQ: 3/ }));
+    expect(window.location.pathname + window.location.search).toBe("/tasks?state=DLQ");
+  });
+});
+
+describe("TaskDetailPage", () => {
+  it("shows the task and the API's own words when an action is refused", async () => {
+    fakeApi((call) => {
+      if (call.method === "GET" && call.path === "/api/v1/tasks/t-1") return { status: 200, body: task() };
+      if (call.method === "POST" && call.path === "/api/v1/tasks/t-1/cancel")
+        return { status: 409, body: { code: "invalid_transition", message: "task t-1 is COMPLETED; cannot cancel" } };
+      return undefined;
+    });
+    render(
+      <LiveProvider>
+        <TaskDetailPage taskId="t-1" />
+      </LiveProvider>,
+    );
+    expect((await screen.findByTestId("summary")).textContent).toBe("A summary.");
+    expect(screen.getByText("1.20 s")).toBeTruthy();
+    expect(screen.getByRole("heading", { name: "Errors (1)" })).toBeTruthy();
+    await userEvent.click(screen.getByRole("button", { name: "Cancel" }));
+    const alert = await screen.findByRole("alert");
+    expect(alert.textContent).toContain("task t-1 is COMPLETED; cannot cancel");
+    expect(alert.textContent).toContain("409 invalid_transition");
+  });
+});
+
+describe("DlqPage", () => {
+  it("requeues the selected tasks and purges only after confirmation", async () => {
+    const dead = [task({ task_id: "d-1", state: "DLQ", last_error: "HTTP 500" }), task({ task_id: "d-2", state: "DLQ" })];
+    const calls = fakeApi((call) => {
+      if (call.path.startsWith("/api/v1/queues/dlq?")) return { status: 200, body: { items: dead, next_cursor: null } };
+      if (call.path === "/api/v1/queues/dlq/requeue") return { status: 200, body: { requeued: 1, not_dead: [] } };
+      if (call.method === "DELETE") return { status: 200, body: { deleted: 2 } };
+      return undefined;
+    });
+    HTMLDialogElement.prototype.showModal ??= function (this: HTMLDialogElement) {
+      this.setAttribute("open", "");
+    };
+    HTMLDialogElement.prototype.close ??= function (this: HTMLDialogElement) {
+      this.removeAttribute("open");
+    };
+    render(
+      <LiveProvider>
+        <DlqPage />
+      </LiveProvider>,
+    );
+    const row = (await screen.findByText("HTTP 500")).closest("tr")!;
+    await userEvent.click(within(row).getByRole("checkbox"));
+    await userEvent.click(screen.getByRole("button", { name: "Requeue selected (1)" }));
+    await screen.findByText("Requeued 1 task(s).");
+    expect(calls.find((c) => c.path === "/api/v1/queues/dlq/requeue")?.body).toEqual({ task_ids: ["d-1"] });
+
+    await userEvent.click(screen.getByRole("button", { name: "Purge all…" }));
+    expect(calls.some((c) => c.method === "DELETE")).toBe(false);
+    await userEvent.click(screen.getByRole("button", { name: "Purge every dead task" }));
+    await waitFor(() => expect(calls.some((c) => c.method === "DELETE" && c.path === "/api/v1/queues/dlq")).toBe(true));
+    await screen.findByText("Purged 2 dead task(s).");
+  });
+});
+
+describe("providerRows", () => {
+  it("summarizes what the provider status reports and leaves out what it does not", async () => {
+    const { providerRows } = await import("./Dashboard");
+    const rows = Object.fromEntries(
+      providerRows(
+        {
+          provider: "openrouter",
+          model: "m1",
+          fallback_models: ["m2"],
+          key_configured: true,
+          account: { key_valid: false },
+          paused: false,
+          rate_limit: { enabled: false },
+          last_error: "invalid key",
+          last_error_type: "auth",
+          last_error_at: 1_000,
+          last_success_at: null,
+        },
+        61_000,
+      ),
+    );
+    expect(rows).toEqual({
+      Provider: "openrouter · m1",
+      "Fallback models": "m2",
+      "API key": "rejected",
+      Calls: "flowing",
+      "Rate limit": "off",
+      "Last success": "none yet",
+      "Last error": "auth: invalid key (1 min ago)",
+    });
+  });
+});

@@ -1,0 +1,163 @@
+// Shapes of the API's bodies (api/schemas.py). Timestamps are epoch milliseconds; null is "not yet".
+
+export const STATES = ["PENDING", "ACTIVE", "SCHEDULED", "COMPLETED", "FAILED", "DLQ", "CANCELLED"] as const;
+export type TaskState = (typeof STATES)[number];
+export const TERMINAL: ReadonlySet<string> = new Set(["COMPLETED", "FAILED", "DLQ", "CANCELLED"]);
+
+export interface QueueDepths {
+  primary: number;
+  retry: number;
+  scheduled: number;
+  dlq: number;
+}
+
+export interface QueueStatus {
+  queues: QueueDepths;
+  states: Partial<Record<TaskState, number>>;
+  retry_ratio: number;
+  workers: number;
+}
+
+export interface HistoryEntry {
+  at: number;
+  from: string;
+  to: string;
+  worker?: string | null;
+  error?: string | null;
+  error_type?: string | null;
+}
+
+export interface Task {
+  task_id: string;
+  task_type: string;
+  state: TaskState;
+  content: string;
+  result: string | null;
+  provider: string | null;
+  retry_count: number;
+  max_retries: number;
+  last_error: string | null;
+  error_type: string | null;
+  worker: string | null;
+  created_at: number | null;
+  updated_at: number | null;
+  started_at: number | null;
+  finished_at: number | null;
+  due_at: number | null;
+  attempts: number;
+  progress: number;
+  current_step: string | null;
+  model: string | null;
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null;
+  timings: { queued_ms: number | null; run_ms: number | null; total_ms: number | null };
+}
+
+export interface TaskDetail extends Task {
+  history: HistoryEntry[];
+  errors: HistoryEntry[];
+}
+
+export interface TaskPage {
+  items: Task[];
+  next_cursor: string | null;
+}
+
+export interface Breaker {
+  state: "closed" | "open" | "half-open";
+  fail_counter: number;
+  seconds_left: number;
+}
+
+export interface WorkerInfo {
+  consumer_id: string;
+  worker_id: string | null;
+  host: string | null;
+  pid: number | null;
+  concurrency: number | null;
+  inflight: number | null;
+  retry_ratio: number | null;
+  breaker: string | null;
+  taken: Record<string, number> | null;
+  started_at: number | null;
+  last_heartbeat: number | null;
+  processed: number;
+  completed: number;
+  failed: number;
+}
+
+export interface Workers {
+  workers: WorkerInfo[];
+  breaker: Breaker;
+}
+
+export interface Health {
+  status: "ok" | "unhealthy";
+  redis: "ok" | "unreachable";
+  workers: number | null;
+  scheduler: "ok" | "missing" | null;
+  breaker: Breaker["state"] | null;
+  problems: string[];
+  auth?: string;
+  warnings?: string[];
+}
+
+/** GET /api/v1/openrouter/status (fields read defensively: older APIs lack the route). */
+export interface ProviderStatus {
+  provider?: string;
+  base_url?: string | null;
+  model?: string | null;
+  fallback_models?: string[];
+  key_configured?: boolean;
+  account?: {
+    key_valid?: boolean | null;
+    label?: string | null;
+    usage?: number | null;
+    limit?: number | null;
+    limit_remaining?: number | null;
+    is_free_tier?: boolean | null;
+    error?: string | null;
+  } | null;
+  rate_limit?: { enabled?: boolean; requests?: number; interval_seconds?: number; pace?: number } | null;
+  breaker?: Breaker | null;
+  paused?: boolean;
+  paused_until?: number | null;
+  pause_reason?: string | null;
+  last_error?: string | null;
+  last_error_type?: string | null;
+  last_error_at?: number | null;
+  last_success_at?: number | null;
+  last_model?: string | null;
+}
+
+export interface Statistics {
+  states: Partial<Record<TaskState, number>>;
+  totals: Record<string, number>;
+  success_rate: number | null;
+  duration_p50_ms: number | null;
+  duration_p95_ms: number | null;
+  duration_mean_ms: number | null;
+  throughput_last_minute: { completed: number; failed: number };
+  throughput_last_hour: { completed: number; failed: number };
+}
+
+/** A `transition` event of the live stream: `to` is "" for a deletion, `from` "" for a creation. */
+export interface TransitionEvent {
+  event: "transition";
+  task_id: string;
+  from: string;
+  to: string;
+  at: number;
+  worker?: string | null;
+  error_type?: string;
+  counters?: Record<string, number>;
+}
+
+export interface ProgressEvent {
+  event: "progress";
+  task_id: string;
+  at: number;
+  progress: number;
+  current_step?: string | null;
+}
+
+export type TaskEvent = TransitionEvent | ProgressEvent;

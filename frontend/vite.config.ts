@@ -1,0 +1,28 @@
+/// <reference types="vitest/config" />
+// The dashboard's build and dev server. `npm run dev` proxies the API like the production
+// servers do (utils/frontend_server.py under `make run`, nginx in compose), so the app always
+// talks to its own origin and needs no CORS.
+import { defineConfig } from "vite";
+import react from "@vitejs/plugin-react";
+
+const api = process.env.ATF_API_URL ?? "http://127.0.0.1:8000";
+
+export default defineConfig({
+  plugins: [react()],
+  server: {
+    port: 3000,
+    host: "127.0.0.1",
+    proxy: { "/api": api, "/health": api },
+  },
+  preview: {
+    port: 3000,
+    host: "127.0.0.1",
+    proxy: { "/api": api, "/health": api },
+  },
+  build: { outDir: "dist", sourcemap: false, chunkSizeWarningLimit: 400 },
+  test: {
+    environment: "jsdom",
+    include: ["src/**/*.test.{ts,tsx}"],
+    setupFiles: ["src/test-setup.ts"],
+  },
+});
