@@ -154,32 +154,27 @@ def _summarize(replies: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
     return {"workers": workers, "answered": len(workers)}
 
 
-def _inspect(settings: Settings, kind: str) -> dict[str, Any] | None:
-    """One `celery inspect <kind>` broadcast, waiting DIAGNOSTICS_TIMEOUT for the answers."""
+def _inspect(settings: Settings, expected: int) -> dict[str, dict[str, Any] | None]:
+    """`celery inspect` stats, active and reserved, one broadcast after the other through one
+    app (Celery's apps are not built to be set up in several threads at once). Each returns once
+    the `expected` workers (one per live consumer) answered, or after DIAGNOSTICS_TIMEOUT."""
     from celery import Celery  # only this route needs Celery: the API process never loads it otherwise
 
     app = Celery("asynctaskflow-inspect", broker=settings.celery_broker_url, set_as_current=False)
     app.conf.broker_connection_retry = False
     app.conf.broker_connection_timeout = settings.diagnostics_timeout
     try:
-        reply: dict[str, Any] | None = getattr(app.control.inspect(timeout=settings.diagnostics_timeout), kind)()
-        return reply
+        inspect = app.control.inspect(timeout=settings.diagnostics_timeout, limit=expected or None)
+        return {kind: getattr(inspect, kind)() for kind in ("stats", "active", "reserved")}
     finally:
         app.close()
 
 
-async def _celery(settings: Settings) -> dict[str, Any]:
-    replies: dict[str, dict[str, Any] | None] = {}
-
-    async def ask(kind: str) -> None:
-        # Abandoned on timeout: a broker that hangs must not hold the request (the thread ends on its own).
-        replies[kind] = await anyio.to_thread.run_sync(_inspect, settings, kind, abandon_on_cancel=True)
-
+async def _celery(settings: Settings, expected: int) -> dict[str, Any]:
     try:
         with anyio.fail_after(settings.diagnostics_timeout * 3 + 2):
-            async with anyio.create_task_group() as group:
-                for kind in ("stats", "active", "reserved"):
-                    group.start_soon(ask, kind)
+            # Abandoned on timeout: a broker that hangs must not hold the request (the thread ends on its own).
+            replies = await anyio.to_thread.run_sync(_inspect, settings, expected, abandon_on_cancel=True)
     except Exception as exc:  # the broker is away or slow: say so, the rest of the page still answers
         # The broker's error text may quote its URL, password included.
         detail = scrub(f"{type(exc).__name__}: {exc}", [settings.redis_url, settings.celery_broker_url])
@@ -198,7 +193,8 @@ async def diagnostics(store: StoreDep, settings: SettingsDep) -> Diagnostics:
     """What the Celery workers answer to `inspect` (stats, active, reserved) within
     DIAGNOSTICS_TIMEOUT, and Redis's version, memory and clients (and its URL, password redacted)."""
     redis_info = {**await store.server_info(), "url": redact_url(settings.redis_url)}
-    return Diagnostics(celery=await _celery(settings), redis=redis_info)
+    expected = len(await store.live_consumers())
+    return Diagnostics(celery=await _celery(settings, expected), redis=redis_info)
 
 
 @router.get(

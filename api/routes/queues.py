@@ -118,6 +118,9 @@ async def status_stream(store: StoreDep, settings: SettingsDep) -> StreamingResp
     pubsub = store.r.pubsub()
     await pubsub.subscribe(store.keys.events)
     try:
+        # SUBSCRIBE is only sent; its confirmation says Redis has it, and only then can no change
+        # fall between the subscription and the snapshot read on another connection.
+        await pubsub.get_message(timeout=settings.redis_socket_timeout)
         first = (await read_status(store, settings)).model_dump_json()
     except BaseException:
         await pubsub.aclose()
