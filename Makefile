@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: install run test chaos lint clean frontend screenshots
+.PHONY: install run test chaos lint clean frontend screenshots bench
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=python3.11)")'
@@ -34,6 +34,11 @@ screenshots: install
 # outage, rate-limit storm...; prints the figures table the README shows.
 chaos: install
 	CHAOS_PROFILE=long $(PY) -m pytest tests/chaos -p no:cacheprovider
+
+# Issue 9's benchmark: AsyncTaskFlow against FastAPI→.delay() and bare Celery in the same run
+# (~15 min; prints Markdown, writes bench/results/<timestamp>.md). BENCH_ARGS="--quick --only io,noop".
+bench: install
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
