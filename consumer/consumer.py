@@ -22,7 +22,7 @@ from typing import Any
 from core.errors import AsyncTaskFlowError
 from core.policy import retry_share
 from core.settings import Settings
-from core.store import TaskStore, new_token
+from core.store import Claim, TaskStore, new_token
 
 log = logging.getLogger("asynctaskflow.consumer")
 
@@ -82,6 +82,7 @@ class Consumer:
         self.stopping = threading.Event()
         self._inflight_estimate = 0  # an upper bound: completions only lower the real count
         self._undispatched: list[tuple[str, str]] = []  # claimed, but the broker refused them
+        self._moved: str | None = None  # moved into our in-flight list by BLMOVE, not yet claimed
 
     # --- one iteration ------------------------------------------------------------------------
     def run_once(self) -> str | None:
@@ -96,12 +97,12 @@ class Consumer:
             return None
         token = new_token()
         prefer_retry = self.rng() < self.ratio
-        claim = self.store.claim(self.id, token, prefer_retry)
+        claim = self._claim_moved(token) if self._moved else self.store.claim(self.id, token, prefer_retry)
         if claim.status == "empty":
-            moved = self.store.wait_for_new(self.id, self.settings.consumer_block_seconds)
-            if moved is None:
+            self._moved = self.store.wait_for_new(self.id, self.settings.consumer_block_seconds)
+            if self._moved is None:
                 return None
-            claim = self.store.claim(self.id, token, False, moved_id=moved)
+            claim = self._claim_moved(token)
         self._adapt_ratio(claim.retry_backlog)
         if claim.status != "ok":
             return None
@@ -115,6 +116,14 @@ class Consumer:
             return None
         log.debug("task %s dispatched (attempt %s)", claim.task_id, token)
         return claim.task_id
+
+    def _claim_moved(self, token: str) -> Claim:
+        """Claim the id BLMOVE put in our in-flight list. It stays remembered until the claim went
+        through: if Redis goes away between the two steps, the next iteration claims it again, so
+        it cannot be stranded there (PENDING, in no queue, in a live consumer's list)."""
+        claim = self.store.claim(self.id, token, False, moved_id=self._moved or "")
+        self._moved = None
+        return claim
 
     def _release_undispatched(self) -> None:
         """Put tasks whose dispatch failed back at the head of the queue, spending no retry."""

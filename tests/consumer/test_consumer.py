@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -13,7 +14,7 @@ from core.errors import CircuitOpen, LLMTransient
 from core.keys import Keys
 from core.settings import Settings
 from core.states import State
-from core.store import TaskStore
+from core.store import Claim, TaskStore
 from core.task import Task
 from worker.breaker import SharedBreaker
 
@@ -97,3 +98,32 @@ def test_drain_hands_back_what_did_not_finish(settings: Settings, store: TaskSto
 
 def _fail() -> None:
     raise LLMTransient("provider down")
+
+
+
+class _DropsOnce(TaskStore):
+    """The store as a consumer meets it when Redis goes away right after BLMOVE moved an id in."""
+
+    dropped = False
+
+    def claim(self, consumer_id: str, token: str, prefer_retry: bool, moved_id: str = "") -> Claim:
+        if moved_id and not self.dropped:
+            self.dropped = True
+            raise redis.ConnectionError("Redis went away")
+        return super().claim(consumer_id, token, prefer_retry, moved_id)
+
+
+def test_an_id_moved_in_just_before_redis_went_away_is_claimed_next_time(
+    settings: Settings, store: TaskStore
+) -> None:
+    dispatched: list[str] = []
+    blocking = settings.model_copy(update={"consumer_block_seconds": 5.0})
+    consumer = Consumer(blocking, _DropsOnce(store.r, store.keys), lambda tid, tok, cid: dispatched.append(tid))
+    threading.Timer(0.2, submit, args=(store, 1)).start()  # arrives while the consumer blocks in BLMOVE
+    with pytest.raises(redis.ConnectionError):
+        consumer.run_once()
+    [task_id] = store.inflight_ids(consumer.id)
+    assert store.get(task_id).state == State.PENDING, "moved in, not yet claimed"
+
+    assert consumer.run_once() == task_id
+    assert dispatched == [task_id] and store.get(task_id).state == State.ACTIVE
