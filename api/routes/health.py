@@ -13,11 +13,13 @@ import anyio.to_thread
 from fastapi import APIRouter, Response
 
 from api.auth import OPEN_WARNING, Admin, Public
+from api.breaker import BreakerControl
 from api.deps import BreakerDep, KeyRingDep, SettingsDep, StoreDep
 from api.errors import REDIS_DOWN, redact_url, scrub
 from api.routes.openrouter import provider_pause
 from api.schemas import Breaker, Diagnostics, ErrorBody, Health, Probe, WorkerInfo, Workers
 from core.settings import Settings
+from core.store import AsyncTaskStore
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -209,6 +211,15 @@ async def breaker_state(breaker: BreakerDep, store: StoreDep) -> Breaker:
     return Breaker.model_validate(await _in_thread(breaker.status))
 
 
+async def _operate(breaker: BreakerControl, store: AsyncTaskStore, action: Callable[[], None], done: str) -> Breaker:
+    """An operator's change to the shared breaker, then its state. Redis is pinged first: pybreaker
+    swallows Redis errors on writes, and an outage must be a 503, not a fake success."""
+    await store.ping()
+    await _in_thread(action)
+    log.warning("circuit breaker %s by an operator", done)
+    return Breaker.model_validate(await _in_thread(breaker.status))
+
+
 @router.post(
     "/health/workers/reset-circuit-breaker",
     response_model=Breaker,
@@ -217,10 +228,7 @@ async def breaker_state(breaker: BreakerDep, store: StoreDep) -> Breaker:
 )
 async def reset_breaker(breaker: BreakerDep, store: StoreDep) -> Breaker:
     """Close the shared breaker, so every consumer takes work again at once (they read it from Redis)."""
-    await store.ping()  # pybreaker swallows Redis errors on writes; an outage must be a 503, not a fake "closed"
-    await _in_thread(breaker.close)
-    log.warning("circuit breaker reset by an operator")
-    return Breaker.model_validate(await _in_thread(breaker.status))
+    return await _operate(breaker, store, breaker.close, "reset")
 
 
 @router.post(
@@ -232,7 +240,4 @@ async def reset_breaker(breaker: BreakerDep, store: StoreDep) -> Breaker:
 async def open_breaker(breaker: BreakerDep, store: StoreDep) -> Breaker:
     """Open the shared breaker, so every consumer stops taking work (tasks wait in the queue, spending
     no retries) until it is reset, or CIRCUIT_BREAKER_RESET_TIMEOUT lets a probe through."""
-    await store.ping()
-    await _in_thread(breaker.open)
-    log.warning("circuit breaker opened by an operator")
-    return Breaker.model_validate(await _in_thread(breaker.status))
+    return await _operate(breaker, store, breaker.open, "opened")
