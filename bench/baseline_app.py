@@ -5,7 +5,7 @@ The Celery app is built by the product's `create_celery` (threads pool, prefetch
 no result backend, task events per CELERY_SEND_TASK_EVENTS, the same transport) and reads the
 same environment as the product, so the only difference is what happens around `.delay()`. Its
 task does what a tutorial task does: one chat completion on the same stand-in with an httpx
-client shared by the worker's threads (the product's limits), then the summary stored and a
+client shared by the worker's threads (as tutorials write it), then the summary stored and a
 counter bumped in one pipelined round trip. The counter is the completion signal.
 
     python -m celery -A bench.baseline_app worker -P threads -c 64 -Q baseline   # the worker
@@ -42,8 +42,7 @@ celery_app.conf.task_default_queue = QUEUE
 
 @lru_cache(maxsize=1)
 def _http() -> httpx.Client:
-    limit = _settings().openrouter_max_connections
-    return httpx.Client(timeout=30, limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit))
+    return httpx.Client(timeout=30, limits=httpx.Limits(max_connections=256, max_keepalive_connections=256))
 
 
 @lru_cache(maxsize=1)

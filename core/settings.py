@@ -54,7 +54,6 @@ class Settings(BaseSettings):
     openrouter_model: str = "meta-llama/llama-3.3-70b-instruct"
     openrouter_timeout: float = Field(60.0, gt=0)
     openrouter_max_tokens: int = Field(512, gt=0)
-    openrouter_max_connections: int = Field(256, gt=0)
     openrouter_fallback_models: str = ""
     openrouter_http_referer: str = ""
     openrouter_x_title: str = "AsyncTaskFlow"

@@ -3,10 +3,18 @@ container shares one breaker (and the reset button reaches all of them).
 
 pybreaker's `call` holds an instance lock for the whole call, so each thread gets its own
 `CircuitBreaker` object; they all read and write the same Redis keys.
+
+pybreaker's Redis storage reads the state before every call and writes the failure count back
+to 0 after every success: two round trips per call, about 9 % of the worker's CPU per task
+(bench/RESULTS.md). The worker's breaker (`cache_seconds` > 0) reads the state and the count
+together at most that often per process, and writes the count only when it is not already 0.
+Another process's change (an opening, an operator's reset) is thus seen that much later; a
+failure and its count are written at once, as before.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -27,20 +35,81 @@ def _not_a_provider_failure(error: BaseException) -> bool:
     return not isinstance(error, (LLMTransient, LLMProviderProblem))
 
 
+class _Reading:
+    """The breaker's state and failure count as this process last read or wrote them."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._lock = threading.Lock()
+        self._read_at = -math.inf
+        self.state = pybreaker.STATE_CLOSED
+        self.counter = 0
+
+    def fresh(self, storage: pybreaker.CircuitRedisStorage) -> _Reading:
+        """Itself, read again through `storage` if the last reading is older than `seconds`."""
+        with self._lock:
+            if time.monotonic() - self._read_at >= self._seconds:
+                keys = [storage._namespace("state"), storage._namespace("fail_counter")]
+                state, counter = storage._redis.mget(keys)
+                self.state = state.decode() if isinstance(state, bytes) else state or pybreaker.STATE_CLOSED
+                self.counter = int(counter or 0)
+                self._read_at = time.monotonic()
+        return self
+
+    def forget(self) -> None:
+        with self._lock:
+            self._read_at = -math.inf
+
+
+class _CachedStorage(pybreaker.CircuitRedisStorage):
+    """pybreaker's Redis storage with reads served from the process's `_Reading`."""
+
+    def __init__(self, client: redis.Redis, namespace: str, reading: _Reading) -> None:
+        super().__init__(pybreaker.STATE_CLOSED, client, namespace=namespace)
+        self._reading = reading
+
+    @property
+    def state(self) -> str:
+        return self._reading.fresh(self).state
+
+    @state.setter
+    def state(self, state: str) -> None:
+        pybreaker.CircuitRedisStorage.state.fset(self, state)  # type: ignore[attr-defined]
+        self._reading.forget()
+
+    @property
+    def counter(self) -> int:
+        return self._reading.fresh(self).counter
+
+    def increment_counter(self) -> None:
+        self._reading.counter = int(self._redis.incr(self._namespace("fail_counter")))
+
+    def reset_counter(self) -> None:
+        if self._reading.fresh(self).counter:
+            super().reset_counter()
+            self._reading.counter = 0
+
+
 class SharedBreaker:
     """One logical breaker over Redis; `call` runs a synchronous function under it."""
 
-    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+    def __init__(self, settings: Settings, client: redis.Redis, cache_seconds: float = 0.0) -> None:
         self._client = client  # without decode_responses, as pybreaker's Redis storage expects
         self._namespace = Keys(settings.redis_key_prefix).breaker_namespace
         self._fail_max = settings.circuit_breaker_fail_max
         self.reset_timeout = settings.circuit_breaker_reset_timeout
+        self._reading = _Reading(cache_seconds) if cache_seconds else None
         self._local = threading.local()
+
+    def _storage(self) -> pybreaker.CircuitRedisStorage:
+        if self._reading is None:
+            return pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, self._client, namespace=self._namespace)
+        return _CachedStorage(self._client, self._namespace, self._reading)
 
     def _breaker(self) -> pybreaker.CircuitBreaker:
         breaker: pybreaker.CircuitBreaker | None = getattr(self._local, "breaker", None)
         if breaker is None:
-            storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, self._client, namespace=self._namespace)
+            storage = self._storage()
             breaker = pybreaker.CircuitBreaker(
                 fail_max=self._fail_max,
                 reset_timeout=self.reset_timeout,
@@ -87,3 +156,5 @@ class SharedBreaker:
         breaker.close()
         storage = cast(pybreaker.CircuitRedisStorage, breaker._state_storage)
         self._client.delete(storage._namespace("opened_at"))
+        if self._reading is not None:
+            self._reading.forget()

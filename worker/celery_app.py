@@ -13,7 +13,7 @@ RUN_TASK = "asynctaskflow.run"
 
 def create_celery(settings: Settings) -> Celery:
     app = Celery("asynctaskflow", broker=settings.celery_broker_url, include=["worker.tasks"])
-    app.conf.broker_transport = "worker.transport:Transport"  # survives a Redis restart (see there)
+    app.conf.broker_transport = "worker.transport:Transport"  # no ack emulation (see there)
     app.conf.update(
         # Acked when the attempt starts: a worker that dies mid-attempt loses the message, and
         # the lease reaper (which owns recovery) gives the task back; Celery's own redelivery
@@ -29,13 +29,12 @@ def create_celery(settings: Settings) -> Celery:
         worker_max_memory_per_child=settings.worker_max_memory_per_child or None,
         task_default_queue=Keys(settings.redis_key_prefix).dispatch_queue(settings.worker_id),
         broker_connection_retry_on_startup=True,
-        # Redelivery of a lost message must come after our own lease reaper had its turn.
-        broker_transport_options={"visibility_timeout": settings.task_lease_seconds + 60},
         worker_hijack_root_logger=False,
         # Task events let `celery flower` / `celery events` follow our workers (remote control,
         # so `celery inspect`, works either way); CELERY_SEND_TASK_EVENTS=false saves their cost.
+        # No `task-sent` events: Flower learns of each task from the worker's `task-received`,
+        # and the consumer's publish would cost a round trip per task for nothing.
         worker_send_task_events=settings.celery_send_task_events,
-        task_send_sent_event=settings.celery_send_task_events,
     )
     return app
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -265,8 +267,10 @@ def render_prompt(content: str, kind: Kind = "summarize") -> str:
 class OpenRouterProvider:
     """OpenRouter's (or any OpenAI-compatible server's) chat completions endpoint.
 
-    One `httpx.Client` per instance, shared by all worker threads: it is thread-safe, and a
-    pool sized to the worker's concurrency keeps connections alive between calls. The model is
+    One `httpx.Client` per worker thread, each keeping its one connection alive between calls.
+    A single client shared by every thread is thread-safe but scans its whole pool under a lock
+    on every request and every response close: at 64 threads that scan was 18 % of the worker's
+    CPU (bench/RESULTS.md). The clients share one SSL context. The model is
     OPENROUTER_MODEL; when it fails in a way another model may not (an upstream outage, a 429 of
     that model, an unknown model), the OPENROUTER_FALLBACK_MODELS are asked in order, within the
     same attempt. Our own fallback rather than OpenRouter's `models` parameter: it works with any
@@ -290,13 +294,12 @@ class OpenRouterProvider:
         # would hold a worker slot for ever. With the threads pool Celery enforces no time limit,
         # so the provider gives up at the soft time limit itself and the task is rescheduled.
         self._deadline = settings.celery_task_soft_time_limit
-        self._client = client or httpx.Client(
-            timeout=settings.openrouter_timeout,
-            limits=httpx.Limits(
-                max_connections=settings.openrouter_max_connections,
-                max_keepalive_connections=settings.openrouter_max_connections,
-            ),
-        )
+        self._timeout = settings.openrouter_timeout
+        self._given_client = client  # tests pass one (shared by every thread)
+        self._ssl: ssl.SSLContext | None = None
+        self._local = threading.local()
+        self._clients: list[httpx.Client] = []
+        self._clients_lock = threading.Lock()
 
     def summarize(self, content: str, kind: Kind = "summarize", budget: Budget | None = None) -> Summary:
         """One chat completion for the prompt of `kind`, falling back model by model; raises an
@@ -318,8 +321,26 @@ class OpenRouterProvider:
         raise _worst(failures)
 
     def close(self) -> None:
-        """Close the connection pool (at worker shutdown)."""
-        self._client.close()
+        """Close every thread's connection (at worker shutdown)."""
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
+
+    def _client(self) -> httpx.Client:
+        """This thread's client, made on its first call."""
+        if self._given_client is not None:
+            return self._given_client
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            with self._clients_lock:
+                if self._ssl is None:
+                    self._ssl = httpx.create_ssl_context()
+                limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+                client = httpx.Client(timeout=self._timeout, limits=limits, verify=self._ssl)
+                self._clients.append(client)
+            self._local.client = client
+        return client
 
     def _ask(self, model: str, messages: list[dict[str, str]], budget: Budget) -> Summary:
         budget.take()
@@ -352,7 +373,7 @@ class OpenRouterProvider:
         """POST and read the answer by the deadline, translating httpx's exceptions where they
         enter; the key never reaches a message."""
         try:
-            with self._client.stream("POST", self._url, json=payload, headers=self._auth()) as response:
+            with self._client().stream("POST", self._url, json=payload, headers=self._auth()) as response:
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk

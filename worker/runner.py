@@ -24,6 +24,10 @@ from worker.ratelimit import AttemptTokens, FleetRateLimit
 
 log = logging.getLogger("asynctaskflow.worker")
 
+# How stale the worker's view of the shared breaker may be (see worker/breaker.py); consumers
+# look as often (consumer.BreakerGate).
+BREAKER_READ_SECONDS = 0.05
+
 
 class Runner:
     """Everything an attempt needs, built once per worker process and shared by its threads."""
@@ -32,7 +36,7 @@ class Runner:
         keys = Keys(settings.redis_key_prefix)
         self.settings = settings
         self.store = TaskStore(sync_client(settings, patient=True), keys)
-        self.breaker = PausableBreaker(settings, sync_client(settings, decode=False))
+        self.breaker = PausableBreaker(settings, sync_client(settings, decode=False), BREAKER_READ_SECONDS)
         self.provider = provider or build_provider(settings)
         # The offline summarizer makes no network call: no rate limit, no call metrics.
         networked = self.provider.name != "offline"
@@ -43,6 +47,11 @@ class Runner:
         self.policy = RetryPolicy(
             settings.max_retries, settings.retry_backoff_base, settings.retry_backoff_max, settings.retry_after_max
         )
+
+    def close(self) -> None:
+        """At worker shutdown: write the last call metrics, close the provider's connections."""
+        self.recorder.flush()
+        self.provider.close()
 
     def execute(self, task_id: str, token: str, consumer_id: str) -> str:
         """Run one attempt; returns what became of it (for logs and tests)."""
@@ -142,3 +151,12 @@ def get_runner(settings: Settings) -> Runner:
         if _runner is None:
             _runner = Runner(settings)
         return _runner
+
+
+def close_runner() -> None:
+    """The process's Runner closed, if it was ever made (Celery's worker_shutdown signal)."""
+    global _runner
+    with _runner_lock:
+        runner, _runner = _runner, None
+    if runner is not None:
+        runner.close()

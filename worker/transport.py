@@ -1,38 +1,50 @@
-"""Celery's Redis transport, made to survive a Redis restart.
+"""Celery's Redis transport without kombu's acknowledgement emulation.
 
-With kombu 5.7, a broker connection that drops while messages are unacknowledged kills the
-worker ("Unrecoverable error: AttributeError"): closing the channel tries to push those messages
-back through the transport it has just closed, and a later ack of a message received on that
-channel does the same. So a Redis restart would take every worker down with it.
+kombu's Redis transport emulates AMQP acks: every delivered message is copied into an
+"unacked" hash and index (one MULTI), removed again at the ack (another MULTI), and restored to
+the queue after a visibility timeout or at shutdown. Here that machinery buys nothing and costs
+two Redis round trips per task, and with kombu 5.7 its restore on a dropped connection killed
+the worker when Redis restarted ("Unrecoverable error: AttributeError").
 
-Neither step matters here. A message only carries one attempt; the truth is in our own Redis
-structures. A message that never ran is handed back by its consumer at shutdown or by the lease
-reaper, and a copy that comes back late (kombu redelivers a message still unacknowledged after
-the visibility timeout) is refused by its attempt token. So this transport skips the restore at
-close, and drops an ack whose channel is gone.
+A message only carries one attempt; the truth is in our own Redis structures. Celery acks the
+message as the attempt starts; an attempt whose message is lost (the worker died holding it) is
+in its consumer's in-flight list, and the consumer's hand-back at shutdown or the lease reaper
+gives the task back. A copy that came back late would be refused by its attempt token anyway.
+So messages are tracked in memory only (kombu's plain virtual QoS), and none is pushed back
+to the queue at shutdown.
+
+The consumer's dispatches go through this transport too (same Celery app).
 """
 
 from __future__ import annotations
 
-import logging
+from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 
-log = logging.getLogger("asynctaskflow.worker")
 
-
-class QoS(kombu_redis.QoS):
+class QoS(virtual.QoS):
     restore_at_shutdown = False
-
-    def ack(self, delivery_tag: str) -> None:
-        if self.channel.connection is None:  # closed when the connection was lost
-            log.info("ack of message %s dropped: its broker channel closed meanwhile", delivery_tag)
-            return
-        super().ack(delivery_tag)
 
 
 class Channel(kombu_redis.Channel):
-    QoS = QoS
+    ack_emulation = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.QoS = QoS  # type: ignore[assignment]  # kombu sets virtual.QoS without ack emulation
+        self._publisher: Any = None
+
+    def _create_client(self, asynchronous: bool = False) -> Any:
+        """kombu builds a new client object for every message it publishes (a dispatch, a task
+        event), about 4 % of the worker's CPU; one per channel and pool serves them all (a
+        client is thread-safe, its connections come from the pool)."""
+        if asynchronous:
+            return super()._create_client(asynchronous=True)
+        if self._publisher is None or self._publisher.connection_pool is not self.pool:
+            self._publisher = super()._create_client()
+        return self._publisher
 
 
 class Transport(kombu_redis.Transport):

@@ -50,7 +50,10 @@ def attempt(settings: Settings, content: str) -> str:
     task = runner.store.create(Task(id=str(uuid.uuid4()), task_type="summarize", content=content))
     token = new_token()
     runner.store.claim("c1", token, prefer_retry=False)
-    return runner.execute(task.id, token, "c1")
+    try:
+        return runner.execute(task.id, token, "c1")
+    finally:
+        runner.close()  # its call metrics written, as at worker shutdown
 
 
 async def test_offline_status_needs_no_provider(client: httpx.AsyncClient) -> None:

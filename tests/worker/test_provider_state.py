@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -14,8 +15,8 @@ from core.settings import Settings
 from core.store import TaskStore, new_token
 from core.task import Task
 from tests.stub_llm import StubLLM
-from worker.provider_state import day_of
-from worker.providers import OfflineProvider
+from worker.provider_state import FLUSH_SECONDS, ProviderRecorder, day_of
+from worker.providers import CallRecord, OfflineProvider
 from worker.ratelimit import BUCKET
 from worker.runner import Runner
 
@@ -48,6 +49,7 @@ def test_calls_are_counted_per_day_by_outcome_model_and_tokens(settings: Setting
     runner = Runner(settings)
     assert run(runner, "[[models:stub/main=502]][[raw:overloaded]]") == "completed"
     assert run(runner, "[[400]]") == "failed"
+    runner.close()  # as at worker shutdown: what was collected is written
     daily = runner.store.r.hgetall(runner.store.keys.llm_daily(day_of(time.time())))
     assert {k: daily[k] for k in ("calls", "ok", "errors", "error:transient", "error:input_rejected")} == {
         "calls": "3", "ok": "1", "errors": "2", "error:transient": "1", "error:input_rejected": "1"}  # fmt: skip
@@ -57,6 +59,36 @@ def test_calls_are_counted_per_day_by_outcome_model_and_tokens(settings: Setting
     state = runner.store.r.hgetall(runner.store.keys.llm_state)
     assert state["last_error_type"] == "input_rejected" and "HTTP 400" in state["last_error"]
     assert state["last_model"] == "stub/backup" and int(state["last_success_at"]) > 0
+
+
+def test_metrics_are_written_within_a_second_without_a_flush(settings: Settings) -> None:
+    runner = Runner(settings)
+    daily = runner.store.keys.llm_daily(day_of(time.time()))
+    assert run(runner, "fine") == "completed"
+    assert run(runner, "also fine") == "completed"
+    assert runner.store.r.hget(daily, "calls") is None, "collected, not yet written"
+    deadline = time.monotonic() + FLUSH_SECONDS + 2
+    while runner.store.r.hget(daily, "calls") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runner.store.r.hget(daily, "calls") == "2" and runner.store.r.hget(daily, "ok") == "2"
+    assert runner.store.r.hget(runner.store.keys.llm_state, "last_model") == "stub/main"
+
+
+def test_metrics_that_redis_refused_are_kept_for_the_next_flush(settings: Settings) -> None:
+    runner = Runner(settings)
+    daily = runner.store.keys.llm_daily(day_of(time.time()))
+    away = redis.Redis(port=1, socket_connect_timeout=0.2)  # nothing listens on port 1
+    redis_now = SimpleNamespace(pipeline=away.pipeline)
+    recorder = ProviderRecorder(redis_now, runner.store.keys)
+    recorder.record(CallRecord("stub/main", usage={"total_tokens": 7}))
+    recorder.flush()
+    redis_now.pipeline = runner.store.r.pipeline  # Redis is back
+    recorder.record(CallRecord("stub/main", "transient", "HTTP 502"))
+    recorder.flush()
+    figures = runner.store.r.hgetall(daily)
+    assert {k: figures[k] for k in ("calls", "ok", "errors", "total_tokens")} == {
+        "calls": "2", "ok": "1", "errors": "1", "total_tokens": "7"}  # fmt: skip
+    runner.close()
 
 
 def test_a_429_slows_the_fleet_down_and_successes_speed_it_up(settings: Settings) -> None:
@@ -73,6 +105,7 @@ def test_a_429_slows_the_fleet_down_and_successes_speed_it_up(settings: Settings
 def test_the_offline_provider_makes_no_call_and_writes_no_metrics(settings: Settings) -> None:
     runner = Runner(settings, provider=OfflineProvider(settings))
     assert run(runner, "One sentence here. Another one there.") == "completed"
+    runner.close()
     assert not runner.store.r.exists(runner.store.keys.llm_daily(day_of(time.time())))
     assert not runner.store.r.exists(runner.store.keys.rate_bucket(BUCKET)), "no rate limit offline"
 
