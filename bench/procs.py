@@ -80,15 +80,21 @@ def rss_bytes(procs: list[psutil.Process]) -> int:
 @dataclass
 class Meter:
     """Roles (api, consumer, worker, redis, …) → root PIDs. `cpu()` reads every role's CPU
-    seconds now; a sampling thread keeps each role's peak RSS (whole tree) every 0.2 s."""
+    seconds now; a sampling thread keeps each role's peak RSS every 0.2 s. A role counts its
+    whole process tree, except the roles in `alone` (a parent whose child is another role)."""
 
     roles: dict[str, int]
+    alone: frozenset[str] = frozenset()
     peaks: dict[str, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def cpu(self) -> dict[str, float]:
-        return {role: cpu_seconds(tree(pid)) for role, pid in self.roles.items()}
+        return {role: cpu_seconds(self._procs(role, pid)) for role, pid in self.roles.items()}
+
+    def _procs(self, role: str, pid: int) -> list[psutil.Process]:
+        procs = tree(pid)
+        return procs[:1] if role in self.alone else procs
 
     def start_sampling(self, interval: float = 0.2) -> None:
         self._thread = threading.Thread(target=self._sample, args=(interval,), daemon=True)
@@ -103,7 +109,7 @@ class Meter:
     def _sample(self, interval: float) -> None:
         while not self._stop.wait(interval):
             for role, pid in self.roles.items():
-                self.peaks[role] = max(self.peaks.get(role, 0), rss_bytes(tree(pid)))
+                self.peaks[role] = max(self.peaks.get(role, 0), rss_bytes(self._procs(role, pid)))
 
 
 def cpu_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:

@@ -61,7 +61,8 @@ def io_table(runs: Runs, count: int) -> str:
         rows.append([name, conc, ref_limit, tput, "", "", rss, "", "", "", "", "", "", "", ""])
     note = (
         f"\n{count:,} tasks submitted through the API (32 keep-alive connections) before the worker container "
-        "(`python -m worker.container`: supervisor + consumer + Celery threads worker) starts; the stand-in answers "
+        "(`python -m worker.container`: the consumer, with the Celery threads worker as its child) starts; "
+        "the stand-in answers "
         "every call after 200 ms. Throughput: tasks completed between 10 % and 90 % of the run ÷ that time. CPU "
         "ms per task over the same window (api: during the submissions); RSS: peak of the sum over the container's "
         "process tree, sampled every 0.2 s. Reference rows: /work/shared/peers-bench/RESULTS.md (not this run).\n"

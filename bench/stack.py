@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import redis
 
 from bench.baseline_app import DONE, QUEUE
@@ -75,6 +74,7 @@ class System:
     """One system under test on the environment: its processes, its submit URL, its done count."""
 
     name = "system"
+    alone: frozenset[str] = frozenset()  # roles measured without their children (see Meter)
 
     def __init__(self, env: Env, delay: float, concurrency: int = 64, events: bool = True) -> None:
         self.env, self.delay, self.concurrency, self.events = env, delay, concurrency, events
@@ -129,9 +129,10 @@ class System:
 
 class Product(System):
     """AsyncTaskFlow: `python -m api`, `python -m consumer.scheduler`, `python -m worker.container`
-    (the container's supervisor runs the consumer and the Celery worker as its children)."""
+    (the container's process is its consumer; the Celery worker is its child)."""
 
     name = "atf"
+    alone = frozenset({"consumer"})
 
     def __init__(self, env: Env, delay: float, concurrency: int = 64, events: bool = True) -> None:
         super().__init__(env, delay, concurrency, events)
@@ -144,20 +145,12 @@ class Product(System):
 
     def start_workers(self) -> None:
         self._start("container", ["python", "-m", "worker.container"])
-        wait_for(lambda: len(self._children()) == 2, 30, "the container's consumer and worker")
+        wait_for(lambda: len(tree(self.procs["container"].pid)) == 2, 30, "the container's Celery worker")
 
     def _children(self) -> dict[str, int]:
-        """The container's consumer and Celery worker PIDs, found by their command lines."""
-        found: dict[str, int] = {}
-        for proc in tree(self.procs["container"].pid)[1:]:
-            try:
-                line = " ".join(proc.cmdline())
-            except psutil.NoSuchProcess:
-                continue
-            for role in ("consumer", "worker"):
-                if line.endswith(f"-m {role}"):
-                    found[role] = proc.pid
-        return found
+        """The container's consumer (the container's own process) and Celery worker (its child)."""
+        procs = tree(self.procs["container"].pid)
+        return {"consumer": procs[0].pid, "worker": procs[1].pid} if len(procs) == 2 else {}
 
     def wait_ready(self) -> None:
         def live() -> bool:

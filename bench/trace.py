@@ -70,11 +70,12 @@ class Monitor:
         return counts
 
 
-def ports_of(roles: dict[str, int]) -> dict[str, str]:
-    """Local TCP port → role, for every connection the roles' processes hold now."""
+def ports_of(roles: dict[str, int], alone: frozenset[str]) -> dict[str, str]:
+    """Local TCP port → role, for every connection the roles' processes hold now (a role in
+    `alone` without its children)."""
     found = {}
     for role, pid in roles.items():
-        for proc in tree(pid):
+        for proc in tree(pid)[: 1 if role in alone else None]:
             try:
                 for conn in proc.net_connections(kind="tcp"):
                     if conn.laddr:
@@ -96,10 +97,10 @@ def trace_run(env: Env, count: int) -> dict[str, dict[str, float]]:
         roles = {k: v for k, v in system.roles().items() if k not in ("redis", "stub", "container")}
         monitor = Monitor(env.port, env.workdir / "monitor.txt")
         base, before = system.done(), commandstats(env)
-        ports = ports_of(roles)
+        ports = ports_of(roles, system.alone)
         asyncio.run(load.submit_many(system.base_url, count, 8))
         wait_for(lambda: system.done() >= base + count, 120, "the traced tasks", 0.05)
-        ports.update(ports_of(roles))
+        ports.update(ports_of(roles, system.alone))
         counts = monitor.stop(env.r)
         every = commands_delta(before, commandstats(env))
     finally:

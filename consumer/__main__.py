@@ -1,9 +1,11 @@
-"""`python -m consumer`: one consumer per worker container, dispatching to its Celery worker."""
+"""`python -m consumer`: one consumer per worker container, dispatching to its Celery worker.
+(`python -m worker.container` runs the same `serve` with the Celery worker as its child.)"""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from redis.exceptions import RedisError
 
@@ -12,7 +14,7 @@ from consumer.service import every, repeat, stop_on_signals
 from core.keys import Keys
 from core.logs import setup_logging
 from core.redis import sync_client
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 from core.store import TaskStore
 from worker.breaker import SharedBreaker
 from worker.celery_app import RUN_TASK, celery_app
@@ -20,9 +22,9 @@ from worker.celery_app import RUN_TASK, celery_app
 log = logging.getLogger("asynctaskflow.consumer")
 
 
-def main() -> None:
-    settings = get_settings()
-    setup_logging(settings.log_level)
+def serve(settings: Settings, stop: threading.Event, grace: Callable[[], float] | None = None) -> None:
+    """Take and dispatch tasks until `stop` is set, then drain: wait up to `grace()` seconds
+    (CONSUMER_SHUTDOWN_GRACE by default) for the tasks in flight, and hand back the rest."""
     keys = Keys(settings.redis_key_prefix)
     store = TaskStore(sync_client(settings, blocking_seconds=settings.consumer_block_seconds), keys)
     queue = keys.dispatch_queue(settings.worker_id)
@@ -32,8 +34,6 @@ def main() -> None:
 
     gate = BreakerGate(SharedBreaker(settings, sync_client(settings, decode=False)))
     consumer = Consumer(settings, store, dispatch, gate)
-    stop = consumer.stopping
-    stop_on_signals(stop)
     repeat(consumer.beat, stop, once=True)  # registered before the first task can be moved in flight
     # The heartbeat outlives the fetch loop: while the consumer drains, its tasks are still its
     # own, and an expired heartbeat would let the reaper take them (spending a retry each).
@@ -46,12 +46,21 @@ def main() -> None:
 
     log.info("consumer %s started: queue %s, %d slots", consumer.id, queue, consumer.capacity)
     repeat(consumer.run_once, stop)
+    seconds = grace() if grace is not None else settings.consumer_shutdown_grace
     try:
-        returned = consumer.drain(settings.consumer_shutdown_grace, on_leave=stop_beating)
+        returned = consumer.drain(seconds, on_leave=stop_beating)
     except RedisError:
         log.warning("consumer %s: Redis away at shutdown; the reaper recovers its tasks", consumer.id)
         return
     log.info("consumer %s stopped; %d unfinished task(s) handed back", consumer.id, returned)
+
+
+def main() -> None:
+    settings = get_settings()
+    setup_logging(settings.log_level)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    serve(settings, stop)
 
 
 if __name__ == "__main__":

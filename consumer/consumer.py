@@ -14,7 +14,6 @@ import os
 import random
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -79,7 +78,6 @@ class Consumer:
         self.ratio = settings.retry_ratio
         self.taken = {"primary": 0, "retry": 0}
         self.started_at = time.time()
-        self.stopping = threading.Event()
         self._inflight_estimate = 0  # an upper bound: completions only lower the real count
         self._undispatched: list[tuple[str, str]] = []  # claimed, but the broker refused them
         self._moved: str | None = None  # moved into our in-flight list by BLMOVE, not yet claimed

@@ -1,15 +1,19 @@
-"""`python -m worker.container`: a worker container's main process. It runs the pair that makes
-one worker, the consumer and the Celery worker beside it, as two child processes.
+"""`python -m worker.container`: a worker container's main process. It is the container's
+consumer, and it runs the Celery worker beside it as its one child process.
 
-Why one parent: a consumer dispatches only to the Celery queue its own worker reads, so one half
-without the other does nothing useful. When either child dies this process stops the other and
-exits non-zero, and the container's restart policy brings the pair back together.
+Why together: a consumer dispatches only to the Celery queue its own worker reads, so one half
+without the other does nothing useful. When the worker dies, the consumer hands back its tasks
+and this process exits non-zero; when this process dies, the kernel stops the worker
+(PR_SET_PDEATHSIG). Either way the container's restart policy brings the pair back together.
 
-Why this stop order: on SIGTERM/SIGINT the consumer is stopped first, so it takes no new work and
-waits (up to CONSUMER_SHUTDOWN_GRACE) for its tasks in flight while the worker is still there to
-finish them, then hands back the rest; only then does the worker get SIGTERM (Celery's warm
-shutdown lets a running attempt end). A child still alive after its stop timeout is killed;
-nothing is lost by that, the reaper recovers whatever it held.
+Why not a separate supervisor process: a third interpreter that only waits cost 41 MB of the
+container's 183 MB (bench/RESULTS.md, issue 9's target is under 150 MB).
+
+Why this stop order: on SIGTERM/SIGINT the consumer takes no new work and waits (up to
+CONSUMER_SHUTDOWN_GRACE) for its tasks in flight while the worker is still there to finish
+them, then hands back the rest; only then does the worker get SIGTERM (Celery's warm shutdown
+lets a running attempt end). A worker still alive after its stop timeout is killed; nothing is
+lost by that, the reaper recovers whatever it held.
 
 `python -m worker.container --check` is the container's health check: it succeeds while a
 consumer of this container (WORKER_ID) has a live heartbeat in Redis.
@@ -18,16 +22,19 @@ consumer of this container (WORKER_ID) has a live heartbeat in Redis.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import logging
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
-from types import FrameType
+from collections.abc import Sequence
 
 from redis.exceptions import RedisError
 
+from consumer.__main__ import serve
+from consumer.service import stop_on_signals
 from core.keys import Keys
 from core.logs import setup_logging
 from core.redis import sync_client
@@ -35,76 +42,78 @@ from core.settings import Settings, get_settings
 
 log = logging.getLogger("asynctaskflow.container")
 
-# The same commands `make run` starts (Procfile); a test holds the two lists equal.
-CHILDREN: dict[str, list[str]] = {
-    "worker": ["python", "-m", "worker"],
-    "consumer": ["python", "-m", "consumer"],
-}
-STOP_ORDER = ("consumer", "worker")
-# Beyond its own grace, time a child gets to exit after SIGTERM before it is killed.
+# The command `make run` starts for the worker (Procfile); a test holds the two equal.
+WORKER_COMMAND = ["python", "-m", "worker"]
+# Beyond an LLM call already under way, time the worker gets to exit after SIGTERM.
 STOP_MARGIN = 15.0
+_PR_SET_PDEATHSIG = 1
 
 
-def stop_timeouts(settings: Settings) -> dict[str, float]:
-    """How long each child may take to stop: the consumer its drain grace; the worker the rest of
-    an LLM call already under way (its results are refused once the consumer handed the task back,
-    but a warm shutdown lets it end instead of cutting a connection)."""
-    return {
-        "consumer": settings.consumer_shutdown_grace + STOP_MARGIN,
-        "worker": settings.openrouter_timeout + STOP_MARGIN,
-    }
+def _stop_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies, so no worker outlives its consumer."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the container's end stops it instead
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-class Supervisor:
-    """Starts the children, watches them, and stops them in order."""
+class WorkerChild:
+    """The Celery worker process: started, watched, stopped."""
 
-    def __init__(self, commands: Mapping[str, Sequence[str]], timeouts: Mapping[str, float], poll: float = 0.2):
-        self.commands = commands
-        self.timeouts = timeouts
-        self.poll = poll
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+    def __init__(self, command: Sequence[str], stop_timeout: float) -> None:
+        self.argv = [sys.executable, *command[1:]] if command[0] == "python" else list(command)
+        self.stop_timeout = stop_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.died = threading.Event()  # exited before we stopped it
 
     def start(self) -> None:
-        """Each child runs in its own session, so a terminal's Ctrl-C reaches only this process,
-        which then stops the children in order instead of all at once."""
-        for name, command in self.commands.items():
-            argv = [sys.executable, *command[1:]] if command[0] == "python" else list(command)
-            self.procs[name] = subprocess.Popen(argv, start_new_session=True)
-            log.info("started %s (pid %d)", name, self.procs[name].pid)
+        """In its own session, so a terminal's Ctrl-C reaches only this process, which stops the
+        worker after the consumer instead of both at once."""
+        self.proc = subprocess.Popen(self.argv, start_new_session=True, preexec_fn=_stop_with_parent)
+        log.info("started worker (pid %d)", self.proc.pid)
 
-    def exited(self) -> str | None:
-        """Name of a child that has exited, if any."""
-        return next((name for name, proc in self.procs.items() if proc.poll() is not None), None)
+    def watch(self, stop: threading.Event, poll: float = 0.2) -> threading.Thread:
+        """A thread that sets `died` and `stop` if the worker exits while the consumer runs."""
 
-    def stop(self, name: str) -> int:
-        """SIGTERM one child and wait for it; kill it when it overstays its timeout."""
-        proc = self.procs[name]
-        if proc.poll() is None:
-            log.info("stopping %s (pid %d)", name, proc.pid)
-            proc.send_signal(signal.SIGTERM)
+        def loop() -> None:
+            assert self.proc is not None
+            while not stop.wait(poll):
+                if self.proc.poll() is not None:
+                    log.error("worker exited with code %s; stopping the container", self.proc.returncode)
+                    self.died.set()
+                    stop.set()
+
+        thread = threading.Thread(target=loop, name="watch-worker", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> int:
+        """SIGTERM and wait; kill it when it overstays its timeout."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            log.info("stopping worker (pid %d)", self.proc.pid)
+            self.proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(self.timeouts.get(name, STOP_MARGIN))
+                self.proc.wait(self.stop_timeout)
             except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in time; killing it", name)
-                proc.kill()
-        return proc.wait()
+                log.warning("worker did not stop in time; killing it")
+                self.proc.kill()
+        return self.proc.wait()
 
-    def stop_all(self) -> dict[str, int]:
-        order = [n for n in STOP_ORDER if n in self.procs] + [n for n in self.procs if n not in STOP_ORDER]
-        return {name: self.stop(name) for name in order}
 
-    def run(self, stop: threading.Event) -> int:
-        """Run until `stop` is set (0 if both children then exit cleanly) or a child dies (1)."""
-        self.start()
-        while not stop.wait(self.poll):
-            dead = self.exited()
-            if dead is not None:
-                log.error("%s exited with code %s; stopping the container", dead, self.procs[dead].returncode)
-                self.stop_all()
-                return 1
-        codes = self.stop_all()
-        log.info("stopped: %s", ", ".join(f"{n} exit {c}" for n, c in codes.items()))
-        return 0 if all(code == 0 for code in codes.values()) else 1
+def run(settings: Settings, command: Sequence[str] = WORKER_COMMAND) -> int:
+    """The consumer until SIGTERM/SIGINT or the worker's death, then the worker stopped; 0 when
+    both ended cleanly."""
+    worker = WorkerChild(command, settings.openrouter_timeout + STOP_MARGIN)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    worker.start()
+    worker.watch(stop)
+    try:
+        # A dead worker finishes nothing: its consumer hands its tasks back at once.
+        serve(settings, stop, grace=lambda: 0.0 if worker.died.is_set() else settings.consumer_shutdown_grace)
+    finally:
+        code = worker.stop()
+    log.info("stopped: worker exit %s", code)
+    return 1 if worker.died.is_set() or code != 0 else 0
 
 
 def healthy(settings: Settings) -> bool:
@@ -131,14 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except RedisError:
             return 1
     setup_logging(settings.log_level)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop.set()  # only the flag: the main loop does the stopping
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return Supervisor(CHILDREN, stop_timeouts(settings)).run(stop)
+    return run(settings)
 
 
 if __name__ == "__main__":

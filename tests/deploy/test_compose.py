@@ -26,7 +26,7 @@ from tests.deploy.compose import (
     used_variables,
     variables,
 )
-from worker.container import CHILDREN, STOP_MARGIN
+from worker.container import STOP_MARGIN, WORKER_COMMAND
 
 APP_SERVICES = ("api", "worker", "scheduler", "reset")
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
@@ -150,7 +150,7 @@ def test_values_from_env_reach_the_containers() -> None:
 
 
 def test_the_grace_period_covers_the_drain() -> None:
-    """Docker kills a worker container after its grace period: it must outlast the supervisor's
+    """Docker kills a worker container after its grace period: it must outlast the container's
     own bounds (the consumer's drain, then a running LLM call), or a stop cuts the drain short."""
     example = env_example()
     grace = seconds(example["WORKER_STOP_GRACE_PERIOD"])
@@ -181,7 +181,8 @@ def test_the_containers_run_what_make_run_runs() -> None:
     assert argv(services["api"]) == procs["api"]
     assert argv(services["scheduler"]) == procs["scheduler"]
     assert argv(services["worker"]) == ["python", "-m", "worker.container"]
-    assert {role: cmd for role, cmd in CHILDREN.items()} == {role: procs[role] for role in ("worker", "consumer")}
+    # The worker container is the consumer's `serve` with the Celery worker as its child.
+    assert (procs["worker"], procs["consumer"]) == (WORKER_COMMAND, ["python", "-m", "consumer"])
     assert set(procs) == {"api", "worker", "consumer", "scheduler"}, "a new process needs a container"
 
 
