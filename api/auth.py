@@ -136,7 +136,8 @@ BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(_BEA
 HeaderKey = Annotated[str | None, Security(_HEADER)]
 
 
-def _principal(request: Request, bearer: BearerCredentials, header: HeaderKey) -> Principal:
+# Dependencies are `async def` although none awaits (see api/deps.py).
+async def _principal(request: Request, bearer: BearerCredentials, header: HeaderKey) -> Principal:
     ring: KeyRing = request.app.state.keyring
     if ring.open:
         return ANONYMOUS
@@ -150,16 +151,16 @@ def _principal(request: Request, bearer: BearerCredentials, header: HeaderKey) -
     return Principal(id=key.id, scope=key.scope)
 
 
-def public() -> None:
+async def public() -> None:
     """Access decision: no key needed (probes, the health summary, the API's own schema)."""
 
 
-def submit_scope(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+async def submit_scope(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
     """Access decision: a `submit` or `admin` key; the caller acts on its own tasks."""
     return principal
 
 
-def admin_scope(request: Request, principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+async def admin_scope(request: Request, principal: Annotated[Principal, Depends(_principal)]) -> Principal:
     """Access decision: an `admin` key."""
     if principal.scope is not Scope.ADMIN:
         log.warning("key %s refused on %s %s: admin scope needed", principal.id, request.method, request.url.path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 from core.states import State
 
@@ -44,7 +44,8 @@ class Task:
 
     def to_hash(self) -> dict[str, str]:
         """Flat str→str mapping as stored in `task:{id}`."""
-        return {k: (v.value if isinstance(v, State) else str(v)) for k, v in asdict(self).items()}
+        values = ((f.name, getattr(self, f.name)) for f in fields(self))  # flat: no deep copy as in asdict
+        return {k: (v.value if isinstance(v, State) else str(v)) for k, v in values}
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Task:
