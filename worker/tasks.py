@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
-from celery.signals import worker_shutdown
+from celery.signals import worker_ready, worker_shutdown
 
 from core.settings import get_settings
 from worker.celery_app import RUN_TASK, celery_app
@@ -20,3 +21,11 @@ def run_task(task_id: str, token: str, consumer_id: str) -> None:
 @worker_shutdown.connect
 def _close_runner(**_: Any) -> None:
     close_runner()
+
+
+@worker_ready.connect
+def _freeze_startup_objects(**_: Any) -> None:
+    """What exists once the worker is ready lives as long as the process: frozen out of the
+    collector's reach, a full collection no longer walks it. Each took 15–65 ms here, a stall of
+    every thread, a few times in ten seconds at 300 tasks/s."""
+    gc.freeze()
