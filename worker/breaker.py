@@ -14,6 +14,7 @@ failure and its count are written at once, as before.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -28,6 +29,7 @@ from core.keys import Keys
 from core.settings import Settings
 
 T = TypeVar("T")
+log = logging.getLogger("asynctaskflow.worker")
 
 
 def _not_a_provider_failure(error: BaseException) -> bool:
@@ -46,11 +48,17 @@ class _Reading:
         self.counter = 0
 
     def fresh(self, storage: pybreaker.CircuitRedisStorage) -> _Reading:
-        """Itself, read again through `storage` if the last reading is older than `seconds`."""
+        """Itself, read again through `storage` if the last reading is older than `seconds`.
+        While Redis is away the last reading stands, as pybreaker's own storage falls back to a
+        state rather than fail the call."""
         with self._lock:
             if time.monotonic() - self._read_at >= self._seconds:
                 keys = [storage._namespace("state"), storage._namespace("fail_counter")]
-                state, counter = storage._redis.mget(keys)
+                try:
+                    state, counter = storage._redis.mget(keys)
+                except redis.RedisError as e:
+                    log.warning("breaker state not read (%s); the last reading stands", type(e).__name__)
+                    return self
                 self.state = state.decode() if isinstance(state, bytes) else state or pybreaker.STATE_CLOSED
                 self.counter = int(counter or 0)
                 self._read_at = time.monotonic()
@@ -82,7 +90,10 @@ class _CachedStorage(pybreaker.CircuitRedisStorage):
         return self._reading.fresh(self).counter
 
     def increment_counter(self) -> None:
-        self._reading.counter = int(self._redis.incr(self._namespace("fail_counter")))
+        try:
+            self._reading.counter = int(self._redis.incr(self._namespace("fail_counter")))
+        except redis.RedisError as e:
+            log.warning("breaker failure not counted (%s)", type(e).__name__)
 
     def reset_counter(self) -> None:
         if self._reading.fresh(self).counter:
