@@ -12,6 +12,8 @@ from bench.stats import cell, number, ratio, spread, table
 
 Runs = dict[str, list[dict[str, float]]]
 
+# Section 1's baseline of the same run: the tutorial design's worker on the same workload.
+IO_BASELINE = "FastAPI → .delay(), Celery threads, concurrency 64 (baseline)"
 REFERENCE_IO = [  # /work/shared/peers-bench/RESULTS.md, same machine and stand-in, earlier run
     ("Celery prefork c=4 (reference)", "4", "20", "19.6", "270 (sum)"),
     ("Celery threads c=64 (reference)", "64", "320", "308", "77"),
@@ -44,28 +46,33 @@ def med(runs: list[dict[str, float]], key: str) -> float:
 
 
 def io_table(runs: Runs, count: int) -> str:
-    head = ["configuration", "concurrency", "limit tasks/s", "tasks/s (10→90 %)", "of limit", "target",
-            "container peak RSS MB", "worker / consumer RSS MB", "api CPU ms/task", "consumer", "worker",
+    head = ["configuration", "concurrency", "limit tasks/s", "tasks/s (10→90 %)", "of limit", "vs Celery threads",
+            "target", "container peak RSS MB", "worker / consumer RSS MB", "api CPU ms/task", "consumer", "worker",
             "Redis", "Redis cmds/task", "1st done after spawn s", "failed / incomplete"]  # fmt: skip
     rows = []
+    celery = med(runs[IO_BASELINE], "throughput") if IO_BASELINE in runs else math.nan
     for label, rs in runs.items():
         limit = med(rs, "limit")
         of = med(rs, "throughput") / limit if limit else math.nan
-        target = "≥ 95 %, < 150 MB" if "concurrency 64" in label and "EVENTS" not in label else ""
-        rows.append([label, number(limit * 0.2, 0), number(limit, 0), col(rs, "throughput"), f"{of:.0%}", target,
+        target = "≥ 95 %, < 150 MB" if label == "AsyncTaskFlow, concurrency 64" else ""
+        vs = ratio(med(rs, "throughput"), celery) if limit == 320 else ""
+        rows.append([label, number(limit * 0.2, 0), number(limit, 0), col(rs, "throughput"), f"{of:.0%}", vs, target,
                      col(rs, "container_rss_mb", 0), f"{col(rs, 'worker_rss_mb', 0)} / {col(rs, 'consumer_rss_mb', 0)}",
                      col(rs, "api_cpu_ms"), col(rs, "consumer_cpu_ms"), col(rs, "worker_cpu_ms"),
                      col(rs, "redis_cpu_ms"), col(rs, "redis_cmds", 1), col(rs, "first_done_s"),
                      f"{sum(r['failed'] for r in rs):.0f} / {sum(r['incomplete'] for r in rs):.0f}"])  # fmt: skip
     for name, conc, ref_limit, tput, rss in REFERENCE_IO:
-        rows.append([name, conc, ref_limit, tput, "", "", rss, "", "", "", "", "", "", "", ""])
+        rows.append([name, conc, ref_limit, tput, "", "", "", rss, "", "", "", "", "", "", "", ""])
     note = (
         f"\n{count:,} tasks submitted through the API (32 keep-alive connections) before the worker container "
         "(`python -m worker.container`: the consumer, with the Celery threads worker as its child) starts; "
         "the stand-in answers "
         "every call after 200 ms. Throughput: tasks completed between 10 % and 90 % of the run ÷ that time. CPU "
         "ms per task over the same window (api: during the submissions); RSS: peak of the sum over the container's "
-        "process tree, sampled every 0.2 s. Reference rows: /work/shared/peers-bench/RESULTS.md (not this run).\n"
+        "process tree, sampled every 0.2 s. The baseline row: the same submissions through FastAPI → `.delay()` "
+        "(bench/baseline_app.py) into a Celery threads worker of the product's settings at concurrency 64, whose "
+        "task makes the same call; 'vs Celery threads' compares each row at concurrency 64 with it. Reference rows: "
+        "/work/shared/peers-bench/RESULTS.md (an earlier run on another machine of this kind, not this run).\n"
     )
     return "## 1. I/O-bound (LLM stand-in answers after 200 ms)\n\n" + table(head, rows) + note + "\n"
 

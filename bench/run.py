@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import report, scale, sections, trace
+from bench.report import IO_BASELINE
 from bench.stack import Env
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -69,10 +70,11 @@ def log(message: str) -> None:
 def io_configs(env: Env, p: Plan) -> dict[str, Callable[[], dict[str, float]]]:
     configs: dict[str, Callable[[], dict[str, float]]] = {}
     for c in (16, 64, 256):
-        configs[f"AsyncTaskFlow, concurrency {c}"] = lambda c=c: sections.io_run(env, c, p.io_tasks)  # type: ignore[misc]
-    configs["AsyncTaskFlow, concurrency 64, CELERY_SEND_TASK_EVENTS=false"] = lambda: sections.io_run(
-        env, 64, p.io_tasks, events=False
+        configs[f"AsyncTaskFlow, concurrency {c}"] = lambda c=c: sections.io_run(env, "atf", c, p.io_tasks)  # type: ignore[misc]
+    configs["AsyncTaskFlow, concurrency 64, CELERY_SEND_TASK_EVENTS=true"] = lambda: sections.io_run(
+        env, "atf", 64, p.io_tasks, events=True
     )
+    configs[IO_BASELINE] = lambda: sections.io_run(env, "fastapi", 64, p.io_tasks)
     return configs
 
 
@@ -80,7 +82,7 @@ def noop_configs(env: Env, p: Plan) -> dict[str, Callable[[], dict[str, float]]]
     n = p.noop_tasks
     return {
         "AsyncTaskFlow API": lambda: sections.noop_run(env, "atf", n),
-        "AsyncTaskFlow API, CELERY_SEND_TASK_EVENTS=false": lambda: sections.noop_run(env, "atf", n, events=False),
+        "AsyncTaskFlow API, CELERY_SEND_TASK_EVENTS=true": lambda: sections.noop_run(env, "atf", n, events=True),
         "FastAPI → .delay() (baseline)": lambda: sections.noop_run(env, "fastapi", n),
         "bare Celery .delay() from a script (baseline)": lambda: sections.noop_run(env, "bare", n),
     }

@@ -94,9 +94,12 @@ def warm(system: System, count: int = 3) -> None:
 
 
 # --- 1. I/O-bound: queue filled through the API, then one worker container drains it ----------
-def io_run(env: Env, concurrency: int, count: int, events: bool = True) -> Figures:
+def io_run(env: Env, kind: str, concurrency: int, count: int, events: bool = False) -> Figures:
+    """kind: `atf` (our API and one worker container) or `fastapi` (FastAPI → `.delay()` and a bare
+    Celery threads worker at the same concurrency, the same run's baseline)."""
     env.reset()
-    system = Product(env, 0.2, concurrency, events)
+    make = Product if kind == "atf" else Baseline
+    system: System = make(env, 0.2, concurrency, events)
     try:
         system.start_api()
         api_meter = Meter({"api": system.procs["api"].pid})
@@ -124,7 +127,7 @@ def io_run(env: Env, concurrency: int, count: int, events: bool = True) -> Figur
                 "worker_cpu_ms": cpu.get("worker", math.nan),
                 "redis_cpu_ms": cpu.get("redis", math.nan),
                 "stub_cpu_ms": cpu.get("stub", math.nan),
-                "container_rss_mb": _mb(peaks.get("container")),
+                "container_rss_mb": _mb(peaks.get("container", peaks.get("worker"))),
                 "worker_rss_mb": _mb(peaks.get("worker")),
                 "consumer_rss_mb": _mb(peaks.get("consumer")),
                 "redis_cmds": cmds / count,
@@ -146,7 +149,7 @@ def _drain_figures(poller: Poller, started: float, count: int) -> Figures:
 
 
 # --- 2. No-op overhead, end to end, while the workers run ---------------------------------------
-def noop_run(env: Env, kind: str, count: int, events: bool = True) -> Figures:
+def noop_run(env: Env, kind: str, count: int, events: bool = False) -> Figures:
     """kind: `atf` (our API), `fastapi` (FastAPI → .delay()), `bare` (.delay() from a script)."""
     env.reset()
     system: System = Product(env, 0.0, 64, events) if kind == "atf" else Baseline(env, 0.0, 64, events)

@@ -8,7 +8,7 @@ through one container (as section 1 of `make bench`) and splits the cycle from t
 the product already keeps (claim and finish times from Redis' clock, the stand-in's arrival
 stamps), over the middle 80 % of the tasks:
 
-    .venv/bin/python -m bench.slot_cycle [--concurrency 64] [--tasks 3000] [--no-events]
+    .venv/bin/python -m bench.slot_cycle [--concurrency 64] [--tasks 3000] [--events]
 """
 
 from __future__ import annotations
@@ -52,10 +52,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--tasks", type=int, default=3000)
-    parser.add_argument("--no-events", action="store_true", help="CELERY_SEND_TASK_EVENTS=false")
+    parser.add_argument("--events", action="store_true", help="CELERY_SEND_TASK_EVENTS=true")
     args = parser.parse_args()
     env = Env()
-    system = Product(env, 0.2, args.concurrency, events=not args.no_events)
+    system = Product(env, 0.2, args.concurrency, events=args.events)
     try:
         env.reset()
         system.start_api()

@@ -76,7 +76,7 @@ class System:
     name = "system"
     alone: frozenset[str] = frozenset()  # roles measured without their children (see Meter)
 
-    def __init__(self, env: Env, delay: float, concurrency: int = 64, events: bool = True) -> None:
+    def __init__(self, env: Env, delay: float, concurrency: int = 64, events: bool = False) -> None:
         self.env, self.delay, self.concurrency, self.events = env, delay, concurrency, events
         self.api_port = redis_server.free_port()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -134,7 +134,7 @@ class Product(System):
     name = "atf"
     alone = frozenset({"consumer"})
 
-    def __init__(self, env: Env, delay: float, concurrency: int = 64, events: bool = True) -> None:
+    def __init__(self, env: Env, delay: float, concurrency: int = 64, events: bool = False) -> None:
         super().__init__(env, delay, concurrency, events)
         self.keys = Keys(PREFIX)
 

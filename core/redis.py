@@ -40,6 +40,9 @@ def sync_client(
         settings.redis_url,
         decode_responses=decode,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=retries),
+        # Every worker thread may hold a connection at once (all of them do as the worker starts);
+        # redis-py 8 caps a pool at 100 and refuses the 101st ("Too many connections").
+        max_connections=max(100, settings.celery_worker_concurrency + 16),
         **options,  # type: ignore[arg-type]
     )
 

@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     worker_max_tasks_per_child: int = Field(0, ge=0)
     worker_max_memory_per_child: int = Field(0, ge=0)
     task_lease_margin: float = Field(30.0, ge=0)
-    celery_send_task_events: bool = True
+    celery_send_task_events: bool = False
 
     # Circuit breaker
     circuit_breaker_fail_max: int = Field(5, gt=0)

@@ -122,7 +122,8 @@ class Runner:
     def _settle_failure(self, task: Task, token: str, consumer_id: str, error: Exception) -> str:
         policy = dataclasses.replace(self.policy, max_retries=task.max_retries)
         outcome, delay = policy.decide(error, task.retry_count, random.random())
-        error_type = getattr(error, "error_type", "internal")
+        # Only our own errors name an error type: redis-py 8's carry an enum under the same name.
+        error_type = error.error_type if isinstance(error, LLMError) else "internal"
         message = (str(error) or type(error).__name__)[:1000]
         if outcome == Outcome.DEFER:
             self.store.release(task.id, consumer_id, token, message, error_type)

@@ -15,6 +15,7 @@ from core.states import State
 from core.store import TaskStore, new_token
 from core.task import Task
 from tests.stub_llm import StubLLM
+from worker.handlers import HANDLERS
 from worker.runner import Runner
 
 CONSUMER = "c1"
@@ -103,6 +104,21 @@ def test_unknown_task_type_is_retried_then_dead(runner: Runner) -> None:
     task_id, token = claimed(runner.store, "text", task_type="translate", retries=0)
     assert runner.execute(task_id, token, CONSUMER) == "dlq"
     assert "no handler" in runner.store.get(task_id).last_error
+
+
+def test_a_library_error_in_the_attempt_is_settled_as_internal(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-py 8's errors carry an `error_type` enum of their own; the attempt must still be
+    settled (it once escaped, leaving the task ACTIVE until its lease ran out)."""
+
+    def crowded(*_: object) -> None:
+        raise redis.exceptions.MaxConnectionsError("Too many connections")
+
+    monkeypatch.setitem(HANDLERS, "summarize", crowded)
+    task_id, token = claimed(runner.store, "text")
+    assert runner.execute(task_id, token, CONSUMER) == "scheduled"
+    task = runner.store.get(task_id)
+    assert (task.state, task.error_type, task.retry_count) == (State.SCHEDULED, "internal", 1)
+    assert "Too many connections" in task.last_error
 
 
 def trip(runner: Runner) -> list[str]:
