@@ -42,7 +42,7 @@ celery_app.conf.task_default_queue = QUEUE
 
 @lru_cache(maxsize=1)
 def _http() -> httpx.Client:
-    return httpx.Client(timeout=30, limits=httpx.Limits(max_connections=256, max_keepalive_connections=256))
+    return httpx.Client(timeout=30)  # httpx's default pool (100 connections, 20 kept alive), as a tutorial has it
 
 
 @lru_cache(maxsize=1)

@@ -29,8 +29,8 @@ def serve(settings: Settings, stop: threading.Event, grace: Callable[[], float] 
     store = TaskStore(sync_client(settings, blocking_seconds=settings.consumer_block_seconds), keys)
     queue = keys.dispatch_queue(settings.worker_id)
 
-    def dispatch(task_id: str, token: str, consumer_id: str) -> None:
-        celery_app.send_task(RUN_TASK, args=[task_id, token, consumer_id], queue=queue)
+    def dispatch(task_id: str, token: str, consumer_id: str, fields: dict[str, str]) -> None:
+        celery_app.send_task(RUN_TASK, args=[task_id, token, consumer_id, fields], queue=queue)
 
     gate = BreakerGate(SharedBreaker(settings, sync_client(settings, decode=False)))
     consumer = Consumer(settings, store, dispatch, gate)

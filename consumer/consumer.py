@@ -25,7 +25,8 @@ from core.store import Claim, TaskStore, new_token
 
 log = logging.getLogger("asynctaskflow.consumer")
 
-Dispatch = Callable[[str, str, str], None]  # (task_id, attempt token, consumer id)
+# (task_id, attempt token, consumer id, what the claim returned of the task: DISPATCH_FIELDS)
+Dispatch = Callable[[str, str, str, dict[str, str]], None]
 
 # How long to wait before looking again when the worker is full or the breaker is open.
 _FULL_WAIT = 0.005
@@ -107,7 +108,7 @@ class Consumer:
         self._inflight_estimate += 1
         self._count_source(prefer_retry, claim.source)
         try:
-            self.dispatch(claim.task_id, token, self.id)
+            self.dispatch(claim.task_id, token, self.id, claim.fields or {})
         except Exception as e:  # Celery's broker is unreachable: this attempt never started
             log.warning("task %s: dispatch failed (%s); it goes back to the queue", claim.task_id, e)
             self._undispatched.append((claim.task_id, token))

@@ -267,10 +267,13 @@ def render_prompt(content: str, kind: Kind = "summarize") -> str:
 class OpenRouterProvider:
     """OpenRouter's (or any OpenAI-compatible server's) chat completions endpoint.
 
-    One `httpx.Client` per worker thread, each keeping its one connection alive between calls.
-    A single client shared by every thread is thread-safe but scans its whole pool under a lock
-    on every request and every response close: at 64 threads that scan was 18 % of the worker's
-    CPU (bench/RESULTS.md). The clients share one SSL context. The model is
+    One httpx transport (`httpx.HTTPTransport`, a connection pool of one) per worker thread,
+    each keeping its connection alive between calls, all sharing one SSL context. A single
+    client shared by every thread is thread-safe but scans its whole pool under a lock on every
+    request and every response close: at 64 threads that scan was 18 % of the worker's CPU. The
+    request is built here and handed to the transport, skipping `httpx.Client`'s per-request
+    merging of base URL, headers, cookies, auth and redirects, none of which this one POST
+    uses: a third of the call's CPU (bench/RESULTS.md). The model is
     OPENROUTER_MODEL; when it fails in a way another model may not (an upstream outage, a 429 of
     that model, an unknown model), the OPENROUTER_FALLBACK_MODELS are asked in order, within the
     same attempt. Our own fallback rather than OpenRouter's `models` parameter: it works with any
@@ -279,7 +282,7 @@ class OpenRouterProvider:
 
     name = "openrouter"
 
-    def __init__(self, settings: Settings, client: httpx.Client | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         key = settings.openrouter_api_key.get_secret_value() if settings.openrouter_api_key else ""
         self._key = key
         self.model = settings.openrouter_model
@@ -289,17 +292,16 @@ class OpenRouterProvider:
         self._max_tokens = settings.openrouter_max_tokens
         self.base_url = settings.openrouter_base_url.rstrip("/")
         self._url = self.base_url + "/chat/completions"
-        self._headers = request_headers(settings)
+        self._headers = {**BASE_HEADERS, **request_headers(settings)}
         # httpx's timeouts bound each read, not the whole answer: a server that trickles bytes
         # would hold a worker slot for ever. With the threads pool Celery enforces no time limit,
         # so the provider gives up at the soft time limit itself and the task is rescheduled.
         self._deadline = settings.celery_task_soft_time_limit
-        self._timeout = settings.openrouter_timeout
-        self._given_client = client  # tests pass one (shared by every thread)
+        self._timeout = {"timeout": httpx.Timeout(settings.openrouter_timeout).as_dict()}
         self._ssl: ssl.SSLContext | None = None
         self._local = threading.local()
-        self._clients: list[httpx.Client] = []
-        self._clients_lock = threading.Lock()
+        self._transports: list[httpx.HTTPTransport] = []
+        self._transports_lock = threading.Lock()
 
     def summarize(self, content: str, kind: Kind = "summarize", budget: Budget | None = None) -> Summary:
         """One chat completion for the prompt of `kind`, falling back model by model; raises an
@@ -322,25 +324,23 @@ class OpenRouterProvider:
 
     def close(self) -> None:
         """Close every thread's connection (at worker shutdown)."""
-        with self._clients_lock:
-            clients, self._clients = self._clients, []
-        for client in clients:
-            client.close()
+        with self._transports_lock:
+            transports, self._transports = self._transports, []
+        for transport in transports:
+            transport.close()
 
-    def _client(self) -> httpx.Client:
-        """This thread's client, made on its first call."""
-        if self._given_client is not None:
-            return self._given_client
-        client: httpx.Client | None = getattr(self._local, "client", None)
-        if client is None:
-            with self._clients_lock:
+    def _transport(self) -> httpx.HTTPTransport:
+        """This thread's transport, made on its first call."""
+        transport: httpx.HTTPTransport | None = getattr(self._local, "transport", None)
+        if transport is None:
+            with self._transports_lock:
                 if self._ssl is None:
                     self._ssl = httpx.create_ssl_context()
                 limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-                client = httpx.Client(timeout=self._timeout, limits=limits, verify=self._ssl)
-                self._clients.append(client)
-            self._local.client = client
-        return client
+                transport = httpx.HTTPTransport(verify=self._ssl, limits=limits)
+                self._transports.append(transport)
+            self._local.transport = transport
+        return transport
 
     def _ask(self, model: str, messages: list[dict[str, str]], budget: Budget) -> Summary:
         budget.take()
@@ -373,13 +373,18 @@ class OpenRouterProvider:
         """POST and read the answer by the deadline, translating httpx's exceptions where they
         enter; the key never reaches a message."""
         try:
-            with self._client().stream("POST", self._url, json=payload, headers=self._auth()) as response:
+            content = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+            request = httpx.Request("POST", self._url, headers=self._auth(), content=content, extensions=self._timeout)
+            response = self._transport().handle_request(request)
+            try:
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
                     if time.monotonic() > deadline:
                         raise LLMTransient(f"no complete answer within the soft time limit ({self._deadline:g}s)")
                 return response.status_code, response.headers, bytes(body)
+            finally:
+                response.close()
         except httpx.TimeoutException as e:
             raise LLMTransient(self._scrub(f"timeout calling {self._url}: {type(e).__name__}")) from e
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as e:
@@ -399,6 +404,10 @@ class OpenRouterProvider:
         if not self._key or self._key not in str(error):
             return error
         return type(error)(self._scrub(str(error)), error.retry_after)
+
+
+# What httpx.Client would add that this call needs; no Accept-Encoding, so answers come as is.
+BASE_HEADERS = {"Accept": "application/json", "Content-Type": "application/json", "User-Agent": "asynctaskflow"}
 
 
 def request_headers(settings: Settings) -> dict[str, str]:

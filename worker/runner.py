@@ -15,7 +15,7 @@ from core.policy import Outcome, RetryPolicy
 from core.redis import sync_client
 from core.settings import Settings
 from core.states import State
-from core.store import TaskStore
+from core.store import TaskStore, claimed_task
 from core.task import Task
 from worker.handlers import HANDLERS, Job
 from worker.provider_state import PausableBreaker, ProviderPaused, ProviderRecorder
@@ -53,8 +53,25 @@ class Runner:
         self.recorder.flush()
         self.provider.close()
 
-    def execute(self, task_id: str, token: str, consumer_id: str) -> str:
-        """Run one attempt; returns what became of it (for logs and tests)."""
+    def execute(self, task_id: str, token: str, consumer_id: str, fields: dict[str, str] | None = None) -> str:
+        """Run one attempt; returns what became of it (for logs and tests).
+
+        `fields` are what the claim returned of the task (DISPATCH_FIELDS): with them the attempt
+        starts without reading the task, a round trip and a tenth of the worker's CPU per task.
+        Its report is still refused if the attempt went stale meanwhile (a cancel in the
+        milliseconds since the claim). A message without them (from an older consumer) loads
+        the task and skips a stale attempt before any call."""
+        task = claimed_task(task_id, token, consumer_id, fields) if fields is not None else self._load(task_id, token)
+        if isinstance(task, str):
+            return task
+        try:
+            return self._attempt(task, token, consumer_id)
+        except StaleAttempt:
+            log.info("task %s: result of stale attempt %s refused", task_id, token)
+            return "stale"
+
+    def _load(self, task_id: str, token: str) -> Task | str:
+        """The task, or what became of the attempt when there is none to run: missing | stale."""
         try:
             task = self.store.get(task_id)
         except TaskNotFound:
@@ -63,11 +80,7 @@ class Runner:
         if task.state != State.ACTIVE or task.attempt != token:
             log.info("task %s: attempt %s is stale (state %s); skipped", task_id, token, task.state.value)
             return "stale"
-        try:
-            return self._attempt(task, token, consumer_id)
-        except StaleAttempt:
-            log.info("task %s: result of stale attempt %s refused", task_id, token)
-            return "stale"
+        return task
 
     def _attempt(self, task: Task, token: str, consumer_id: str) -> str:
         started = time.monotonic()

@@ -13,9 +13,10 @@ from worker.runner import close_runner, get_runner
 
 
 @celery_app.task(name=RUN_TASK)
-def run_task(task_id: str, token: str, consumer_id: str) -> None:
-    """Run one attempt of `task_id`; the outcome is written to Redis, not returned."""
-    get_runner(get_settings()).execute(task_id, token, consumer_id)
+def run_task(task_id: str, token: str, consumer_id: str, fields: dict[str, str] | None = None) -> None:
+    """Run one attempt of `task_id` (`fields`: what its claim returned of it); the outcome is
+    written to Redis, not returned."""
+    get_runner(get_settings()).execute(task_id, token, consumer_id, fields)
 
 
 @worker_shutdown.connect

@@ -5,9 +5,10 @@
 -- KEYS: 1 preferred list, 2 other list, 3 in-flight list, 4 PENDING index, 5 ACTIVE index,
 --       6 retry list (its length is reported), 7 events channel, 8 counters
 -- ARGV: 1 task key prefix (the id is learnt here), 2 attempt token, 3 consumer id, 4 moved id or '',
---       5 history key suffix
--- Returns: {status, id, retry_len, source}: status 'ok' | 'skip' (deleted or no longer PENDING)
---          | 'empty'; source 'preferred' | 'other' | 'moved' (which list the id came from)
+--       5 history key suffix, 6.. the task fields to return with 'ok' (what the worker needs)
+-- Returns: {status, id, retry_len, source, fields}: status 'ok' | 'skip' (deleted or no longer
+--          PENDING) | 'empty'; source 'preferred' | 'other' | 'moved' (which list the id came
+--          from); with 'ok', fields = the values of the fields ARGV 6.. names
 -- Events: PENDING -> ACTIVE
 local id = ARGV[4]
 local source = 'moved'
@@ -34,4 +35,4 @@ redis.call('ZREM', KEYS[4], id)
 redis.call('ZADD', KEYS[5], now, id)
 changed({id = id, from = 'PENDING', to = 'ACTIVE', at = now, channel = KEYS[7],
   history = key .. ARGV[5], counters = KEYS[8], counter = 'started', worker = ARGV[3]})
-return {'ok', id, retry_len, source}
+return {'ok', id, retry_len, source, redis.call('HMGET', key, unpack(ARGV, 6))}

@@ -40,7 +40,7 @@ def submit(store: TaskStore, count: int) -> list[str]:
 def test_takes_no_more_than_the_worker_has_slots(settings: Settings, store: TaskStore) -> None:
     ids = submit(store, 3)
     sent: list[str] = []
-    consumer = Consumer(settings, store, lambda tid, tok, cid: sent.append(tid))
+    consumer = Consumer(settings, store, lambda tid, tok, cid, fields: sent.append(tid))
     assert [consumer.run_once() for _ in range(3)] == [ids[0], ids[1], None]
     assert sent == ids[:2] and store.inflight_count(consumer.id) == 2
     token = store.get(ids[0]).attempt
@@ -51,12 +51,12 @@ def test_takes_no_more_than_the_worker_has_slots(settings: Settings, store: Task
 def test_a_failed_dispatch_puts_the_task_back_without_spending_a_retry(settings: Settings, store: TaskStore) -> None:
     (task_id,) = submit(store, 1)
 
-    def broker_down(tid: str, tok: str, cid: str) -> None:
+    def broker_down(tid: str, tok: str, cid: str, fields: dict[str, str]) -> None:
         raise ConnectionError("broker unreachable")
 
     consumer = Consumer(settings, store, broker_down)
     assert consumer.run_once() is None
-    consumer.dispatch = lambda tid, tok, cid: None
+    consumer.dispatch = lambda tid, tok, cid, fields: None
     assert consumer.run_once() == task_id, "released to the head of the queue, then taken again"
     task = store.get(task_id)
     assert (task.state, task.retry_count) == (State.ACTIVE, 0)
@@ -71,7 +71,7 @@ def test_an_open_breaker_stops_the_consumer_then_lets_one_probe_through(
     with pytest.raises(CircuitOpen):  # the failure that opens it
         breaker.call(_fail)
     ids = submit(store, 3)
-    consumer = Consumer(settings, store, lambda tid, tok, cid: None, gate=BreakerGate(breaker, ttl=0))
+    consumer = Consumer(settings, store, lambda tid, tok, cid, fields: None, gate=BreakerGate(breaker, ttl=0))
 
     assert consumer.run_once() is None and store.inflight_count(consumer.id) == 0
     time.sleep(1.1)  # the reset timeout passes: probe mode, one task at a time
@@ -82,7 +82,7 @@ def test_an_open_breaker_stops_the_consumer_then_lets_one_probe_through(
 
 def test_drain_hands_back_what_did_not_finish(settings: Settings, store: TaskStore) -> None:
     ids = submit(store, 2)
-    consumer = Consumer(settings, store, lambda tid, tok, cid: None)
+    consumer = Consumer(settings, store, lambda tid, tok, cid, fields: None)
     consumer.beat()
     consumer.run_once()
     consumer.run_once()
@@ -118,7 +118,7 @@ def test_an_id_moved_in_just_before_redis_went_away_is_claimed_next_time(
 ) -> None:
     dispatched: list[str] = []
     blocking = settings.model_copy(update={"consumer_block_seconds": 5.0})
-    consumer = Consumer(blocking, _DropsOnce(store.r, store.keys), lambda tid, tok, cid: dispatched.append(tid))
+    consumer = Consumer(blocking, _DropsOnce(store.r, store.keys), lambda tid, tok, cid, fields: dispatched.append(tid))
     threading.Timer(0.2, submit, args=(store, 1)).start()  # arrives while the consumer blocks in BLMOVE
     with pytest.raises(redis.ConnectionError):
         consumer.run_once()

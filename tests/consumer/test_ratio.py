@@ -35,7 +35,7 @@ def share_taken_from_retry(real_redis: redis.Redis, key_prefix: str, retry: int,
     retried = load(store, primary=1500, retry=retry)
     dispatched: list[str] = []
     consumer = Consumer(settings.model_copy(update={"celery_worker_concurrency": 10_000}), store,
-                        lambda task_id, token, cid: dispatched.append(task_id), rng=random.Random(7).random)
+                        lambda task_id, token, cid, fields: dispatched.append(task_id), rng=random.Random(7).random)
     while len(dispatched) < 600:
         consumer.run_once()
     assert len(set(dispatched)) == 600

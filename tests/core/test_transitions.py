@@ -18,7 +18,7 @@ import redis
 from core.errors import InvalidTransition, StaleAttempt, TaskNotFound
 from core.keys import Keys
 from core.states import State
-from core.store import TaskStore, new_token
+from core.store import TaskStore, claimed_task, new_token
 from tests.core.helpers import (
     CONSUMER,
     Stores,
@@ -71,6 +71,17 @@ def test_claim_moves_the_task_to_the_consumers_inflight_list(store: TaskStore) -
     assert store.inflight_count(CONSUMER) == 1
     assert store.r.llen(store.keys.pending_primary) == 0
     assert store.r.zscore(store.keys.state_index(State.ACTIVE), task.id) == got.started_at
+
+
+def test_claim_returns_what_the_attempt_needs_of_the_task(store: TaskStore) -> None:
+    task = store.create(new_task())
+    claim = store.claim(CONSUMER, "tok-1", prefer_retry=False)
+    assert claim.fields == {"task_type": task.task_type, "content": task.content,
+                            "retry_count": "0", "max_retries": str(task.max_retries)}  # fmt: skip
+    attempt = claimed_task(task.id, "tok-1", CONSUMER, claim.fields)
+    stored = store.get(task.id)
+    for name in ("id", "task_type", "content", "state", "retry_count", "max_retries", "attempt", "consumer"):
+        assert getattr(attempt, name) == getattr(stored, name), name
 
 
 def test_claim_is_fifo(store: TaskStore) -> None:

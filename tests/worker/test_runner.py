@@ -106,6 +106,38 @@ def test_unknown_task_type_is_retried_then_dead(runner: Runner) -> None:
     assert "no handler" in runner.store.get(task_id).last_error
 
 
+def hgetall_calls(r: redis.Redis) -> int:
+    stats: dict[str, dict[str, int]] = r.info("commandstats")  # type: ignore[assignment]
+    return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))
+
+
+@pytest.mark.parametrize(("content", "retries", "outcome"), [
+    ("[[tag:ok]] text", 2, "completed"), ("[[status:500]] text", 2, "scheduled"), ("[[status:500]] text", 0, "dlq"),
+])  # fmt: skip
+def test_the_fields_of_the_claim_spare_the_attempt_its_read(
+    runner: Runner, real_redis: redis.Redis, content: str, retries: int, outcome: str
+) -> None:
+    """With what the claim returned, the worker reads nothing of the task, and still honours
+    its retry budget."""
+    task = runner.store.create(Task(id=str(uuid.uuid4()), task_type="summarize", content=content, max_retries=retries))
+    token = new_token()
+    claim = runner.store.claim(CONSUMER, token, prefer_retry=False)
+    assert claim.task_id == task.id and claim.fields is not None
+    before = hgetall_calls(real_redis)
+    assert runner.execute(task.id, token, CONSUMER, claim.fields) == outcome
+    assert hgetall_calls(real_redis) == before
+    assert runner.store.inflight_count(CONSUMER) == 0
+
+
+def test_an_attempt_with_fields_that_went_stale_since_the_claim_changes_nothing(runner: Runner) -> None:
+    task = runner.store.create(Task(id=str(uuid.uuid4()), task_type="summarize", content="[[tag:ok]] t", max_retries=2))
+    token = new_token()
+    claim = runner.store.claim(CONSUMER, token, prefer_retry=False)
+    runner.store.release(task.id, CONSUMER, token, "handed back", "shutdown")  # the consumer left meanwhile
+    assert runner.execute(task.id, token, CONSUMER, claim.fields) == "stale"
+    assert (runner.store.get(task.id).state, runner.store.get(task.id).result) == (State.PENDING, "")
+
+
 def test_a_library_error_in_the_attempt_is_settled_as_internal(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
     """redis-py 8's errors carry an `error_type` enum of their own; the attempt must still be
     settled (it once escaped, leaving the task ACTIVE until its lease ran out)."""
