@@ -110,10 +110,12 @@ def main(argv: list[str] | None = None) -> None:
             text, data = run_section(section, env, p)
             parts.append(text)
             raw[section] = data
-    finally:
+    finally:  # a section that fails loses only itself: what finished before is written
         env.close()
-    header = report.header(command, p.reps, started, load_before, os.getloadavg(), platform.python_version())
-    write(header + "\n".join(parts), raw, started)
+        header = report.header(command, p.reps, started, load_before, os.getloadavg(), platform.python_version())
+        if len(parts) < len(only):
+            header += f"**Incomplete run**: section {only[len(parts)]} failed (see the error above).\n\n"
+        write(header + "\n".join(parts), raw, started)
 
 
 def run_section(section: str, env: Env, p: Plan) -> tuple[str, object]:
