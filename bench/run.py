@@ -129,6 +129,12 @@ def run_section(section: str, env: Env, p: Plan) -> tuple[str, object]:
         configs = {
             "AsyncTaskFlow API": lambda: sections.submit_run(env, "atf", p.rate, p.rate_seconds),
             "FastAPI → .delay() (baseline)": lambda: sections.submit_run(env, "fastapi", p.rate, p.rate_seconds),
+            "AsyncTaskFlow API, no worker running": lambda: sections.submit_run(
+                env, "atf", p.rate, p.rate_seconds, workers=False
+            ),
+            "FastAPI → .delay(), no worker running": lambda: sections.submit_run(
+                env, "fastapi", p.rate, p.rate_seconds, workers=False
+            ),
         }
         runs = repeat(configs, p.reps)
         return report.submit_table(runs, p.rate, p.rate_seconds), runs

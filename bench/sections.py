@@ -85,12 +85,14 @@ def _mb(value: int | None) -> float:
     return value / 2**20 if value else math.nan
 
 
-def warm(system: System, count: int = 3) -> None:
-    """A few tasks through the whole path, so start-up costs stay out of the measurement."""
+def warm(system: System, count: int = 3, workers: bool = True) -> None:
+    """A few tasks through the whole path (only into the queue without `workers`), so start-up
+    costs stay out of the measurement."""
     with httpx.Client(base_url=system.base_url, timeout=30) as client:
         for _ in range(count):
             client.post(load.SUBMIT, json={"content": load.content()}).raise_for_status()
-    wait_for(lambda: system.done() >= count, 60, f"{system.name} warm-up tasks", 0.02)
+    if workers:
+        wait_for(lambda: system.done() >= count, 60, f"{system.name} warm-up tasks", 0.02)
 
 
 # --- 1. I/O-bound: queue filled through the API, then one worker container drains it ----------
@@ -216,14 +218,17 @@ def _script(system: System, args: list[str]) -> dict[str, Any]:
 
 
 # --- 3. Submit latency at a fixed offered rate, workers running the real workload -------------
-def submit_run(env: Env, kind: str, rate: float, seconds: float) -> Figures:
+def submit_run(env: Env, kind: str, rate: float, seconds: float, workers: bool = True) -> Figures:
+    """Without `workers` the API alone takes the load: on a machine whose cores the workers fill,
+    that row tells the API's own latency from the wait for a core."""
     env.reset()
     system: System = Product(env, 0.2, 64) if kind == "atf" else Baseline(env, 0.2, 64)
     try:
         system.start_api()
-        system.start_workers()
-        system.wait_ready()
-        warm(system)
+        if workers:
+            system.start_workers()
+            system.wait_ready()
+        warm(system, 3 if workers else 50, workers)
         result = asyncio.run(load.offered_rate(system.base_url, rate, seconds))
         lat = result.latencies_ms
         return {
@@ -236,6 +241,7 @@ def submit_run(env: Env, kind: str, rate: float, seconds: float) -> Figures:
             "errors": float(result.errors),
             "late_p99": percentile(result.late_ms, 99),
             "no_answer": float(result.statuses.get(0, 0)),
+            "statuses_json": json.dumps(result.statuses),  # type: ignore[dict-item]
         }
     finally:
         system.stop()

@@ -47,13 +47,22 @@ def sync_client(
     )
 
 
+# Connections the API opens at most; past that a request waits for a free one (up to the socket
+# timeout) instead of failing. redis-py 8 caps a pool at 100 and refuses the 101st at once, which
+# a loaded API turned into false "Redis unavailable" 503s (bench section 3).
+API_CONNECTIONS = 1000
+
+
 def async_client(settings: Settings) -> aioredis.Redis:
     """Client for the API: it retries once and then fails fast, so a request gets its 503 quickly."""
     from redis.asyncio.retry import Retry as AsyncRetry
 
-    return aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url,
+        max_connections=API_CONNECTIONS,
+        timeout=settings.redis_socket_timeout,
         decode_responses=True,
         retry=AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), retries=1),
-        **_options(settings),  # type: ignore[arg-type]
+        **_options(settings),
     )
+    return aioredis.Redis.from_pool(pool)  # closing the client closes the pool

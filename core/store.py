@@ -75,6 +75,7 @@ class Page:
 # an attempt reads of it, so the worker starts without a round trip to load the task.
 DISPATCH_FIELDS = ("task_type", "content", "retry_count", "max_retries")
 
+
 def claimed_task(task_id: str, token: str, consumer_id: str, fields: dict[str, str]) -> Task:
     """The task as its attempt sees it, from the DISPATCH_FIELDS its claim returned: ACTIVE
     under `token`; the fields an attempt does not read keep their defaults."""
