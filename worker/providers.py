@@ -292,7 +292,9 @@ class OpenRouterProvider:
         self._max_tokens = settings.openrouter_max_tokens
         self.base_url = settings.openrouter_base_url.rstrip("/")
         self._url = self.base_url + "/chat/completions"
-        self._headers = {**BASE_HEADERS, **request_headers(settings)}
+        # Without a key, send none and let the server's 401 say so ("Bearer " alone is illegal).
+        auth = {"Authorization": f"Bearer {key}"} if key else {}
+        self._headers = {**BASE_HEADERS, **request_headers(settings), **auth}
         # httpx's timeouts bound each read, not the whole answer: a server that trickles bytes
         # would hold a worker slot for ever. With the threads pool Celery enforces no time limit,
         # so the provider gives up at the soft time limit itself and the task is rescheduled.
@@ -374,7 +376,7 @@ class OpenRouterProvider:
         enter; the key never reaches a message."""
         try:
             content = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-            request = httpx.Request("POST", self._url, headers=self._auth(), content=content, extensions=self._timeout)
+            request = httpx.Request("POST", self._url, headers=self._headers, content=content, extensions=self._timeout)
             response = self._transport().handle_request(request)
             try:
                 body = bytearray()
@@ -391,10 +393,6 @@ class OpenRouterProvider:
             raise LLMProviderProblem(self._scrub(f"bad OPENROUTER_BASE_URL {self._url}: {e}")) from e
         except httpx.RequestError as e:  # connect, read, write, protocol and decoding errors
             raise LLMTransient(self._scrub(f"{type(e).__name__} calling {self._url}: {e}")) from e
-
-    def _auth(self) -> dict[str, str]:
-        # Without a key, send none and let the server's 401 say so ("Bearer " alone is illegal).
-        return {**self._headers, "Authorization": f"Bearer {self._key}"} if self._key else self._headers
 
     def _scrub(self, message: str) -> str:
         """Remove the API key, in case a provider or a URL ever echoes it back."""
