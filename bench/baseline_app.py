@@ -1,7 +1,7 @@
 """The baselines of the same run: the common tutorial design, a FastAPI endpoint that calls
 Celery's `.delay()` (and bare `.delay()` from a script), with the product's own Celery settings.
 
-The Celery app is built by the product's `create_celery` (threads pool, prefetch 1, acks early,
+The Celery app is built by the product's `create_celery` (threads pool, the same prefetch, acks early,
 no result backend, task events per CELERY_SEND_TASK_EVENTS, the same transport) and reads the
 same environment as the product, so the only difference is what happens around `.delay()`. Its
 task does what a tutorial task does: one chat completion on the same stand-in with an httpx

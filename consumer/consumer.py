@@ -28,7 +28,8 @@ log = logging.getLogger("asynctaskflow.consumer")
 # (task_id, attempt token, consumer id, what the claim returned of the task: DISPATCH_FIELDS)
 Dispatch = Callable[[str, str, str, dict[str, str]], None]
 
-# How long to wait before looking again when the worker is full or the breaker is open.
+# How long to wait before looking again when the worker is full (its threads and WORKER_PREFETCH)
+# or the breaker is open.
 _FULL_WAIT = 0.005
 _PAUSED_WAIT = 0.25
 
@@ -75,7 +76,7 @@ class Consumer:
         self.gate = gate
         self.rng = rng
         self.id = f"{settings.worker_id}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.capacity = settings.celery_worker_concurrency
+        self.capacity = settings.consumer_capacity
         self.ratio = settings.retry_ratio
         self.taken = {"primary": 0, "retry": 0}
         self.started_at = time.time()
@@ -163,7 +164,7 @@ class Consumer:
             "worker_id": self.settings.worker_id,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "concurrency": self.capacity,
+            "concurrency": self.settings.celery_worker_concurrency,
             "inflight": self.store.inflight_count(self.id),
             "retry_ratio": round(self.ratio, 3),
             "breaker": self.gate.state() if self.gate else "closed",

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     # Celery worker
     celery_worker_pool: Literal["threads", "prefork", "solo"] = "threads"
     celery_worker_concurrency: int = Field(64, gt=0)
-    worker_prefetch_multiplier: int = Field(1, gt=0)
+    worker_prefetch: int = Field(8, ge=0)
     celery_task_time_limit: float = Field(300.0, gt=0)
     celery_task_soft_time_limit: float = Field(270.0, gt=0)
     worker_max_tasks_per_child: int = Field(0, ge=0)
@@ -130,8 +130,17 @@ class Settings(BaseSettings):
 
     @property
     def task_lease_seconds(self) -> float:
-        """How long a task may stay ACTIVE before the reaper takes it back."""
-        return self.celery_task_time_limit + self.task_lease_margin
+        """How long a task may stay ACTIVE before the reaper takes it back. A prefetched task
+        (WORKER_PREFETCH) may first wait for a thread: at most one time limit, since the tasks
+        before it, no more than the threads, all end within one."""
+        waits = 1 if self.worker_prefetch else 0
+        return self.celery_task_time_limit * (1 + waits) + self.task_lease_margin
+
+    @property
+    def consumer_capacity(self) -> int:
+        """Tasks a consumer keeps dispatched to its worker: one per thread, and the prefetched (at
+        most one more per thread, so that the lease allows for a single wait)."""
+        return self.celery_worker_concurrency + min(self.worker_prefetch, self.celery_worker_concurrency)
 
     @property
     def fallback_models(self) -> list[str]:

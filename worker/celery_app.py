@@ -22,7 +22,9 @@ def create_celery(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=False,  # attempts run on through a Redis restart
         task_ignore_result=True,
         result_backend=None,
-        worker_prefetch_multiplier=settings.worker_prefetch_multiplier,
+        # The consumer decides how many tasks the worker holds (WORKER_PREFETCH beyond its
+        # threads); Celery's own reservation only has to let them all in.
+        worker_prefetch_multiplier=-(-settings.consumer_capacity // settings.celery_worker_concurrency),
         task_time_limit=settings.celery_task_time_limit,
         task_soft_time_limit=settings.celery_task_soft_time_limit,
         worker_max_tasks_per_child=settings.worker_max_tasks_per_child or None,

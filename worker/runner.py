@@ -28,6 +28,11 @@ log = logging.getLogger("asynctaskflow.worker")
 # look as often (consumer.BreakerGate).
 BREAKER_READ_SECONDS = 0.05
 
+# A prefetched attempt that waited longer than this since its claim reads its task again before
+# the call: it may have been cancelled or taken back meanwhile (its report would be refused, but
+# the call would be paid for).
+RECHECK_AFTER_WAIT_MS = 1000
+
 
 class Runner:
     """Everything an attempt needs, built once per worker process and shared by its threads."""
@@ -60,8 +65,11 @@ class Runner:
         starts without reading the task, a round trip and a tenth of the worker's CPU per task.
         Its report is still refused if the attempt went stale meanwhile (a cancel in the
         milliseconds since the claim). A message without them (from an older consumer) loads
-        the task and skips a stale attempt before any call."""
-        task = claimed_task(task_id, token, consumer_id, fields) if fields is not None else self._load(task_id, token)
+        the task and skips a stale attempt before any call, as does an attempt that waited for
+        a thread (WORKER_PREFETCH) long enough for a cancel to be likely."""
+        claimed = claimed_task(task_id, token, consumer_id, fields) if fields is not None else None
+        waited_ms = time.time() * 1000 - claimed.started_at if claimed is not None else 0.0
+        task = claimed if claimed is not None and waited_ms <= RECHECK_AFTER_WAIT_MS else self._load(task_id, token)
         if isinstance(task, str):
             return task
         try:

@@ -22,7 +22,7 @@ from worker.breaker import SharedBreaker
 @pytest.fixture
 def settings(redis_url: str, key_prefix: str) -> Settings:
     return Settings(
-        redis_url=redis_url, redis_key_prefix=key_prefix, celery_worker_concurrency=2,
+        redis_url=redis_url, redis_key_prefix=key_prefix, celery_worker_concurrency=2, worker_prefetch=0,
         consumer_block_seconds=0.1, circuit_breaker_fail_max=2, circuit_breaker_reset_timeout=1,
     )
 
@@ -46,6 +46,17 @@ def test_takes_no_more_than_the_worker_has_slots(settings: Settings, store: Task
     token = store.get(ids[0]).attempt
     store.complete(ids[0], consumer.id, token, "done", "offline")  # a slot frees up
     assert consumer.run_once() == ids[2]
+
+
+@pytest.mark.parametrize(("prefetch", "held"), [(1, 3), (8, 4)])
+def test_prefetched_tasks_wait_in_the_worker_at_most_one_per_thread(
+    settings: Settings, store: TaskStore, prefetch: int, held: int
+) -> None:
+    ids = submit(store, 5)
+    consumer = Consumer(settings.model_copy(update={"worker_prefetch": prefetch}), store, lambda *_: None)
+    assert [consumer.run_once() for _ in range(5)] == [*ids[:held], *[None] * (5 - held)]
+    assert store.inflight_count(consumer.id) == held
+    assert consumer.heartbeat_info()["concurrency"] == 2, "the heartbeat names the threads"
 
 
 def test_a_failed_dispatch_puts_the_task_back_without_spending_a_retry(settings: Settings, store: TaskStore) -> None:

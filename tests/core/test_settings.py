@@ -12,7 +12,7 @@ def test_defaults_are_valid() -> None:
     s = Settings(redis_url="redis://127.0.0.1:6379/0")
     assert (s.celery_broker_db, s.retry_ratio, s.max_retries) == (1, 0.3, 3)
     assert s.celery_task_soft_time_limit < s.celery_task_time_limit
-    assert s.task_lease_seconds == s.celery_task_time_limit + s.task_lease_margin
+    assert s.task_lease_seconds == 2 * s.celery_task_time_limit + s.task_lease_margin, "a prefetched task may wait"
     assert s.celery_broker_url == "redis://127.0.0.1:6379/1"
     assert s.llm_uses_offline
 
@@ -91,3 +91,15 @@ def test_llm_is_offline_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_explicit_provider_wins_over_the_key() -> None:
     assert Settings(llm_provider="offline", openrouter_api_key=SecretStr("sk-or-123")).llm_uses_offline
     assert not Settings(llm_provider="openrouter").llm_uses_offline
+
+
+def test_prefetch_sets_the_consumers_capacity_celerys_reservation_and_the_lease() -> None:
+    from worker.celery_app import create_celery
+
+    none = Settings(celery_worker_concurrency=64, worker_prefetch=0)
+    assert (none.consumer_capacity, none.task_lease_seconds) == (64, none.celery_task_time_limit + none.task_lease_margin)
+    some = Settings(celery_worker_concurrency=64, worker_prefetch=8)
+    assert some.consumer_capacity == 72
+    assert create_celery(some).conf.worker_prefetch_multiplier * 64 >= 72, "Celery lets every dispatched task in"
+    assert create_celery(none).conf.worker_prefetch_multiplier == 1
+    assert Settings(celery_worker_concurrency=4, worker_prefetch=8).consumer_capacity == 8, "one wait per thread"

@@ -76,10 +76,10 @@ def test_claim_moves_the_task_to_the_consumers_inflight_list(store: TaskStore) -
 def test_claim_returns_what_the_attempt_needs_of_the_task(store: TaskStore) -> None:
     task = store.create(new_task())
     claim = store.claim(CONSUMER, "tok-1", prefer_retry=False)
-    assert claim.fields == {"task_type": task.task_type, "content": task.content,
-                            "retry_count": "0", "max_retries": str(task.max_retries)}  # fmt: skip
-    attempt = claimed_task(task.id, "tok-1", CONSUMER, claim.fields)
     stored = store.get(task.id)
+    assert claim.fields == {"task_type": task.task_type, "content": task.content, "retry_count": "0",
+                            "max_retries": str(task.max_retries), "started_at": str(stored.started_at)}  # fmt: skip
+    attempt = claimed_task(task.id, "tok-1", CONSUMER, claim.fields)
     for name in ("id", "task_type", "content", "state", "retry_count", "max_retries", "attempt", "consumer"):
         assert getattr(attempt, name) == getattr(stored, name), name
 

@@ -121,7 +121,7 @@ def test_the_worker_knobs_are_wired() -> None:
     env = worker["environment"]
     for name in (
         "CELERY_WORKER_CONCURRENCY",
-        "WORKER_PREFETCH_MULTIPLIER",
+        "WORKER_PREFETCH",
         "WORKER_MAX_MEMORY_PER_CHILD",
         "WORKER_MAX_TASKS_PER_CHILD",
         "CELERY_TASK_TIME_LIMIT",

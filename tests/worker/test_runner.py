@@ -138,6 +138,23 @@ def test_an_attempt_with_fields_that_went_stale_since_the_claim_changes_nothing(
     assert (runner.store.get(task.id).state, runner.store.get(task.id).result) == (State.PENDING, "")
 
 
+@pytest.mark.parametrize(("waited_s", "calls"), [(0, 1), (5, 0)])
+def test_an_attempt_that_waited_for_a_thread_reads_its_task_before_paying_for_a_call(
+    runner: Runner, stub: StubLLM, waited_s: int, calls: int
+) -> None:
+    """A prefetched attempt (WORKER_PREFETCH) whose claim is seconds old checks it is still
+    current before the call; a fresh one trusts its fields (its late report is refused)."""
+    task = runner.store.create(Task(id=str(uuid.uuid4()), task_type="summarize", content="[[tag:ok]] t", max_retries=2))
+    token = new_token()
+    claim = runner.store.claim(CONSUMER, token, prefer_retry=False)
+    assert claim.fields is not None
+    fields = {**claim.fields, "started_at": str(int(claim.fields["started_at"]) - waited_s * 1000)}
+    runner.store.release(task.id, CONSUMER, token, "handed back", "shutdown")  # taken back while it waited
+    assert runner.execute(task.id, token, CONSUMER, fields) == "stale"
+    assert len(stub.state.calls()) == calls
+    assert runner.store.get(task.id).state == State.PENDING
+
+
 def test_a_library_error_in_the_attempt_is_settled_as_internal(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
     """redis-py 8's errors carry an `error_type` enum of their own; the attempt must still be
     settled (it once escaped, leaving the task ACTIVE until its lease ran out)."""
