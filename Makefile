@@ -42,7 +42,7 @@ bench: install
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy core api worker consumer utils
+	$(VENV)/bin/mypy core api worker consumer utils bench
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache frontend/node_modules frontend/dist

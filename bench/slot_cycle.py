@@ -66,8 +66,9 @@ def main() -> None:
             time.sleep(0.05)
         arrived = {m.group(1): c["at"] for c in env.stub_calls(0.2) if (m := TOKEN.search(c["content"]))}
         rows = []  # (claimed, the stand-in received the call, finished), seconds
-        for task_id in env.r.zrange(system.keys.state_index(State.COMPLETED), 0, -1):
-            task = env.r.hgetall(system.keys.task(task_id))
+        completed: list[str] = env.r.zrange(system.keys.state_index(State.COMPLETED), 0, -1)  # type: ignore[assignment]
+        for task_id in completed:
+            task: dict[str, str] = env.r.hgetall(system.keys.task(task_id))  # type: ignore[assignment]
             token = TOKEN.search(task["content"])
             if token and token.group(1) in arrived:
                 rows.append((int(task["started_at"]) / 1e3, arrived[token.group(1)], int(task["finished_at"]) / 1e3))

@@ -235,7 +235,7 @@ def test_poison_input_and_timeouts(make_books: MakeBooks, profile: Profile) -> N
     wait_until(lambda: stack.redis.llen(stack.keys.inflight(_consumer_id(stack, "a"))) >= 4, 20,
                what="container a to have work in flight")
     stack.procs["worker-a"].send_signal(signal.SIGSTOP)  # hung: no thread of it runs any more
-    time.sleep(3 + 1 + 2)  # past the lease (hard limit + margin) and a reap
+    time.sleep(2 * 3 + 1 + 2)  # past the lease (twice the hard limit with WORKER_PREFETCH, + margin), a reap
     stack.procs["worker-a"].send_signal(signal.SIGCONT)
     books.settle(timeout=90)
     figures = books.audit(expect=None)

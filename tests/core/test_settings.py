@@ -97,7 +97,8 @@ def test_prefetch_sets_the_consumers_capacity_celerys_reservation_and_the_lease(
     from worker.celery_app import create_celery
 
     none = Settings(celery_worker_concurrency=64, worker_prefetch=0)
-    assert (none.consumer_capacity, none.task_lease_seconds) == (64, none.celery_task_time_limit + none.task_lease_margin)
+    assert none.consumer_capacity == 64
+    assert none.task_lease_seconds == none.celery_task_time_limit + none.task_lease_margin
     some = Settings(celery_worker_concurrency=64, worker_prefetch=8)
     assert some.consumer_capacity == 72
     assert create_celery(some).conf.worker_prefetch_multiplier * 64 >= 72, "Celery lets every dispatched task in"
