@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import time
 import uuid
@@ -9,6 +11,7 @@ import uuid
 import pytest
 import redis
 
+from consumer.__main__ import celery_dispatch
 from consumer.consumer import BreakerGate, Consumer
 from core.errors import CircuitOpen, LLMTransient
 from core.keys import Keys
@@ -17,6 +20,7 @@ from core.states import State
 from core.store import Claim, TaskStore
 from core.task import Task
 from worker.breaker import SharedBreaker
+from worker.celery_app import create_celery
 
 
 @pytest.fixture
@@ -138,3 +142,28 @@ def test_an_id_moved_in_just_before_redis_went_away_is_claimed_next_time(
 
     assert consumer.run_once() == task_id
     assert dispatched == [task_id] and store.get(task_id).state == State.ACTIVE
+
+
+def test_a_dispatch_names_its_attempt_and_keeps_the_text_out_of_celerys_headers(
+    settings: Settings, store: TaskStore
+) -> None:
+    """Celery's headers are what its logs, task events and Flower show: the task's id, never a
+    user's text (which only the message body carries, for the worker)."""
+    settings = settings.model_copy(update={"celery_broker_db": 3})
+    app = create_celery(settings)
+    queue = Keys(settings.redis_key_prefix).dispatch_queue(settings.worker_id)
+    broker = redis.Redis.from_url(settings.celery_broker_url, decode_responses=True)
+    task = store.create(Task(id=str(uuid.uuid4()), task_type="summarize", content="a private letter", max_retries=3))
+    consumer = Consumer(settings, store, celery_dispatch(app, queue))
+    try:
+        assert consumer.run_once() == task.id
+        message = json.loads(broker.rpop(queue) or "{}")
+    finally:
+        broker.delete(queue)
+        broker.close()
+    headers = message["headers"]
+    token = store.get(task.id).attempt
+    assert (headers["task"], headers["id"]) == ("asynctaskflow.run", token)
+    assert task.id in headers["argsrepr"] and "private letter" not in json.dumps(headers)
+    args = json.loads(base64.b64decode(message["body"]))[0]
+    assert args[:3] == [task.id, token, consumer.id] and args[3]["content"] == "a private letter"

@@ -20,7 +20,7 @@ def active_count(stack: Stack) -> int:
 
 
 def test_consumer_killed_with_tasks_in_flight_loses_nothing(make_stack: Callable[..., Stack], stub: StubLLM) -> None:
-    stack = make_stack(CELERY_WORKER_CONCURRENCY="4").start_all()
+    stack = make_stack(CELERY_WORKER_CONCURRENCY="4", WORKER_PREFETCH="0").start_all()
     ids = [stack.submit(f"[[delay:4]] [[tag:k{i}]] slow document {i}") for i in range(8)]
     wait_until(lambda: active_count(stack) == 4, 10, what="four tasks in flight")
 
@@ -38,7 +38,7 @@ def test_consumer_killed_with_tasks_in_flight_loses_nothing(make_stack: Callable
 
 
 def test_celery_worker_killed_mid_task_loses_nothing(make_stack: Callable[..., Stack], stub: StubLLM) -> None:
-    stack = make_stack(CELERY_WORKER_CONCURRENCY="4").start_all()
+    stack = make_stack(CELERY_WORKER_CONCURRENCY="4", WORKER_PREFETCH="0").start_all()
     ids = [stack.submit(f"[[delay:1]] [[tag:w{i}]] document {i}") for i in range(8)]
     wait_until(lambda: active_count(stack) == 4, 10, what="four tasks in flight")
 
@@ -56,7 +56,7 @@ def test_celery_worker_killed_mid_task_loses_nothing(make_stack: Callable[..., S
 def test_sigterm_lets_in_flight_tasks_finish_and_leaves_nothing_stranded(
     make_stack: Callable[..., Stack], stub: StubLLM
 ) -> None:
-    stack = make_stack(CELERY_WORKER_CONCURRENCY="4").start_all()
+    stack = make_stack(CELERY_WORKER_CONCURRENCY="4", WORKER_PREFETCH="0").start_all()
     ids = [stack.submit(f"[[delay:1]] [[tag:g{i}]] document {i}") for i in range(10)]
     wait_until(lambda: active_count(stack) == 4, 10, what="four tasks in flight")
 

@@ -59,3 +59,21 @@ def test_each_failure_kind_ends_in_its_state(make_stack: Callable[..., Stack], s
     bystander_calls = [c["at"] for i in range(3) for c in calls_for(stub, f"bystander {i}")]
     assert max(bystander_calls) < second["at"], "the only worker slot was held during Retry-After"
     stack.assert_nothing_left()
+
+
+def test_prefetched_tasks_wait_for_a_thread_and_all_finish(make_stack: Callable[..., Stack], stub: StubLLM) -> None:
+    """WORKER_PREFETCH: the consumer keeps two tasks beyond the worker's two threads; they are
+    ACTIVE while they wait, and no more than two calls are ever under way."""
+    stack = make_stack(CELERY_WORKER_CONCURRENCY="2", WORKER_PREFETCH="2").start_all()
+    ids = [stack.submit(f"[[delay:0.5]] [[tag:p{i}]] prefetched {i}") for i in range(8)]
+    wait_until(lambda: int(stack.redis.zcard(stack.keys.state_index(State.ACTIVE))) == 4, 10, what="4 ACTIVE")
+
+    states = stack.wait_terminal(ids, timeout=30)
+
+    assert set(states.values()) == {State.COMPLETED}
+    assert all(stack.task(tid)["retry_count"] == 0 for tid in ids)
+    arrivals = sorted(c["at"] for c in calls_for(stub, "prefetched"))
+    assert len(arrivals) == 8
+    gaps = [arrivals[i + 2] - arrivals[i] for i in range(len(arrivals) - 2)]
+    assert min(gaps) >= 0.45, "a third call overlapped the first two"
+    stack.assert_nothing_left()
