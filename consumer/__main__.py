@@ -43,8 +43,6 @@ def serve(settings: Settings, stop: threading.Event, grace: Callable[[], float] 
     keys = Keys(settings.redis_key_prefix)
     store = TaskStore(sync_client(settings, blocking_seconds=settings.consumer_block_seconds), keys)
     queue = keys.dispatch_queue(settings.worker_id)
-
-
     gate = BreakerGate(SharedBreaker(settings, sync_client(settings, decode=False)))
     consumer = Consumer(settings, store, celery_dispatch(celery_app, queue), gate)
     repeat(consumer.beat, stop, once=True)  # registered before the first task can be moved in flight

@@ -133,8 +133,8 @@ class Settings(BaseSettings):
         """How long a task may stay ACTIVE before the reaper takes it back. A prefetched task
         (WORKER_PREFETCH) may first wait for a thread: at most one time limit, since the tasks
         before it, no more than the threads, all end within one."""
-        waits = 1 if self.worker_prefetch else 0
-        return self.celery_task_time_limit * (1 + waits) + self.task_lease_margin
+        time_limits = 2 if self.worker_prefetch else 1
+        return self.celery_task_time_limit * time_limits + self.task_lease_margin
 
     @property
     def consumer_capacity(self) -> int:
