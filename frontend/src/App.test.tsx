@@ -2,7 +2,7 @@ import { act, render, screen, waitFor } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { App, describeConnection } from "./App";
-import { setApiKey } from "./api";
+import { authHeaders, observe, setApiKey } from "./api";
 import { connection } from "./connection";
 import { fakeApi } from "./fake-api";
 
@@ -44,6 +44,18 @@ describe("API key", () => {
     const later = calls.slice(before);
     expect(later.length).toBeGreaterThan(0);
     expect(later.every((c) => c.headers.Authorization === "Bearer s3cret")).toBe(true);
+  });
+});
+
+describe("a 401 on its way while the key is saved", () => {
+  it("does not ask for the key again; a 401 to the new key does", () => {
+    const sentWithoutKey = authHeaders();
+    connection.set({ authRequired: true });
+    setApiKey("s3cret");
+    observe(new Response(null, { status: 401 }), sentWithoutKey);
+    expect(connection.get().authRequired).toBe(false);
+    observe(new Response(null, { status: 401 }), authHeaders());
+    expect(connection.get().authRequired).toBe(true);
   });
 });
 

@@ -60,7 +60,8 @@ export function useReloadOnEvents(matches: (event: TaskEvent) => boolean, reload
 
 async function readHealth(): Promise<Health | null> {
   try {
-    const response = observe(await fetch("/health", { headers: authHeaders() }));
+    const headers = authHeaders();
+    const response = observe(await fetch("/health", { headers }), headers);
     if (response.status !== 200 && response.status !== 503) return null;
     return (await response.json()) as Health;
   } catch {

@@ -66,10 +66,13 @@ export function apiAnswered(status: number): boolean {
   return status !== 502 && status !== 504;
 }
 
-/** Record what an answer says about the connection, then hand it back. */
-export function observe(response: Response): Response {
+/** Record what an answer says about the connection, then hand it back. A 401 to a request sent
+ * with another key than the current one says nothing about the current key: it was on its way
+ * while the key was saved, and would otherwise ask for the key again after it was given. */
+export function observe(response: Response, sent: Record<string, string>): Response {
+  const stale = sent.Authorization !== authHeaders().Authorization;
   if (!apiAnswered(response.status)) connection.set({ api: "down" });
-  else if (response.status === 401) connection.set({ api: "up", authRequired: true });
+  else if (response.status === 401 && !stale) connection.set({ api: "up", authRequired: true });
   else connection.set({ api: "up" });
   return response;
 }
@@ -84,7 +87,7 @@ export async function request(path: string, init: RequestInit = {}): Promise<Res
     connection.set({ api: "down" });
     throw new ApiError(0, "unreachable", "The API cannot be reached; retrying by itself.");
   }
-  observe(response);
+  observe(response, headers);
   if (!response.ok) throw await errorFrom(response);
   return response;
 }

@@ -81,7 +81,8 @@ async function connectOnce(options: StreamOptions, stop: AbortSignal): Promise<b
   const onStop = () => abort.abort();
   stop.addEventListener("abort", onStop);
   try {
-    const response = observe(await fetch(options.url, { headers: authHeaders(), signal: abort.signal }));
+    const headers = authHeaders();
+    const response = observe(await fetch(options.url, { headers, signal: abort.signal }), headers);
     if (!response.ok || !response.body) return false;
     await readBody(response.body, options, abort);
     return true;
