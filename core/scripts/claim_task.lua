@@ -1,7 +1,8 @@
 -- claim_task: a consumer takes the next task, PENDING -> ACTIVE, under a fresh attempt token.
 -- The id moves into the consumer's in-flight list in the same step (LMOVE), so a crash at any
 -- instant leaves it either in a pending list or in flight, where the reaper finds it.
--- When ARGV[4] is set, the id was already moved there by a blocking BLMOVE and is claimed as is.
+-- When ARGV[4] is set, the id was already moved there by a blocking BLMOVE and is claimed as is;
+-- with both lists empty, an id a BLMOVE moved there unanswered is claimed (see below).
 -- KEYS: 1 preferred list, 2 other list, 3 in-flight list, 4 PENDING index, 5 ACTIVE index,
 --       6 retry list (its length is reported), 7 events channel, 8 counters
 -- ARGV: 1 task key prefix (the id is learnt here), 2 attempt token, 3 consumer id, 4 moved id or '',
@@ -18,6 +19,17 @@ if id == '' then
   if not id then
     source = 'other'
     id = redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
+  end
+  if not id then
+    -- Both lists empty: a PENDING id in our own in-flight list was moved there by a BLMOVE whose
+    -- reply was lost (Redis stopped before answering; the client's retry moved nothing or
+    -- another id). Claimed now, it cannot stay stranded there while this consumer lives.
+    for _, candidate in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
+      if redis.call('HGET', ARGV[1] .. candidate, 'state') == 'PENDING' then
+        id, source = candidate, 'moved'
+        break
+      end
+    end
   end
 end
 local retry_len = redis.call('LLEN', KEYS[6])

@@ -84,6 +84,20 @@ def test_claim_returns_what_the_attempt_needs_of_the_task(store: TaskStore) -> N
         assert getattr(attempt, name) == getattr(stored, name), name
 
 
+def test_an_id_moved_in_flight_by_an_unanswered_blmove_is_claimed_once_the_lists_are_empty(store: TaskStore) -> None:
+    """Redis stopped after a consumer's BLMOVE moved an id but before it answered: the client's
+    retry knows nothing of it. The next claim that finds the lists empty takes it, so it cannot
+    stay PENDING in a live consumer's in-flight list (seen in the chaos suite's Redis restart)."""
+    stranded = store.create(new_task())
+    assert store.wait_for_new(CONSUMER, 0.1) == stranded.id  # its reply lost: the consumer never saw it
+    queued = store.create(new_task())
+    assert store.claim(CONSUMER, "tok-1", prefer_retry=False).task_id == queued.id, "the queue first"
+    claim = store.claim(CONSUMER, "tok-2", prefer_retry=False)
+    assert (claim.status, claim.task_id, claim.source) == ("ok", stranded.id, "moved")
+    assert store.get(stranded.id).state is State.ACTIVE and store.inflight_count(CONSUMER) == 2
+    assert store.claim(CONSUMER, "tok-3", prefer_retry=False).status == "empty", "claimed ids are not taken twice"
+
+
 def test_claim_is_fifo(store: TaskStore) -> None:
     ids = [store.create(new_task()).id for _ in range(5)]
     claimed = [store.claim(CONSUMER, new_token(), prefer_retry=False).task_id for _ in range(5)]
