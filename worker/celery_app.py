@@ -3,6 +3,8 @@ dispatch from a consumer to the worker in the same container and keeps no result
 
 from __future__ import annotations
 
+import math
+
 from celery import Celery
 
 from core.keys import Keys
@@ -24,7 +26,7 @@ def create_celery(settings: Settings) -> Celery:
         result_backend=None,
         # The consumer decides how many tasks the worker holds (WORKER_PREFETCH beyond its
         # threads); Celery's own reservation only has to let them all in.
-        worker_prefetch_multiplier=-(-settings.consumer_capacity // settings.celery_worker_concurrency),
+        worker_prefetch_multiplier=math.ceil(settings.consumer_capacity / settings.celery_worker_concurrency),
         task_time_limit=settings.celery_task_time_limit,
         task_soft_time_limit=settings.celery_task_soft_time_limit,
         worker_max_tasks_per_child=settings.worker_max_tasks_per_child or None,

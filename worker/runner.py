@@ -67,9 +67,7 @@ class Runner:
         milliseconds since the claim). A message without them (from an older consumer) loads
         the task and skips a stale attempt before any call, as does an attempt that waited for
         a thread (WORKER_PREFETCH) long enough for a cancel to be likely."""
-        claimed = claimed_task(task_id, token, consumer_id, fields) if fields is not None else None
-        waited_ms = time.time() * 1000 - claimed.started_at if claimed is not None else 0.0
-        task = claimed if claimed is not None and waited_ms <= RECHECK_AFTER_WAIT_MS else self._load(task_id, token)
+        task = _fresh_claim(task_id, token, consumer_id, fields) or self._load(task_id, token)
         if isinstance(task, str):
             return task
         try:
@@ -160,6 +158,15 @@ class Runner:
         self.store.fail(task.id, consumer_id, token, target, message, error_type)
         log.error("task %s: %s (%s); moved to %s", task.id, error_type, message, target.value)
         return target.value.lower()
+
+
+def _fresh_claim(task_id: str, token: str, consumer_id: str, fields: dict[str, str] | None) -> Task | None:
+    """The task as its claim returned it, unless there is no such claim or it is old enough
+    (RECHECK_AFTER_WAIT_MS) that the task must be read again."""
+    if fields is None:
+        return None
+    task = claimed_task(task_id, token, consumer_id, fields)
+    return task if time.time() * 1000 - task.started_at <= RECHECK_AFTER_WAIT_MS else None
 
 
 _runner: Runner | None = None
