@@ -83,6 +83,7 @@ class Consumer:
         self._inflight_estimate = 0  # an upper bound: completions only lower the real count
         self._undispatched: list[tuple[str, str]] = []  # claimed, but the broker refused them
         self._moved: str | None = None  # moved into our in-flight list by BLMOVE, not yet claimed
+        self._claim_token: str | None = None  # the token of a claim not yet answered
 
     # --- one iteration ------------------------------------------------------------------------
     def run_once(self) -> str | None:
@@ -95,7 +96,10 @@ class Consumer:
         if self._paused():
             time.sleep(_PAUSED_WAIT)
             return None
-        token = new_token()
+        # Kept until a claim answers: a claim whose reply was lost, sent again under the same
+        # token, returns the task it took (claim_task.lua), which would otherwise sit ACTIVE in
+        # flight with no attempt running until its lease ran out.
+        token = self._claim_token = self._claim_token or new_token()
         prefer_retry = self.rng() < self.ratio
         claim = self._claim_moved(token) if self._moved else self.store.claim(self.id, token, prefer_retry)
         if claim.status == "empty":
@@ -103,6 +107,7 @@ class Consumer:
             if self._moved is None:
                 return None
             claim = self._claim_moved(token)
+        self._claim_token = None
         self._adapt_ratio(claim.retry_backlog)
         if claim.status != "ok":
             return None

@@ -33,7 +33,8 @@ class Call:
 @dataclass(frozen=True)
 class Claim:
     """What `claim_task` did: `status` is ok | skip | empty; `source` says which list the id came
-    from: preferred | other | moved (by a blocking BLMOVE on the primary list)."""
+    from: preferred | other | moved (by a blocking BLMOVE on the primary list) | again (this
+    very claim, sent twice, took it the first time)."""
 
     status: str
     task_id: str

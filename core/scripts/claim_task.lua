@@ -3,14 +3,28 @@
 -- instant leaves it either in a pending list or in flight, where the reaper finds it.
 -- When ARGV[4] is set, the id was already moved there by a blocking BLMOVE and is claimed as is;
 -- with both lists empty, an id a BLMOVE moved there unanswered is claimed (see below).
+-- The same call run again (its reply was lost and the client sent it again, same token) gets the
+-- same answer: the task it claimed the first time, which would otherwise sit ACTIVE in flight
+-- with no attempt running until its lease ran out.
 -- KEYS: 1 preferred list, 2 other list, 3 in-flight list, 4 PENDING index, 5 ACTIVE index,
 --       6 retry list (its length is reported), 7 events channel, 8 counters
 -- ARGV: 1 task key prefix (the id is learnt here), 2 attempt token, 3 consumer id, 4 moved id or '',
 --       5 history key suffix, 6.. the task fields to return with 'ok' (what the worker needs)
 -- Returns: {status, id, retry_len, source, fields}: status 'ok' | 'skip' (deleted or no longer
 --          PENDING) | 'empty'; source 'preferred' | 'other' | 'moved' (which list the id came
---          from); with 'ok', fields = the values of the fields ARGV 6.. names
+--          from) | 'again' (claimed by this very call before); with 'ok', fields = the values of
+--          the fields ARGV 6.. names
 -- Events: PENDING -> ACTIVE
+local function claimed_by_this_call(candidate)
+  local state, attempt = unpack(redis.call('HMGET', ARGV[1] .. candidate, 'state', 'attempt'))
+  return state == 'ACTIVE' and attempt == ARGV[2]
+end
+-- A consumer claims one task at a time, so the first run's id is the last in its in-flight list.
+local again = ARGV[4] ~= '' and ARGV[4] or redis.call('LINDEX', KEYS[3], -1)
+if again and claimed_by_this_call(again) then
+  local key = ARGV[1] .. again
+  return {'ok', again, redis.call('LLEN', KEYS[6]), 'again', redis.call('HMGET', key, unpack(ARGV, 6))}
+end
 local id = ARGV[4]
 local source = 'moved'
 if id == '' then

@@ -144,6 +144,46 @@ def test_an_id_moved_in_just_before_redis_went_away_is_claimed_next_time(
     assert dispatched == [task_id] and store.get(task_id).state == State.ACTIVE
 
 
+class _LosesOneReply(TaskStore):
+    """The store as a consumer meets it when Redis ran a claim that took a task but the connection
+    dropped before its reply arrived (redis-py's own retries spent)."""
+
+    lost = False
+
+    def claim(self, consumer_id: str, token: str, prefer_retry: bool, moved_id: str = "") -> Claim:
+        claim = super().claim(consumer_id, token, prefer_retry, moved_id)
+        if claim.status == "ok" and not self.lost:
+            self.lost = True
+            raise redis.ConnectionError("connection dropped before the reply")
+        return claim
+
+
+@pytest.mark.parametrize("blocking", [False, True], ids=["claimed from the list", "moved in by BLMOVE"])
+def test_a_claim_whose_reply_was_lost_dispatches_the_task_it_took(
+    settings: Settings, store: TaskStore, blocking: bool
+) -> None:
+    dispatched: list[tuple[str, str]] = []
+    consumer = Consumer(
+        settings.model_copy(update={"consumer_block_seconds": 5.0}),
+        _LosesOneReply(store.r, store.keys),
+        lambda tid, tok, cid, fields: dispatched.append((tid, tok)),
+    )
+    if blocking:  # arrives while the consumer blocks in BLMOVE
+        threading.Timer(0.2, submit, args=(store, 2)).start()
+    else:
+        submit(store, 2)
+    with pytest.raises(redis.ConnectionError):
+        consumer.run_once()
+    [first] = store.inflight_ids(consumer.id)
+    assert store.get(first).state == State.ACTIVE, "claimed, the reply lost"
+
+    assert consumer.run_once() == first, "the same claim again: the task it took, not the next one"
+    assert dispatched == [(first, store.get(first).attempt)]
+    assert store.inflight_ids(consumer.id) == [first] and store.get(first).attempts == 1
+    second = consumer.run_once()
+    assert second not in (None, first) and store.inflight_count(consumer.id) == 2
+
+
 def test_a_dispatch_names_its_attempt_and_keeps_the_text_out_of_celerys_headers(
     settings: Settings, store: TaskStore
 ) -> None:

@@ -98,6 +98,24 @@ def test_an_id_moved_in_flight_by_an_unanswered_blmove_is_claimed_once_the_lists
     assert store.claim(CONSUMER, "tok-3", prefer_retry=False).status == "empty", "claimed ids are not taken twice"
 
 
+@pytest.mark.parametrize("moved", [False, True], ids=["from the list", "moved in by BLMOVE"])
+def test_a_claim_sent_twice_returns_the_task_it_took_the_first_time(store: TaskStore, moved: bool) -> None:
+    """Its reply lost, the client sends the same claim (same token) again: the first run's task,
+    counted and recorded once, stays in flight; the next task is left in the queue."""
+    first, second = store.create(new_task()), store.create(new_task())
+    moved_id = (store.wait_for_new(CONSUMER, 0.1) or "") if moved else ""
+    claim = store.claim(CONSUMER, "tok-1", prefer_retry=False, moved_id=moved_id)
+    history = store.r.lrange(store.keys.history(first.id), 0, -1)
+    again = store.claim(CONSUMER, "tok-1", prefer_retry=False, moved_id=moved_id)
+
+    assert (again.status, again.task_id, again.source, again.fields) == ("ok", first.id, "again", claim.fields)
+    got = assert_one_place(store, first.id)
+    assert (got.state, got.attempt, got.attempts) == (State.ACTIVE, "tok-1", 1)
+    assert store.r.lrange(store.keys.history(first.id), 0, -1) == history, "no second transition"
+    assert store.inflight_ids(CONSUMER) == [first.id]
+    assert store.claim(CONSUMER, "tok-2", prefer_retry=False).task_id == second.id
+
+
 def test_claim_is_fifo(store: TaskStore) -> None:
     ids = [store.create(new_task()).id for _ in range(5)]
     claimed = [store.claim(CONSUMER, new_token(), prefer_retry=False).task_id for _ in range(5)]
