@@ -199,7 +199,8 @@ def test_a_client_that_leaves_ends_its_subscription(live_server: str, sync_store
         return int(dict(sync_store.r.pubsub_numsub(sync_store.keys.events))[sync_store.keys.events])
 
     with httpx.stream("GET", f"{live_server}/api/v1/queues/status/stream", timeout=10) as stream:
-        assert read_events(stream.iter_lines(), 1)[0][0] == "snapshot"
+        lines = stream.iter_lines()  # held: dropping it would close the connection at once
+        assert read_events(lines, 1)[0][0] == "snapshot"
         assert subscribers() == 1
     deadline = time.monotonic() + 5
     while subscribers() and time.monotonic() < deadline:
