@@ -50,9 +50,11 @@ class Task:
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Task:
         """Inverse of `to_hash`; unknown fields are ignored so old records stay readable."""
-        known = {f.name for f in fields(cls)}
-        values: dict[str, object] = {k: v for k, v in raw.items() if k in known}
+        values: dict[str, object] = {k: v for k, v in raw.items() if k in _FIELD_NAMES}
         for name in _INT_FIELDS & values.keys():
             values[name] = int(str(values[name]) or 0)
         values["state"] = State(raw["state"])
         return cls(**values)  # type: ignore[arg-type]
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(Task))
