@@ -1,6 +1,7 @@
 """Browser tests: the real stack (API, Celery worker, consumer, scheduler on the private Redis,
 with the LLM stand-in), the dashboard's build served by utils/frontend_server.py, and Debian's
-Chromium driven by Playwright. Skipped, with the reason, when Chromium or Node.js is missing.
+Chromium (else Playwright's own, installed on first use) driven by Playwright. Skipped, with the
+reason, when no Chromium can be had or Node.js is missing.
 
 `ATF_SCREENSHOTS=docs/screenshots` (`make screenshots`) also saves the README's screenshots."""
 
@@ -44,15 +45,37 @@ def dist() -> Path:
         pytest.skip(f"dashboard not built: {exc}")
 
 
+def playwright_chromium_problem() -> str | None:
+    """Where Debian's Chromium is missing, Playwright's own, downloaded once into its cache by
+    `playwright install chromium` (no root needed); why it cannot be had, or None."""
+    install = [sys.executable, "-m", "playwright", "install", "chromium"]
+    try:
+        done = subprocess.run(install, capture_output=True, text=True, timeout=600, check=False)
+    except subprocess.TimeoutExpired:
+        return "`playwright install chromium` took over 10 minutes"
+    if done.returncode:
+        lines = (done.stderr + done.stdout).splitlines()
+        error = next((line for line in lines if line.startswith("Error")), lines[-1] if lines else "no output")
+        return f"`playwright install chromium` failed ({error[:200]})"
+    return None
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does it)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    executable = str(CHROMIUM) if CHROMIUM.exists() else None  # None: Playwright's own
+    if executable is None and (problem := playwright_chromium_problem()):
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does it) and {problem}")
     # Assertions retry for up to 15 s: the machine may be busy with the rest of the suite.
     sync_api.expect.set_options(timeout=15_000)
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        except sync_api.Error as exc:
+            if executable:
+                raise
+            # Playwright's own build needs system libraries a bare server may lack (it names them).
+            pytest.skip(f"Playwright's Chromium does not start here: {str(exc).strip().splitlines()[0][:300]}")
         yield chromium
         chromium.close()
 
