@@ -22,13 +22,15 @@ import redis
 import redis.asyncio as aioredis
 from redis._parsers.base import BaseParser
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.asyncio.sentinel import SentinelManagedConnection as AsyncSentinelConnection
+from redis.asyncio.sentinel import SentinelManagedSSLConnection as AsyncSentinelSSLConnection
 from redis.backoff import ExponentialBackoff
 from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
 
 from core.errors import MasterLinkDown, NotEnoughReplicas, NotReplicated, ReplicaNotMaster
 from core.settings import Settings
@@ -38,6 +40,15 @@ from core.settings import Settings
 BaseParser.EXCEPTION_CLASSES.update(
     {"READONLY": ReplicaNotMaster, "NOREPLICAS": NotEnoughReplicas, "MASTERDOWN": MasterLinkDown}
 )
+# A script that only reads (a refusal: not found, stale) runs on a replica without READONLY;
+# the WAIT after it is what tells.
+_WAIT_ON_REPLICA = (
+    "WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is "
+    "configured to be writable (which is not the default) writes to replicas are just local and are not propagated."
+)
+_ERR_CLASSES = BaseParser.EXCEPTION_CLASSES["ERR"]
+assert isinstance(_ERR_CLASSES, dict)
+_ERR_CLASSES[_WAIT_ON_REPLICA] = ReplicaNotMaster
 
 # Retry a dropped connection a few times with backoff before the error reaches the caller,
 # so a Redis restart is a pause, not a crash; loops above this retry forever on their own.
@@ -58,12 +69,12 @@ def _with_db(url: str, db: int | None) -> str:
     return url if db is None else urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
 
 
-def _master_options(settings: Settings, db: int | None) -> dict[str, Any]:
-    """What REDIS_URL says besides where the server is: database, credentials, TLS."""
+def _master_options(settings: Settings, db: int | None, plain: type, tls: type) -> dict[str, Any]:
+    """What REDIS_URL says besides where the server is (database, credentials, TLS), for a
+    connection of class `plain`, or `tls` for a rediss:// URL."""
     parsed = parse_url(_with_db(settings.redis_url, db))
     options = {k: v for k, v in parsed.items() if k not in ("host", "port", "connection_class")}
-    if urlsplit(settings.redis_url).scheme == "rediss":
-        options["ssl"] = True
+    options["connection_class"] = tls if urlsplit(settings.redis_url).scheme == "rediss" else plain
     return options
 
 
@@ -76,6 +87,46 @@ def _sentinel_options(settings: Settings) -> dict[str, Any]:
     if password is not None and password.get_secret_value():
         options["password"] = password.get_secret_value()
     return options
+
+
+# --- Sentinel: a connection is to the master, or it is not made ------------------------------
+def _not_master(address: tuple[str, int], role: Any) -> RedisConnectionError | None:
+    name = role[0].decode() if isinstance(role[0], bytes) else str(role[0])
+    return None if name == "master" else RedisConnectionError(f"{address[0]}:{address[1]} is a {name}, not the master")
+
+
+class MasterConnection(SentinelManagedConnection):
+    """Checks ROLE as it connects. A sentinel that has not yet heard of a failover names the
+    old master, which is a replica by then (or soon): a script that only reads would run there
+    without an error, and find nothing, instead of reaching the master."""
+
+    def connect_to(self, address: tuple[str, int]) -> None:
+        super().connect_to(address)
+        self.send_command("ROLE")
+        error = _not_master(address, self.read_response())
+        if error:
+            self.disconnect()
+            raise error
+
+
+class MasterSSLConnection(MasterConnection, SentinelManagedSSLConnection):
+    pass
+
+
+class _AsyncMasterConnection(AsyncSentinelConnection):
+    """As `MasterConnection`, for the API."""
+
+    async def connect_to(self, address: tuple[str, int]) -> None:
+        await super().connect_to(address)
+        await self.send_command("ROLE")
+        error = _not_master(address, await self.read_response())
+        if error:
+            await self.disconnect()
+            raise error
+
+
+class _AsyncMasterSSLConnection(_AsyncMasterConnection, AsyncSentinelSSLConnection):
+    pass
 
 
 def sync_client(
@@ -100,7 +151,7 @@ def sync_client(
     options["max_connections"] = max(100, settings.celery_worker_concurrency + 16)
     if settings.sentinel_addresses:
         sentinel = Sentinel(settings.sentinel_addresses, sentinel_kwargs=_sentinel_options(settings))
-        master_options = _master_options(settings, db)
+        master_options = _master_options(settings, db, MasterConnection, MasterSSLConnection)
         return sentinel.master_for(
             settings.redis_sentinel_master, decode_responses=decode, **master_options, **options
         )
@@ -120,12 +171,13 @@ def async_client(settings: Settings) -> aioredis.Redis:
     retry = AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), retries=1)
     if settings.sentinel_addresses:
         sentinel = AsyncSentinel(settings.sentinel_addresses, sentinel_kwargs=_sentinel_options(settings))
+        master_options = _master_options(settings, None, _AsyncMasterConnection, _AsyncMasterSSLConnection)
         return sentinel.master_for(
             settings.redis_sentinel_master,
             max_connections=API_CONNECTIONS,
             decode_responses=True,
             retry=retry,
-            **_master_options(settings, None),
+            **master_options,
             **_options(settings),
         )
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -200,12 +252,14 @@ class Durability:
     def wait_command(self) -> tuple[str, int, int]:
         return ("WAIT", self.replicas, self.timeout_ms)
 
-    def _refuse(self, acked: int) -> None:
-        if acked < self.replicas:
+    def _refuse(self, acked: int | None) -> None:
+        if acked is not None and acked < self.replicas:
             raise NotReplicated(f"the write reached {acked} of {self.replicas} replicas in {self.timeout_ms} ms")
 
-    def confirm(self, client: redis.Redis, acked: int) -> None:
-        """Raise NotReplicated unless `acked` replicas suffice and no sentinel suspects a failover."""
+    def confirm(self, client: redis.Redis, acked: int | None) -> None:
+        """Raise NotReplicated unless `acked` replicas suffice and no sentinel suspects a failover.
+        `acked` None: the script refused and wrote nothing; the refusal counts only if it came
+        from the master (a deposed one would not know of a task created since)."""
         self._refuse(acked)
         if not self._addresses:
             return
@@ -220,7 +274,7 @@ class Durability:
                 pool.get_master_address()
             raise NotReplicated(_FAILOVER)
 
-    async def confirm_async(self, client: aioredis.Redis, acked: int) -> None:
+    async def confirm_async(self, client: aioredis.Redis, acked: int | None) -> None:
         """As `confirm`, for the API's asyncio client."""
         self._refuse(acked)
         if not self._addresses:

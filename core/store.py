@@ -13,9 +13,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from core.errors import InvalidTransition, NotReplicated, StaleAttempt, TaskNotFound
 from core.keys import CHUNKS_SUFFIX, HISTORY_SUFFIX, Keys
-from core.lua import register_all
+from core.lua import register_all, source
 from core.redis import Durability
 from core.states import State
 from core.task import Task
@@ -255,6 +257,13 @@ class _Store:
         self.durability = durability if durability is not None and durability.replicas else None
 
     @staticmethod
+    def _eval_args(call: Call) -> list[Any]:
+        """EVAL's arguments for `call`: the script's source itself. Used when a server answers
+        NOSCRIPT: a new master after a failover (Redis replicates no script cache), reached by a
+        connection other than the one that loaded it. EVAL also caches it there."""
+        return [source(call.script), len(call.keys), *call.keys, *call.args]
+
+    @staticmethod
     def _created(task: Task, reply: Reply) -> Task:
         if reply[0] != "ok":
             raise InvalidTransition(task.id, "existing", "create")
@@ -282,7 +291,26 @@ class TaskStore(_Store):
     """Synchronous store for the consumer, the worker and the scheduler."""
 
     def _run(self, call: Call) -> Any:
-        return self._scripts[call.script](keys=call.keys, args=call.args, client=self.r)
+        try:
+            return self._scripts[call.script](keys=call.keys, args=call.args, client=self.r)
+        except NoScriptError:  # loaded, then sent on another pooled connection that reached another server
+            return self.r.eval(*self._eval_args(call))
+
+    def _send_acked(self, call: Call, durability: Durability) -> tuple[Reply, int]:
+        """The script and a WAIT on one connection: its reply, and how many replicas acknowledged."""
+        for by_source in (False, True):
+            pipe = self.r.pipeline(transaction=False)
+            if by_source:
+                pipe.eval(*self._eval_args(call))
+            else:
+                self._scripts[call.script](keys=call.keys, args=call.args, client=pipe)
+            pipe.execute_command(*durability.wait_command)
+            try:
+                reply, acked = pipe.execute()
+                return reply, int(acked)
+            except NoScriptError:
+                continue
+        raise AssertionError("unreachable: EVAL does not answer NOSCRIPT")
 
     def _run_durable(self, call: Call) -> Any:
         """Run a report and confirm it reached the replicas. Unconfirmed, it is sent again until
@@ -294,20 +322,17 @@ class TaskStore(_Store):
         deadline = time.monotonic() + self.durability.patience
         landed: Reply | None = None  # a send that went through, not yet confirmed
         while True:
-            pipe = self.r.pipeline(transaction=False)
-            self._scripts[call.script](keys=call.keys, args=call.args, client=pipe)
-            pipe.execute_command(*self.durability.wait_command)
-            reply, acked = pipe.execute()
-            if reply[0] != "ok":
-                return landed or reply
-            landed = reply
+            reply, acked = self._send_acked(call, self.durability)
+            wrote = reply[0] == "ok"
             try:
-                self.durability.confirm(self.r, int(acked))
-                return reply
+                self.durability.confirm(self.r, acked if wrote else None)
             except NotReplicated:
                 if time.monotonic() > deadline:
                     raise
+                landed = reply if wrote else landed
                 time.sleep(0.5)
+                continue
+            return reply if wrote else landed or reply
 
     # --- submit and read ------------------------------------------------------------------
     def create(self, task: Task) -> Task:
@@ -443,7 +468,10 @@ class AsyncTaskStore(_Store):
     """Asyncio store for the API: submit, read, list and operator transitions."""
 
     async def _run(self, call: Call) -> Any:
-        return await self._scripts[call.script](keys=call.keys, args=call.args, client=self.r)
+        try:
+            return await self._scripts[call.script](keys=call.keys, args=call.args, client=self.r)
+        except NoScriptError:  # as in TaskStore._run
+            return await self.r.eval(*self._eval_args(call))
 
     async def _run_durable(self, call: Call) -> Any:
         """Run a submit and confirm it reached the replicas, or raise NotReplicated (a 503: the
@@ -451,13 +479,25 @@ class AsyncTaskStore(_Store):
         master if the failover discarded them)."""
         if self.durability is None:
             return await self._run(call)
-        pipe = self.r.pipeline(transaction=False)
-        await self._scripts[call.script](keys=call.keys, args=call.args, client=pipe)
-        pipe.execute_command(*self.durability.wait_command)
-        reply, acked = await pipe.execute()
-        if reply[0] in ("ok", "duplicate"):
-            await self.durability.confirm_async(self.r, int(acked))
+        reply, acked = await self._send_acked(call, self.durability)
+        await self.durability.confirm_async(self.r, acked if reply[0] in ("ok", "duplicate") else None)
         return reply
+
+    async def _send_acked(self, call: Call, durability: Durability) -> tuple[Reply, int]:
+        """As TaskStore._send_acked."""
+        for by_source in (False, True):
+            pipe = self.r.pipeline(transaction=False)
+            if by_source:
+                pipe.eval(*self._eval_args(call))
+            else:
+                await self._scripts[call.script](keys=call.keys, args=call.args, client=pipe)
+            pipe.execute_command(*durability.wait_command)
+            try:
+                reply, acked = await pipe.execute()
+                return reply, int(acked)
+            except NoScriptError:
+                continue
+        raise AssertionError("unreachable: EVAL does not answer NOSCRIPT")
 
     async def create(self, task: Task) -> Task:
         return self._created(task, await self._run_durable(self.ops.create([task])))

@@ -24,7 +24,8 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
-import core.redis  # noqa: F401 - registers a failover's error replies as connection errors
+# core.redis also registers a failover's error replies as connection errors.
+from core.redis import MasterConnection, MasterSSLConnection
 
 
 class QoS(virtual.QoS):
@@ -59,7 +60,8 @@ class Channel(_Lean, kombu_redis.Channel):
 
 
 class SentinelChannel(_Lean, kombu_redis.SentinelChannel):
-    pass
+    connection_class = MasterConnection
+    connection_class_ssl = MasterSSLConnection  # type: ignore[assignment]  # same bases as kombu's own
 
 
 class Transport(kombu_redis.Transport):

@@ -69,10 +69,11 @@ class Client:
         n = 0
         while not self.stop.is_set():
             n += 1
-            self._submit(f"HA task {n} {uuid.uuid4().hex}. It has two sentences.", self.phase)
+            self._submit(f"HA task {n} {uuid.uuid4().hex}. It has two sentences.")
             self.stop.wait(1 / SUBMITS_PER_SECOND)
 
-    def _submit(self, content: str, phase: Phase) -> None:
+    def _submit(self, content: str) -> None:
+        """Each outcome counts in the phase under way when it came (a retried submit may span two)."""
         key, deadline = uuid.uuid4().hex, time.monotonic() + CLIENT_PATIENCE
         while time.monotonic() < deadline:
             try:
@@ -80,25 +81,28 @@ class Client:
                     "/api/v1/tasks/summarize/", json={"content": content}, headers={"Idempotency-Key": key}
                 )
             except httpx.TransportError:
-                phase.unavailable.append(time.monotonic())
+                self.phase.unavailable.append(time.monotonic())
                 time.sleep(0.2)
                 continue
             if response.status_code == 202:
-                phase.accepted.append(response.json()["task_id"])
+                self.phase.accepted.append(response.json()["task_id"])
                 return
             if response.status_code == 503:
-                phase.unavailable.append(time.monotonic())
+                self.phase.unavailable.append(time.monotonic())
                 time.sleep(min(float(response.headers.get("Retry-After", "1")), 0.5))
                 continue
-            phase.errors.append(f"{response.status_code} {response.text[:200]}")
+            self.phase.errors.append(f"{response.status_code} {response.text[:200]}")
             return
-        phase.errors.append("gave up after retrying for CLIENT_PATIENCE")
+        self.phase.errors.append("gave up after retrying for CLIENT_PATIENCE")
 
 
 def _stack(deployment: SentinelDeployment, stub: StubLLM, workdir: Path) -> Stack:
     sentinels = {"REDIS_SENTINELS": deployment.sentinel_addresses, "REDIS_SENTINEL_MASTER": MASTER_NAME}
     url = f"redis://127.0.0.1:{deployment.master_port()}/2"
-    stack = Stack(url, stub.url, workdir, REDIS_MIN_REPLICAS_ACK="1", **sentinels)
+    # A heartbeat TTL as in production (15 s by default) outlasts a failover: with the suite's 2 s,
+    # each failover would also expire the consumer and re-run its tasks.
+    timings = {"HEARTBEAT_INTERVAL": "1", "HEARTBEAT_TTL": "10"}
+    stack = Stack(url, stub.url, workdir, REDIS_MIN_REPLICAS_ACK="1", **sentinels, **timings)
     # The test's own reads follow the master too.
     settings = Settings(_env_file=None, redis_url=url, celery_broker_db=3, redis_sentinel_master=MASTER_NAME,
                         redis_sentinels=deployment.sentinel_addresses)

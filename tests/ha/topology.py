@@ -22,7 +22,7 @@ START_WAIT = 60.0
 FAILOVER_WAIT = 90.0
 
 
-def _wait(check: object, what: str, timeout: float) -> None:
+def wait_for(check: object, what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(redis.RedisError, OSError):
@@ -45,8 +45,8 @@ class Node:
         cmd = [redis_server.find_binary(), *self.args, "--logfile", log]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis(port=self.port, db=db, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -89,12 +89,12 @@ class SentinelDeployment:
             self.data.append(Node(port, self.root / f"r{port}", args))
         for node in self.data:
             node.start()
-        _wait(lambda: all(n.client().ping() for n in self.data), "the Redis servers", START_WAIT)
-        _wait(lambda: self.data[0].client().info("replication")["connected_slaves"] == self.replicas,
+        wait_for(lambda: all(n.client().ping() for n in self.data), "the Redis servers", START_WAIT)
+        wait_for(lambda: self.data[0].client().info("replication")["connected_slaves"] == self.replicas,
               "the replicas to sync", START_WAIT)
         for _ in range(self.sentinels):
             self._add_sentinel(ports[0])
-        _wait(self._sentinels_agree, "the sentinels to see every node", START_WAIT)
+        wait_for(self._sentinels_agree, "the sentinels to see every node", START_WAIT)
         return self
 
     def _add_sentinel(self, master_port: int) -> None:
@@ -139,7 +139,7 @@ class SentinelDeployment:
                 return False
             return self.node(ports.pop()).client().info("replication")["role"] == "master"
 
-        _wait(switched, f"a new master instead of :{old_port}", FAILOVER_WAIT)
+        wait_for(switched, f"a new master instead of :{old_port}", FAILOVER_WAIT)
         return self.master_port()
 
     def failover(self) -> None:
@@ -153,7 +153,7 @@ class SentinelDeployment:
             return info["role"] == "slave" and info.get("master_link_status") == "up" \
                 and int(info["master_port"]) == self.master_port()
 
-        _wait(rejoined, f":{port} to rejoin as a replica", FAILOVER_WAIT)
+        wait_for(rejoined, f":{port} to rejoin as a replica", FAILOVER_WAIT)
 
     def stop(self) -> None:
         for node in [*self.watchers, *self.data]:
