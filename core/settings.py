@@ -151,9 +151,8 @@ class Settings(BaseSettings):
             return urlunsplit(parts._replace(path=f"/{self.celery_broker_db}"))
         user_info = parts.netloc.rpartition("@")[0]
         auth = f"{user_info}@" if user_info else ""
-        return ";".join(
-            f"sentinel://{auth}{host}:{port}/{self.celery_broker_db}" for host, port in self.sentinel_addresses
-        )
+        hosts = [(f"[{host}]" if ":" in host else host, port) for host, port in self.sentinel_addresses]
+        return ";".join(f"sentinel://{auth}{host}:{port}/{self.celery_broker_db}" for host, port in hosts)
 
     @property
     def task_lease_seconds(self) -> float:

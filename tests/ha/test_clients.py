@@ -143,3 +143,16 @@ def test_failover_suspected_reads_each_sentinel(flags: str, address: tuple[str, 
     views.append({"flags": flags, "ip": address[0], "port": address[1]})
     assert failover_suspected(views, ("127.0.0.1", 7000)) is suspected
     assert failover_suspected([None, *views[:1]], ("127.0.0.1", 7000)) is False  # a silent sentinel is no sign
+
+
+def test_the_reset_tool_reaches_the_master_through_the_sentinels(
+    sentinel_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from utils.reset_redis import main
+
+    settings = sentinel_settings.model_copy(update={"redis_key_prefix": f"t{uuid.uuid4().hex[:6]}:"})
+    TaskStore(sync_client(settings), Keys(settings.redis_key_prefix)).create(_task(1))
+    assert main(["--confirm", "--broker"], settings) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Redis sentinel master 'atf-ha' via") and "PENDING 1" in out, out
+    assert out.rstrip().endswith("keys:      0 belong to this deployment"), out
