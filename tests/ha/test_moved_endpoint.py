@@ -96,7 +96,8 @@ def test_a_worker_outcome_lands_on_the_new_master(pair: tuple[Node, Node], endpo
     task = store.create(Task(id="t1", task_type="summarize", content="Some text."))
     token = new_token()
     assert store.claim("c1", token, prefer_retry=False).task_id == task.id
-    wait_for(lambda: pair[1].client(db=2).hget(KEYS.task("t1"), "state") == "ACTIVE", "the claim to replicate", START_WAIT)
+    replica = pair[1].client(db=2)
+    wait_for(lambda: replica.hget(KEYS.task("t1"), "state") == "ACTIVE", "the claim to replicate", START_WAIT)
     _fail_over(pair, endpoint)
     store.complete(task.id, "c1", token, "done", "stub")
-    assert pair[1].client(db=2).hget(KEYS.task("t1"), "state") == State.COMPLETED.value
+    assert replica.hget(KEYS.task("t1"), "state") == State.COMPLETED.value
