@@ -91,18 +91,42 @@ def _sentinel_options(settings: Settings) -> dict[str, Any]:
 
 
 # --- Sentinel: a connection is to the master, or it is not made ------------------------------
+def _settled(state: dict[str, Any]) -> bool:
+    """A sentinel that is leading a failover still names the old master until it ends, seconds
+    after the promotion, while the others already name the new one: ask those instead."""
+    return "failover_in_progress" not in str(state.get("flags", ""))
+
+
+class _Sentinel(Sentinel):
+    def check_master_state(self, state: dict[str, Any], service_name: str) -> bool:
+        return bool(super().check_master_state(state, service_name)) and _settled(state)
+
+
+class _AsyncSentinel(AsyncSentinel):
+    def check_master_state(self, state: dict[str, Any], service_name: str) -> bool:
+        return bool(super().check_master_state(state, service_name)) and _settled(state)
+
+
 def _not_master(address: tuple[str, int], role: Any) -> RedisConnectionError | None:
     name = role[0].decode() if isinstance(role[0], bytes) else str(role[0])
     return None if name == "master" else RedisConnectionError(f"{address[0]}:{address[1]} is a {name}, not the master")
 
 
 class MasterConnection(SentinelManagedConnection):
-    """Checks ROLE as it connects. A sentinel that has not yet heard of a failover names the
-    old master, which is a replica by then (or soon): a script that only reads would run there
-    without an error, and find nothing, instead of reaching the master."""
+    """Asks the sentinels for the master every time it (re)connects, and checks with ROLE that it
+    reached one. redis-py reconnects a dropped connection to the host it had, without asking the
+    sentinels (so a client retried on the deposed master for as long as its retries lasted), and a
+    sentinel that has not yet heard of a failover names the old master, which is a replica by then
+    or soon: a script that only reads would run there without an error and find nothing."""
 
-    def connect_to(self, address: tuple[str, int]) -> None:
-        super().connect_to(address)
+    def _connect_retry(self) -> None:
+        self.connect_check_health(check_health=self.connection_pool.check_connection, retry_socket_connect=False)
+
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if self._sock:
+            return
+        self.host, self.port = address = self.connection_pool.get_master_address()
+        super().connect_check_health(check_health=check_health, retry_socket_connect=retry_socket_connect)
         self.send_command("ROLE")
         error = _not_master(address, self.read_response())
         if error:
@@ -117,8 +141,16 @@ class MasterSSLConnection(MasterConnection, SentinelManagedSSLConnection):
 class _AsyncMasterConnection(AsyncSentinelConnection):
     """As `MasterConnection`, for the API."""
 
-    async def connect_to(self, address: tuple[str, int]) -> None:
-        await super().connect_to(address)
+    async def _connect_retry(self) -> None:
+        await self.connect_check_health(
+            check_health=self.connection_pool.check_connection, retry_socket_connect=False
+        )
+
+    async def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if self.is_connected:
+            return
+        self.host, self.port = address = await self.connection_pool.get_master_address()
+        await super().connect_check_health(check_health=check_health, retry_socket_connect=retry_socket_connect)
         await self.send_command("ROLE")
         error = _not_master(address, await self.read_response())
         if error:
@@ -151,7 +183,7 @@ def sync_client(
     # redis-py 8 caps a pool at 100 and refuses the 101st ("Too many connections").
     options["max_connections"] = max(100, settings.celery_worker_concurrency + 16)
     if settings.sentinel_addresses:
-        sentinel = Sentinel(settings.sentinel_addresses, sentinel_kwargs=_sentinel_options(settings))
+        sentinel = _Sentinel(settings.sentinel_addresses, sentinel_kwargs=_sentinel_options(settings))
         master_options = _master_options(settings, db, MasterConnection, MasterSSLConnection)
         return sentinel.master_for(
             settings.redis_sentinel_master, decode_responses=decode, **master_options, **options
@@ -171,7 +203,7 @@ def async_client(settings: Settings) -> aioredis.Redis:
 
     retry = AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), retries=1)
     if settings.sentinel_addresses:
-        sentinel = AsyncSentinel(settings.sentinel_addresses, sentinel_kwargs=_sentinel_options(settings))
+        sentinel = _AsyncSentinel(settings.sentinel_addresses, sentinel_kwargs=_sentinel_options(settings))
         master_options = _master_options(settings, None, _AsyncMasterConnection, _AsyncMasterSSLConnection)
         return sentinel.master_for(
             settings.redis_sentinel_master,
@@ -226,7 +258,7 @@ def failover_suspected(masters: Sequence[dict[str, Any] | None], written_to: tup
     for master in masters:
         if master is None:
             continue
-        if "failover_in_progress" in str(master.get("flags", "")):
+        if not _settled(master):
             return True
         if written_to is not None and (master.get("ip"), int(master.get("port", 0))) != written_to:
             return True

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -20,6 +23,14 @@ from core.task import Task
 from tests.ha.topology import SentinelDeployment
 
 pytestmark = pytest.mark.integration
+T = TypeVar("T")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` in a thread of its own: the browser tests leave an event loop running in
+    the main thread for the session, where asyncio.run refuses to start another."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _task(n: int) -> Task:
@@ -69,7 +80,7 @@ def test_the_sync_and_async_clients_follow_a_planned_failover(sentinel_settings:
 
     sentinel = redis.Redis(*settings.sentinel_addresses[0], decode_responses=True)
     sentinel.execute_command("SENTINEL", "FAILOVER", settings.redis_sentinel_master)
-    created = asyncio.run(submit_through(8))
+    created = run_async(submit_through(8))
     after = store.create(_task(-1))  # the sync client moved too
     assert store.r.connection_pool.get_master_address() != deployment_master
     assert store.get(before.id).state is State.PENDING and store.get(after.id).state is State.PENDING
@@ -109,7 +120,7 @@ def test_an_acknowledged_submit_survives_a_planned_failover(sentinel_settings: S
             await sentinel.aclose()
         return acknowledged, refused
 
-    acknowledged, refused = asyncio.run(submit_through_failover())
+    acknowledged, refused = run_async(submit_through_failover())
     store = TaskStore(sync_client(settings, patient=True), keys)
     lost = [task_id for task_id in acknowledged if not store.r.exists(keys.task(task_id))]
     print(f"acknowledged {len(acknowledged)}, refused {refused}, lost {len(lost)}")
@@ -130,7 +141,7 @@ def test_a_write_is_not_acknowledged_without_its_replicas(sentinel_settings: Set
             await aio.r.aclose()
 
     with pytest.raises(NotReplicated, match="reached 2 of 3 replicas"):
-        asyncio.run(submit())
+        run_async(submit())
 
 
 @pytest.mark.parametrize(
