@@ -160,6 +160,17 @@ def test_nginx_proxies_the_api_health_and_the_unbuffered_stream() -> None:
     assert not re.match(pattern.group(1), "/api/v1/tasks/123")
 
 
+def test_nginx_passes_the_api_docs_to_the_api() -> None:
+    """:3000 answers /docs and /openapi.json with the API's pages, not the dashboard's HTML."""
+    conf = NGINX_CONF.read_text()
+    docs = re.search(r"location ~ (\^/\(docs\S*) \{", conf)
+    assert docs is not None and "proxy_pass $api;" in _location(conf, docs.group(0))
+    for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
+        assert re.match(docs.group(1), path), path
+    for path in ("/documents", "/", "/tasks", "/openapi.jsonx"):
+        assert not re.match(docs.group(1), path), path
+
+
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
 def test_nginx_accepts_the_config(tmp_path: Path) -> None:
     """`nginx -t` on the config inside a minimal main config, as the nginx image includes it."""
