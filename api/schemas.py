@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from core.states import State
+from core.states import State, actions_for
 from core.task import Task
 
 # C0 and C1 control characters and DEL, except tab, line feed and carriage return (which texts have).
@@ -117,6 +117,9 @@ class TaskPublic(BaseModel):
     model: str | None = Field(description="The model that answered, when the provider said.")
     usage: Usage | None = Field(description="Token usage of the answering call, when the provider reported it.")
     timings: Timings
+    actions: list[Literal["retry", "cancel", "delete"]] = Field(
+        description="What the task's state allows (POST .../retry, POST .../cancel, DELETE); any other is a 409."
+    )
 
     @classmethod
     def from_task(cls, task: Task) -> TaskPublic:
@@ -148,6 +151,7 @@ class TaskPublic(BaseModel):
             started_at=task.started_at or None,
             finished_at=task.finished_at or None,
             due_at=task.due_at or None,
+            actions=actions_for(task.state),
         )
 
 

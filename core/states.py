@@ -19,4 +19,16 @@ class State(StrEnum):
 
 TERMINAL = frozenset({State.COMPLETED, State.FAILED, State.DLQ, State.CANCELLED})
 RETRYABLE = frozenset({State.FAILED, State.DLQ, State.CANCELLED})
+CANCELLABLE = frozenset({State.PENDING, State.SCHEDULED, State.ACTIVE})
 DELETABLE = frozenset(State) - {State.ACTIVE}
+
+# What a client may do to a task in each state, by action: the guards of retry_task, cancel_task
+# and delete_task (tests/core/test_actions.py holds the scripts to this table), the 409 of the
+# API's routes for any other state, and the `actions` every task carries, from which the
+# dashboard offers its buttons.
+ACTIONS: dict[str, frozenset[State]] = {"retry": RETRYABLE, "cancel": CANCELLABLE, "delete": DELETABLE}
+
+
+def actions_for(state: State) -> list[str]:
+    """The actions the state allows, in ACTIONS' order."""
+    return [action for action, states in ACTIONS.items() if state in states]

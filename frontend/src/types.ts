@@ -50,7 +50,11 @@ export interface Task {
   model: string | null;
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null;
   timings: { queued_ms: number | null; run_ms: number | null; total_ms: number | null };
+  /** What the task's state allows, from the API's own table (absent from an older API). */
+  actions?: TaskAction[];
 }
+
+export type TaskAction = "retry" | "cancel" | "delete";
 
 export interface TaskDetail extends Task {
   history: HistoryEntry[];

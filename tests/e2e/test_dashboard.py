@@ -119,7 +119,7 @@ def test_the_flow_diagram_counts_live_and_its_nodes_open_the_task_list(open_page
         expect(page.locator(f"tr[data-task-id='{task_id}']")).to_have_count(1)
 
 
-def test_task_detail_shows_the_task_and_the_apis_refusal(open_page: Open, stack: Stack) -> None:
+def test_task_detail_shows_the_task_and_offers_only_what_its_state_allows(open_page: Open, stack: Stack) -> None:
     task_id = stack.submit("A detail view test. [[fail:1]] [[tag:detail]]")
     wait_until(lambda: stack.task(task_id)["state"] == "COMPLETED", 30, what="completion")
     page = open_page("/tasks")
@@ -130,14 +130,25 @@ def test_task_detail_shows_the_task_and_the_apis_refusal(open_page: Open, stack:
     expect(page.get_by_role("heading", name="Errors (1)")).to_be_visible()
     expect(page.locator("pre.content")).to_contain_text("A detail view test.")
     screenshot(page, "task-detail")
-    page.get_by_role("button", name="Cancel").click()  # a COMPLETED task cannot be cancelled: 409
-    alert = page.get_by_role("alert")
-    expect(alert).to_contain_text("409")
-    expected = stack.http.post(f"/api/v1/tasks/{task_id}/cancel").json()["message"]
-    expect(alert).to_contain_text(expected)
+    # A COMPLETED task can be deleted, not retried or cancelled (the API would answer 409).
+    actions = page.get_by_test_id("task-actions").get_by_role("button")
+    expect(actions).to_have_text(["Delete"])
+    assert stack.http.post(f"/api/v1/tasks/{task_id}/cancel").status_code == 409
+    assert stack.http.post(f"/api/v1/tasks/{task_id}/retry").status_code == 409
     page.get_by_role("button", name="Delete").click()
     expect(page).to_have_url(f"{page.url.split('/tasks')[0]}/tasks")
     assert stack.http.get(f"/api/v1/tasks/{task_id}").status_code == 404
+
+
+def test_a_dead_task_offers_retry_and_the_retry_completes_it(open_page: Open, stack: Stack) -> None:
+    task_id = stack.submit("Fails four times, then works. [[fail:4]] [[tag:detail-retry]]")
+    wait_until(lambda: stack.task(task_id)["state"] == "DLQ", 60, what="the task to reach the DLQ")
+    page = open_page(f"/tasks/{task_id}")
+    actions = page.get_by_test_id("task-actions").get_by_role("button")
+    expect(actions).to_have_text(["Retry", "Delete"])
+    page.get_by_role("button", name="Retry").click()
+    expect(page.get_by_test_id("summary")).to_have_text("summary:detail-retry", timeout=30_000)
+    expect(actions).to_have_text(["Delete"])
 
 
 def test_tasks_page_filters_and_paginates(open_page: Open, stack: Stack) -> None:

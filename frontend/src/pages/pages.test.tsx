@@ -59,21 +59,38 @@ describe("FlowDiagram", () => {
 });
 
 describe("TaskDetailPage", () => {
-  it("shows the task and the API's own words when an action is refused", async () => {
-    fakeApi((call) => {
-      if (call.method === "GET" && call.path === "/api/v1/tasks/t-1") return { status: 200, body: task() };
-      if (call.method === "POST" && call.path === "/api/v1/tasks/t-1/cancel")
-        return { status: 409, body: { code: "invalid_transition", message: "task t-1 is COMPLETED; cannot cancel" } };
-      return undefined;
-    });
+  const page = () =>
     render(
       <LiveProvider>
         <TaskDetailPage taskId="t-1" />
       </LiveProvider>,
     );
+  const buttons = () => within(screen.getByTestId("task-actions")).queryAllByRole("button").map((b) => b.textContent);
+
+  it("offers only the actions the API lists for the task's state", async () => {
+    let current = task({ state: "COMPLETED", actions: ["delete"] });
+    fakeApi((call) => (call.method === "GET" && call.path === "/api/v1/tasks/t-1" ? { status: 200, body: current } : undefined));
+    const { unmount } = page();
     expect((await screen.findByTestId("summary")).textContent).toBe("A summary.");
     expect(screen.getByText("1.20 s")).toBeTruthy();
     expect(screen.getByRole("heading", { name: "Errors (1)" })).toBeTruthy();
+    expect(buttons()).toEqual(["Delete"]);
+    unmount();
+    current = task({ state: "DLQ", result: null, actions: ["retry", "delete"] });
+    page();
+    await waitFor(() => expect(buttons()).toEqual(["Retry", "Delete"]));
+  });
+
+  it("shows the API's own words when an action is refused (the state changed meanwhile)", async () => {
+    fakeApi((call) => {
+      if (call.method === "GET" && call.path === "/api/v1/tasks/t-1")
+        return { status: 200, body: task({ state: "ACTIVE", result: null, actions: ["cancel"] }) };
+      if (call.method === "POST" && call.path === "/api/v1/tasks/t-1/cancel")
+        return { status: 409, body: { code: "invalid_transition", message: "task t-1 is COMPLETED; cannot cancel" } };
+      return undefined;
+    });
+    page();
+    await waitFor(() => expect(buttons()).toEqual(["Cancel"]));
     await userEvent.click(screen.getByRole("button", { name: "Cancel" }));
     const alert = await screen.findByRole("alert");
     expect(alert.textContent).toContain("task t-1 is COMPLETED; cannot cancel");
