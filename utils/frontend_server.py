@@ -1,8 +1,8 @@
 """The dashboard's server for `make run` and the browser tests (compose uses nginx instead): the
 Vite build (frontend/dist) as a single-page app on :3000, with `/api`, `/health` and the API's
-docs (`/docs`, `/redoc`, `/openapi.json`) passed through to the API. Responses are relayed as they arrive, never buffered, so the live stream's events
-reach the browser the moment the API sends them; a stopped API is a 502 with a JSON body the
-dashboard's indicator understands.
+docs (`/docs`, `/redoc`, `/openapi.json`) passed through to the API. Responses are relayed as
+they arrive, never buffered, so the live stream's events reach the browser the moment the API
+sends them; a stopped API is a 502 with a JSON body the dashboard's indicator understands.
 
     python -m utils.frontend_server [--port 3000] [--api http://127.0.0.1:8000] [--dist frontend/dist]
 """

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from pydantic import SecretStr
 
 from core.settings import Settings
