@@ -307,7 +307,7 @@ class WorkerInfo(BaseModel):
     inflight: int | None
     retry_ratio: float | None
     breaker: str | None = Field(description="The breaker as this consumer last saw it.")
-    taken: dict[str, int] | None = Field(description="Tasks taken from each list since start.")
+    taken: dict[str, int] | None = Field(description="Tasks it took from each list (primary, retry), as claimed.")
     started_at: int | None
     last_heartbeat: int | None
     processed: int

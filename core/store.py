@@ -140,6 +140,7 @@ class Ops:
             lists.reverse()
         keys = [*lists, self.k.inflight(consumer_id), self.k.state_index(State.PENDING)]
         keys += [self.k.state_index(State.ACTIVE), self.k.pending_retry, self.k.events, self.k.counters]
+        keys.append(self.k.consumer_stats(consumer_id))
         args = [self.k.task_prefix, token, consumer_id, moved_id, HISTORY_SUFFIX, *DISPATCH_FIELDS]
         return Call("claim_task", keys, args)
 
@@ -553,14 +554,14 @@ class AsyncTaskStore(_Store):
             "last_hour": ring_sum(by_minute, now // 60_000, 60),
         }
 
-    async def consumer_stats(self, consumer_ids: list[str]) -> dict[str, dict[str, int]]:
-        """Settled attempts per consumer (processed, completed, failed); zeros for one with none."""
+    async def consumer_stats(self, consumer_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Per consumer: settled attempts (processed, completed, failed) and the tasks it took from
+        each list (`taken`: primary, retry; counted by claim_task); zeros for one with none."""
         pipe = self.r.pipeline(transaction=False)
         for consumer_id in consumer_ids:
             pipe.hgetall(self.keys.consumer_stats(consumer_id))
         rows = await pipe.execute()
-        kinds = ("processed", "completed", "failed")
-        return {c: {k: int(row.get(k, 0)) for k in kinds} for c, row in zip(consumer_ids, rows, strict=True)}
+        return {c: _consumer_figures(row) for c, row in zip(consumer_ids, rows, strict=True)}
 
     async def scheduler_info(self) -> dict[str, Any] | None:
         """The last scheduler heartbeat, or None when no scheduler beat within its TTL."""
@@ -590,6 +591,12 @@ class AsyncTaskStore(_Store):
         fields = ["redis_version", "uptime_in_seconds", "used_memory", "used_memory_human", "maxmemory"]
         fields += ["connected_clients", "blocked_clients", "role"]
         return {name: info.get(name) for name in fields}
+
+
+def _consumer_figures(row: dict[str, str]) -> dict[str, Any]:
+    figures: dict[str, Any] = {kind: int(row.get(kind, 0)) for kind in ("processed", "completed", "failed")}
+    figures["taken"] = {source: int(row.get(f"taken_{source}", 0)) for source in ("primary", "retry")}
+    return figures
 
 
 def ring_sum(raw: dict[str, str], current: int, window: int) -> dict[str, int]:

@@ -18,7 +18,8 @@ end
 -- Everything a state change records besides the state itself: one entry in the task's capped
 -- audit trail, the global counter it moves, and one event on the channel the live UIs listen to.
 -- c: id, from, to, at, channel (key), history (key or nil), counters (key), counter (name or nil),
---    error, error_type, worker (optional). The event carries the counter's new value.
+--    also (a second counter's name, optional), error, error_type, worker (optional). The event
+--    carries each counter's new value.
 local function changed(c)
   if c.history then
     local err = c.error
@@ -33,6 +34,7 @@ local function changed(c)
   if c.error_type and c.error_type ~= '' then event.error_type = c.error_type end
   if c.counter then
     event.counters = {[c.counter] = redis.call('HINCRBY', c.counters, c.counter, 1)}
+    if c.also then event.counters[c.also] = redis.call('HINCRBY', c.counters, c.also, 1) end
   end
   redis.call('PUBLISH', c.channel, cjson.encode(event))
 end

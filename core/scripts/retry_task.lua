@@ -3,6 +3,8 @@
 -- KEYS: 1 task hash, 2 retry list, 3 events channel, 4 history, 5 counters,
 --       6.. index of each state named in ARGV[2..]
 -- ARGV: 1 id, 2.. state names, aligned with KEYS[6..]
+-- Counts each origin apart, so that every edge of the flow diagram counts only its own
+-- transition: `requeued` from DLQ (as requeue_dead), `requeued_failed`, `requeued_cancelled`.
 -- Returns: {'ok', from_state} | {'wrong_state', state} | {'not_found'}
 -- Events: FAILED | DLQ | CANCELLED -> PENDING
 local id = ARGV[1]
@@ -15,6 +17,8 @@ redis.call('HSET', KEYS[1], 'state', 'PENDING', 'retry_count', 0, 'finished_at',
 redis.call('ZREM', index_of(state, 6, 2), id)
 redis.call('ZADD', index_of('PENDING', 6, 2), now, id)
 redis.call('RPUSH', KEYS[2], id)
+local counter = 'requeued'
+if state ~= 'DLQ' then counter = 'requeued_' .. string.lower(state) end
 changed({id = id, from = state, to = 'PENDING', at = now, channel = KEYS[3], history = KEYS[4],
-  counters = KEYS[5], counter = 'requeued'})
+  counters = KEYS[5], counter = counter})
 return {'ok', state}

@@ -90,9 +90,12 @@ export function applySnapshot(model: LiveModel, status: QueueStatus): LiveModel 
   return { ...model, status };
 }
 
-/** Edges of the flow diagram and the counter (or counters) whose total each shows. */
+/** Edges of the flow diagram and the counter (or counters) whose total each shows: each counter
+ * is moved by exactly that transition's script (README "Redis keys", `stats:counters`). */
 export const EDGE_COUNTERS: Record<string, string[]> = {
   "submit>primary": ["submitted"],
+  "primary>active": ["taken_primary"],
+  "retry>active": ["taken_retry"],
   "active>completed": ["completed"],
   "active>scheduled": ["retried", "postponed"],
   "scheduled>retry": ["promoted"],

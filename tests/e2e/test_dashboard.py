@@ -104,12 +104,17 @@ def test_the_flow_diagram_counts_live_and_its_nodes_open_the_task_list(open_page
     submitted = page.locator("[data-edge='submit>primary'] .edge-count")
     for figure in (completed, submitted, page.locator("[data-node='submit'] .node-count")):
         expect(figure).not_to_have_text("…")  # the snapshot and the counters have arrived
+    taken = page.locator("[data-edge='primary>active'] .edge-count")
+    expect(taken).not_to_have_text("…")
     before_completed, before_submitted = int(completed.text_content() or ""), int(submitted.text_content() or "")
+    before_taken = int(taken.text_content() or "")
     ids = [stack.submit(f"Live count {i}. [[tag:n{i}]]") for i in range(3)]
     stack.wait_terminal(ids, 30)
-    # Without reloading: the stream's events moved the figures.
+    # Without reloading: the stream's events moved the figures. The stack is idle, so its consumer
+    # took these three in its blocking wait (BLMOVE): they count on Primary → Active too.
     expect(completed).to_have_text(str(before_completed + 3))
     expect(submitted).to_have_text(str(before_submitted + 3))
+    expect(taken).to_have_text(str(before_taken + 3))
     expect(page.get_by_test_id("throughput-summary")).to_contain_text("3 completed")
     screenshot(page, "dashboard", full_page=True)
     page.locator("[data-node='completed']").click()
@@ -117,6 +122,31 @@ def test_the_flow_diagram_counts_live_and_its_nodes_open_the_task_list(open_page
     expect(page.get_by_label("State")).to_have_value("COMPLETED")
     for task_id in ids:
         expect(page.locator(f"tr[data-task-id='{task_id}']")).to_have_count(1)
+
+
+def test_each_edge_counts_its_own_transition_and_the_workers_table_agrees(open_page: Open, stack: Stack) -> None:
+    page = open_page("/")
+    expect(page.get_by_test_id("connection")).to_have_text("Live")
+
+    def edge(name: str) -> Any:
+        figure = page.locator(f"[data-edge='{name}'] .edge-count")
+        expect(figure).not_to_have_text("…")
+        return figure
+
+    from_dlq, from_retry = edge("dlq>retry"), edge("retry>active")
+    before_dlq, before_retry = int(from_dlq.text_content() or ""), int(from_retry.text_content() or "")
+    # A task cancelled while it runs, then retried by an operator: CANCELLED → the retry list,
+    # which is no DLQ → Retry; its second run is taken from the retry list.
+    task_id = stack.submit("Cancelled, then retried. [[delay:1.5]] [[tag:un-cancelled]]")
+    wait_until(lambda: stack.task(task_id)["state"] == "ACTIVE", 20, what="the task to run")
+    assert stack.http.post(f"/api/v1/tasks/{task_id}/cancel").json()["state"] == "CANCELLED"
+    assert stack.http.post(f"/api/v1/tasks/{task_id}/retry").status_code == 202
+    wait_until(lambda: stack.task(task_id)["state"] == "COMPLETED", 30, what="the retried task to complete")
+    expect(from_retry).to_have_text(str(before_retry + 1))
+    expect(from_dlq).to_have_text(str(before_dlq))
+    # The workers table (one consumer here) shows what its claims counted, the same figures.
+    primary = int(edge("primary>active").text_content() or "")
+    expect(page.get_by_test_id("taken")).to_have_text(f"{primary} / {before_retry + 1}")
 
 
 def test_task_detail_shows_the_task_and_offers_only_what_its_state_allows(open_page: Open, stack: Stack) -> None:

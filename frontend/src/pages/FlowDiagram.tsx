@@ -45,8 +45,6 @@ const byId = new Map(NODES.map((n) => [n.id, n]));
 export interface FlowCounts {
   status: QueueStatus | null;
   counters: Record<string, number>;
-  /** Tasks the live consumers took from each list since they started (null until known). */
-  taken: { primary: number; retry: number } | null;
 }
 
 export function nodeCount(id: string, { status, counters }: FlowCounts): number | null {
@@ -65,9 +63,8 @@ export function nodeCount(id: string, { status, counters }: FlowCounts): number 
   return values[id] ?? 0;
 }
 
-/** An edge's figure, or null until the counters (or the workers) have been read. */
+/** An edge's figure, or null until the counters have been read. */
 export function edgeValue(from: string, to: string, counts: FlowCounts): number | null {
-  if (to === "active" && (from === "primary" || from === "retry")) return counts.taken ? counts.taken[from] : null;
   if (counts.counters.submitted === undefined) return null;
   return edgeCount(counts.counters, `${from}>${to}`);
 }
@@ -153,8 +150,7 @@ export function FlowDiagram(counts: FlowCounts) {
         </svg>
       </div>
       <figcaption className="muted">
-        Counts on the edges are totals since the counters started; the arrows into Active count what the live workers
-        took from each list.
+        Counts on the edges are how many times each transition happened since the counters started.
       </figcaption>
     </figure>
   );

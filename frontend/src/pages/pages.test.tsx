@@ -33,7 +33,10 @@ function task(overrides: Partial<TaskDetail> = {}): TaskDetail {
 }
 
 describe("FlowDiagram", () => {
-  const counts = { status, counters: { submitted: 90, completed: 70, retried: 4, postponed: 1 }, taken: { primary: 80, retry: 9 } };
+  const counts = {
+    status,
+    counters: { submitted: 90, completed: 70, retried: 4, postponed: 1, taken_primary: 80, taken_retry: 9, requeued: 2 },
+  };
 
   it("shows a count on every node and edge", () => {
     const { container } = render(<FlowDiagram {...counts} />);
@@ -45,8 +48,17 @@ describe("FlowDiagram", () => {
     expect(container.querySelectorAll(".edge-count").length).toBe(container.querySelectorAll(".edge").length);
   });
 
+  it("counts on each edge only its own transition", () => {
+    // An operator's retry of a CANCELLED or FAILED task moves its own counter, not DLQ → Retry's.
+    const { container } = render(
+      <FlowDiagram status={status} counters={{ ...counts.counters, requeued_cancelled: 5, requeued_failed: 7 }} />,
+    );
+    const edge = (id: string) => container.querySelector(`[data-edge='${id}'] .edge-count`)?.textContent;
+    expect([edge("dlq>retry"), edge("primary>active"), edge("retry>active")]).toEqual(["2", "80", "9"]);
+  });
+
   it("waits for the figures instead of showing zeros", () => {
-    const { container } = render(<FlowDiagram status={null} counters={{}} taken={null} />);
+    const { container } = render(<FlowDiagram status={null} counters={{}} />);
     const texts = [...container.querySelectorAll(".node-count, .edge-count")].map((e) => e.textContent);
     expect(new Set(texts)).toEqual(new Set(["…"]));
   });
