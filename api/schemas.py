@@ -255,6 +255,23 @@ class Throughput(BaseModel):
     failed: int = Field(description="FAILED and DLQ.")
 
 
+class ThroughputBucket(BaseModel):
+    """Tasks that finished within one second or one minute."""
+
+    start: int = Field(description="Start of the bucket, epoch ms.")
+    completed: int
+    failed: int = Field(description="FAILED and DLQ.")
+
+
+class ThroughputHistory(BaseModel):
+    """The recent throughput, from the rings the transition scripts keep: for a chart to start
+    from history and then add the live stream's transitions (those whose `at` is after `now`)."""
+
+    now: int = Field(description="The server's time of the read, epoch ms.")
+    seconds: list[ThroughputBucket] = Field(description="The last 60 seconds, oldest first.")
+    minutes: list[ThroughputBucket] = Field(description="The last 60 minutes, oldest first (the current one so far).")
+
+
 class Statistics(BaseModel):
     """The pipeline's figures, all from counters kept by the transition scripts (no scan)."""
 

@@ -554,6 +554,19 @@ class AsyncTaskStore(_Store):
             "last_hour": ring_sum(by_minute, now // 60_000, 60),
         }
 
+    async def throughput_history(self) -> tuple[int, list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+        """The rings as they are: (the server's time in ms, the last 60 seconds, the last 60
+        minutes), each bucket (start in epoch ms, completed, failed), oldest first, zeros where
+        nothing finished. Read in one round trip with the time, so a reader can tell which of the
+        transitions it hears about later are already counted here (their `at` is after the time)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.time()
+        pipe.hgetall(self.keys.throughput_seconds)
+        pipe.hgetall(self.keys.throughput_minutes)
+        (seconds, micros), by_second, by_minute = await pipe.execute()
+        now = seconds * 1000 + micros // 1000
+        return now, ring_buckets(by_second, 1000, now, 60), ring_buckets(by_minute, 60_000, now, 60)
+
     async def consumer_stats(self, consumer_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Per consumer: settled attempts (processed, completed, failed) and the tasks it took from
         each list (`taken`: primary, retry; counted by claim_task); zeros for one with none."""
@@ -597,6 +610,23 @@ def _consumer_figures(row: dict[str, str]) -> dict[str, Any]:
     figures: dict[str, Any] = {kind: int(row.get(kind, 0)) for kind in ("processed", "completed", "failed")}
     figures["taken"] = {source: int(row.get(f"taken_{source}", 0)) for source in ("primary", "retry")}
     return figures
+
+
+def ring_buckets(raw: dict[str, str], unit_ms: int, now_ms: int, window: int) -> list[tuple[int, int, int]]:
+    """A throughput ring's last `window` buckets up to the one holding `now_ms`, oldest first, as
+    (start in epoch ms, completed, failed); a slot still holding an older bucket counts as empty."""
+    current = now_ms // unit_ms
+    held = {int(value): slot for slot, kind, value in _ring_slots(raw) if kind == "t"}
+    rows = []
+    for bucket in range(current - window + 1, current + 1):
+        slot = held.get(bucket)
+        counts = [int(raw.get(f"{slot}:{name}", 0)) if slot is not None else 0 for name in ("completed", "failed")]
+        rows.append((bucket * unit_ms, counts[0], counts[1]))
+    return rows
+
+
+def _ring_slots(raw: dict[str, str]) -> list[tuple[str, str, str]]:
+    return [(*field.partition(":")[::2], value) for field, value in raw.items()]
 
 
 def ring_sum(raw: dict[str, str], current: int, window: int) -> dict[str, int]:

@@ -14,7 +14,7 @@ import pytest
 
 from core.errors import InvalidTransition, StaleAttempt
 from core.states import State
-from core.store import DURATION_BUCKETS_MS, TaskStore, new_token, ring_sum
+from core.store import DURATION_BUCKETS_MS, TaskStore, new_token, ring_buckets, ring_sum
 from tests.core.helpers import (
     CONSUMER,
     Stores,
@@ -310,3 +310,11 @@ def test_an_operator_retry_counts_its_own_origin(stores: Stores, state: State) -
     moved = {name: value - before.get(name, 0) for name, value in counters(stores.sync).items()}
     expected = {State.DLQ: "requeued", State.FAILED: "requeued_failed", State.CANCELLED: "requeued_cancelled"}
     assert {name: n for name, n in moved.items() if n} == {expected[state]: 1}
+
+
+def test_ring_buckets_lists_the_window_oldest_first_and_skips_slots_of_older_buckets() -> None:
+    # Slot 5 holds bucket 65 (in the window), slot 6 still bucket 6 (a minute older: stale).
+    raw = {"5:t": "65", "5:completed": "4", "5:failed": "1", "6:t": "6", "6:completed": "9", "6:failed": "9"}
+    rows = ring_buckets(raw, 1000, now_ms=66_500, window=60)
+    assert [start for start, _, _ in rows] == [1000 * b for b in range(7, 67)]
+    assert {start: (c, f) for start, c, f in rows if c or f} == {65_000: (4, 1)}
