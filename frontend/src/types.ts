@@ -144,6 +144,20 @@ export interface Statistics {
   throughput_last_hour: { completed: number; failed: number };
 }
 
+export interface ThroughputBucket {
+  /** Epoch ms. */
+  start: number;
+  completed: number;
+  failed: number;
+}
+
+/** GET /api/v1/queues/throughput: the server's rings, oldest first, and the time of the read. */
+export interface ThroughputHistory {
+  now: number;
+  seconds: ThroughputBucket[];
+  minutes: ThroughputBucket[];
+}
+
 /** A `transition` event of the live stream: `to` is "" for a deletion, `from` "" for a creation. */
 export interface TransitionEvent {
   event: "transition";

@@ -202,7 +202,7 @@ export function DashboardPage() {
       <QueueCards status={model.status} />
       <section aria-labelledby="flow-heading" className="panel">
         <h2 id="flow-heading">Task flow</h2>
-        <FlowDiagram status={model.status} counters={model.counters} />
+        <FlowDiagram status={model.status} counters={model.countersRead ? model.counters : null} />
       </section>
       <section aria-labelledby="throughput-title" className="panel">
         <h2 id="throughput-title">Throughput (per second, last 15 minutes)</h2>

@@ -44,11 +44,12 @@ const byId = new Map(NODES.map((n) => [n.id, n]));
 
 export interface FlowCounts {
   status: QueueStatus | null;
-  counters: Record<string, number>;
+  /** The counters, or null until they have been read. */
+  counters: Record<string, number> | null;
 }
 
 export function nodeCount(id: string, { status, counters }: FlowCounts): number | null {
-  if (id === "submit") return counters.submitted ?? null;
+  if (id === "submit") return counters ? (counters.submitted ?? 0) : null;
   if (!status) return null;
   const { queues, states } = status;
   const values: Record<string, number | undefined> = {
@@ -65,8 +66,7 @@ export function nodeCount(id: string, { status, counters }: FlowCounts): number 
 
 /** An edge's figure, or null until the counters have been read. */
 export function edgeValue(from: string, to: string, counts: FlowCounts): number | null {
-  if (counts.counters.submitted === undefined) return null;
-  return edgeCount(counts.counters, `${from}>${to}`);
+  return counts.counters ? edgeCount(counts.counters, `${from}>${to}`) : null;
 }
 
 /** Where the segment from a box's centre toward (tx, ty) leaves the box. */

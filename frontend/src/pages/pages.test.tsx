@@ -1,9 +1,10 @@
 import { render, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { fakeApi } from "../fake-api";
+import { fakeApi, fakeStream } from "../fake-api";
 import { LiveProvider } from "../LiveContext";
 import type { QueueStatus, TaskDetail } from "../types";
+import { DashboardPage } from "./Dashboard";
 import { DlqPage } from "./Dlq";
 import { FlowDiagram } from "./FlowDiagram";
 import { TaskDetailPage } from "./TaskDetail";
@@ -58,7 +59,7 @@ describe("FlowDiagram", () => {
   });
 
   it("waits for the figures instead of showing zeros", () => {
-    const { container } = render(<FlowDiagram status={null} counters={{}} />);
+    const { container } = render(<FlowDiagram status={null} counters={null} />);
     const texts = [...container.querySelectorAll(".node-count, .edge-count")].map((e) => e.textContent);
     expect(new Set(texts)).toEqual(new Set(["…"]));
   });
@@ -107,6 +108,43 @@ describe("TaskDetailPage", () => {
     const alert = await screen.findByRole("alert");
     expect(alert.textContent).toContain("task t-1 is COMPLETED; cannot cancel");
     expect(alert.textContent).toContain("409 invalid_transition");
+  });
+});
+
+describe("DashboardPage throughput", () => {
+  it("starts from the server's history, then adds the live transitions", async () => {
+    const now = Date.now();
+    const minute = Math.floor(now / 60_000);
+    // 57 tasks completed three minutes before the page opened (as in issue 21), 1 failed a second ago.
+    const minutes = Array.from({ length: 60 }, (_, i) => ({
+      start: (minute - 59 + i) * 60_000,
+      completed: minute - 59 + i === minute - 3 ? 57 : 0,
+      failed: i === 59 ? 1 : 0,
+    }));
+    const second = Math.floor(now / 1000);
+    const seconds = Array.from({ length: 60 }, (_, i) => ({ start: (second - 59 + i) * 1000, completed: 0, failed: i === 58 ? 1 : 0 }));
+    const stream = fakeStream();
+    const calls = fakeApi((call) => {
+      if (call.path === "/api/v1/queues/status/stream") return stream.response;
+      if (call.path === "/api/v1/queues/throughput") return { status: 200, body: { now, seconds, minutes } };
+      return undefined;
+    });
+    render(
+      <LiveProvider>
+        <DashboardPage />
+      </LiveProvider>,
+    );
+    const summary = await screen.findByTestId("throughput-summary");
+    expect(summary.textContent).toContain("0 completed, 0 failed · last 15 min: 0 completed, 0 failed");
+    stream.send("snapshot", status);
+    await waitFor(() => expect(summary.textContent).toContain("last 15 min: 57 completed, 1 failed"));
+    expect(summary.textContent).toContain("Last minute: 0 completed, 1 failed");
+    stream.send("transition", { task_id: "t9", from: "ACTIVE", to: "COMPLETED", at: now + 5, counters: { completed: 58 } });
+    stream.send("transition", { task_id: "t8", from: "ACTIVE", to: "COMPLETED", at: now - 5, counters: { completed: 57 } });
+    await waitFor(() => expect(summary.textContent).toContain("Last minute: 1 completed, 1 failed · last 15 min: 58 completed"), {
+      timeout: 3000,
+    });
+    expect(calls.filter((c) => c.path === "/api/v1/queues/throughput")).toHaveLength(1);
   });
 });
 
