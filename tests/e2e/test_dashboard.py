@@ -124,6 +124,21 @@ def test_the_flow_diagram_counts_live_and_its_nodes_open_the_task_list(open_page
         expect(page.locator(f"tr[data-task-id='{task_id}']")).to_have_count(1)
 
 
+def test_the_throughput_chart_starts_from_what_finished_before_the_page_opened(open_page: Open, stack: Stack) -> None:
+    ids = [stack.submit(f"Finished before the page opened {i}. [[tag:b{i}]]") for i in range(4)]
+    stack.wait_terminal(ids, 30)
+    rings = stack.http.get("/api/v1/queues/throughput").json()
+    finished = sum(b["completed"] for b in rings["minutes"][-15:])  # the stack is younger than 15 min
+    assert finished >= 4
+    page = open_page("/")
+    expect(page.get_by_test_id("connection")).to_have_text("Live")
+    summary = page.get_by_test_id("throughput-summary")
+    expect(summary).to_contain_text(f"last 15 min: {finished} completed")
+    # Then the live transitions add to it.
+    stack.wait_terminal([stack.submit(f"Finished while it is open {i}. [[tag:a{i}]]") for i in range(2)], 30)
+    expect(summary).to_contain_text(f"last 15 min: {finished + 2} completed")
+
+
 def test_each_edge_counts_its_own_transition_and_the_workers_table_agrees(open_page: Open, stack: Stack) -> None:
     page = open_page("/")
     expect(page.get_by_test_id("connection")).to_have_text("Live")

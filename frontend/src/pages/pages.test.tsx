@@ -148,6 +148,43 @@ describe("DashboardPage throughput", () => {
   });
 });
 
+describe("DashboardPage provider and workers", () => {
+  it("reads the provider's last success and the workers' figures again after tasks finish", async () => {
+    let successAt: number | null = null;
+    let taken = { primary: 0, retry: 0 };
+    const stream = fakeStream();
+    fakeApi((call) => {
+      if (call.path === "/api/v1/queues/status/stream") return stream.response;
+      if (call.path === "/api/v1/openrouter/status")
+        return { status: 200, body: { provider: "offline", model: "extractive", last_success_at: successAt, last_model: successAt ? "extractive" : null } };
+      if (call.path === "/health/workers")
+        return {
+          status: 200,
+          body: {
+            breaker: { state: "closed", fail_counter: 0, seconds_left: 0 },
+            workers: [{ consumer_id: "c1", host: "h", pid: 1, taken, completed: taken.primary, failed: 0, processed: taken.primary }],
+          },
+        };
+      return undefined;
+    });
+    render(
+      <LiveProvider>
+        <DashboardPage />
+      </LiveProvider>,
+    );
+    const provider = await screen.findByTestId("provider");
+    await waitFor(() => expect(provider.textContent).toContain("Last successnone yet"));
+    expect((await screen.findByTestId("taken")).textContent).toBe("0 / 0");
+    stream.send("snapshot", status);
+    successAt = Date.now();
+    taken = { primary: 5, retry: 0 };
+    for (const [i, to] of ["ACTIVE", "COMPLETED"].entries())
+      stream.send("transition", { task_id: "t1", from: i ? "ACTIVE" : "PENDING", to, at: successAt });
+    await waitFor(() => expect(screen.getByTestId("taken").textContent).toBe("5 / 0"), { timeout: 3000 });
+    await waitFor(() => expect(provider.textContent).toMatch(/Last success(just now|[\d.]+ s ago) \(extractive\)/), { timeout: 3000 });
+  });
+});
+
 describe("DlqPage", () => {
   it("requeues the selected tasks and purges only after confirmation", async () => {
     const dead = [task({ task_id: "d-1", state: "DLQ", last_error: "HTTP 500" }), task({ task_id: "d-2", state: "DLQ" })];
