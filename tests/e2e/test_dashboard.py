@@ -117,6 +117,8 @@ def test_the_flow_diagram_counts_live_and_its_nodes_open_the_task_list(open_page
     expect(submitted).to_have_text(str(before_submitted + 3))
     expect(taken).to_have_text(str(before_taken + 3))
     expect(page.get_by_test_id("throughput-summary")).to_contain_text(f"last 15 min: {finished + 3} completed")
+    expect(page.get_by_test_id("provider")).not_to_contain_text("none yet")  # the last success is read again
+    expect(page.get_by_test_id("taken")).not_to_have_text("0 / 0")
     screenshot(page, "dashboard", full_page=True)
     page.locator("[data-node='completed']").click()
     expect(page).to_have_url(f"{page.url.split('/tasks')[0].rstrip('/')}/tasks?state=COMPLETED")
