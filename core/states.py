@@ -22,10 +22,10 @@ RETRYABLE = frozenset({State.FAILED, State.DLQ, State.CANCELLED})
 CANCELLABLE = frozenset({State.PENDING, State.SCHEDULED, State.ACTIVE})
 DELETABLE = frozenset(State) - {State.ACTIVE}
 
-# What a client may do to a task in each state, by action: the guards of retry_task, cancel_task
-# and delete_task (tests/core/test_actions.py holds the scripts to this table), the 409 of the
-# API's routes for any other state, and the `actions` every task carries, from which the
-# dashboard offers its buttons.
+# What a client may do to a task in each state, by action: passed to the guards of retry_task,
+# cancel_task and delete_task (tests/core/test_actions.py tries every action in every state), so
+# the API's 409 for any other state, the `actions` every task carries and the dashboard's buttons
+# all come from this one table.
 ACTIONS: dict[str, frozenset[State]] = {"retry": RETRYABLE, "cancel": CANCELLABLE, "delete": DELETABLE}
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from core.errors import InvalidTransition, StaleAttempt, TaskNotFound
 from core.keys import CHUNKS_SUFFIX, HISTORY_SUFFIX, Keys
 from core.lua import register_all
-from core.states import State
+from core.states import ACTIONS, State
 from core.task import Task
 
 Reply = list[Any]
@@ -192,20 +192,20 @@ class Ops:
 
     def retry(self, task_id: str) -> Call:
         keys = [self.k.task(task_id), self.k.pending_retry, self.k.events, self.k.history(task_id), self.k.counters]
-        return Call("retry_task", [*keys, *self._indexes], [task_id, *self._states])
+        return Call("retry_task", [*keys, *self._indexes], [task_id, _names(ACTIONS["retry"]), *self._states])
 
     def cancel(self, task_id: str) -> Call:
         k = self.k
         keys = [k.task(task_id), k.pending_primary, k.pending_retry, k.scheduled]
         keys += [k.state_index(State.PENDING), k.state_index(State.CANCELLED), k.events]
         keys += [k.state_index(State.ACTIVE), k.history(task_id), k.counters]
-        return Call("cancel_task", keys, [task_id, k.inflight_prefix])
+        return Call("cancel_task", keys, [task_id, k.inflight_prefix, _names(ACTIONS["cancel"])])
 
     def delete(self, task_id: str) -> Call:
         k = self.k
         keys = [k.task(task_id), k.pending_primary, k.pending_retry, k.all_tasks, k.events, k.history(task_id)]
         keys += [k.counters, *self._indexes, k.task_chunks(task_id)]
-        return Call("delete_task", keys, [task_id, k.owner_prefix, *self._states])
+        return Call("delete_task", keys, [task_id, k.owner_prefix, _names(ACTIONS["delete"]), *self._states])
 
     def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> Call:
         keys = [self.k.state_index(state), self.k.all_tasks, self.k.counters]
@@ -226,6 +226,11 @@ class Ops:
         k = self.k
         keys = [k.dlq, k.state_index(State.PENDING), k.pending_retry, k.events, k.counters]
         return Call("requeue_dead", keys, [k.task_prefix, HISTORY_SUFFIX, batch, *task_ids])
+
+
+def _names(states: frozenset[State]) -> str:
+    """A set of states as a guard script reads it (comma-separated)."""
+    return ",".join(sorted(states))
 
 
 def token_wait(reply: Reply) -> float:

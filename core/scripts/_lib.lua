@@ -86,6 +86,12 @@ local function check_attempt(key, token)
   return nil
 end
 
+-- Whether `state` is among `names`, a comma-separated set of core/states.py passed in (ACTIONS),
+-- so that a guard and the table the API and the dashboard read are one and the same.
+local function one_of(names, state)
+  return string.find(',' .. names .. ',', ',' .. state .. ',', 1, true) ~= nil
+end
+
 -- ARGV names states and KEYS holds their index keys in the same order, from `first` on.
 local function index_of(state, first_key, first_arg)
   for i = first_arg, #ARGV do

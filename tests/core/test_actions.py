@@ -1,4 +1,4 @@
-"""core/states.py's ACTIONS (what the API reports as each task's `actions`, and what the dashboard
+"""core/states.py's ACTIONS (passed to the guard scripts, reported as each task's `actions`, what the dashboard
 offers) against the transition scripts themselves: every action in every state is tried on the
 real scripts, and allowed exactly where the table says."""
 
