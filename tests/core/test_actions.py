@@ -1,6 +1,6 @@
-"""core/states.py's ACTIONS (passed to the guard scripts, reported as each task's `actions`, what the dashboard
-offers) against the transition scripts themselves: every action in every state is tried on the
-real scripts, and allowed exactly where the table says."""
+"""core/states.py's ACTIONS, which the guard scripts are given, the API reports as each task's
+`actions` and the dashboard offers: every action in every state is tried on the real scripts and
+allowed exactly where the table says, and the table says what the design does (README "States")."""
 
 from __future__ import annotations
 
