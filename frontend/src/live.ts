@@ -4,9 +4,9 @@
 import type { QueueStatus, TaskEvent, ThroughputHistory, TransitionEvent } from "./types";
 
 export const WINDOW_SECONDS = 15 * 60;
-/** How long the events already added stay remembered one by one: a history read that crossed
- * them in flight is merged without counting any of them twice (see applyHistory). */
-const RECENT_MS = 30_000;
+/** How long the events already added stay remembered one by one: a history read answered within
+ * this time is merged without counting any of them twice or losing one (see applyHistory). */
+const RECENT_MS = 10_000;
 
 type Counts = [number, number]; // [completed, failed]
 
@@ -74,7 +74,10 @@ export function recordThroughput(throughput: Throughput, event: TransitionEvent)
   const buckets = new Map(throughput.buckets);
   add(buckets, second, kind);
   forgetBefore(buckets, second - WINDOW_SECONDS + 1);
-  const recent = throughput.recent.filter(([at]) => at > event.at - RECENT_MS);
+  // Oldest first (the stream's order), so the expired ones are a prefix.
+  let expired = 0;
+  while (expired < throughput.recent.length && throughput.recent[expired][0] <= event.at - RECENT_MS) expired++;
+  const recent = throughput.recent.slice(expired);
   recent.push([event.at, kind]);
   return { ...throughput, buckets, recent };
 }
