@@ -72,6 +72,12 @@ export function ThroughputChart({ throughput }: { throughput: Throughput }) {
         Last minute: {sum(data[1], 60)} completed, {sum(data[2], 60)} failed · last {WINDOW_SECONDS / 60} min:{" "}
         {sum(data[1], WINDOW_SECONDS)} completed, {sum(data[2], WINDOW_SECONDS)} failed
       </p>
+      {throughput.exactFrom !== null && (
+        <p className="muted small">
+          From the server's history, then live; seconds from before the page&apos;s first minute are drawn at their
+          minute&apos;s average.
+        </p>
+      )}
     </div>
   );
 }
