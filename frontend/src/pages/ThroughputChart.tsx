@@ -74,8 +74,8 @@ export function ThroughputChart({ throughput }: { throughput: Throughput }) {
       </p>
       {throughput.exactFrom !== null && (
         <p className="muted small">
-          From the server's history, then live; seconds from before the page&apos;s first minute are drawn at their
-          minute&apos;s average.
+          From the server&apos;s history, then live; seconds more than a minute before the page connected are drawn at
+          their minute&apos;s average.
         </p>
       )}
     </div>
