@@ -4,7 +4,7 @@
 --       last: the task's chunk summaries (after the indexes)
 -- ARGV: 1 id, 2 owner index key prefix (the owner is learnt from the hash), 3 the states it is
 --       allowed in (ACTIONS['delete'], comma-separated), 4.. state names, aligned with KEYS[8..]
--- Returns: {'ok', state} | {'wrong_state', 'ACTIVE'} | {'not_found'}
+-- Returns: {'ok', state} | {'wrong_state', state} (ACTIVE: it is running) | {'not_found'}
 -- Events: state -> '' (deleted)
 local id = ARGV[1]
 local fields = redis.call('HMGET', KEYS[1], 'state', 'owner')
