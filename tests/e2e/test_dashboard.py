@@ -155,7 +155,7 @@ def test_each_edge_counts_its_own_transition_and_the_workers_table_agrees(open_p
     before_dlq, before_retry = int(from_dlq.text_content() or ""), int(from_retry.text_content() or "")
     # A task cancelled while it runs, then retried by an operator: CANCELLED → the retry list,
     # which is no DLQ → Retry; its second run is taken from the retry list.
-    task_id = stack.submit("Cancelled, then retried. [[delay:1.5]] [[tag:un-cancelled]]")
+    task_id = stack.submit("Cancelled, then retried. [[delay:3]] [[tag:un-cancelled]]")
     wait_until(lambda: stack.task(task_id)["state"] == "ACTIVE", 20, what="the task to run")
     assert stack.http.post(f"/api/v1/tasks/{task_id}/cancel").json()["state"] == "CANCELLED"
     assert stack.http.post(f"/api/v1/tasks/{task_id}/retry").status_code == 202
