@@ -13,6 +13,7 @@ survive a failover wait for replicas (REDIS_MIN_REPLICAS_ACK).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Sequence
 from typing import Any
@@ -281,7 +282,7 @@ class Durability:
             return
         if self._async is None:
             self._async = [aioredis.Redis(host=host, port=port, **self._options) for host, port in self._addresses]
-        masters = [await self._ask_async(s) for s in self._async]
+        masters = await asyncio.gather(*(self._ask_async(s) for s in self._async))
         if failover_suspected(masters, _written_to(client)):
             pool: Any = client.connection_pool
             with contextlib.suppress(RedisError):  # as in `confirm`

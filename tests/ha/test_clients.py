@@ -69,7 +69,7 @@ def test_the_sync_and_async_clients_follow_a_planned_failover(sentinel_settings:
 
     sentinel = redis.Redis(*settings.sentinel_addresses[0], decode_responses=True)
     sentinel.execute_command("SENTINEL", "FAILOVER", settings.redis_sentinel_master)
-    created = asyncio.run(submit_through(15))
+    created = asyncio.run(submit_through(8))
     after = store.create(_task(-1))  # the sync client moved too
     assert store.r.connection_pool.get_master_address() != deployment_master
     assert store.get(before.id).state is State.PENDING and store.get(after.id).state is State.PENDING
@@ -81,21 +81,24 @@ def test_the_sync_and_async_clients_follow_a_planned_failover(sentinel_settings:
 
 def test_an_acknowledged_submit_survives_a_planned_failover(sentinel_settings: Settings) -> None:
     """REDIS_MIN_REPLICAS_ACK=1: submits acknowledged across a `SENTINEL FAILOVER`, at full speed,
-    are all on the new master. Without the sentinels' check, writes landing on the old master in
-    the second after the promotion were acknowledged by its other replica, then discarded."""
+    are all on the new master. Without the sentinels' check (WAIT alone), writes landing on the old
+    master in the second after the promotion were acknowledged by its other replica, then
+    discarded: 192 of 3,654 and 401 of 4,636 in two runs."""
     settings = sentinel_settings.model_copy(update={"redis_min_replicas_ack": 1})
     keys = Keys(f"t{uuid.uuid4().hex[:6]}:")
 
     async def submit_through_failover() -> tuple[list[str], int]:
         aio = AsyncTaskStore(async_client(settings), keys, Durability(settings))
-        acknowledged, refused, failover_at = [], 0, time.monotonic() + 1
+        acknowledged: list[str] = []
+        refused, failed_over = 0, False
+        failover_at = time.monotonic() + 1
         host, port = settings.sentinel_addresses[0]
         sentinel = redis.asyncio.Redis(host=host, port=port)
         try:
-            while time.monotonic() < failover_at + 12:
-                if failover_at and time.monotonic() >= failover_at:
+            while time.monotonic() < failover_at + 8:
+                if not failed_over and time.monotonic() >= failover_at:
                     await sentinel.execute_command("SENTINEL", "FAILOVER", settings.redis_sentinel_master)
-                    failover_at = -failover_at  # once
+                    failed_over = True
                 try:
                     acknowledged.append((await aio.create(_task(len(acknowledged)))).id)
                 except redis.ConnectionError:
