@@ -70,9 +70,9 @@ async function readHealth(): Promise<Health | null> {
   }
 }
 
-function applyItem(model: LiveModel, item: TaskEvent | { snapshot: QueueStatus } | { history: ThroughputHistory }): LiveModel {
+function applyItem(model: LiveModel, item: TaskEvent | { snapshot: QueueStatus } | { history: ThroughputHistory; receivedAt: number }): LiveModel {
   if ("snapshot" in item) return applySnapshot(model, item.snapshot);
-  if ("history" in item) return { ...model, throughput: applyHistory(model.throughput, item.history) };
+  if ("history" in item) return { ...model, throughput: applyHistory(model.throughput, item.history, item.receivedAt) };
   return applyEvent(model, item);
 }
 
@@ -94,7 +94,7 @@ export function LiveProvider({ children }: { children: ReactNode }) {
   const [health, setHealth] = useState<Health | null>(null);
   const listeners = useRef(new Set<EventListener>());
   // Applied in arrival order at each flush: events, snapshots and throughput history reads.
-  const pending = useRef<(TaskEvent | { snapshot: QueueStatus } | { history: ThroughputHistory })[]>([]);
+  const pending = useRef<(TaskEvent | { snapshot: QueueStatus } | { history: ThroughputHistory; receivedAt: number })[]>([]);
 
   const refreshStatus = useThrottled(() => {
     getJson<QueueStatus>("/api/v1/queues/status")
@@ -112,7 +112,7 @@ export function LiveProvider({ children }: { children: ReactNode }) {
   // now on); read again after every (re)connection, which may have missed transitions.
   const refreshThroughput = () => {
     getJson<ThroughputHistory>(THROUGHPUT_URL)
-      .then((history) => pending.current.push({ history }))
+      .then((history) => pending.current.push({ history, receivedAt: Date.now() }))
       .catch(() => undefined);
   };
 

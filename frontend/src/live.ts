@@ -19,6 +19,9 @@ export interface Throughput {
   exactFrom: number | null;
   /** Server time (ms) of the last history read: a transition at or before it is already in it. */
   syncedAt: number | null;
+  /** The server's clock minus this browser's (ms), as the last history read found it: the chart's
+   * "now" is the server's, so a browser whose clock is off still shows the right seconds. */
+  clockOffsetMs: number;
   /** The finishing transitions added in the last RECENT_MS, as [at (ms), kind]. */
   recent: [number, 0 | 1][];
 }
@@ -35,7 +38,7 @@ export interface LiveModel {
 }
 
 export function emptyThroughput(): Throughput {
-  return { buckets: new Map(), minutes: new Map(), exactFrom: null, syncedAt: null, recent: [] };
+  return { buckets: new Map(), minutes: new Map(), exactFrom: null, syncedAt: null, clockOffsetMs: 0, recent: [] };
 }
 
 export function emptyModel(): LiveModel {
@@ -82,9 +85,10 @@ export function recordThroughput(throughput: Throughput, event: TransitionEvent)
   return { ...throughput, buckets, recent };
 }
 
-/** Start over from a history read (GET /api/v1/queues/throughput): its seconds and minutes,
- * plus the transitions already added that it does not hold (those after its `now`). */
-export function applyHistory(throughput: Throughput, history: ThroughputHistory): Throughput {
+/** Start over from a history read (GET /api/v1/queues/throughput, received at `receivedAt` on
+ * this browser's clock): its seconds and minutes, plus the transitions already added that it does
+ * not hold (those after its `now`). */
+export function applyHistory(throughput: Throughput, history: ThroughputHistory, receivedAt = history.now): Throughput {
   const buckets = new Map<number, Counts>();
   for (const b of history.seconds) if (b.completed || b.failed) buckets.set(b.start / 1000, [b.completed, b.failed]);
   const minutes = new Map<number, Counts>();
@@ -92,7 +96,7 @@ export function applyHistory(throughput: Throughput, history: ThroughputHistory)
   const recent = throughput.recent.filter(([at]) => at > history.now);
   for (const [at, kind] of recent) add(buckets, Math.floor(at / 1000), kind);
   const exactFrom = history.seconds.length ? history.seconds[0].start / 1000 : Math.floor(history.now / 1000) + 1;
-  return { buckets, minutes, exactFrom, syncedAt: history.now, recent };
+  return { buckets, minutes, exactFrom, syncedAt: history.now, clockOffsetMs: history.now - receivedAt, recent };
 }
 
 /** One second's figures: exact where the seconds are known, else its minute's figures spread

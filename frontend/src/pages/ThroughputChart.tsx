@@ -39,11 +39,13 @@ function options(width: number): uPlot.Options {
 export function ThroughputChart({ throughput }: { throughput: Throughput }) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
-  const [now, setNow] = useState(() => Math.floor(Date.now() / 1000));
+  // On the server's clock (the buckets are), not this browser's.
+  const [, setTick] = useState(0); // a render a second, so the window slides
+  const now = Math.floor((Date.now() + throughput.clockOffsetMs) / 1000);
   const data = series(throughput, now);
 
   useEffect(() => {
-    const timer = setInterval(() => setNow(Math.floor(Date.now() / 1000)), 1000);
+    const timer = setInterval(() => setTick((n) => n + 1), 1000);
     return () => clearInterval(timer);
   }, []);
 

@@ -148,6 +148,30 @@ describe("DashboardPage throughput", () => {
   });
 });
 
+describe("DashboardPage throughput on a browser whose clock is off", () => {
+  it("places the figures on the server's clock", async () => {
+    const now = Date.now() + 120_000; // the server is two minutes ahead of this browser
+    const second = Math.floor(now / 1000);
+    const seconds = Array.from({ length: 60 }, (_, i) => ({ start: (second - 59 + i) * 1000, completed: i === 58 ? 3 : 0, failed: 0 }));
+    const minute = Math.floor(now / 60_000);
+    const minutes = Array.from({ length: 60 }, (_, i) => ({ start: (minute - 59 + i) * 60_000, completed: i === 59 ? 3 : 0, failed: 0 }));
+    const stream = fakeStream();
+    fakeApi((call) => {
+      if (call.path === "/api/v1/queues/status/stream") return stream.response;
+      if (call.path === "/api/v1/queues/throughput") return { status: 200, body: { now, seconds, minutes } };
+      return undefined;
+    });
+    render(
+      <LiveProvider>
+        <DashboardPage />
+      </LiveProvider>,
+    );
+    const summary = await screen.findByTestId("throughput-summary");
+    stream.send("snapshot", status);
+    await waitFor(() => expect(summary.textContent).toContain("Last minute: 3 completed"));
+  });
+});
+
 describe("DashboardPage provider and workers", () => {
   it("reads the provider's last success and the workers' figures again after tasks finish", async () => {
     let successAt: number | null = null;
