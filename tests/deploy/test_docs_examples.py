@@ -4,13 +4,15 @@ with AUTH_REQUIRED: every example of a route that needs a key sends one (else it
 from __future__ import annotations
 
 import re
+from functools import cache
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from api.auth import decisions_of
-from api.main import app
+from api.main import create_app
 from tests.deploy.compose import ROOT
 
 DOCS = [ROOT / "README.md", ROOT / "docs" / "DEPLOYMENT.md"]
@@ -28,9 +30,15 @@ def curl_examples() -> list[tuple[str, str]]:
     return found
 
 
+@cache
+def app_routes() -> list[Any]:
+    """The routes of an app built inside the test (after the user's .env is set aside)."""
+    return list(iter_route_contexts(create_app().routes))
+
+
 def access(method: str, path: str) -> set[str]:
     """The access decisions of the app's route for this request (the docs pages are public)."""
-    for context in iter_route_contexts(app.routes):
+    for context in app_routes():
         pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(context.path))
         if method in (context.methods or ()) and re.fullmatch(pattern, path):
             route = context.route
