@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One image for the api, worker and scheduler containers (and the reset tool); the compose
 # service's command picks the role, the same commands `make run` starts (see Procfile).
 ARG PYTHON_VERSION=3.11
@@ -19,7 +18,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     API_HOST=0.0.0.0
-RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home --shell /usr/sbin/nologin app
+# A regular (not --system) user and its own group, both 10001: --system would warn that 10001 is
+# above SYS_UID_MAX and give it a system group id (999). --no-log-init: no lastlog/faillog entry,
+# which for a high uid is a large sparse file in the image.
+RUN groupadd --gid 10001 app \
+ && useradd --uid 10001 --gid app --no-log-init --no-create-home --home-dir /app --shell /usr/sbin/nologin app
 COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
 # Code owned by root and read-only for the app user: a compromised process cannot rewrite it.

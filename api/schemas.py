@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from core.states import State
+from core.states import State, actions_for
 from core.task import Task
 
 # C0 and C1 control characters and DEL, except tab, line feed and carriage return (which texts have).
@@ -117,6 +117,9 @@ class TaskPublic(BaseModel):
     model: str | None = Field(description="The model that answered, when the provider said.")
     usage: Usage | None = Field(description="Token usage of the answering call, when the provider reported it.")
     timings: Timings
+    actions: list[Literal["retry", "cancel", "delete"]] = Field(
+        description="What the task's state allows (POST .../retry, POST .../cancel, DELETE); any other is a 409."
+    )
 
     @classmethod
     def from_task(cls, task: Task) -> TaskPublic:
@@ -148,6 +151,7 @@ class TaskPublic(BaseModel):
             started_at=task.started_at or None,
             finished_at=task.finished_at or None,
             due_at=task.due_at or None,
+            actions=actions_for(task.state),
         )
 
 
@@ -251,6 +255,23 @@ class Throughput(BaseModel):
     failed: int = Field(description="FAILED and DLQ.")
 
 
+class ThroughputBucket(BaseModel):
+    """Tasks that finished within one second or one minute."""
+
+    start: int = Field(description="Start of the bucket, epoch ms.")
+    completed: int
+    failed: int = Field(description="FAILED and DLQ.")
+
+
+class ThroughputHistory(BaseModel):
+    """The recent throughput, from the rings the transition scripts keep: for a chart to start
+    from history and then add the live stream's transitions (those whose `at` is after `now`)."""
+
+    now: int = Field(description="The server's time of the read, epoch ms.")
+    seconds: list[ThroughputBucket] = Field(description="The last 60 seconds, oldest first.")
+    minutes: list[ThroughputBucket] = Field(description="The last 60 minutes, oldest first (the current one so far).")
+
+
 class Statistics(BaseModel):
     """The pipeline's figures, all from counters kept by the transition scripts (no scan)."""
 
@@ -303,7 +324,7 @@ class WorkerInfo(BaseModel):
     inflight: int | None
     retry_ratio: float | None
     breaker: str | None = Field(description="The breaker as this consumer last saw it.")
-    taken: dict[str, int] | None = Field(description="Tasks taken from each list since start.")
+    taken: dict[str, int] | None = Field(description="Tasks it took from each list (primary, retry), as claimed.")
     started_at: int | None
     last_heartbeat: int | None
     processed: int

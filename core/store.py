@@ -19,7 +19,7 @@ from core.errors import InvalidTransition, NotReplicated, StaleAttempt, TaskNotF
 from core.keys import CHUNKS_SUFFIX, HISTORY_SUFFIX, Keys
 from core.lua import register_all, source
 from core.redis import Durability
-from core.states import State
+from core.states import ACTIONS, State
 from core.task import Task
 
 Reply = list[Any]
@@ -144,6 +144,7 @@ class Ops:
             lists.reverse()
         keys = [*lists, self.k.inflight(consumer_id), self.k.state_index(State.PENDING)]
         keys += [self.k.state_index(State.ACTIVE), self.k.pending_retry, self.k.events, self.k.counters]
+        keys.append(self.k.consumer_stats(consumer_id))
         args = [self.k.task_prefix, token, consumer_id, moved_id, HISTORY_SUFFIX, *DISPATCH_FIELDS]
         return Call("claim_task", keys, args)
 
@@ -195,20 +196,20 @@ class Ops:
 
     def retry(self, task_id: str) -> Call:
         keys = [self.k.task(task_id), self.k.pending_retry, self.k.events, self.k.history(task_id), self.k.counters]
-        return Call("retry_task", [*keys, *self._indexes], [task_id, *self._states])
+        return Call("retry_task", [*keys, *self._indexes], [task_id, _names(ACTIONS["retry"]), *self._states])
 
     def cancel(self, task_id: str) -> Call:
         k = self.k
         keys = [k.task(task_id), k.pending_primary, k.pending_retry, k.scheduled]
         keys += [k.state_index(State.PENDING), k.state_index(State.CANCELLED), k.events]
         keys += [k.state_index(State.ACTIVE), k.history(task_id), k.counters]
-        return Call("cancel_task", keys, [task_id, k.inflight_prefix])
+        return Call("cancel_task", keys, [task_id, k.inflight_prefix, _names(ACTIONS["cancel"])])
 
     def delete(self, task_id: str) -> Call:
         k = self.k
         keys = [k.task(task_id), k.pending_primary, k.pending_retry, k.all_tasks, k.events, k.history(task_id)]
         keys += [k.counters, *self._indexes, k.task_chunks(task_id)]
-        return Call("delete_task", keys, [task_id, k.owner_prefix, *self._states])
+        return Call("delete_task", keys, [task_id, k.owner_prefix, _names(ACTIONS["delete"]), *self._states])
 
     def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> Call:
         keys = [self.k.state_index(state), self.k.all_tasks, self.k.counters]
@@ -229,6 +230,11 @@ class Ops:
         k = self.k
         keys = [k.dlq, k.state_index(State.PENDING), k.pending_retry, k.events, k.counters]
         return Call("requeue_dead", keys, [k.task_prefix, HISTORY_SUFFIX, batch, *task_ids])
+
+
+def _names(states: frozenset[State]) -> str:
+    """A set of states as a guard script reads it (comma-separated)."""
+    return ",".join(sorted(states))
 
 
 def token_wait(reply: Reply) -> float:
@@ -638,14 +644,27 @@ class AsyncTaskStore(_Store):
             "last_hour": ring_sum(by_minute, now // 60_000, 60),
         }
 
-    async def consumer_stats(self, consumer_ids: list[str]) -> dict[str, dict[str, int]]:
-        """Settled attempts per consumer (processed, completed, failed); zeros for one with none."""
+    async def throughput_history(self) -> tuple[int, list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+        """The rings as they are: (the server's time in ms, the last 60 seconds, the last 60
+        minutes), each bucket (start in epoch ms, completed, failed), oldest first, zeros where
+        nothing finished. Read in one round trip with the time, so a reader can tell which of the
+        transitions it hears about later are already counted here (their `at` is after the time)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.time()
+        pipe.hgetall(self.keys.throughput_seconds)
+        pipe.hgetall(self.keys.throughput_minutes)
+        (seconds, micros), by_second, by_minute = await pipe.execute()
+        now = seconds * 1000 + micros // 1000
+        return now, ring_buckets(by_second, 1000, now, 60), ring_buckets(by_minute, 60_000, now, 60)
+
+    async def consumer_stats(self, consumer_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Per consumer: settled attempts (processed, completed, failed) and the tasks it took from
+        each list (`taken`: primary, retry; counted by claim_task); zeros for one with none."""
         pipe = self.r.pipeline(transaction=False)
         for consumer_id in consumer_ids:
             pipe.hgetall(self.keys.consumer_stats(consumer_id))
         rows = await pipe.execute()
-        kinds = ("processed", "completed", "failed")
-        return {c: {k: int(row.get(k, 0)) for k in kinds} for c, row in zip(consumer_ids, rows, strict=True)}
+        return {c: _consumer_figures(row) for c, row in zip(consumer_ids, rows, strict=True)}
 
     async def scheduler_info(self) -> dict[str, Any] | None:
         """The last scheduler heartbeat, or None when no scheduler beat within its TTL."""
@@ -675,6 +694,29 @@ class AsyncTaskStore(_Store):
         fields = ["redis_version", "uptime_in_seconds", "used_memory", "used_memory_human", "maxmemory"]
         fields += ["connected_clients", "blocked_clients", "role"]
         return {name: info.get(name) for name in fields}
+
+
+def _consumer_figures(row: dict[str, str]) -> dict[str, Any]:
+    figures: dict[str, Any] = {kind: int(row.get(kind, 0)) for kind in ("processed", "completed", "failed")}
+    figures["taken"] = {source: int(row.get(f"taken_{source}", 0)) for source in ("primary", "retry")}
+    return figures
+
+
+def ring_buckets(raw: dict[str, str], unit_ms: int, now_ms: int, window: int) -> list[tuple[int, int, int]]:
+    """A throughput ring's last `window` buckets up to the one holding `now_ms`, oldest first, as
+    (start in epoch ms, completed, failed); a slot still holding an older bucket counts as empty."""
+    current = now_ms // unit_ms
+    held = {int(value): slot for slot, kind, value in _ring_slots(raw) if kind == "t"}
+    rows = []
+    for bucket in range(current - window + 1, current + 1):
+        slot = held.get(bucket)
+        counts = [int(raw.get(f"{slot}:{name}", 0)) if slot is not None else 0 for name in ("completed", "failed")]
+        rows.append((bucket * unit_ms, counts[0], counts[1]))
+    return rows
+
+
+def _ring_slots(raw: dict[str, str]) -> list[tuple[str, str, str]]:
+    return [(*field.partition(":")[::2], value) for field, value in raw.items()]
 
 
 def ring_sum(raw: dict[str, str], current: int, window: int) -> dict[str, int]:

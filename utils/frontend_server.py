@@ -1,8 +1,8 @@
 """The dashboard's server for `make run` and the browser tests (compose uses nginx instead): the
-Vite build (frontend/dist) as a single-page app on :3000, with `/api` and `/health` passed through
-to the API. Responses are relayed as they arrive, never buffered, so the live stream's events
-reach the browser the moment the API sends them; a stopped API is a 502 with a JSON body the
-dashboard's indicator understands.
+Vite build (frontend/dist) as a single-page app on :3000, with `/api`, `/health` and the API's
+docs (`/docs`, `/redoc`, `/openapi.json`) passed through to the API. Responses are relayed as
+they arrive, never buffered, so the live stream's events reach the browser the moment the API
+sends them; a stopped API is a 502 with a JSON body the dashboard's indicator understands.
 
     python -m utils.frontend_server [--port 3000] [--api http://127.0.0.1:8000] [--dist frontend/dist]
 """
@@ -129,6 +129,11 @@ def create_app(api_url: str, dist: Path) -> Starlette:
         Route("/api/{rest:path}", proxy, methods=METHODS),
         Route("/health", proxy, methods=METHODS),
         Route("/health/{rest:path}", proxy, methods=METHODS),
+        # The API's documentation pages and schema, as nginx passes them in the compose image.
+        Route("/openapi.json", proxy, methods=METHODS),
+        Route("/docs", proxy, methods=METHODS),
+        Route("/docs/{rest:path}", proxy, methods=METHODS),
+        Route("/redoc", proxy, methods=METHODS),
         Mount("/assets", StaticFiles(directory=dist / "assets", check_dir=False), name="assets"),
         page(dist),
     ]

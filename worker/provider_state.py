@@ -84,15 +84,26 @@ class ProviderRecorder:
         else:
             counts.update({"ok": 1, **{n: c for n, c in (call.usage or {}).items() if n in TOKEN_FIELDS}})
             state = {"last_success_at": int(now * 1000), "last_model": call.model}
+        self._collect({(daily, field): count for field, count in counts.items()}, state)
+        if self._limit is not None:
+            self._limit.observe(call)
+
+    def record_local(self, call: CallRecord) -> None:
+        """A local provider's answer (the offline summarizer: no network, so no per-day call
+        metrics and no rate limit): only noted as the last success, which the provider status
+        shows (without it the dashboard said "none yet" after any number of offline successes)."""
+        if not call.error_type:
+            self._collect({}, {"last_success_at": int(time.time() * 1000), "last_model": call.model})
+
+    def _collect(self, counts: dict[tuple[str, str], int], state: dict[str, str | int]) -> None:
+        """Add to what the next flush writes, and make sure one is due within FLUSH_SECONDS."""
         with self._lock:
-            self._counts.update({(daily, field): count for field, count in counts.items()})
+            self._counts.update(counts)
             self._state.update(state)
             if self._timer is None:
                 self._timer = threading.Timer(FLUSH_SECONDS, self.flush)
                 self._timer.daemon = True
                 self._timer.start()
-        if self._limit is not None:
-            self._limit.observe(call)
 
     def flush(self) -> None:
         """Write what was collected (the timer's job; also at worker shutdown). If Redis is away

@@ -463,6 +463,8 @@ class OfflineProvider:
         text = offline.summarize(content, self._sentences)
         if not text:
             raise LLMInputRejected("the text has no sentence to summarize")
+        if self.observer is not None:
+            self.observer(CallRecord(self.model))
         return Summary(text, self.name, self.model)
 
     def close(self) -> None:

@@ -43,12 +43,12 @@ class Runner:
         self.store = TaskStore(sync_client(settings, patient=True), keys, Durability(settings))
         self.breaker = PausableBreaker(settings, sync_client(settings, decode=False), BREAKER_READ_SECONDS)
         self.provider = provider or build_provider(settings)
-        # The offline summarizer makes no network call: no rate limit, no call metrics.
+        # The offline summarizer makes no network call: no rate limit, no call metrics; its
+        # successes are still noted as the provider's last success.
         networked = self.provider.name != "offline"
         self.limit = FleetRateLimit(self.store, settings, enabled=networked)
         self.recorder = ProviderRecorder(self.store.r, keys, self.limit)
-        if networked:
-            self.provider.observer = self.recorder.record
+        self.provider.observer = self.recorder.record if networked else self.recorder.record_local
         self.policy = RetryPolicy(
             settings.max_retries, settings.retry_backoff_base, settings.retry_backoff_max, settings.retry_after_max
         )

@@ -115,7 +115,7 @@ async def health(
     )
 
 
-def _worker(beat: dict[str, Any], stats: dict[str, int]) -> WorkerInfo:
+def _worker(beat: dict[str, Any], stats: dict[str, Any]) -> WorkerInfo:
     return WorkerInfo(
         consumer_id=beat["id"],
         worker_id=beat.get("worker_id"),
@@ -125,7 +125,6 @@ def _worker(beat: dict[str, Any], stats: dict[str, int]) -> WorkerInfo:
         inflight=beat.get("inflight"),
         retry_ratio=beat.get("retry_ratio"),
         breaker=beat.get("breaker"),
-        taken=beat.get("taken"),
         started_at=beat.get("started_at"),
         last_heartbeat=beat.get("beat_at"),
         **stats,

@@ -31,6 +31,8 @@ from api.schemas import (
     Requeued,
     RequeueRequest,
     TaskPage,
+    ThroughputBucket,
+    ThroughputHistory,
 )
 from core.policy import retry_share
 from core.settings import Settings
@@ -70,6 +72,18 @@ async def read_status(store: AsyncTaskStore, settings: Settings) -> QueueStatus:
 async def queue_status(store: StoreDep, settings: SettingsDep) -> QueueStatus:
     """The pipeline at a glance: queue depths, tasks per state, retry ratio, live workers."""
     return await read_status(store, settings)
+
+
+@router.get("/throughput", response_model=ThroughputHistory, responses=_errors())
+async def throughput(store: StoreDep) -> ThroughputHistory:
+    """Tasks completed and failed per second (the last minute) and per minute (the last hour),
+    from the rings the finishing scripts tick: what a chart shows before the live stream adds to it."""
+    now, seconds, minutes = await store.throughput_history()
+
+    def buckets(rows: list[tuple[int, int, int]]) -> list[ThroughputBucket]:
+        return [ThroughputBucket(start=start, completed=c, failed=f) for start, c, f in rows]
+
+    return ThroughputHistory(now=now, seconds=buckets(seconds), minutes=buckets(minutes))
 
 
 def sse(event: str, data: str) -> str:

@@ -18,7 +18,8 @@ end
 -- Everything a state change records besides the state itself: one entry in the task's capped
 -- audit trail, the global counter it moves, and one event on the channel the live UIs listen to.
 -- c: id, from, to, at, channel (key), history (key or nil), counters (key), counter (name or nil),
---    error, error_type, worker (optional). The event carries the counter's new value.
+--    also (a second counter's name, optional), error, error_type, worker (optional). The event
+--    carries each counter's new value.
 local function changed(c)
   if c.history then
     local err = c.error
@@ -33,6 +34,7 @@ local function changed(c)
   if c.error_type and c.error_type ~= '' then event.error_type = c.error_type end
   if c.counter then
     event.counters = {[c.counter] = redis.call('HINCRBY', c.counters, c.counter, 1)}
+    if c.also then event.counters[c.also] = redis.call('HINCRBY', c.counters, c.also, 1) end
   end
   redis.call('PUBLISH', c.channel, cjson.encode(event))
 end
@@ -82,6 +84,12 @@ local function check_attempt(key, token)
   if not fields[1] then return {'not_found'} end
   if fields[1] ~= 'ACTIVE' or fields[2] ~= token then return {'stale', fields[1]} end
   return nil
+end
+
+-- Whether `state` is among `names`, a comma-separated set of core/states.py passed in (ACTIONS),
+-- so that a guard and the table the API and the dashboard read are one and the same.
+local function one_of(names, state)
+  return string.find(',' .. names .. ',', ',' .. state .. ',', 1, true) ~= nil
 end
 
 -- ARGV names states and KEYS holds their index keys in the same order, from `first` on.

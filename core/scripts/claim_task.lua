@@ -6,8 +6,11 @@
 -- The same call run again (its reply was lost and the client sent it again, same token) gets the
 -- same answer: the task it claimed the first time, which would otherwise sit ACTIVE in flight
 -- with no attempt running until its lease ran out.
+-- Each claim counts the list it took the id from, globally (counters `taken_primary`,
+-- `taken_retry`: the flow diagram's edges into Active) and in the consumer's own stats (the
+-- workers table). A moved id came from the primary list: the idle consumer's BLMOVE waits there.
 -- KEYS: 1 preferred list, 2 other list, 3 in-flight list, 4 PENDING index, 5 ACTIVE index,
---       6 retry list (its length is reported), 7 events channel, 8 counters
+--       6 retry list (its length is reported), 7 events channel, 8 counters, 9 consumer's stats
 -- ARGV: 1 task key prefix (the id is learnt here), 2 attempt token, 3 consumer id, 4 moved id or '',
 --       5 history key suffix, 6.. the task fields to return with 'ok' (what the worker needs)
 -- Returns: {status, id, retry_len, source, fields}: status 'ok' | 'skip' (deleted or no longer
@@ -59,6 +62,13 @@ redis.call('HSET', key, 'state', 'ACTIVE', 'attempt', ARGV[2], 'consumer', ARGV[
 redis.call('HINCRBY', key, 'attempts', 1)
 redis.call('ZREM', KEYS[4], id)
 redis.call('ZADD', KEYS[5], now, id)
+local from_list = 'primary'
+if (source == 'preferred' and KEYS[1] == KEYS[6]) or (source == 'other' and KEYS[2] == KEYS[6]) then
+  from_list = 'retry'
+end
+redis.call('HINCRBY', KEYS[9], 'taken_' .. from_list, 1)
+redis.call('EXPIRE', KEYS[9], CONSUMER_STATS_TTL)
 changed({id = id, from = 'PENDING', to = 'ACTIVE', at = now, channel = KEYS[7],
-  history = key .. ARGV[5], counters = KEYS[8], counter = 'started', worker = ARGV[3]})
+  history = key .. ARGV[5], counters = KEYS[8], counter = 'started', also = 'taken_' .. from_list,
+  worker = ARGV[3]})
 return {'ok', id, retry_len, source, redis.call('HMGET', key, unpack(ARGV, 6))}

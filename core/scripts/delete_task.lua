@@ -1,21 +1,21 @@
 -- delete_task: a task that is not running is removed with every trace of it (its audit trail too).
 -- KEYS: 1 task hash, 2 primary list, 3 retry list, 4 all-tasks index, 5 events channel,
---       6 history, 7 counters, 8.. index of each state named in ARGV[3..],
+--       6 history, 7 counters, 8.. index of each state named in ARGV[4..],
 --       last: the task's chunk summaries (after the indexes)
--- ARGV: 1 id, 2 owner index key prefix (the owner is learnt from the hash), 3.. state names,
---       aligned with KEYS[8..]
--- Returns: {'ok', state} | {'wrong_state', 'ACTIVE'} | {'not_found'}
+-- ARGV: 1 id, 2 owner index key prefix (the owner is learnt from the hash), 3 the states it is
+--       allowed in (ACTIONS['delete'], comma-separated), 4.. state names, aligned with KEYS[8..]
+-- Returns: {'ok', state} | {'wrong_state', state} (ACTIVE: it is running) | {'not_found'}
 -- Events: state -> '' (deleted)
 local id = ARGV[1]
 local fields = redis.call('HMGET', KEYS[1], 'state', 'owner')
 local state, owner = fields[1], fields[2]
 if not state then return {'not_found'} end
-if state == 'ACTIVE' then return {'wrong_state', state} end
+if not one_of(ARGV[3], state) then return {'wrong_state', state} end
 if state == 'PENDING' then
   redis.call('LREM', KEYS[2], 0, id)
   redis.call('LREM', KEYS[3], 0, id)
 end
-redis.call('ZREM', index_of(state, 8, 3), id)
+redis.call('ZREM', index_of(state, 8, 4), id)
 if owner and owner ~= '' then redis.call('ZREM', ARGV[2] .. owner, id) end
 redis.call('ZREM', KEYS[4], id)
 redis.call('DEL', KEYS[1], KEYS[6], KEYS[#KEYS])

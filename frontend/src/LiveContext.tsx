@@ -3,11 +3,12 @@
 // (hundreds of transitions a second) does not re-render the page on every one.
 import { createContext, useContext, useEffect, useRef, useState, type ReactNode } from "react";
 import { authHeaders, getJson, observe } from "./api";
-import { applyEvent, applySnapshot, emptyModel, mergeCounters, type LiveModel } from "./live";
+import { applyEvent, applyHistory, applySnapshot, emptyModel, mergeCounters, type LiveModel } from "./live";
 import { runStream, type SseMessage } from "./sse";
-import type { Health, QueueStatus, Statistics, TaskEvent } from "./types";
+import type { Health, QueueStatus, Statistics, TaskEvent, ThroughputHistory } from "./types";
 
 export const STREAM_URL = "/api/v1/queues/status/stream";
+export const THROUGHPUT_URL = "/api/v1/queues/throughput";
 const FLUSH_MS = 250;
 const STATUS_REFRESH_MS = 1000;
 const HEALTH_POLL_MS = 4000;
@@ -69,6 +70,12 @@ async function readHealth(): Promise<Health | null> {
   }
 }
 
+function applyItem(model: LiveModel, item: TaskEvent | { snapshot: QueueStatus } | { history: ThroughputHistory; receivedAt: number }): LiveModel {
+  if ("snapshot" in item) return applySnapshot(model, item.snapshot);
+  if ("history" in item) return { ...model, throughput: applyHistory(model.throughput, item.history, item.receivedAt) };
+  return applyEvent(model, item);
+}
+
 function useThrottled(action: () => void, ms: number): () => void {
   const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
   const latest = useRef(action);
@@ -86,7 +93,8 @@ export function LiveProvider({ children }: { children: ReactNode }) {
   const [model, setModel] = useState<LiveModel>(emptyModel);
   const [health, setHealth] = useState<Health | null>(null);
   const listeners = useRef(new Set<EventListener>());
-  const pending = useRef<(TaskEvent | { snapshot: QueueStatus })[]>([]);
+  // Applied in arrival order at each flush: events, snapshots and throughput history reads.
+  const pending = useRef<(TaskEvent | { snapshot: QueueStatus } | { history: ThroughputHistory; receivedAt: number })[]>([]);
 
   const refreshStatus = useThrottled(() => {
     getJson<QueueStatus>("/api/v1/queues/status")
@@ -96,7 +104,15 @@ export function LiveProvider({ children }: { children: ReactNode }) {
 
   const refreshCounters = () => {
     getJson<Statistics>("/api/v1/tasks/statistics/overview")
-      .then((stats) => setModel((m) => ({ ...m, counters: mergeCounters(m.counters, stats.totals) })))
+      .then((stats) => setModel((m) => ({ ...m, counters: mergeCounters(m.counters, stats.totals), countersRead: true })))
+      .catch(() => undefined);
+  };
+
+  // The chart starts from what the server's rings hold (the stream only tells what happens from
+  // now on); read again after every (re)connection, which may have missed transitions.
+  const refreshThroughput = () => {
+    getJson<ThroughputHistory>(THROUGHPUT_URL)
+      .then((history) => pending.current.push({ history, receivedAt: Date.now() }))
       .catch(() => undefined);
   };
 
@@ -110,6 +126,7 @@ export function LiveProvider({ children }: { children: ReactNode }) {
     if (message.event === "snapshot") {
       pending.current.push({ snapshot: data as QueueStatus });
       refreshCounters();
+      refreshThroughput();
     } else if (message.event === "transition" || message.event === "progress") {
       const event = { ...(data as TaskEvent), event: message.event } as TaskEvent;
       pending.current.push(event);
@@ -124,7 +141,7 @@ export function LiveProvider({ children }: { children: ReactNode }) {
     const flush = setInterval(() => {
       if (!pending.current.length) return;
       const batch = pending.current.splice(0);
-      setModel((m) => batch.reduce((acc, item) => ("snapshot" in item ? applySnapshot(acc, item.snapshot) : applyEvent(acc, item)), m));
+      setModel((m) => batch.reduce(applyItem, m));
     }, FLUSH_MS);
     const pollHealth = () => void readHealth().then(setHealth);
     pollHealth();

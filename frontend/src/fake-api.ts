@@ -9,7 +9,8 @@ export interface Call {
   body: unknown;
 }
 
-type Handler = (call: Call) => { status: number; body?: unknown } | undefined;
+/** An answer by status and JSON body, or a whole Response (a stream the test writes into). */
+type Handler = (call: Call) => { status: number; body?: unknown } | Response | undefined;
 
 export function json(status: number, body?: unknown): Response {
   return new Response(body === undefined ? null : JSON.stringify(body), {
@@ -30,10 +31,23 @@ export function fakeApi(handler: Handler) {
     };
     calls.push(call);
     const answer = handler(call);
+    if (answer instanceof Response) return answer;
     if (answer) return json(answer.status, answer.body);
     if (url.pathname.endsWith("/stream")) return new Response(new ReadableStream(), { status: 200 });
     return json(404, { code: "not_found", message: "Not Found" });
   });
   vi.stubGlobal("fetch", fetchMock);
   return calls;
+}
+
+/** A live stream the test writes events into, as the API's `text/event-stream` answer. */
+export function fakeStream() {
+  const encoder = new TextEncoder();
+  let sink: ReadableStreamDefaultController<Uint8Array> | null = null;
+  const response = new Response(new ReadableStream<Uint8Array>({ start: (c) => void (sink = c) }), {
+    status: 200,
+    headers: { "content-type": "text/event-stream" },
+  });
+  const send = (event: string, data: unknown) => sink?.enqueue(encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`));
+  return { response, send };
 }

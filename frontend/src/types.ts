@@ -50,7 +50,11 @@ export interface Task {
   model: string | null;
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null;
   timings: { queued_ms: number | null; run_ms: number | null; total_ms: number | null };
+  /** What the task's state allows, from the API's own table (absent from an older API). */
+  actions?: TaskAction[];
 }
+
+export type TaskAction = "retry" | "cancel" | "delete";
 
 export interface TaskDetail extends Task {
   history: HistoryEntry[];
@@ -138,6 +142,20 @@ export interface Statistics {
   duration_mean_ms: number | null;
   throughput_last_minute: { completed: number; failed: number };
   throughput_last_hour: { completed: number; failed: number };
+}
+
+export interface ThroughputBucket {
+  /** Epoch ms. */
+  start: number;
+  completed: number;
+  failed: number;
+}
+
+/** GET /api/v1/queues/throughput: the server's rings, oldest first, and the time of the read. */
+export interface ThroughputHistory {
+  now: number;
+  seconds: ThroughputBucket[];
+  minutes: ThroughputBucket[];
 }
 
 /** A `transition` event of the live stream: `to` is "" for a deletion, `from` "" for a creation. */

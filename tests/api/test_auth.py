@@ -50,6 +50,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/tasks/statistics/overview"): "admin",
     ("POST", "/api/v1/tasks/requeue-orphaned"): "admin",
     ("GET", "/api/v1/queues/status"): "admin",
+    ("GET", "/api/v1/queues/throughput"): "admin",
     ("GET", "/api/v1/queues/status/stream"): "admin",
     ("GET", "/api/v1/queues/dlq"): "admin",
     ("POST", "/api/v1/queues/dlq/requeue"): "admin",

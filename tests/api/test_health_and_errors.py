@@ -153,6 +153,7 @@ def test_openapi_documents_every_route() -> None:
     assert set(paths) == {
         "/api/v1/tasks/summarize/", "/api/v1/tasks/requeue-orphaned", "/api/v1/tasks/", "/api/v1/tasks/{task_id}",
         "/api/v1/tasks/{task_id}/retry", "/api/v1/tasks/{task_id}/cancel", "/api/v1/queues/status",
+        "/api/v1/queues/throughput",
         "/api/v1/queues/dlq", "/health",
         "/api/v1/tasks/summarize/bulk", "/api/v1/tasks/statistics/overview", "/api/v1/queues/{name}/tasks",
         "/api/v1/queues/status/stream", "/api/v1/queues/dlq/requeue", "/health/workers",

@@ -206,3 +206,32 @@ def test_a_client_that_leaves_ends_its_subscription(live_server: str, sync_store
     while subscribers() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert subscribers() == 0
+
+
+# --- /queues/throughput ---------------------------------------------------------------------------
+async def test_throughput_history_holds_what_finished_before_the_reader_came(
+    client: httpx.AsyncClient, pipeline: Pipeline, real_redis: redis.Redis
+) -> None:
+    ids = [await submit(client, f"text {i}") for i in range(5)]
+    for task_id in ids[:3]:
+        pipeline.complete(task_id)
+    pipeline.fail(ids[3], State.DLQ)
+    pipeline.fail(ids[4], State.FAILED)
+
+    body = (await client.get("/api/v1/queues/throughput")).json()
+
+    seconds, minutes = body["seconds"], body["minutes"]
+    assert len(seconds) == len(minutes) == 60
+    assert [b["start"] for b in seconds] == [seconds[0]["start"] + 1000 * i for i in range(60)]
+    assert [b["start"] for b in minutes] == [minutes[0]["start"] + 60_000 * i for i in range(60)]
+    assert seconds[-1]["start"] <= body["now"] < seconds[-1]["start"] + 1000
+    assert minutes[-1]["start"] <= body["now"] < minutes[-1]["start"] + 60_000
+    for ring in (seconds, minutes):
+        assert (sum(b["completed"] for b in ring), sum(b["failed"] for b in ring)) == (3, 2)
+    redis_now = real_redis.time()
+    assert abs(body["now"] - (redis_now[0] * 1000 + redis_now[1] // 1000)) < 5000, "the server's clock"
+
+
+async def test_throughput_history_is_zeros_on_a_fresh_deployment(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/api/v1/queues/throughput")).json()
+    assert {b["completed"] + b["failed"] for b in body["seconds"] + body["minutes"]} == {0}

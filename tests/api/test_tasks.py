@@ -16,7 +16,7 @@ pytestmark = pytest.mark.anyio
 PUBLIC_FIELDS = {
     "task_id", "task_type", "state", "content", "result", "provider", "retry_count", "max_retries", "last_error",
     "error_type", "worker", "created_at", "updated_at", "started_at", "finished_at", "due_at",
-    "attempts", "progress", "current_step", "model", "usage", "timings", "history", "errors",
+    "attempts", "progress", "current_step", "model", "usage", "timings", "history", "errors", "actions",
 }  # fmt: skip
 
 
@@ -35,6 +35,7 @@ async def test_get_pending_task_has_nulls_for_not_yet(client: httpx.AsyncClient)
     for field in ("current_step", "model", "usage"):
         assert body[field] is None, field
     assert (body["attempts"], body["progress"], body["errors"]) == (0, 0, [])
+    assert body["actions"] == ["cancel", "delete"]
     assert body["timings"] == {"queued_ms": None, "run_ms": None, "total_ms": None}
     assert body["history"] == [
         {"at": body["created_at"], "from": "", "to": "PENDING", "worker": None, "error": None, "error_type": None}

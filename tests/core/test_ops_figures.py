@@ -14,7 +14,7 @@ import pytest
 
 from core.errors import InvalidTransition, StaleAttempt
 from core.states import State
-from core.store import DURATION_BUCKETS_MS, TaskStore, new_token, ring_sum
+from core.store import DURATION_BUCKETS_MS, TaskStore, new_token, ring_buckets, ring_sum
 from tests.core.helpers import (
     CONSUMER,
     Stores,
@@ -22,8 +22,10 @@ from tests.core.helpers import (
     assert_one_place,
     claim_one,
     make_in_state,
+    move_to_inflight,
     new_task,
     snapshot,
+    to_retry_list,
 )
 
 LIB = Path(__file__).resolve().parents[2] / "core" / "scripts" / "_lib.lua"
@@ -102,7 +104,7 @@ def test_counters_move_with_each_transition(stores: Stores) -> None:
     stores.run(stores.aio.retry(dead.id))
 
     assert counters(store) == {
-        "submitted": 7, "started": 6, "completed": 1, "failed": 1, "dead": 2, "retried": 1,
+        "submitted": 7, "started": 6, "taken_primary": 6, "completed": 1, "failed": 1, "dead": 2, "retried": 1,
         "cancelled": 1, "recovered": 1, "requeued": 1,
     }  # fmt: skip
 
@@ -130,8 +132,8 @@ def test_each_consumer_counts_its_own_settled_attempts(store: TaskStore) -> None
     store.recover(lost.id, "c-b", claim_one(store, lost.id, consumer="c-b"), "died")
 
     stats = store.r.hgetall(store.keys.consumer_stats("c-a"))
-    assert {k: int(v) for k, v in stats.items()} == {"processed": 4, "completed": 2, "failed": 2}
-    assert store.r.hgetall(store.keys.consumer_stats("c-b")) == {"processed": "1", "failed": "1"}
+    assert {k: int(v) for k, v in stats.items()} == {"processed": 4, "completed": 2, "failed": 2, "taken_primary": 4}
+    assert store.r.hgetall(store.keys.consumer_stats("c-b")) == {"processed": "1", "failed": "1", "taken_primary": "1"}
     assert 0 < store.r.ttl(store.keys.consumer_stats("c-a")) <= 86400
 
 
@@ -270,3 +272,49 @@ def test_requeue_dead_without_ids_takes_the_oldest_batch(stores: Stores) -> None
     assert stores.run(stores.aio.requeue_dead([], batch=2)) == (0, [])
     assert sorted(store.r.lrange(store.keys.pending_retry, 0, -1)) == sorted(dead)  # ties on the ms go by id
     assert trail(store, dead[0])[-1] == ("DLQ", "PENDING")
+
+
+def test_each_claim_counts_the_list_it_took_from_on_every_path(store: TaskStore) -> None:
+    """The flow diagram's Primary → Active and Retry → Active, and each consumer's own figures:
+    the preferred list, the fallback, and the idle consumer's BLMOVE (a moved id)."""
+    first, second = store.create(new_task()), store.create(new_task())
+    assert store.claim("c-a", new_token(), prefer_retry=True).task_id == first.id  # retry empty: primary
+    moved = move_to_inflight(store, "c-b")  # the idle path
+    assert store.claim("c-b", new_token(), prefer_retry=False, moved_id=moved).task_id == second.id
+    retried = new_task()
+    to_retry_list(store, retried)  # claimed once from primary by CONSUMER, then promoted
+    assert store.claim("c-a", new_token(), prefer_retry=True).task_id == retried.id
+    assert store.claim("c-a", new_token(), prefer_retry=False).status == "empty"
+    totals = counters(store)
+    assert (totals["taken_primary"], totals["taken_retry"], totals["started"]) == (3, 1, 4)
+    stats = {c: store.r.hgetall(store.keys.consumer_stats(c)) for c in ("c-a", "c-b", CONSUMER)}
+    assert [(s.get("taken_primary"), s.get("taken_retry")) for s in stats.values()] == [
+        ("1", "1"), ("1", None), ("1", None)
+    ]
+
+
+def test_a_claim_answered_twice_counts_once(store: TaskStore) -> None:
+    store.create(new_task())
+    token = new_token()
+    assert store.claim("c-a", token, prefer_retry=False).status == "ok"
+    assert store.claim("c-a", token, prefer_retry=False).source == "again"
+    assert counters(store)["taken_primary"] == 1
+
+
+@pytest.mark.parametrize("state", [State.DLQ, State.FAILED, State.CANCELLED])
+def test_an_operator_retry_counts_its_own_origin(stores: Stores, state: State) -> None:
+    """DLQ → Retry on the diagram counts re-driven dead tasks only, never a cancelled one."""
+    task = make_in_state(stores, state)
+    before = counters(stores.sync)
+    stores.run(stores.aio.retry(task.id))
+    moved = {name: value - before.get(name, 0) for name, value in counters(stores.sync).items()}
+    expected = {State.DLQ: "requeued", State.FAILED: "requeued_failed", State.CANCELLED: "requeued_cancelled"}
+    assert {name: n for name, n in moved.items() if n} == {expected[state]: 1}
+
+
+def test_ring_buckets_lists_the_window_oldest_first_and_skips_slots_of_older_buckets() -> None:
+    # Slot 5 holds bucket 65 (in the window), slot 6 still bucket 6 (a minute older: stale).
+    raw = {"5:t": "65", "5:completed": "4", "5:failed": "1", "6:t": "6", "6:completed": "9", "6:failed": "9"}
+    rows = ring_buckets(raw, 1000, now_ms=66_500, window=60)
+    assert [start for start, _, _ in rows] == [1000 * b for b in range(7, 67)]
+    assert {start: (c, f) for start, c, f in rows if c or f} == {65_000: (4, 1)}

@@ -751,6 +751,6 @@ def test_each_transition_publishes_one_event(real_redis: redis.Redis, key_prefix
         (task.id, "ACTIVE", "COMPLETED"),
     ]
     assert all(e["at"] > 0 and e["event"] == "transition" for e in events)
-    assert [e["counters"] for e in events] == [{"submitted": 1}, {"started": 1}, {"completed": 1}]
+    assert [e["counters"] for e in events] == [{"submitted": 1}, {"started": 1, "taken_primary": 1}, {"completed": 1}]
     assert [e.get("worker") for e in events] == [None, CONSUMER, CONSUMER]
     assert places(store, task.id) == ["COMPLETED"]

@@ -4,6 +4,8 @@ against .env.example and the settings, and the commands against the code and `ma
 
 from __future__ import annotations
 
+import inspect
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from core.settings import Settings
 from tests.deploy.compose import (
@@ -68,7 +71,20 @@ def test_the_services_of_the_design() -> None:
     services = resolved()["services"]
     assert set(services) == {"redis", "api", "worker", "scheduler", "frontend", "reset"}
     assert services["reset"]["profiles"] == ["tools"]
-    assert services["api"]["ports"] == ["8000:8000"] and services["frontend"]["ports"] == ["3000:3000"]
+    assert services["api"]["ports"] == ["127.0.0.1:8000:8000"]
+    assert services["frontend"]["ports"] == ["127.0.0.1:3000:3000"]
+
+
+def test_ports_are_published_on_the_loopback_unless_asked() -> None:
+    """By default nothing listens on the host's public interfaces; the documented form moves it."""
+    example = env_example()
+    assert example["API_PUBLISH"] == "127.0.0.1:8000" and example["FRONTEND_PUBLISH"] == "127.0.0.1:3000"
+    assert {name: defaults for name, defaults in used_variables().items() if name.endswith("_PUBLISH")} == {
+        "API_PUBLISH": ["127.0.0.1:8000"],
+        "FRONTEND_PUBLISH": ["127.0.0.1:3000"],
+    }
+    opened = resolved({**env_example(), "REDIS_PASSWORD": "pw", "API_PUBLISH": "0.0.0.0:8080"})
+    assert opened["services"]["api"]["ports"] == ["0.0.0.0:8080:8000"]
 
 
 @pytest.mark.parametrize("name", ["redis", "api", "worker", "scheduler", "frontend", "reset"])
@@ -113,6 +129,12 @@ def test_defaults_in_compose_equal_env_example_and_the_settings() -> None:
 
 
 def _plain(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return ""
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
@@ -131,7 +153,7 @@ def test_the_worker_knobs_are_wired() -> None:
         assert env[name].startswith("${" + name + ":-"), name
     deploy = worker["deploy"]
     assert deploy["replicas"].startswith("${WORKER_REPLICAS:-")
-    assert deploy["resources"]["limits"] == {"cpus": "${WORKER_CPU_LIMIT:-2}", "memory": "${WORKER_MEMORY_LIMIT:-1g}"}
+    assert deploy["resources"]["limits"] == {"cpus": "${WORKER_CPU_LIMIT:-1}", "memory": "${WORKER_MEMORY_LIMIT:-1g}"}
     reservations = deploy["resources"]["reservations"]
     assert reservations == {"cpus": "${WORKER_CPU_RESERVATION:-0.5}", "memory": "${WORKER_MEMORY_RESERVATION:-256m}"}
     assert worker["stop_grace_period"].startswith("${WORKER_STOP_GRACE_PERIOD:-")
@@ -147,6 +169,14 @@ def test_values_from_env_reach_the_containers() -> None:
     assert worker["environment"]["CELERY_WORKER_CONCURRENCY"] == 200
     assert worker["environment"]["REDIS_URL"] == "redis://:pw@redis:6379/0"
     assert worker["healthcheck"]["interval"] == "7s" and worker["stop_grace_period"] == "2m"
+
+
+def test_the_cpu_defaults_fit_a_one_cpu_host() -> None:
+    """Docker refuses a limit above the host's CPUs ("Range of CPUs is from 0.01 to 1.00"), so
+    with the defaults the workers must be creatable on the smallest host."""
+    resources = resolved()["services"]["worker"]["deploy"]["resources"]
+    assert 0 < float(resources["limits"]["cpus"]) <= 1
+    assert 0 < float(resources["reservations"]["cpus"]) <= float(resources["limits"]["cpus"])
 
 
 def test_the_grace_period_covers_the_drain() -> None:
@@ -186,14 +216,69 @@ def test_the_containers_run_what_make_run_runs() -> None:
     assert set(procs) == {"api", "worker", "consumer", "scheduler"}, "a new process needs a container"
 
 
-def test_the_app_services_share_one_image_and_reach_the_compose_redis() -> None:
+def test_the_app_services_share_one_image_built_once_and_reach_the_compose_redis() -> None:
     services = resolved()["services"]
     assert len({services[name]["image"] for name in APP_SERVICES}) == 1
+    built = [name for name, service in services.items() if service.get("image") == services["api"]["image"]]
+    assert sorted(built) == sorted(APP_SERVICES)
+    assert [name for name in built if "build" in services[name]] == ["api"], "one build for the four services"
+    assert services["api"]["build"] == {"context": ".", "dockerfile": "Dockerfile"}
+    assert services["api"]["pull_policy"] == "build", "our image is built, never pulled from a registry"
     for name in APP_SERVICES:
-        assert services[name]["build"] == {"context": ".", "dockerfile": "Dockerfile"}
+        if name != "api":
+            assert services[name]["pull_policy"] == "never", f"{name} runs the image the api service built"
         assert services[name]["environment"]["REDIS_URL"] == "redis://:chosen-pw@redis:6379/0"
         assert services[name]["init"] is True, "tini forwards SIGTERM and reaps zombies"
     assert services["api"]["environment"]["API_HOST"] == "0.0.0.0"
+
+
+# Which code each container runs (core/ is read by all; the api also imports the breaker, the
+# provider's state and the fleet's rate limit from worker/): a setting read there must reach it.
+ROLE_CODE = {
+    "api": ["api", "worker/breaker.py", "worker/provider_state.py", "worker/providers.py", "worker/ratelimit.py"],
+    "worker": ["worker", "consumer"],
+    "scheduler": ["consumer/scheduler.py", "consumer/service.py"],
+    "reset": ["utils/reset_redis.py"],
+}
+# Left unset on purpose: each worker replica is then named by its container id.
+UNSET = {"worker_id"}
+
+
+def _fields_read(paths: list[str]) -> set[str]:
+    """The settings a body of code reads: each field named in it, and the fields behind each
+    property of Settings it names (task_lease_seconds reads celery_task_time_limit, ...)."""
+    fields = set(Settings.model_fields)
+    derived = {
+        name: set(re.findall(r"self\.(\w+)", inspect.getsource(prop.fget))) & fields  # type: ignore[arg-type]
+        for name, prop in vars(Settings).items()
+        if isinstance(prop, property)
+    }
+    files = [f for p in paths for f in ([ROOT / p] if p.endswith(".py") else (ROOT / p).rglob("*.py"))]
+    words = {word for f in files if f.name != "settings.py" for word in re.findall(r"\w+", f.read_text())}
+    read = words & fields
+    for name, behind in derived.items():
+        if name in words:
+            read |= behind
+    return read - UNSET
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_each_container_gets_every_setting_its_code_reads(name: str) -> None:
+    env = resolved()["services"][name]["environment"]
+    needed = _fields_read([*ROLE_CODE[name], "core"])
+    missing = {field.upper() for field in needed} - set(env)
+    assert missing == set(), f"{name} reads these settings, but docker-compose.yml does not pass them"
+
+
+def test_no_container_gets_all_of_env_and_secrets_go_only_where_needed() -> None:
+    services = resolved()["services"]
+    assert [name for name, service in services.items() if "env_file" in service] == []
+    holders = {
+        secret: sorted(name for name, s in services.items() if secret in (s.get("environment") or {}))
+        for secret in ("REDIS_PASSWORD", "API_KEYS", "OPENROUTER_API_KEY")
+    }
+    assert holders == {"REDIS_PASSWORD": ["redis"], "API_KEYS": ["api"], "OPENROUTER_API_KEY": ["api", "worker"]}
+    assert "environment" not in services["frontend"]
 
 
 def test_compose_refuses_to_start_without_a_redis_password() -> None:
@@ -226,7 +311,9 @@ def test_docker_compose_accepts_the_file(extra: dict[str, str], tmp_path: Path) 
     worker = config["services"]["worker"]
     assert worker["deploy"]["replicas"] == int(extra.get("WORKER_REPLICAS", "2"))
     assert worker["environment"]["REDIS_URL"] == f"redis://:{extra['REDIS_PASSWORD']}@redis:6379/0"
-    assert worker["environment"]["API_HOST"] == "127.0.0.1", "the rest of .env reaches the containers"
+    assert "API_KEYS" not in worker["environment"] and "API_HOST" not in worker["environment"], "only its settings"
+    for name, service in config["services"].items():
+        assert "env_file" not in service, name
 
 
 def test_interpolation_follows_compose_rules() -> None:

@@ -5,7 +5,9 @@ an nginx config that nginx itself accepts and that keeps the event stream unbuff
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import tomllib
@@ -58,6 +60,49 @@ def test_non_root_slim_with_a_health_check() -> None:
     assert user not in ("root", "0") and user == "app"
     assert [i for i, _ in steps].index("USER") > max(n for n, (i, _) in enumerate(steps) if i in ("COPY", "RUN"))
     assert "CMD" in last(DOCKERFILE, "HEALTHCHECK")
+
+
+def test_no_syntax_directive_so_a_build_needs_no_docker_hub_frontend() -> None:
+    """`# syntax=` makes BuildKit fetch a frontend image before building anything; nothing here
+    needs a newer syntax than the engine's own."""
+    for path in (DOCKERFILE, FRONTEND_DOCKERFILE):
+        assert not re.search(r"^#\s*syntax\s*=", path.read_text(), flags=re.M | re.I), path
+
+
+def _user_commands() -> list[list[str]]:
+    run = next(args for instr, args in instructions(DOCKERFILE) if instr == "RUN" and "useradd" in args)
+    return [shlex.split(part) for part in run.split("&&")]
+
+
+def test_the_app_user_is_a_regular_user_with_its_own_group() -> None:
+    commands = _user_commands()
+    assert [c[0] for c in commands] == ["groupadd", "useradd"]
+    groupadd, useradd = commands
+    assert "--system" not in groupadd + useradd, "a system uid above SYS_UID_MAX (999) warns"
+    gid = groupadd[groupadd.index("--gid") + 1]
+    assert useradd[useradd.index("--uid") + 1] == gid == "10001"
+    assert useradd[useradd.index("--gid") + 1] == groupadd[-1] == useradd[-1] == last(DOCKERFILE, "USER")
+
+
+@pytest.mark.skipif(
+    shutil.which("useradd") is None or os.geteuid() != 0 or not Path("/etc/login.defs").exists(),
+    reason="needs root and Debian's useradd (the image's base is Debian too)",
+)
+def test_the_user_commands_run_without_a_warning(tmp_path: Path) -> None:
+    """The Dockerfile's own groupadd/useradd, run with --prefix on a copy of this machine's
+    account files (Debian's login.defs, as in the python:slim base): no warning, uid and gid 10001."""
+    (tmp_path / "etc").mkdir()
+    for name in ("passwd", "group", "shadow", "gshadow", "login.defs"):
+        shutil.copy(Path("/etc") / name, tmp_path / "etc" / name)
+    output = ""
+    for command in _user_commands():
+        done = subprocess.run([command[0], "--prefix", str(tmp_path), *command[1:]], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        output += done.stdout + done.stderr
+    assert "warning" not in output.lower(), output
+    passwd = [line for line in (tmp_path / "etc" / "passwd").read_text().splitlines() if line.startswith("app:")]
+    group = [line for line in (tmp_path / "etc" / "group").read_text().splitlines() if line.startswith("app:")]
+    assert passwd[0].split(":")[2:4] == ["10001", "10001"] and group[0].split(":")[2] == "10001"
 
 
 def test_dependencies_come_from_pyproject() -> None:
@@ -113,6 +158,17 @@ def test_nginx_proxies_the_api_health_and_the_unbuffered_stream() -> None:
     for path in ("/api/v1/events", "/api/v1/tasks/stream", "/api/v1/queues/events/"):
         assert re.match(pattern.group(1), path), path
     assert not re.match(pattern.group(1), "/api/v1/tasks/123")
+
+
+def test_nginx_passes_the_api_docs_to_the_api() -> None:
+    """:3000 answers /docs and /openapi.json with the API's pages, not the dashboard's HTML."""
+    conf = NGINX_CONF.read_text()
+    docs = re.search(r"location ~ (\^/\(docs\S*) \{", conf)
+    assert docs is not None and "proxy_pass $api;" in _location(conf, docs.group(0))
+    for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
+        assert re.match(docs.group(1), path), path
+    for path in ("/documents", "/", "/tasks", "/openapi.jsonx"):
+        assert not re.match(docs.group(1), path), path
 
 
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")

@@ -98,19 +98,27 @@ def test_the_breaker_reset_button_closes_an_open_breaker(open_page: Open, stack:
 
 
 def test_the_flow_diagram_counts_live_and_its_nodes_open_the_task_list(open_page: Open, stack: Stack) -> None:
+    finished = sum(b["completed"] for b in stack.http.get("/api/v1/queues/throughput").json()["minutes"][-15:])
     page = open_page("/")
     expect(page.get_by_test_id("connection")).to_have_text("Live")
     completed = page.locator("[data-node='completed'] .node-count")
     submitted = page.locator("[data-edge='submit>primary'] .edge-count")
     for figure in (completed, submitted, page.locator("[data-node='submit'] .node-count")):
         expect(figure).not_to_have_text("…")  # the snapshot and the counters have arrived
+    taken = page.locator("[data-edge='primary>active'] .edge-count")
+    expect(taken).not_to_have_text("…")
     before_completed, before_submitted = int(completed.text_content() or ""), int(submitted.text_content() or "")
+    before_taken = int(taken.text_content() or "")
     ids = [stack.submit(f"Live count {i}. [[tag:n{i}]]") for i in range(3)]
     stack.wait_terminal(ids, 30)
-    # Without reloading: the stream's events moved the figures.
+    # Without reloading: the stream's events moved the figures. The stack is idle, so its consumer
+    # took these three in its blocking wait (BLMOVE): they count on Primary → Active too.
     expect(completed).to_have_text(str(before_completed + 3))
     expect(submitted).to_have_text(str(before_submitted + 3))
-    expect(page.get_by_test_id("throughput-summary")).to_contain_text("3 completed")
+    expect(taken).to_have_text(str(before_taken + 3))
+    expect(page.get_by_test_id("throughput-summary")).to_contain_text(f"last 15 min: {finished + 3} completed")
+    expect(page.get_by_test_id("provider")).not_to_contain_text("none yet")  # the last success is read again
+    expect(page.get_by_test_id("taken")).not_to_have_text("0 / 0")
     screenshot(page, "dashboard", full_page=True)
     page.locator("[data-node='completed']").click()
     expect(page).to_have_url(f"{page.url.split('/tasks')[0].rstrip('/')}/tasks?state=COMPLETED")
@@ -119,7 +127,47 @@ def test_the_flow_diagram_counts_live_and_its_nodes_open_the_task_list(open_page
         expect(page.locator(f"tr[data-task-id='{task_id}']")).to_have_count(1)
 
 
-def test_task_detail_shows_the_task_and_the_apis_refusal(open_page: Open, stack: Stack) -> None:
+def test_the_throughput_chart_starts_from_what_finished_before_the_page_opened(open_page: Open, stack: Stack) -> None:
+    ids = [stack.submit(f"Finished before the page opened {i}. [[tag:b{i}]]") for i in range(4)]
+    stack.wait_terminal(ids, 30)
+    rings = stack.http.get("/api/v1/queues/throughput").json()
+    finished = sum(b["completed"] for b in rings["minutes"][-15:])  # the stack is younger than 15 min
+    assert finished >= 4
+    page = open_page("/")
+    expect(page.get_by_test_id("connection")).to_have_text("Live")
+    summary = page.get_by_test_id("throughput-summary")
+    expect(summary).to_contain_text(f"last 15 min: {finished} completed")
+    # Then the live transitions add to it.
+    stack.wait_terminal([stack.submit(f"Finished while it is open {i}. [[tag:a{i}]]") for i in range(2)], 30)
+    expect(summary).to_contain_text(f"last 15 min: {finished + 2} completed")
+
+
+def test_each_edge_counts_its_own_transition_and_the_workers_table_agrees(open_page: Open, stack: Stack) -> None:
+    page = open_page("/")
+    expect(page.get_by_test_id("connection")).to_have_text("Live")
+
+    def edge(name: str) -> Any:
+        figure = page.locator(f"[data-edge='{name}'] .edge-count")
+        expect(figure).not_to_have_text("…")
+        return figure
+
+    from_dlq, from_retry = edge("dlq>retry"), edge("retry>active")
+    before_dlq, before_retry = int(from_dlq.text_content() or ""), int(from_retry.text_content() or "")
+    # A task cancelled while it runs, then retried by an operator: CANCELLED → the retry list,
+    # which is no DLQ → Retry; its second run is taken from the retry list.
+    task_id = stack.submit("Cancelled, then retried. [[delay:3]] [[tag:un-cancelled]]")
+    wait_until(lambda: stack.task(task_id)["state"] == "ACTIVE", 20, what="the task to run")
+    assert stack.http.post(f"/api/v1/tasks/{task_id}/cancel").json()["state"] == "CANCELLED"
+    assert stack.http.post(f"/api/v1/tasks/{task_id}/retry").status_code == 202
+    wait_until(lambda: stack.task(task_id)["state"] == "COMPLETED", 30, what="the retried task to complete")
+    expect(from_retry).to_have_text(str(before_retry + 1))
+    expect(from_dlq).to_have_text(str(before_dlq))
+    # The workers table (one consumer here) shows what its claims counted, the same figures.
+    primary = int(edge("primary>active").text_content() or "")
+    expect(page.get_by_test_id("taken")).to_have_text(f"{primary} / {before_retry + 1}")
+
+
+def test_task_detail_shows_the_task_and_offers_only_what_its_state_allows(open_page: Open, stack: Stack) -> None:
     task_id = stack.submit("A detail view test. [[fail:1]] [[tag:detail]]")
     wait_until(lambda: stack.task(task_id)["state"] == "COMPLETED", 30, what="completion")
     page = open_page("/tasks")
@@ -130,14 +178,25 @@ def test_task_detail_shows_the_task_and_the_apis_refusal(open_page: Open, stack:
     expect(page.get_by_role("heading", name="Errors (1)")).to_be_visible()
     expect(page.locator("pre.content")).to_contain_text("A detail view test.")
     screenshot(page, "task-detail")
-    page.get_by_role("button", name="Cancel").click()  # a COMPLETED task cannot be cancelled: 409
-    alert = page.get_by_role("alert")
-    expect(alert).to_contain_text("409")
-    expected = stack.http.post(f"/api/v1/tasks/{task_id}/cancel").json()["message"]
-    expect(alert).to_contain_text(expected)
+    # A COMPLETED task can be deleted, not retried or cancelled (the API would answer 409).
+    actions = page.get_by_test_id("task-actions").get_by_role("button")
+    expect(actions).to_have_text(["Delete"])
+    assert stack.http.post(f"/api/v1/tasks/{task_id}/cancel").status_code == 409
+    assert stack.http.post(f"/api/v1/tasks/{task_id}/retry").status_code == 409
     page.get_by_role("button", name="Delete").click()
     expect(page).to_have_url(f"{page.url.split('/tasks')[0]}/tasks")
     assert stack.http.get(f"/api/v1/tasks/{task_id}").status_code == 404
+
+
+def test_a_dead_task_offers_retry_and_the_retry_completes_it(open_page: Open, stack: Stack) -> None:
+    task_id = stack.submit("Fails four times, then works. [[fail:4]] [[tag:detail-retry]]")
+    wait_until(lambda: stack.task(task_id)["state"] == "DLQ", 60, what="the task to reach the DLQ")
+    page = open_page(f"/tasks/{task_id}")
+    actions = page.get_by_test_id("task-actions").get_by_role("button")
+    expect(actions).to_have_text(["Retry", "Delete"])
+    page.get_by_role("button", name="Retry").click()
+    expect(page.get_by_test_id("summary")).to_have_text("summary:detail-retry", timeout=30_000)
+    expect(actions).to_have_text(["Delete"])
 
 
 def test_tasks_page_filters_and_paginates(open_page: Open, stack: Stack) -> None:

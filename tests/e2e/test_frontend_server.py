@@ -43,7 +43,7 @@ def test_no_file_outside_the_build(closed_api: TestClient) -> None:
 
 
 def test_a_stopped_api_is_a_json_502(closed_api: TestClient) -> None:
-    for path in ("/api/v1/queues/status", "/health", "/health/workers"):
+    for path in ("/api/v1/queues/status", "/health", "/health/workers", "/docs", "/openapi.json", "/redoc"):
         response = closed_api.get(path)
         assert response.status_code == 502
         assert response.json()["code"] == "api_unreachable"
@@ -65,3 +65,8 @@ def test_the_api_answers_through_it_as_it_is(stack: Stack, dist: Path) -> None:
         assert refused.status_code == 422
         assert client.delete("/api/v1/tasks/00000000-0000-4000-8000-000000000000").json()["code"] == "task_not_found"
         assert client.get("/health").status_code in (200, 503)
+        # The API's docs, not the dashboard's page (as nginx does in the compose image).
+        assert client.get("/openapi.json").json()["info"]["title"]
+        for path in ("/docs", "/redoc"):
+            page = client.get(path)
+            assert page.status_code == 200 and "/openapi.json" in page.text and "<title>app</title>" not in page.text

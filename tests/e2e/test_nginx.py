@@ -97,3 +97,14 @@ def test_the_dashboard_works_behind_nginx(nginx: str, stack: Stack, browser: Any
         expect(completed).to_have_text(str(before + 1))
     finally:
         context.close()
+
+
+def test_nginx_passes_the_api_docs_not_the_dashboard(nginx: str, stack: Stack) -> None:
+    schema = httpx.get(nginx + "/openapi.json", timeout=10)
+    assert schema.status_code == 200 and schema.json() == stack.http.get("/openapi.json").json()
+    for path in ("/docs", "/redoc"):
+        page = httpx.get(nginx + path, timeout=10)
+        assert page.status_code == 200 and page.text == stack.http.get(path).text
+    oauth = httpx.get(nginx + "/docs/oauth2-redirect", timeout=10)
+    assert oauth.status_code == 200 and 'id="root"' not in oauth.text
+    assert 'id="root"' in httpx.get(nginx + "/documents", timeout=10).text, "only those paths: the app keeps the rest"

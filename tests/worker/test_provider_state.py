@@ -102,12 +102,16 @@ def test_a_429_slows_the_fleet_down_and_successes_speed_it_up(settings: Settings
     assert float(runner.store.r.hget(bucket, "factor")) == pytest.approx(0.52)
 
 
-def test_the_offline_provider_makes_no_call_and_writes_no_metrics(settings: Settings) -> None:
+def test_the_offline_provider_makes_no_call_and_writes_no_metrics_but_its_last_success(settings: Settings) -> None:
     runner = Runner(settings, provider=OfflineProvider(settings))
+    before = int(time.time() * 1000)
     assert run(runner, "One sentence here. Another one there.") == "completed"
     runner.close()
     assert not runner.store.r.exists(runner.store.keys.llm_daily(day_of(time.time())))
     assert not runner.store.r.exists(runner.store.keys.rate_bucket(BUCKET)), "no rate limit offline"
+    state = runner.store.r.hgetall(runner.store.keys.llm_state)
+    assert state["last_model"] == "extractive" and int(state["last_success_at"]) >= before
+    assert "last_error" not in state
 
 
 def test_a_reset_ends_a_pause_for_good(settings: Settings) -> None:

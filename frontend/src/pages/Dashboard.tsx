@@ -4,14 +4,17 @@ import { useEffect, useState } from "react";
 import { ApiError, getJson, sendJson } from "../api";
 import { ErrorNote, usePoll } from "../components";
 import { ago, percent, time } from "../format";
-import { useLive } from "../LiveContext";
+import { useLive, useReloadOnEvents } from "../LiveContext";
 import { Link } from "../router";
-import type { Breaker, ProviderStatus, QueueStatus, Workers } from "../types";
+import type { Breaker, ProviderStatus, QueueStatus, TaskEvent, Workers } from "../types";
 import { FlowDiagram } from "./FlowDiagram";
 import { ThroughputChart } from "./ThroughputChart";
 
 const WORKERS_POLL_MS = 2000;
 const PROVIDER_POLL_MS = 10000;
+const PROVIDER_AFTER_EVENT_MS = 1500;
+
+const finished = (event: TaskEvent) => event.event === "transition" && event.from === "ACTIVE";
 
 function QueueCards({ status }: { status: QueueStatus | null }) {
   const cards: [string, number | undefined, string][] = [
@@ -123,7 +126,7 @@ function WorkersPanel({ data, error, reload }: { data: Workers | null; error: un
                   <td>
                     {w.completed} / {w.failed}
                   </td>
-                  <td>
+                  <td data-testid="taken">
                     {w.taken?.primary ?? 0} / {w.taken?.retry ?? 0}
                   </td>
                   <td>{w.breaker ?? "—"}</td>
@@ -155,7 +158,10 @@ export function providerRows(p: ProviderStatus, now: number = Date.now()): [stri
 }
 
 export function ProviderPanel() {
-  const { data, error } = usePoll(() => getJson<ProviderStatus>("/api/v1/openrouter/status"), PROVIDER_POLL_MS);
+  const { data, error, reload } = usePoll(() => getJson<ProviderStatus>("/api/v1/openrouter/status"), PROVIDER_POLL_MS);
+  // A finished attempt may change the last success or error (the workers write them within a
+  // second): read again soon after, besides the slow poll.
+  useReloadOnEvents(finished, () => void reload(), PROVIDER_AFTER_EVENT_MS);
   const missing = error instanceof ApiError && (error.status === 404 || error.status === 405);
   return (
     <section aria-labelledby="provider-title" className="panel">
@@ -179,11 +185,8 @@ export function ProviderPanel() {
 export function DashboardPage() {
   const { model, health } = useLive();
   const workers = usePoll(() => getJson<Workers>("/health/workers"), WORKERS_POLL_MS);
-  const taken = workers.data ? { primary: 0, retry: 0 } : null;
-  for (const w of taken ? (workers.data?.workers ?? []) : []) {
-    taken!.primary += w.taken?.primary ?? 0;
-    taken!.retry += w.taken?.retry ?? 0;
-  }
+  // The table's figures move with every claim and report: follow the stream (once a second at most).
+  useReloadOnEvents((event) => event.event === "transition", () => void workers.reload(), 1000);
   return (
     <>
       <h1>Dashboard</h1>
@@ -207,7 +210,7 @@ export function DashboardPage() {
       <QueueCards status={model.status} />
       <section aria-labelledby="flow-heading" className="panel">
         <h2 id="flow-heading">Task flow</h2>
-        <FlowDiagram status={model.status} counters={model.counters} taken={taken} />
+        <FlowDiagram status={model.status} counters={model.countersRead ? model.counters : null} />
       </section>
       <section aria-labelledby="throughput-title" className="panel">
         <h2 id="throughput-title">Throughput (per second, last 15 minutes)</h2>

@@ -44,13 +44,12 @@ const byId = new Map(NODES.map((n) => [n.id, n]));
 
 export interface FlowCounts {
   status: QueueStatus | null;
-  counters: Record<string, number>;
-  /** Tasks the live consumers took from each list since they started (null until known). */
-  taken: { primary: number; retry: number } | null;
+  /** The counters, or null until they have been read. */
+  counters: Record<string, number> | null;
 }
 
 export function nodeCount(id: string, { status, counters }: FlowCounts): number | null {
-  if (id === "submit") return counters.submitted ?? null;
+  if (id === "submit") return counters ? (counters.submitted ?? 0) : null;
   if (!status) return null;
   const { queues, states } = status;
   const values: Record<string, number | undefined> = {
@@ -65,11 +64,9 @@ export function nodeCount(id: string, { status, counters }: FlowCounts): number 
   return values[id] ?? 0;
 }
 
-/** An edge's figure, or null until the counters (or the workers) have been read. */
+/** An edge's figure, or null until the counters have been read. */
 export function edgeValue(from: string, to: string, counts: FlowCounts): number | null {
-  if (to === "active" && (from === "primary" || from === "retry")) return counts.taken ? counts.taken[from] : null;
-  if (counts.counters.submitted === undefined) return null;
-  return edgeCount(counts.counters, `${from}>${to}`);
+  return counts.counters ? edgeCount(counts.counters, `${from}>${to}`) : null;
 }
 
 /** Where the segment from a box's centre toward (tx, ty) leaves the box. */
@@ -153,8 +150,7 @@ export function FlowDiagram(counts: FlowCounts) {
         </svg>
       </div>
       <figcaption className="muted">
-        Counts on the edges are totals since the counters started; the arrows into Active count what the live workers
-        took from each list.
+        Counts on the edges are how many times each transition happened since the counters started.
       </figcaption>
     </figure>
   );

@@ -6,7 +6,7 @@ import { ErrorNote, Notice, StateBadge, usePoll } from "../components";
 import { duration, time } from "../format";
 import { useReloadOnEvents } from "../LiveContext";
 import { Link, navigate } from "../router";
-import type { Task, TaskDetail } from "../types";
+import type { Task, TaskAction, TaskDetail } from "../types";
 
 function Facts({ task }: { task: TaskDetail }) {
   const rows: [string, string][] = [
@@ -76,6 +76,8 @@ export function History({ task }: { task: TaskDetail }) {
   );
 }
 
+/** The buttons the task's state allows, as the API lists them in `actions` (its own table, so the
+ * page never offers what the API would refuse); every button when an older API does not say. */
 function Actions({ task, onDone }: { task: TaskDetail; onDone: () => void }) {
   const [error, setError] = useState<unknown>(null);
   const [done, setDone] = useState("");
@@ -92,17 +94,25 @@ function Actions({ task, onDone }: { task: TaskDetail; onDone: () => void }) {
     }
   };
   const base = `/api/v1/tasks/${encodeURIComponent(task.task_id)}`;
+  const allows = (action: TaskAction) => task.actions === undefined || task.actions.includes(action);
   return (
-    <div className="actions-row">
-      <button type="button" onClick={() => act("Retried", "POST", `${base}/retry`)}>
-        Retry
-      </button>
-      <button type="button" onClick={() => act("Cancelled", "POST", `${base}/cancel`)}>
-        Cancel
-      </button>
-      <button type="button" className="danger" onClick={() => act("Deleted", "DELETE", base, () => navigate("/tasks"))}>
-        Delete
-      </button>
+    <div className="actions-row" data-testid="task-actions">
+      {allows("retry") && (
+        <button type="button" onClick={() => act("Retried", "POST", `${base}/retry`)}>
+          Retry
+        </button>
+      )}
+      {allows("cancel") && (
+        <button type="button" onClick={() => act("Cancelled", "POST", `${base}/cancel`)}>
+          Cancel
+        </button>
+      )}
+      {allows("delete") && (
+        <button type="button" className="danger" onClick={() => act("Deleted", "DELETE", base, () => navigate("/tasks"))}>
+          Delete
+        </button>
+      )}
+      {task.actions?.length === 0 && <span className="muted">No action while {task.state}.</span>}
       <ErrorNote error={error} />
       {done && <Notice>{done}.</Notice>}
     </div>

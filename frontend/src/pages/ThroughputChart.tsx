@@ -1,11 +1,14 @@
-// Completed and failed tasks per second over the last 15 minutes, from the live stream, drawn
-// with uPlot (a small canvas chart library). The figures are also given as text for screen readers.
+// Completed and failed tasks per second over the last 15 minutes: the server's recent history
+// (per second for the last minute, per minute before it, drawn as that minute's average rate),
+// then the live stream's transitions, drawn with uPlot (a small canvas chart library). The
+// figures are also given as text for screen readers.
 import { useEffect, useRef, useState } from "react";
 import uPlot from "uplot";
 import { series, WINDOW_SECONDS, type Throughput } from "../live";
 
 function sum(values: number[], last: number): number {
-  return values.slice(-last).reduce((a, b) => a + b, 0);
+  // Seconds drawn from a minute's figures are fractions; their sum is the minute's whole count.
+  return Math.round(values.slice(-last).reduce((a, b) => a + b, 0));
 }
 
 /** False where there is no 2D canvas (a test DOM): the chart is left out, the text summary stays. */
@@ -36,11 +39,13 @@ function options(width: number): uPlot.Options {
 export function ThroughputChart({ throughput }: { throughput: Throughput }) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
-  const [now, setNow] = useState(() => Math.floor(Date.now() / 1000));
+  // On the server's clock (the buckets are), not this browser's.
+  const [, setTick] = useState(0); // a render a second, so the window slides
+  const now = Math.floor((Date.now() + throughput.clockOffsetMs) / 1000);
   const data = series(throughput, now);
 
   useEffect(() => {
-    const timer = setInterval(() => setNow(Math.floor(Date.now() / 1000)), 1000);
+    const timer = setInterval(() => setTick((n) => n + 1), 1000);
     return () => clearInterval(timer);
   }, []);
 
@@ -67,8 +72,14 @@ export function ThroughputChart({ throughput }: { throughput: Throughput }) {
       <div ref={box} className="chart-canvas" aria-hidden="true" />
       <p className="muted" data-testid="throughput-summary">
         Last minute: {sum(data[1], 60)} completed, {sum(data[2], 60)} failed · last {WINDOW_SECONDS / 60} min:{" "}
-        {sum(data[1], WINDOW_SECONDS)} completed, {sum(data[2], WINDOW_SECONDS)} failed (since this page opened)
+        {sum(data[1], WINDOW_SECONDS)} completed, {sum(data[2], WINDOW_SECONDS)} failed
       </p>
+      {throughput.exactFrom !== null && (
+        <p className="muted small">
+          From the server&apos;s history, then live; seconds more than a minute before the page connected are drawn at
+          their minute&apos;s average.
+        </p>
+      )}
     </div>
   );
 }

@@ -1,9 +1,10 @@
 import { render, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { fakeApi } from "../fake-api";
+import { fakeApi, fakeStream } from "../fake-api";
 import { LiveProvider } from "../LiveContext";
 import type { QueueStatus, TaskDetail } from "../types";
+import { DashboardPage } from "./Dashboard";
 import { DlqPage } from "./Dlq";
 import { FlowDiagram } from "./FlowDiagram";
 import { TaskDetailPage } from "./TaskDetail";
@@ -33,7 +34,10 @@ function task(overrides: Partial<TaskDetail> = {}): TaskDetail {
 }
 
 describe("FlowDiagram", () => {
-  const counts = { status, counters: { submitted: 90, completed: 70, retried: 4, postponed: 1 }, taken: { primary: 80, retry: 9 } };
+  const counts = {
+    status,
+    counters: { submitted: 90, completed: 70, retried: 4, postponed: 1, taken_primary: 80, taken_retry: 9, requeued: 2 },
+  };
 
   it("shows a count on every node and edge", () => {
     const { container } = render(<FlowDiagram {...counts} />);
@@ -45,8 +49,17 @@ describe("FlowDiagram", () => {
     expect(container.querySelectorAll(".edge-count").length).toBe(container.querySelectorAll(".edge").length);
   });
 
+  it("counts on each edge only its own transition", () => {
+    // An operator's retry of a CANCELLED or FAILED task moves its own counter, not DLQ → Retry's.
+    const { container } = render(
+      <FlowDiagram status={status} counters={{ ...counts.counters, requeued_cancelled: 5, requeued_failed: 7 }} />,
+    );
+    const edge = (id: string) => container.querySelector(`[data-edge='${id}'] .edge-count`)?.textContent;
+    expect([edge("dlq>retry"), edge("primary>active"), edge("retry>active")]).toEqual(["2", "80", "9"]);
+  });
+
   it("waits for the figures instead of showing zeros", () => {
-    const { container } = render(<FlowDiagram status={null} counters={{}} taken={null} />);
+    const { container } = render(<FlowDiagram status={null} counters={null} />);
     const texts = [...container.querySelectorAll(".node-count, .edge-count")].map((e) => e.textContent);
     expect(new Set(texts)).toEqual(new Set(["…"]));
   });
@@ -59,25 +72,140 @@ describe("FlowDiagram", () => {
 });
 
 describe("TaskDetailPage", () => {
-  it("shows the task and the API's own words when an action is refused", async () => {
-    fakeApi((call) => {
-      if (call.method === "GET" && call.path === "/api/v1/tasks/t-1") return { status: 200, body: task() };
-      if (call.method === "POST" && call.path === "/api/v1/tasks/t-1/cancel")
-        return { status: 409, body: { code: "invalid_transition", message: "task t-1 is COMPLETED; cannot cancel" } };
-      return undefined;
-    });
+  const page = () =>
     render(
       <LiveProvider>
         <TaskDetailPage taskId="t-1" />
       </LiveProvider>,
     );
+  const buttons = () => within(screen.getByTestId("task-actions")).queryAllByRole("button").map((b) => b.textContent);
+
+  it("offers only the actions the API lists for the task's state", async () => {
+    let current = task({ state: "COMPLETED", actions: ["delete"] });
+    fakeApi((call) => (call.method === "GET" && call.path === "/api/v1/tasks/t-1" ? { status: 200, body: current } : undefined));
+    const { unmount } = page();
     expect((await screen.findByTestId("summary")).textContent).toBe("A summary.");
     expect(screen.getByText("1.20 s")).toBeTruthy();
     expect(screen.getByRole("heading", { name: "Errors (1)" })).toBeTruthy();
+    expect(buttons()).toEqual(["Delete"]);
+    unmount();
+    current = task({ state: "DLQ", result: null, actions: ["retry", "delete"] });
+    page();
+    await waitFor(() => expect(buttons()).toEqual(["Retry", "Delete"]));
+  });
+
+  it("shows the API's own words when an action is refused (the state changed meanwhile)", async () => {
+    fakeApi((call) => {
+      if (call.method === "GET" && call.path === "/api/v1/tasks/t-1")
+        return { status: 200, body: task({ state: "ACTIVE", result: null, actions: ["cancel"] }) };
+      if (call.method === "POST" && call.path === "/api/v1/tasks/t-1/cancel")
+        return { status: 409, body: { code: "invalid_transition", message: "task t-1 is COMPLETED; cannot cancel" } };
+      return undefined;
+    });
+    page();
+    await waitFor(() => expect(buttons()).toEqual(["Cancel"]));
     await userEvent.click(screen.getByRole("button", { name: "Cancel" }));
     const alert = await screen.findByRole("alert");
     expect(alert.textContent).toContain("task t-1 is COMPLETED; cannot cancel");
     expect(alert.textContent).toContain("409 invalid_transition");
+  });
+});
+
+describe("DashboardPage throughput", () => {
+  it("starts from the server's history, then adds the live transitions", async () => {
+    const now = Date.now();
+    const minute = Math.floor(now / 60_000);
+    // 57 tasks completed three minutes before the page opened (as in issue 21), 1 failed a second ago.
+    const minutes = Array.from({ length: 60 }, (_, i) => ({
+      start: (minute - 59 + i) * 60_000,
+      completed: minute - 59 + i === minute - 3 ? 57 : 0,
+      failed: i === 59 ? 1 : 0,
+    }));
+    const second = Math.floor(now / 1000);
+    const seconds = Array.from({ length: 60 }, (_, i) => ({ start: (second - 59 + i) * 1000, completed: 0, failed: i === 58 ? 1 : 0 }));
+    const stream = fakeStream();
+    const calls = fakeApi((call) => {
+      if (call.path === "/api/v1/queues/status/stream") return stream.response;
+      if (call.path === "/api/v1/queues/throughput") return { status: 200, body: { now, seconds, minutes } };
+      return undefined;
+    });
+    render(
+      <LiveProvider>
+        <DashboardPage />
+      </LiveProvider>,
+    );
+    const summary = await screen.findByTestId("throughput-summary");
+    expect(summary.textContent).toContain("0 completed, 0 failed · last 15 min: 0 completed, 0 failed");
+    stream.send("snapshot", status);
+    await waitFor(() => expect(summary.textContent).toContain("last 15 min: 57 completed, 1 failed"));
+    expect(summary.textContent).toContain("Last minute: 0 completed, 1 failed");
+    stream.send("transition", { task_id: "t9", from: "ACTIVE", to: "COMPLETED", at: now + 5, counters: { completed: 58 } });
+    stream.send("transition", { task_id: "t8", from: "ACTIVE", to: "COMPLETED", at: now - 5, counters: { completed: 57 } });
+    await waitFor(() => expect(summary.textContent).toContain("Last minute: 1 completed, 1 failed · last 15 min: 58 completed"), {
+      timeout: 3000,
+    });
+    expect(calls.filter((c) => c.path === "/api/v1/queues/throughput")).toHaveLength(1);
+  });
+});
+
+describe("DashboardPage throughput on a browser whose clock is off", () => {
+  it("places the figures on the server's clock", async () => {
+    const now = Date.now() + 120_000; // the server is two minutes ahead of this browser
+    const second = Math.floor(now / 1000);
+    const seconds = Array.from({ length: 60 }, (_, i) => ({ start: (second - 59 + i) * 1000, completed: i === 58 ? 3 : 0, failed: 0 }));
+    const minute = Math.floor(now / 60_000);
+    const minutes = Array.from({ length: 60 }, (_, i) => ({ start: (minute - 59 + i) * 60_000, completed: i === 59 ? 3 : 0, failed: 0 }));
+    const stream = fakeStream();
+    fakeApi((call) => {
+      if (call.path === "/api/v1/queues/status/stream") return stream.response;
+      if (call.path === "/api/v1/queues/throughput") return { status: 200, body: { now, seconds, minutes } };
+      return undefined;
+    });
+    render(
+      <LiveProvider>
+        <DashboardPage />
+      </LiveProvider>,
+    );
+    const summary = await screen.findByTestId("throughput-summary");
+    stream.send("snapshot", status);
+    await waitFor(() => expect(summary.textContent).toContain("Last minute: 3 completed"));
+  });
+});
+
+describe("DashboardPage provider and workers", () => {
+  it("reads the provider's last success and the workers' figures again after tasks finish", async () => {
+    let successAt: number | null = null;
+    let taken = { primary: 0, retry: 0 };
+    const stream = fakeStream();
+    fakeApi((call) => {
+      if (call.path === "/api/v1/queues/status/stream") return stream.response;
+      if (call.path === "/api/v1/openrouter/status")
+        return { status: 200, body: { provider: "offline", model: "extractive", last_success_at: successAt, last_model: successAt ? "extractive" : null } };
+      if (call.path === "/health/workers")
+        return {
+          status: 200,
+          body: {
+            breaker: { state: "closed", fail_counter: 0, seconds_left: 0 },
+            workers: [{ consumer_id: "c1", host: "h", pid: 1, taken, completed: taken.primary, failed: 0, processed: taken.primary }],
+          },
+        };
+      return undefined;
+    });
+    render(
+      <LiveProvider>
+        <DashboardPage />
+      </LiveProvider>,
+    );
+    const provider = await screen.findByTestId("provider");
+    await waitFor(() => expect(provider.textContent).toContain("Last successnone yet"));
+    expect((await screen.findByTestId("taken")).textContent).toBe("0 / 0");
+    stream.send("snapshot", status);
+    successAt = Date.now();
+    taken = { primary: 5, retry: 0 };
+    for (const [i, to] of ["ACTIVE", "COMPLETED"].entries())
+      stream.send("transition", { task_id: "t1", from: i ? "ACTIVE" : "PENDING", to, at: successAt });
+    await waitFor(() => expect(screen.getByTestId("taken").textContent).toBe("5 / 0"), { timeout: 3000 });
+    await waitFor(() => expect(provider.textContent).toMatch(/Last success(just now|[\d.]+ s ago) \(extractive\)/), { timeout: 3000 });
   });
 });
 
