@@ -81,6 +81,8 @@ class ProviderRecorder:
             counts.update(["errors", f"error:{call.error_type}"])
             state = {"last_error": call.message[:500], "last_error_type": call.error_type,
                      "last_error_model": call.model, "last_error_at": int(now * 1000)}  # fmt: skip
+            if call.error_type == "rate_limited":  # for /health's "degraded: rate limited"
+                state["last_rate_limited_at"] = int(now * 1000)
         else:
             counts.update({"ok": 1, **{n: c for n, c in (call.usage or {}).items() if n in TOKEN_FIELDS}})
             state = {"last_success_at": int(now * 1000), "last_model": call.model}
@@ -109,6 +111,8 @@ class ProviderRecorder:
             pipe.expire(daily, METRICS_DAYS * 86400)
         if state:
             pipe.hset(self._keys.llm_state, mapping=state)
+        if "last_success_at" in state:  # a success ends any run of identical input refusals
+            pipe.delete(self._keys.llm_rejections, self._keys.llm_rejected_ids)
         try:
             pipe.execute()
         except RedisError as e:
@@ -121,3 +125,6 @@ class ProviderRecorder:
         """Note why and until when LLM calls are paused, for `/health` and the provider status."""
         until = int((time.time() + seconds) * 1000)
         self._r.hset(self._keys.llm_state, mapping={"paused_until": until, "pause_reason": reason[:500]})
+
+
+PAUSE_FIELDS = ("paused_until", "pause_reason")  # what an operator's reset of the breaker clears

@@ -1,0 +1,61 @@
+"""Issue 16's measurement: LLM calls per minute while the provider answers every call 429 with no
+`Retry-After`, for 4 tasks on the real stack (API, worker, consumer, scheduler) with default
+retry settings, against the loopback stand-in.
+
+    .venv/bin/python -m bench.rate_limit_429 [--seconds 60] [--tasks 4]
+
+Run from another checkout's root (`PYTHONPATH` there) to measure that code: the stack's
+processes run the code of the tree this file is in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from tests.integration.stack import Stack, wait_until
+from tests.stub_llm import StubLLM
+from utils import redis_server
+
+# The stack's test timings are short; the measurement asks for the retry defaults back.
+DEFAULTS = {"RETRY_BACKOFF_BASE": "2", "RETRY_BACKOFF_MAX": "300", "MAX_RETRIES": "3"}
+
+
+def measure(seconds: float, tasks: int) -> dict[str, object]:
+    """Calls the stand-in received in `seconds` from the first call, and each task's state."""
+    with tempfile.TemporaryDirectory() as tmp, StubLLM() as stub:
+        port = redis_server.free_port()
+        redis = redis_server.start(port, Path(tmp) / "redis")
+        stack = Stack(f"redis://127.0.0.1:{port}/2", stub.url, Path(tmp), **DEFAULTS)
+        try:
+            stub.state.set_fault(429)  # every call: 429 without Retry-After
+            stack.start_all()
+            ids = [stack.submit(f"rate limited {n}") for n in range(tasks)]
+            first = wait_until(lambda: stub.calls(), 60, what="the first call")[0]["at"]
+            time.sleep(max(0.0, first + seconds - time.time()))
+            calls = [c for c in stub.calls() if c["at"] < first + seconds]
+            tasks_now = [stack.store.get(i) for i in ids]
+            return {
+                "calls": len(calls),
+                "per_minute": round(len(calls) * 60 / seconds, 1),
+                "states": sorted({f"{t.state.value}/{t.error_type}" for t in tasks_now}),
+                "retry_counts": sorted(t.retry_count for t in tasks_now),
+            }
+        finally:
+            stack.stop()
+            redis.terminate()
+            redis.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--tasks", type=int, default=4)
+    args = parser.parse_args()
+    print(measure(args.seconds, args.tasks))
+
+
+if __name__ == "__main__":
+    main()
