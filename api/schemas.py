@@ -385,7 +385,9 @@ class ProviderDay(BaseModel):
     calls: int
     ok: int
     errors: int
-    errors_by_class: dict[str, int] = Field(description="transient, rate_limited, input_rejected, provider_problem.")
+    errors_by_class: dict[str, int] = Field(
+        description="Calls by error class: transient, rate_limited, input_rejected, provider_problem, provider_paused."
+    )
     models: dict[str, int] = Field(description="Calls per model asked.")
     prompt_tokens: int
     completion_tokens: int

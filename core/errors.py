@@ -105,4 +105,8 @@ ERROR_TYPES = (
     "provider_paused",  # back to the queue, every call paused: key refused, credits spent
     "circuit_open",  # back to the queue: the shared breaker is open
     "internal",  # a bug of ours (not an LLMError)
+    # ... and the queue's own, for attempts that never reached the provider's answer:
+    "worker_lost",  # the reaper took the task back (a dead consumer, an expired lease)
+    "dispatch_failed",  # the consumer could not hand the attempt to its worker
+    "shutdown",  # the consumer gave the attempt back while stopping
 )

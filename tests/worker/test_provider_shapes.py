@@ -164,4 +164,8 @@ def test_one_vocabulary_of_error_classes() -> None:
     status, the metrics and the history share."""
     classes = [LLMTransient, LLMRateLimited, Throttled, LLMInputRejected, LLMContentFlagged, LLMContextTooLong,
                LLMProviderProblem, LLMModelUnknown, LLMAccountProblem, CircuitOpen, ProviderPaused]  # fmt: skip
-    assert {c.error_type for c in classes} | {"internal"} == set(ERROR_TYPES)
+    queue_own = {"internal", "worker_lost", "dispatch_failed", "shutdown"}
+    assert {c.error_type for c in classes} | queue_own == set(ERROR_TYPES)
+    sources = [*(ROOT / "core" / "scripts").glob("*.lua"), ROOT / "consumer" / "consumer.py"]
+    for name in ("worker_lost", "dispatch_failed", "shutdown"):
+        assert any(f"'{name}'" in p.read_text() or f'"{name}"' in p.read_text() for p in sources), name
