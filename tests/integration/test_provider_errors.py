@@ -205,6 +205,7 @@ def test_celery_events_tell_failed_dlq_and_rescheduled_apart(
         raise AssertionError(f"events per task: {outcomes()}") from None
     failed = [e for e in celery_events if e["type"] == "task-failed"]
     assert all("AttemptFailed" in e["exception"] for e in failed)
+    # Celery logs an unexpected exception at ERROR with its traceback; AttemptFailed is in the
+    # task's `throws`, so it is logged at INFO (and celery.app.trace is quiet at INFO here).
     log = stack.log("worker-a")
-    assert "Traceback" not in log, "an expected outcome is no error"
-    assert "raised expected: AttemptFailed" in log
+    assert "raised unexpected" not in log and "Traceback" not in log, "an expected outcome is no error"
