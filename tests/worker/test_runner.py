@@ -78,8 +78,10 @@ def test_each_failure_commits_one_transition(
     assert runner.store.inflight_count(CONSUMER) == 0
 
 
-def test_rate_limited_task_waits_at_least_retry_after(runner: Runner) -> None:
-    """Retry-After is a floor under the rate-limit backoff (30 s less up to a quarter by default)."""
+def test_rate_limited_task_waits_at_least_retry_after(settings: Settings) -> None:
+    """Retry-After is a floor under the rate-limit backoff (30 s less up to a quarter by default).
+    A generous fleet limit keeps the first 429's fleet pacing from throttling the second task."""
+    runner = Runner(settings.model_copy(update={"llm_rate_limit_requests": 100_000}))
     task_id, token = claimed(runner.store, "[[429:45]] slow down")
     runner.execute(task_id, token, CONSUMER)
     task = runner.store.get(task_id)
