@@ -34,6 +34,9 @@ A request without `Authorization: Bearer <token>` gets a 401. Every call is reco
 {content, status, at, model, token, retry_after, headers}; `GET /_calls` lists them, `POST /_reset`
 clears them, the per-content counters and the fault.
 
+`state.context_chars` (> 0) plays a model with a small context: a prompt longer than that many
+characters answers OpenAI's `context_length_exceeded`.
+
 `GET {base}/key` answers as OpenRouter's key endpoint: {"data": {label, usage, limit,
 limit_remaining, is_free_tier, rate_limit}} from `state.key_info`, or `state.key_status` (401, 402)
 with an error body; `state.key_calls` counts its calls.
@@ -177,6 +180,7 @@ class StubState:
         self.key_info: dict[str, Any] = dict(DEFAULT_KEY_INFO)
         self.key_status = 200
         self.key_calls = 0
+        self.context_chars = 0  # > 0: longer prompts answer openai/context_length_exceeded
 
     def count(self, content: str) -> int:
         """How many calls with exactly this content have arrived, this one included."""
@@ -221,6 +225,7 @@ class StubState:
             self._seen.clear()
         self.fault = None
         self.key_info, self.key_status, self.key_calls = dict(DEFAULT_KEY_INFO), 200, 0
+        self.context_chars = 0
 
 
 # --- deciding the answer (pure) --------------------------------------------------------------
@@ -407,6 +412,8 @@ class StubApp:
         nth = self.state.count(content)
         if not token:
             reply = _json_reply(401, {"error": {"message": "Missing Authentication header", "code": 401}})
+        elif 0 < self.state.context_chars < len(content):
+            reply = body_reply("openai/context_length_exceeded")
         else:
             reply = self.state.fault_reply() or decide(found, nth, model, content)
         retry_after = reply[1].get("retry-after")

@@ -222,3 +222,33 @@ def test_the_guard_ignores_different_messages_moderation_and_runs_broken_by_a_su
 def test_the_offline_provider_has_no_guard(settings: Settings) -> None:
     runner = make_runner(settings, llm_provider="offline")
     assert runner.guard == 0
+
+
+def long_text(chars: int) -> str:
+    sentence = "The committee met again on Tuesday and agreed on the budget for the coming year. "
+    paragraphs = ["".join([sentence] * 6) for _ in range(chars // (len(sentence) * 6) + 1)]
+    return "\n\n".join(paragraphs)[:chars]
+
+
+def test_a_context_too_small_for_chunk_chars_is_split_again(settings: Settings, stub: StubLLM) -> None:
+    """The model refuses 3,000 characters (`context_length_exceeded`): the same attempt splits the
+    text in pieces half as long and completes, instead of failing the task."""
+    runner = make_runner(settings, chunk_chars=4000)
+    stub.state.context_chars = 2600
+    task_id, token = claimed(runner.store, long_text(3000))
+    assert runner.execute(task_id, token, CONSUMER) == "completed"
+    statuses = [c["status"] for c in stub.calls()]
+    assert statuses[0] == 400 and statuses[1:] == [200, 200, 200], "refused once, then 2 pieces and the combine"
+    task = runner.store.get(task_id)
+    assert (task.state, task.error_type) == (State.COMPLETED, "")
+
+
+def test_a_context_refusal_that_splitting_cannot_cure_is_input_rejected(settings: Settings, stub: StubLLM) -> None:
+    runner = make_runner(settings, chunk_chars=4000)
+    stub.state.context_chars = 300
+    task_id, token = claimed(runner.store, long_text(3000))
+    assert runner.execute(task_id, token, CONSUMER) == "failed"
+    task = runner.store.get(task_id)
+    assert (task.state, task.error_type) == (State.FAILED, "input_rejected")
+    assert "maximum context length" in task.last_error
+    assert len(stub.calls()) == 3, "4000, 2000 and 1000 characters tried; 500 would be under the floor"
