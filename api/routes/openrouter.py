@@ -135,9 +135,10 @@ async def status(
         cached=cached,
         rate_limit=_rate_limit(settings, bucket),
         breaker=shared,
+        # An ended pause (its time passed, or an operator's reset) is not shown beside `paused: false`.
         paused=paused,
-        paused_until=paused_until,
-        pause_reason=state.get("pause_reason"),
+        paused_until=paused_until if paused else None,
+        pause_reason=state.get("pause_reason") if paused else None,
         last_error=state.get("last_error"),
         last_error_type=state.get("last_error_type"),
         last_error_model=state.get("last_error_model"),
