@@ -296,7 +296,9 @@ class Breaker(BaseModel):
 class Health(BaseModel):
     """The system at a glance; 503 when any check fails, with `problems` saying what is wrong."""
 
-    status: Literal["ok", "unhealthy"]
+    status: Literal["ok", "degraded", "unhealthy"] = Field(
+        description="`degraded` (still 200): working, but slowed down, e.g. by the provider's 429s (see `warnings`)."
+    )
     redis: Literal["ok", "unreachable"]
     workers: int | None = Field(description="Consumer/worker pairs whose heartbeat is alive.")
     scheduler: Literal["ok", "missing"] | None
@@ -360,6 +362,7 @@ class ProviderAccount(BaseModel):
     is_free_tier: bool | None = None
     rate_limit: dict[str, Any] | None = Field(None, description="The provider's own rate limit for this key.")
     error: str | None = Field(None, description="Why the provider could not say (its status and message).")
+    note: str | None = Field(None, description="Why there is nothing to say: no key endpoint on this server.")
 
 
 class ProviderRateLimit(BaseModel):
@@ -403,7 +406,9 @@ class ProviderDay(BaseModel):
     calls: int
     ok: int
     errors: int
-    errors_by_class: dict[str, int] = Field(description="transient, rate_limited, input_rejected, provider_problem.")
+    errors_by_class: dict[str, int] = Field(
+        description="Calls by error class: transient, rate_limited, input_rejected, provider_problem, provider_paused."
+    )
     models: dict[str, int] = Field(description="Calls per model asked.")
     prompt_tokens: int
     completion_tokens: int

@@ -69,24 +69,71 @@ class LLMTransient(LLMError):
 
 
 class LLMRateLimited(LLMError):
-    """429 (or 503 with Retry-After): retry no sooner than the provider asks."""
+    """429 (or 503 with Retry-After): the provider asks us to slow down. Consecutive ones of a task
+    wait longer and longer (Retry-After, when sent, is only a floor); none spends a retry."""
 
     error_type = "rate_limited"
+    from_provider = True  # False for the fleet's own limit: its wait is the bucket's, it never grows
 
 
 class LLMInputRejected(LLMError):
     """The provider refuses this content; retrying cannot help."""
 
     error_type = "input_rejected"
+    # Counted by INPUT_REJECTED_GUARD: the same refusal of many different tasks in a row is more
+    # likely the configuration's fault than every input's.
+    guarded = True
+
+
+class LLMContentFlagged(LLMInputRejected):
+    """A moderation or content filter flagged this input. Its message is the same for every
+    flagged input, so it never counts towards INPUT_REJECTED_GUARD."""
+
+    guarded = False
 
 
 class LLMProviderProblem(LLMError):
-    """Bad key, no credits, unknown model: an operator must act, so no retry storm."""
+    """Unknown model, forbidden, wrong base URL: an operator must act, so no retry storm (DLQ)."""
 
     error_type = "provider_problem"
+
+
+class LLMModelUnknown(LLMProviderProblem):
+    """The server does not know the model (whatever status it used to say so): the fallback
+    models are asked before the task goes to the DLQ."""
+
+
+class LLMAccountProblem(LLMProviderProblem):
+    """The key is refused or the credits are spent (401, 402, `insufficient_quota`, a proxy's
+    auth error). Every call would fail alike, so the worker pauses all LLM calls instead of
+    sending task after task to the DLQ."""
+
+    error_type = "provider_paused"
+
+
+class LLMContextTooLong(LLMInputRejected):
+    """The input (with the answer's tokens) exceeds the model's context (`context_length_exceeded`)."""
 
 
 class CircuitOpen(LLMError):
     """The shared breaker refused the call; the task waits without spending a retry."""
 
     error_type = "circuit_open"
+
+
+# The one vocabulary of error classes: the task's `error_type`, its history entries, the provider
+# status's `last_error_type`, the per-day metrics' `errors_by_class` all use these names.
+ERROR_TYPES = (
+    "transient",  # retried with backoff, one retry spent
+    "rate_limited",  # the provider's 429: rescheduled with a growing wait, no retry spent
+    "throttled",  # the fleet's own rate limit: rescheduled without a call
+    "input_rejected",  # FAILED: the provider refuses this content
+    "provider_problem",  # DLQ: unknown model, forbidden, wrong base URL
+    "provider_paused",  # back to the queue, every call paused: key refused, credits spent
+    "circuit_open",  # back to the queue: the shared breaker is open
+    "internal",  # a bug of ours (not an LLMError)
+    # ... and the queue's own, for attempts that never reached the provider's answer:
+    "worker_lost",  # the reaper took the task back (a dead consumer, an expired lease)
+    "dispatch_failed",  # the consumer could not hand the attempt to its worker
+    "shutdown",  # the consumer gave the attempt back while stopping
+)

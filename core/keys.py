@@ -154,6 +154,17 @@ class Keys:
         return self._k("llm:state")
 
     @property
+    def llm_rejections(self) -> str:
+        """Hash (message, with a TTL): the message of the current run of input_rejected attempts,
+        for INPUT_REJECTED_GUARD."""
+        return self._k("llm:rejections")
+
+    @property
+    def llm_rejected_ids(self) -> str:
+        """Set with a TTL: the ids of the tasks in that run (each task counts once)."""
+        return self._k("llm:rejections:ids")
+
+    @property
     def llm_status_cache(self) -> str:
         """String (JSON) with a short TTL: the provider's account status, so the API asks it rarely."""
         return self._k("llm:status")

@@ -68,12 +68,17 @@ class Settings(BaseSettings):
     llm_rate_limit_requests: int = Field(0, ge=0)
     llm_rate_limit_interval: float = Field(1.0, gt=0)
     provider_pause_seconds: float = Field(300.0, gt=0)
+    input_rejected_guard: int = Field(5, ge=0)
 
     # Retries
     max_retries: int = Field(3, ge=0)
     retry_backoff_base: float = Field(2.0, gt=0)
     retry_backoff_max: float = Field(300.0, gt=0)
     retry_after_max: float = Field(600.0, gt=0)
+    rate_limit_backoff_base: float = Field(30.0, gt=0)
+    rate_limit_backoff_max: float = Field(900.0, gt=0)
+    rate_limit_jitter: float = Field(0.25, ge=0, le=1)
+    rate_limit_max_wait: float = Field(7200.0, gt=0)
 
     # Consumer
     worker_id: str = Field(default_factory=socket.gethostname)

@@ -164,10 +164,12 @@ class Ops:
         return Call("complete_task", keys, args)
 
     def schedule_retry(
-        self, task_id: str, consumer_id: str, token: str, delay_ms: int, error: str, error_type: str, spend: bool
-    ) -> Call:
+        self, task_id: str, consumer_id: str, token: str, delay_ms: int, error: str, error_type: str, spend: bool,
+        streak: str = "reset",
+    ) -> Call:  # fmt: skip
         keys = self._report_keys(task_id, consumer_id, self.k.scheduled)
-        return Call("schedule_retry", keys, [task_id, token, delay_ms, error, error_type, consumer_id, int(spend)])
+        args = [task_id, token, delay_ms, error, error_type, consumer_id, int(spend), streak]
+        return Call("schedule_retry", keys, args)
 
     def fail(self, task_id: str, consumer_id: str, token: str, target: State, error: str, error_type: str) -> Call:
         keys = self._report_keys(task_id, consumer_id, self.k.state_index(target))
@@ -220,8 +222,15 @@ class Ops:
     def take_token(self, bucket: str, rate: float, burst: float, cost: float) -> Call:
         return Call("take_token", [self.k.rate_bucket(bucket)], [rate, burst, cost])
 
-    def adapt_rate(self, bucket: str, limited: bool, floor: float, step: float, ttl_ms: int) -> Call:
-        return Call("adapt_rate", [self.k.rate_bucket(bucket)], ["limited" if limited else "ok", floor, step, ttl_ms])
+    def adapt_rate(
+        self, bucket: str, limited: bool, floor: float, step: float, ttl_ms: int, observed: float = 0.0
+    ) -> Call:
+        args = ["limited" if limited else "ok", floor, step, ttl_ms, observed]
+        return Call("adapt_rate", [self.k.rate_bucket(bucket)], args)
+
+    def note_rejection(self, task_id: str, message: str, ttl_ms: int) -> Call:
+        keys = [self.k.llm_rejections, self.k.llm_rejected_ids]
+        return Call("note_rejection", keys, [task_id, message, ttl_ms])
 
     def save_chunk(self, task_id: str, token: str, field: str, value: str, ttl_ms: int) -> Call:
         return Call("save_chunk", [self.k.task(task_id), self.k.task_chunks(task_id)], [token, field, value, ttl_ms])
@@ -396,10 +405,35 @@ class TaskStore(_Store):
         to wait until they are there (nothing is taken then)."""
         return token_wait(self._run(self.ops.take_token(bucket, rate, burst, cost)))
 
-    def adapt_rate(self, bucket: str, limited: bool, floor: float = 0.1, step: float = 0.02) -> float:
+    def adapt_rate(
+        self, bucket: str, limited: bool, floor: float = 0.1, step: float = 0.02, observed: float = 0.0
+    ) -> float:
         """Pace the shared bucket by the provider's answers: a 429 (`limited`) halves its rate (not
-        under `floor` of the configured one), a success gives `step` back; returns the factor."""
-        return float(self._run(self.ops.adapt_rate(bucket, limited, floor, step, 600_000)))
+        under `floor` of the configured one), a success gives `step` back; returns the factor.
+        `observed` (calls per second) makes a bucket without a configured rate adaptive: see
+        adapt_rate.lua."""
+        return float(self._run(self.ops.adapt_rate(bucket, limited, floor, step, 600_000, observed)))
+
+    def paced_rate(self, bucket: str) -> float | None:
+        """The base rate of an adaptive bucket (calls per second), None while there is none."""
+        rate = self.r.hget(self.keys.rate_bucket(bucket), "rate")
+        return float(rate) if rate else None
+
+    def note_rejection(self, task_id: str, message: str, ttl_ms: int = 600_000) -> list[str]:
+        """Count one input_rejected attempt in the run of refusals with this very message (see
+        note_rejection.lua); returns the ids of the run's tasks."""
+        return list(self._run(self.ops.note_rejection(task_id, message, ttl_ms)))
+
+    def end_rejection_run(self) -> None:
+        """Forget the run of refusals (a success came, or the guard acted on it)."""
+        self.r.delete(self.keys.llm_rejections, self.keys.llm_rejected_ids)
+
+    def requeue_failed(self, task_id: str) -> bool:
+        """A FAILED task back to the retry list, as an operator's retry would (retry_task.lua);
+        False when it is no longer FAILED (retried, deleted meanwhile)."""
+        if self.r.hget(self.keys.task(task_id), "state") != State.FAILED.value:
+            return False
+        return bool(self._run(self.ops.retry(task_id))[0] == "ok")
 
     def save_chunk(self, task_id: str, token: str, field: str, value: str, ttl_ms: int) -> None:
         """Keep one finished piece of a long input's map-reduce; refused (StaleAttempt) unless this
@@ -422,12 +456,21 @@ class TaskStore(_Store):
 
     def schedule_retry(
         self, task_id: str, consumer_id: str, token: str, delay: float, error: str, error_type: str,
-        spend: bool = True,
-    ) -> int:
+        spend: bool = True, streak: str = "reset",
+    ) -> int:  # fmt: skip
         """ACTIVE → SCHEDULED after `delay` seconds, spending one retry unless `spend` is False (a
-        rate limit); returns the retry count."""
-        call = self.ops.schedule_retry(task_id, consumer_id, token, int(delay * 1000), error, error_type, spend)
+        rate limit); `streak` says what becomes of the task's run of provider 429s ('grow',
+        'keep', 'reset'). Returns the retry count."""
+        delay_ms = int(delay * 1000)
+        call = self.ops.schedule_retry(task_id, consumer_id, token, delay_ms, error, error_type, spend, streak)
         return int(check(self._run_durable(call), task_id, "schedule a retry")[1])
+
+    def rate_limit_streak(self, task_id: str) -> tuple[int, int]:
+        """The task's provider 429s in a row and when the first came (epoch ms; 0, 0 for none),
+        as `schedule_retry` counted them. Read by the attempt that owns the task, so nothing
+        else changes them meanwhile."""
+        count, since = self.r.hmget(self.keys.task(task_id), ["rate_limits", "rate_limited_at"])
+        return int(count or 0), int(since or 0)
 
     def fail(self, task_id: str, consumer_id: str, token: str, target: State, error: str, error_type: str) -> None:
         check(self._run_durable(self.ops.fail(task_id, consumer_id, token, target, error, error_type)), task_id, "fail")

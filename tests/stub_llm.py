@@ -5,7 +5,9 @@ controls each call through the task it submits:
 
     [[tag:XYZ]]       answer "summary:XYZ" (without a tag: "stub summary")
     [[status:N]]      always answer status N with {"error": {"message": ..., "code": N}}
-    [[400]]           shorthand for [[status:400]]
+    [[400]]           400 "stub rejected this input (<digest of the content>)": each input its own words
+    [[body:NAME]]     answer one of PROVIDER_BODIES: a real error body of OpenAI, OpenRouter, vLLM,
+                      Ollama or LiteLLM, with the status that server sends it with (no Retry-After)
     [[fail:N]]        the first N calls with this exact content answer 500, later ones 200
     [[429:S]]         the first call with this content answers 429 with Retry-After: S, later ones 200
     [[retry_after:S]] add Retry-After: S to any error answer (e.g. with [[status:503]])
@@ -15,7 +17,8 @@ controls each call through the task it submits:
     [[error200]]      200 with {"error": {"code": 502, "message": "upstream"}}
     [[raw:TEXT]]      error answers carry OpenRouter's error.metadata {raw: TEXT, provider_name: "StubUpstream"}
     [[models:A=S,B=T]] calls asking for model A answer status S, for B status T (others answer normally):
-                      a failing main model in front of its fallbacks
+                      a failing main model in front of its fallbacks; S may also name a PROVIDER_BODIES
+                      entry ([[models:main=litellm/invalid_model]])
     [[moderated]]     403 with metadata.reasons, as OpenRouter's moderation answers flagged input
     [[nochoices]]     200 with {"id": "x"}
     [[badjson]]       200 with the body `not json`
@@ -30,6 +33,9 @@ A delay range (`max_delay`, or `--max-delay`) draws each call's delay uniformly 
 A request without `Authorization: Bearer <token>` gets a 401. Every call is recorded as
 {content, status, at, model, token, retry_after, headers}; `GET /_calls` lists them, `POST /_reset`
 clears them, the per-content counters and the fault.
+
+`state.context_chars` (> 0) plays a model with a small context: a prompt longer than that many
+characters answers OpenAI's `context_length_exceeded`.
 
 `GET {base}/key` answers as OpenRouter's key endpoint: {"data": {label, usage, limit,
 limit_remaining, is_free_tier, rate_limit}} from `state.key_info`, or `state.key_status` (401, 402)
@@ -48,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import itertools
 import json
 import random
@@ -76,6 +83,78 @@ DEFAULT_KEY_INFO: dict[str, Any] = {
 }
 
 
+# Error bodies as each server sends them, from its documentation and its issue tracker (only the
+# model names, organisation ids and keys are made up): `[[body:NAME]]` answers one. The expected
+# class of each is in tests/worker/test_provider_shapes.py, and in the README's table.
+PROVIDER_BODIES: dict[str, tuple[int, dict[str, Any]]] = {
+    # OpenAI: platform.openai.com/docs/guides/error-codes (type, code and param on every error).
+    "openai/model_not_found": (404, {"error": {
+        "message": "The model `gpt-9-turbo` does not exist or you do not have access to it.",
+        "type": "invalid_request_error", "param": None, "code": "model_not_found"}}),
+    "openai/invalid_api_key": (401, {"error": {
+        "message": "Incorrect API key provided: sk-abc12***********************wxyz. You can find your API key at "
+                   "https://platform.openai.com/account/api-keys.",
+        "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}),
+    "openai/insufficient_quota": (429, {"error": {
+        "message": "You exceeded your current quota, please check your plan and billing details. For more "
+                   "information on this error, read the docs: "
+                   "https://platform.openai.com/docs/guides/error-codes/api-errors.",
+        "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}}),
+    "openai/context_length_exceeded": (400, {"error": {
+        "message": "This model's maximum context length is 8192 tokens. However, your messages resulted in 8227 "
+                   "tokens. Please reduce the length of the messages.",
+        "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}),
+    "openai/rate_limit_exceeded": (429, {"error": {
+        "message": "Rate limit reached for gpt-4o-mini in organization org-abc123 on requests per min (RPM): "
+                   "Limit 3, Used 3, Requested 1. Please try again in 20s. Visit "
+                   "https://platform.openai.com/account/rate-limits to learn more.",
+        "type": "requests", "param": None, "code": "rate_limit_exceeded"}}),
+    # OpenRouter: openrouter.ai/docs/api-reference/errors ({error: {code, message, metadata?}}).
+    "openrouter/invalid_model": (400, {"error": {"message": "meta-llama/llama-9 is not a valid model ID", "code": 400},
+                                       "user_id": "user_2abc"}),
+    "openrouter/no_credits": (402, {"error": {
+        "message": "Insufficient credits. Add more using https://openrouter.ai/settings/credits", "code": 402}}),
+    "openrouter/no_auth": (401, {"error": {"message": "No auth credentials found", "code": 401}}),
+    "openrouter/rate_limited": (429, {"error": {"message": "Rate limit exceeded: free-models-per-min. ",
+                                                "code": 429, "metadata": {"headers": {
+                                                    "X-RateLimit-Limit": "20", "X-RateLimit-Remaining": "0"}}}}),
+    # vLLM's OpenAI-compatible server: before 0.8 the error object is the body itself.
+    "vllm/model_not_found": (404, {"object": "error", "message": "The model `llama-9` does not exist.",
+                                   "type": "NotFoundError", "param": None, "code": 404}),
+    "vllm/model_not_found_wrapped": (404, {"error": {"message": "The model `llama-9` does not exist.",
+                                                     "type": "NotFoundError", "param": None, "code": 404}}),
+    "vllm/context_length": (400, {"object": "error", "message":
+                                  "This model's maximum context length is 2048 tokens. However, you requested 2600 "
+                                  "tokens (2088 in the messages, 512 in the completion). Please reduce the length "
+                                  "of the messages or completion.",
+                                  "type": "BadRequestError", "param": None, "code": 400}),
+    # Ollama: its /v1 (OpenAI compatibility) wraps the error; its own API sends a bare string.
+    "ollama/model_not_found": (404, {"error": {"message": 'model "llama9" not found, try pulling it first',
+                                               "type": "api_error", "param": None, "code": None}}),
+    "ollama/native_model_not_found": (404, {"error": "model 'llama9' not found"}),
+    # LiteLLM's proxy: `code` is a string, `type` and `param` may be the string "None", and the
+    # message is sometimes one more object.
+    "litellm/invalid_model": (400, {"error": {
+        "message": "/chat/completions: Invalid model name passed in model=llama-9. Call `/v1/models` to view "
+                   "available models for your key.",
+        "type": "None", "param": "None", "code": "400"}}),
+    "litellm/invalid_model_nested": (400, {"error": {"message": {
+        "error": "/chat/completions: Invalid model name passed in model=llama-9. Call `/v1/models` to view "
+                 "available models for your key."}, "type": "None", "param": "None", "code": "400"}}),
+    "litellm/no_connected_db": (400, {"error": {"message": "No connected db.", "type": "no_db_connection",
+                                                "param": "None", "code": "400"}}),
+    "litellm/auth_error": (401, {"error": {"message": "Authentication Error, No connected db.", "type": "auth_error",
+                                           "param": "None", "code": 401}}),
+    "litellm/authentication_error": (401, {"error": {
+        "message": "litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect API key "
+                   "provided: sk-abc12***wxyz.",
+        "type": None, "param": None, "code": "401"}}),
+    "litellm/rate_limit": (429, {"error": {
+        "message": "litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached for requests",
+        "type": "throttling_error", "param": None, "code": "429"}}),
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Fault:
     """A server-wide fault: `status` for `share` of the calls until `until` (time.time(), None = for good)."""
@@ -101,6 +180,7 @@ class StubState:
         self.key_info: dict[str, Any] = dict(DEFAULT_KEY_INFO)
         self.key_status = 200
         self.key_calls = 0
+        self.context_chars = 0  # > 0: longer prompts answer openai/context_length_exceeded
 
     def count(self, content: str) -> int:
         """How many calls with exactly this content have arrived, this one included."""
@@ -145,6 +225,7 @@ class StubState:
             self._seen.clear()
         self.fault = None
         self.key_info, self.key_status, self.key_calls = dict(DEFAULT_KEY_INFO), 200, 0
+        self.context_chars = 0
 
 
 # --- deciding the answer (pure) --------------------------------------------------------------
@@ -165,27 +246,48 @@ def _error_reply(status: int, message: str, found: dict[str, str]) -> Reply:
     return _json_reply(status, {"error": error}, headers)
 
 
-def model_status(found: dict[str, str], model: str) -> int | None:
-    """The status `[[models:A=S,B=T]]` scripts for `model`, if any."""
+def model_status(found: dict[str, str], model: str) -> int | str | None:
+    """The status (or PROVIDER_BODIES name) `[[models:A=S,B=T]]` scripts for `model`, if any."""
     for entry in found.get("models", "").split(","):
         name, _, status = entry.partition("=")
         if name.strip() == model and status.strip().isdigit():
             return int(status)
+        if name.strip() == model and status.strip() in PROVIDER_BODIES:
+            return status.strip()
+    return None
+
+
+def body_reply(name: str) -> Reply:
+    """One of PROVIDER_BODIES, with its status."""
+    status, payload = PROVIDER_BODIES[name]
+    return _json_reply(status, payload)
+
+
+def _scripted(found: dict[str, str], model: str) -> Reply | None:
+    """The answer `[[models:…]]` or `[[body:…]]` scripts, if any."""
+    scripted = model_status(found, model)
+    if isinstance(scripted, str):
+        return body_reply(scripted)
+    if scripted is not None:
+        return _error_reply(scripted, f"stub model {model} answers {scripted}", found)
+    if found.get("body") in PROVIDER_BODIES:
+        return body_reply(found["body"])
     return None
 
 
 def decide(found: dict[str, str], nth: int, model: str, content: str) -> Reply:
     """The answer to the `nth` call (1-based) carrying these directives."""
-    scripted = model_status(found, model)
+    scripted = _scripted(found, model)
     if scripted is not None:
-        return _error_reply(scripted, f"stub model {model} answers {scripted}", found)
+        return scripted
     if "moderated" in found:
         error = {"message": "input flagged", "code": 403, "metadata": {"reasons": ["violence"], "flagged_input": "…"}}
         return _json_reply(403, {"error": error})
     if "status" in found:
         return _error_reply(int(found["status"]), f"stub status {found['status']}", found)
     if "400" in found:
-        return _error_reply(400, "stub rejected this input", found)
+        digest = hashlib.sha256(content.encode()).hexdigest()[:8]
+        return _error_reply(400, f"stub rejected this input ({digest})", found)
     if "error200" in found:
         return _json_reply(200, {"error": {"code": 502, "message": "upstream"}})
     if "nochoices" in found:
@@ -310,6 +412,8 @@ class StubApp:
         nth = self.state.count(content)
         if not token:
             reply = _json_reply(401, {"error": {"message": "Missing Authentication header", "code": 401}})
+        elif 0 < self.state.context_chars < len(content):
+            reply = body_reply("openai/context_length_exceeded")
         else:
             reply = self.state.fault_reply() or decide(found, nth, model, content)
         retry_after = reply[1].get("retry-after")

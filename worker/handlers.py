@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.errors import LLMContextTooLong
 from core.task import Task
 from worker.chunking import MapReduce
 from worker.providers import Budget, Provider, Summary
@@ -28,11 +29,30 @@ class Job:
 Handler = Callable[[Job], Summary]
 
 
+# Below this many characters a piece, a context-length refusal is not about the text's length.
+RECHUNK_FLOOR = 1000
+
+
 def summarize(job: Job) -> Summary:
-    """One call when the content fits the model's context (`CHUNK_CHARS`), else a map-reduce."""
-    limit = job.provider.context_chars
+    """One call when the content fits the model's context (`CHUNK_CHARS`), else a map-reduce.
+
+    A model whose context is smaller than CHUNK_CHARS assumed refuses with
+    `context_length_exceeded`: the content is then split again in pieces half as long, within
+    the same attempt, down to RECHUNK_FLOOR characters (then the refusal stands: input_rejected)."""
     content = job.task.content
-    if not limit or len(content) <= limit:
+    limit = job.provider.context_chars or len(content)
+    while True:
+        try:
+            return _summarize(job, content, limit)
+        except LLMContextTooLong:
+            if limit // 2 < RECHUNK_FLOOR:
+                raise
+            limit //= 2
+            job.progress(0, f"the model's context is smaller: pieces of {limit} characters")
+
+
+def _summarize(job: Job, content: str, limit: int) -> Summary:
+    if len(content) <= limit:
         return job.provider.summarize(content, "summarize", job.budget)
     return MapReduce(job.provider, job.budget, limit, job.progress, job.saved(), job.save).run(content)
 

@@ -13,8 +13,9 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -29,6 +30,7 @@ FLUSH_SECONDS = 1.0  # how often the collected call metrics are written
 TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 log = logging.getLogger("asynctaskflow.worker")
+T = TypeVar("T")
 
 
 class ProviderPaused(CircuitOpen):
@@ -48,6 +50,24 @@ class PausableBreaker(SharedBreaker):
         breaker.open()
         ahead = max(0.0, seconds - self.reset_timeout)
         breaker._state_storage.opened_at = datetime.now(UTC) + timedelta(seconds=ahead)
+
+    def call(self, func: Callable[..., T], *args: Any) -> T:
+        """As SharedBreaker.call; a refusal during a pause says `provider_paused`, not
+        `circuit_open`, so that a task a consumer took in the instant before it saw the pause
+        keeps the pause's name (one vocabulary: task, status and metrics agree)."""
+        try:
+            return super().call(func, *args)
+        except ProviderPaused:
+            raise
+        except CircuitOpen as e:
+            if not self.in_pause():
+                raise
+            raise ProviderPaused(f"LLM calls paused: {e}", retry_after=e.retry_after) from e
+
+    def in_pause(self) -> bool:
+        """A pause pushes the opening time into the future; an ordinary opening is in the past."""
+        opened_at = self._breaker()._state_storage.opened_at
+        return opened_at is not None and opened_at > datetime.now(UTC)
 
 
 def day_of(epoch_seconds: float) -> str:
@@ -81,6 +101,8 @@ class ProviderRecorder:
             counts.update(["errors", f"error:{call.error_type}"])
             state = {"last_error": call.message[:500], "last_error_type": call.error_type,
                      "last_error_model": call.model, "last_error_at": int(now * 1000)}  # fmt: skip
+            if call.error_type == "rate_limited":  # for /health's "degraded: rate limited"
+                state["last_rate_limited_at"] = int(now * 1000)
         else:
             counts.update({"ok": 1, **{n: c for n, c in (call.usage or {}).items() if n in TOKEN_FIELDS}})
             state = {"last_success_at": int(now * 1000), "last_model": call.model}
@@ -120,6 +142,8 @@ class ProviderRecorder:
             pipe.expire(daily, METRICS_DAYS * 86400)
         if state:
             pipe.hset(self._keys.llm_state, mapping=state)
+        if "last_success_at" in state:  # a success ends any run of identical input refusals
+            pipe.delete(self._keys.llm_rejections, self._keys.llm_rejected_ids)
         try:
             pipe.execute()
         except RedisError as e:
@@ -132,3 +156,6 @@ class ProviderRecorder:
         """Note why and until when LLM calls are paused, for `/health` and the provider status."""
         until = int((time.time() + seconds) * 1000)
         self._r.hset(self._keys.llm_state, mapping={"paused_until": until, "pause_reason": reason[:500]})
+
+
+PAUSE_FIELDS = ("paused_until", "pause_reason")  # what an operator's reset of the breaker clears

@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import re
 import ssl
 import threading
 import time
@@ -21,7 +22,17 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from core.errors import LLMError, LLMInputRejected, LLMProviderProblem, LLMRateLimited, LLMTransient
+from core.errors import (
+    LLMAccountProblem,
+    LLMContentFlagged,
+    LLMContextTooLong,
+    LLMError,
+    LLMInputRejected,
+    LLMModelUnknown,
+    LLMProviderProblem,
+    LLMRateLimited,
+    LLMTransient,
+)
 from core.settings import Settings
 from worker import offline
 
@@ -38,17 +49,12 @@ RAW_LIMIT = 160  # characters of the upstream's own words (error.metadata.raw) k
 Kind = Literal["summarize", "combine"]
 
 
-class LLMAccountProblem(LLMProviderProblem):
-    """401 or 402: the key is refused or the credits are spent. Every call would fail the same way,
-    so the worker pauses all LLM calls (the shared breaker opens for PROVIDER_PAUSE_SECONDS)
-    instead of sending task after task to the DLQ."""
-
-
 class Throttled(LLMRateLimited):
     """The fleet's own rate limit (LLM_RATE_LIMIT_REQUESTS) had no token: no call was made, and
     the task waits in the schedule, spending no retry and no worker slot."""
 
     error_type = "throttled"
+    from_provider = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,100 @@ class Provider(Protocol):
 
 
 # --- classification (pure) -------------------------------------------------------------------
+# What the error bodies of OpenAI-compatible servers say, as each server's documentation and
+# issue tracker show them (tests/provider_bodies.py holds one real body per case). The body is
+# read before the status: LiteLLM's proxy answers an unknown model and a refused key with 400,
+# OpenAI answers spent credits with 429, and neither status says what happened.
+_QUOTA_CODES = frozenset({"insufficient_quota"})
+_AUTH_CODES = frozenset({"invalid_api_key", "incorrect_api_key", "invalid_authentication", "auth_error",
+                         "authentication_error", "authenticationerror", "no_db_connection",
+                         "token_not_found_in_db"})  # fmt: skip
+_MODEL_CODES = frozenset({"model_not_found"})
+_CONTEXT_CODES = frozenset({"context_length_exceeded", "contextwindowexceedederror"})
+_RATE_CODES = frozenset({"rate_limit_exceeded", "ratelimiterror"})
+_QUOTA_TEXT = re.compile(r"exceeded your current quota|insufficient[_ ]quota", re.I)
+_AUTH_TEXT = re.compile(
+    r"incorrect api key|invalid api key|authentication ?error|no connected db|invalid (user|proxy server) (key|token)",
+    re.I,
+)
+_MODEL_TEXT = re.compile(
+    r"\bmodel\b[^.]{0,200}?\b(does not exist|not found|is not available|not supported)"
+    r"|invalid model (name|id)|is not a valid model id|unknown model|no such model|model_not_found",
+    re.I,
+)
+_CONTEXT_TEXT = re.compile(r"maximum context length|context_length_exceeded|context ?window ?exceeded", re.I)
+
+
+@dataclass(frozen=True)
+class ErrorBody:
+    """The error an answer's body describes, whichever server's shape it has:
+    `{"error": {message, type, code, param, metadata}}` (OpenAI, OpenRouter, LiteLLM, Ollama's
+    /v1, vLLM), `{"object": "error", message, type, code}` (vLLM before 0.8), `{"error": "text"}`
+    (Ollama's own API), `{"detail": "text"}` (FastAPI-based proxies). `code` and `type` are
+    lower-case text ("" when absent or null; LiteLLM sends the string "None")."""
+
+    message: str = ""
+    code: str = ""
+    type: str = ""
+    metadata: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> int | None:
+        """`code` as an HTTP status, when it is one (OpenRouter's 200 with an error object)."""
+        return int(self.code) if self.code.isdigit() and 100 <= int(self.code) <= 599 else None
+
+
+def error_body(data: Any) -> ErrorBody | None:
+    """The error a parsed body carries, or None when it carries none."""
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error")
+    if isinstance(error, str):
+        return ErrorBody(message=error)
+    if isinstance(error, dict):
+        metadata = error.get("metadata")
+        return ErrorBody(_text(error.get("message")), _token(error.get("code")), _token(error.get("type")),
+                         metadata if isinstance(metadata, dict) else None)  # fmt: skip
+    if data.get("object") == "error":
+        return ErrorBody(_text(data.get("message")), _token(data.get("code")), _token(data.get("type")))
+    if isinstance(data.get("detail"), str):
+        return ErrorBody(message=data["detail"])
+    return None
+
+
+def _text(value: Any) -> str:
+    """An error message; LiteLLM sometimes nests one more `{"error": "..."}` in it."""
+    if isinstance(value, dict) and isinstance(value.get("error"), str):
+        return value["error"]
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _token(value: Any) -> str:
+    text = "" if value is None or isinstance(value, bool) else str(value).strip().lower()
+    return "" if text in ("none", "null") else text
+
+
+def by_body(error: ErrorBody) -> type[LLMError] | None:
+    """The class an error body names on its own, whatever the status: spent credits and a refused
+    key pause every call, an unknown model is the operator's (after the fallback models), a too
+    long input is the input's, a rate limit is a rate limit; None when the body says none of these."""
+    names = {error.code, error.type}
+    rules: tuple[tuple[frozenset[str], re.Pattern[str], type[LLMError]], ...] = (
+        (_QUOTA_CODES, _QUOTA_TEXT, LLMAccountProblem),
+        (_AUTH_CODES, _AUTH_TEXT, LLMAccountProblem),
+        (_MODEL_CODES, _MODEL_TEXT, LLMModelUnknown),
+        (_CONTEXT_CODES, _CONTEXT_TEXT, LLMContextTooLong),
+    )
+    for codes, text, kind in rules:
+        if names & codes or text.search(error.message):
+            return kind
+    if error.type == "notfounderror" and "model" in error.message.lower():  # vLLM
+        return LLMModelUnknown
+    return LLMRateLimited if names & _RATE_CODES else None
+
+
 def classify(status: int, headers: Mapping[str, str], body: bytes | str) -> LLMError | None:
     """The error an HTTP answer stands for, or None when it carries a usable completion.
 
@@ -112,13 +212,14 @@ def classify(status: int, headers: Mapping[str, str], body: bytes | str) -> LLME
     """
     data = _json(body)
     if not 200 <= status < 300:
-        return _by_status(status, headers, data, body)
+        return _classified(status, headers, error_body(data), body)
     if not isinstance(data, dict):
         return LLMTransient(f"HTTP {status}: response is not a JSON object: {_snippet(body)}")
     error = _embedded_error(data)
     if error is not None:
-        code = _error_code(error)
-        return _by_status(code, headers, {"error": error}, body, shown=f"{status} with error code {code}")
+        found = error_body({"error": error}) or ErrorBody()
+        code = found.status or 502  # a missing or non-numeric code counts as a bad gateway
+        return _classified(code, headers, found, body, shown=f"{status} with error code {found.code or code}")
     return _check_choice(data)
 
 
@@ -131,20 +232,28 @@ def _embedded_error(data: dict[str, Any]) -> dict[str, Any] | None:
     return error if isinstance(error, dict) else None
 
 
-def _by_status(
-    status: int, headers: Mapping[str, str], data: Any, body: bytes | str, shown: str | None = None
+def _classified(
+    status: int, headers: Mapping[str, str], error: ErrorBody | None, body: bytes | str, shown: str | None = None
 ) -> LLMError:
-    """Map an error status (or an error object's code) to the retry policy's error classes."""
-    message = f"HTTP {shown or status}: {_error_message(data, body)}"
+    """The body's own verdict (`by_body`), else the status's (`_by_status`)."""
+    message = f"HTTP {shown or status}: {_error_message(error, body)}"
     retry_after = parse_retry_after(_header(headers, "retry-after"))
+    kind = by_body(error) if error is not None else None
+    if kind is not None:
+        return kind(message, retry_after if kind is LLMRateLimited else None)
+    return _by_status(status, retry_after, error, message)
+
+
+def _by_status(status: int, retry_after: float | None, error: ErrorBody | None, message: str) -> LLMError:
+    """Map an error status (or an error object's code) to the retry policy's error classes."""
     if status == 429 or (status == 503 and retry_after is not None):
         return LLMRateLimited(message, retry_after)
     if status >= 500 or status == 408:
         return LLMTransient(message)
     if status in (401, 402):
         return LLMAccountProblem(message)
-    if status == 403 and _moderated(data):
-        return LLMInputRejected(message)  # OpenRouter: the model's moderation flagged this input
+    if status == 403 and _moderated(error):
+        return LLMContentFlagged(message)  # OpenRouter: the model's moderation flagged this input
     if status in (403, 404):
         return LLMProviderProblem(message)
     if 400 <= status < 500:
@@ -166,7 +275,7 @@ def _check_choice(data: dict[str, Any]) -> LLMError | None:
     if isinstance(content, str) and content.strip():
         return None
     if choice.get("finish_reason") == "content_filter":
-        return LLMInputRejected("the provider's content filter refused this content")
+        return LLMContentFlagged("the provider's content filter refused this content")
     return LLMTransient(f"HTTP 200 with empty completion (finish_reason={choice.get('finish_reason')!r})")
 
 
@@ -177,34 +286,19 @@ def _first_choice(data: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _error_code(error: dict[str, Any]) -> int:
-    """An error object's code as a status; a missing or non-numeric code counts as a 502."""
-    try:
-        return int(error.get("code"))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 502
-
-
-def _metadata(data: Any) -> dict[str, Any]:
-    error = data.get("error") if isinstance(data, dict) else None
-    metadata = error.get("metadata") if isinstance(error, dict) else None
-    return metadata if isinstance(metadata, dict) else {}
-
-
-def _moderated(data: Any) -> bool:
+def _moderated(error: ErrorBody | None) -> bool:
     """OpenRouter's 403 for flagged input carries `reasons` / `flagged_input` in its metadata."""
-    metadata = _metadata(data)
+    metadata = (error.metadata if error is not None else None) or {}
     return bool(metadata.get("reasons") or metadata.get("flagged_input"))
 
 
-def _error_message(data: Any, body: bytes | str) -> str:
-    """error.message, then which upstream answered (metadata.provider_name) and its own words
-    (metadata.raw, each bounded so neither hides the other), or the start of the body."""
-    error = data.get("error") if isinstance(data, dict) else None
-    if not isinstance(error, dict):
+def _error_message(error: ErrorBody | None, body: bytes | str) -> str:
+    """The error's message, then which upstream answered (metadata.provider_name) and its own
+    words (metadata.raw, each bounded so neither hides the other), or the start of the body."""
+    if error is None:
         return _snippet(body) or "(empty body)"
-    message = _truncate(" ".join(str(error.get("message") or "no message").split()))
-    metadata = _metadata(data)
+    message = _truncate(" ".join((error.message or "no message").split()))
+    metadata = error.metadata or {}
     if metadata.get("provider_name"):
         message += f" [upstream: {_truncate(str(metadata['provider_name']), 60)}]"
     raw = metadata.get("raw")

@@ -9,9 +9,9 @@ import random
 import threading
 import time
 
-from core.errors import LLMError, StaleAttempt, TaskNotFound
+from core.errors import LLMAccountProblem, LLMError, LLMInputRejected, LLMRateLimited, StaleAttempt, TaskNotFound
 from core.keys import Keys
-from core.policy import Outcome, RetryPolicy
+from core.policy import Outcome, RateLimitStreak, RetryPolicy
 from core.redis import Durability, sync_client
 from core.settings import Settings
 from core.states import State
@@ -19,7 +19,7 @@ from core.store import TaskStore, claimed_task
 from core.task import Task
 from worker.handlers import HANDLERS, Job
 from worker.provider_state import PausableBreaker, ProviderPaused, ProviderRecorder
-from worker.providers import Budget, LLMAccountProblem, Provider, Summary, build_provider
+from worker.providers import Budget, Provider, Summary, build_provider
 from worker.ratelimit import AttemptTokens, FleetRateLimit
 
 log = logging.getLogger("asynctaskflow.worker")
@@ -50,8 +50,13 @@ class Runner:
         self.recorder = ProviderRecorder(self.store.r, keys, self.limit)
         self.provider.observer = self.recorder.record if networked else self.recorder.record_local
         self.policy = RetryPolicy(
-            settings.max_retries, settings.retry_backoff_base, settings.retry_backoff_max, settings.retry_after_max
-        )
+            settings.max_retries, settings.retry_backoff_base, settings.retry_backoff_max, settings.retry_after_max,
+            settings.rate_limit_backoff_base, settings.rate_limit_backoff_max, settings.rate_limit_jitter,
+            settings.rate_limit_max_wait,
+        )  # fmt: skip
+        # The guard against a configuration error that looks like bad input (networked only: the
+        # offline summarizer's refusals are about the text).
+        self.guard = settings.input_rejected_guard if networked else 0
 
     def close(self) -> None:
         """At worker shutdown: write the last call metrics, close the provider's connections."""
@@ -130,8 +135,9 @@ class Runner:
         )
 
     def _pause(self, error: LLMError) -> ProviderPaused:
-        """401/402: every call would fail alike, so pause them all (the shared breaker opens for
-        PROVIDER_PAUSE_SECONDS) and give the task back to the queue instead of to the DLQ."""
+        """A refused key, spent credits, or the guard: every call would fail alike, so pause them
+        all (the shared breaker opens for PROVIDER_PAUSE_SECONDS) and give the task back to the
+        queue instead of to the DLQ."""
         seconds = self.settings.provider_pause_seconds
         self.breaker.pause(seconds)
         self.recorder.paused(seconds, str(error))
@@ -140,24 +146,75 @@ class Runner:
 
     def _settle_failure(self, task: Task, token: str, consumer_id: str, error: Exception) -> str:
         policy = dataclasses.replace(self.policy, max_retries=task.max_retries)
-        outcome, delay = policy.decide(error, task.retry_count, random.random())
+        outcome, delay = policy.decide(error, task.retry_count, random.random(), self._streak(task.id, error))
+        if outcome == Outcome.DEAD and _from_provider(error):
+            limit = self.settings.rate_limit_max_wait
+            error = LLMRateLimited(f"still rate limited after RATE_LIMIT_MAX_WAIT ({limit:g}s) of 429s: {error}")
+        if outcome == Outcome.FAIL and isinstance(error, LLMInputRejected) and error.guarded:
+            run = self._rejection_run(task.id, _message(error))
+            if run:
+                error, outcome, delay = self._guard_pause(task.id, error, run), Outcome.DEFER, 0.0
+        return self._commit(task, token, consumer_id, error, outcome, delay)
+
+    def _commit(
+        self, task: Task, token: str, consumer_id: str, error: Exception, outcome: Outcome, delay: float
+    ) -> str:
+        """The one transition the decided outcome means."""
         # Only our own errors name an error type: redis-py 8's carry an enum under the same name.
         error_type = error.error_type if isinstance(error, LLMError) else "internal"
-        message = (str(error) or type(error).__name__)[:1000]
+        message = _message(error)
         if outcome == Outcome.DEFER:
             self.store.release(task.id, consumer_id, token, message, error_type)
-            log.info("task %s: breaker open; back to the queue", task.id)
+            log.info("task %s: %s; back to the queue", task.id, error_type)
             return "released"
         if outcome in (Outcome.RETRY, Outcome.WAIT):
             spend = outcome == Outcome.RETRY
-            self.store.schedule_retry(task.id, consumer_id, token, delay, message, error_type, spend)
+            streak = "reset" if spend else "grow" if _from_provider(error) else "keep"
+            self.store.schedule_retry(task.id, consumer_id, token, delay, message, error_type, spend, streak)
             log.warning("task %s: %s (%s); %s in %.1fs", task.id, error_type, message,
-                        "retry" if spend else "rate limited, next attempt", delay)
+                        "retry" if spend else "rate limited, next attempt", delay)  # fmt: skip
             return "scheduled"
         target = State.FAILED if outcome == Outcome.FAIL else State.DLQ
         self.store.fail(task.id, consumer_id, token, target, message, error_type)
         log.error("task %s: %s (%s); moved to %s", task.id, error_type, message, target.value)
         return target.value.lower()
+
+    def _streak(self, task_id: str, error: Exception) -> RateLimitStreak:
+        """The task's provider 429s in a row before this attempt (read only after another one)."""
+        if not _from_provider(error):
+            return RateLimitStreak()
+        count, since_ms = self.store.rate_limit_streak(task_id)
+        return RateLimitStreak(count, max(0.0, time.time() - since_ms / 1000) if count else 0.0)
+
+    def _rejection_run(self, task_id: str, message: str) -> list[str]:
+        """The tasks of a run of INPUT_REJECTED_GUARD refusals with this same message, once the run
+        is that long (then it starts again); [] before."""
+        if not self.guard:
+            return []
+        run = self.store.note_rejection(task_id, message)
+        if len(run) < self.guard:
+            return []
+        self.store.end_rejection_run()
+        return run
+
+    def _guard_pause(self, task_id: str, error: LLMError, run: list[str]) -> ProviderPaused:
+        """Pause every call, then give back the run's tasks that were already FAILED: a provider
+        that refuses every input alike is misconfigured, and their input may well be fine."""
+        reason = (f"INPUT_REJECTED_GUARD: {len(run)} tasks in a row refused with the same message, "
+                  f"taken for a configuration problem: {error}")  # fmt: skip
+        paused = self._pause(LLMInputRejected(reason))
+        requeued = [other for other in run if other != task_id and self.store.requeue_failed(other)]
+        log.error("task %s: input-rejected guard tripped; tasks %s back to the queue", task_id, requeued)
+        return paused
+
+
+def _message(error: Exception) -> str:
+    return (str(error) or type(error).__name__)[:1000]
+
+
+def _from_provider(error: Exception) -> bool:
+    """A 429 from the provider (not the fleet's own limit): the task's waits grow with each."""
+    return isinstance(error, LLMRateLimited) and error.from_provider
 
 
 def _fresh_claim(task_id: str, token: str, consumer_id: str, fields: dict[str, str] | None) -> Task | None:

@@ -16,7 +16,7 @@ from api.auth import OPEN_WARNING, Admin, Public
 from api.breaker import BreakerControl
 from api.deps import BreakerDep, KeyRingDep, SettingsDep, StoreDep
 from api.errors import REDIS_DOWN, redact_url, scrub
-from api.routes.openrouter import provider_pause
+from api.routes.openrouter import clear_pause, provider_pause, rate_limited
 from api.schemas import Breaker, Diagnostics, ErrorBody, Health, Probe, WorkerInfo, Workers
 from core.redis import celery_transport_options
 from core.settings import Settings
@@ -95,6 +95,7 @@ async def health(
         scheduler = await store.scheduler_info()
         state = str((await _in_thread(breaker.status))["state"])
         paused = await provider_pause(store) if state == "open" else []
+        slowed = await rate_limited(store)
     except REDIS_DOWN as exc:
         log.warning("health check: redis unreachable: %s", exc)
         response.status_code = 503
@@ -104,8 +105,9 @@ async def health(
     problems = _problems(workers, scheduler, state) + paused
     if problems:
         response.status_code = 503
+    security["warnings"] = [*security["warnings"], *slowed]
     return Health(
-        status="unhealthy" if problems else "ok",
+        status="unhealthy" if problems else "degraded" if slowed else "ok",
         redis="ok",
         workers=workers,
         scheduler="ok" if scheduler else "missing",
@@ -228,8 +230,11 @@ async def _operate(breaker: BreakerControl, store: AsyncTaskStore, action: Calla
     dependencies=[Admin],
 )
 async def reset_breaker(breaker: BreakerDep, store: StoreDep) -> Breaker:
-    """Close the shared breaker, so every consumer takes work again at once (they read it from Redis)."""
-    return await _operate(breaker, store, breaker.close, "reset")
+    """Close the shared breaker, so every consumer takes work again at once (they read it from Redis);
+    a pause (refused key, spent credits, the input-rejected guard) ends with it."""
+    state = await _operate(breaker, store, breaker.close, "reset")
+    await clear_pause(store)
+    return state
 
 
 @router.post(

@@ -26,13 +26,18 @@ from api.schemas import (
 )
 from core.settings import Settings
 from core.store import AsyncTaskStore
-from worker.provider_state import METRICS_DAYS
+from worker.provider_state import METRICS_DAYS, PAUSE_FIELDS
 from worker.ratelimit import BUCKET
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/openrouter", tags=["llm provider"])
 
 KEY_TIMEOUT = 5.0  # seconds the status page waits for the provider's key endpoint
+# Statuses with which a server says it has no key endpoint at all (OpenAI, vLLM, Ollama, LiteLLM:
+# `/key` is OpenRouter's own).
+NO_KEY_ENDPOINT = frozenset({404, 405, 501})
+NOT_AVAILABLE = "not available for this provider (its server has no /key endpoint)"
+RATE_LIMITED_WINDOW_MS = 60_000  # /health says "degraded: rate limited" this long after a 429
 MAX_DAYS = METRICS_DAYS  # the workers keep per-day metrics this long
 _FIGURES = ("calls", "ok", "errors", "prompt_tokens", "completion_tokens", "total_tokens")
 
@@ -65,6 +70,8 @@ def _account(response: httpx.Response, now_ms: int, settings: Settings) -> Provi
     except ValueError:
         body = None
     data = body.get("data") if isinstance(body, dict) else None
+    if response.status_code in NO_KEY_ENDPOINT:
+        return ProviderAccount(checked_at=now_ms, key_valid=None, note=NOT_AVAILABLE)
     if response.status_code == 200 and isinstance(data, dict):
         fields = ("label", "usage", "limit", "limit_remaining", "is_free_tier", "rate_limit")
         return ProviderAccount(checked_at=now_ms, key_valid=True, **{f: data.get(f) for f in fields})
@@ -128,9 +135,10 @@ async def status(
         cached=cached,
         rate_limit=_rate_limit(settings, bucket),
         breaker=shared,
+        # An ended pause (its time passed, or an operator's reset) is not shown beside `paused: false`.
         paused=paused,
-        paused_until=paused_until,
-        pause_reason=state.get("pause_reason"),
+        paused_until=paused_until if paused else None,
+        pause_reason=state.get("pause_reason") if paused else None,
         last_error=state.get("last_error"),
         last_error_type=state.get("last_error_type"),
         last_error_model=state.get("last_error_model"),
@@ -177,11 +185,32 @@ async def metrics(
 
 
 async def provider_pause(store: AsyncTaskStore) -> list[str]:
-    """For `/health` while the breaker is open: the pause a 401/402 put on LLM calls, if that is
-    why, with its reason and end (else nothing: the breaker's own problem line says enough)."""
+    """For `/health` while the breaker is open: the pause a refused key, spent credits or the
+    input-rejected guard put on LLM calls, if that is why, with its reason and end (else nothing:
+    the breaker's own problem line says enough)."""
     until, reason = await store.r.hmget(store.keys.llm_state, ["paused_until", "pause_reason"])
     seconds, micros = await store.r.time()
     if not until or int(until) <= seconds * 1000 + micros // 1000:
         return []
     end = datetime.fromtimestamp(int(until) / 1000, UTC).isoformat(timespec="seconds")
-    return [f"LLM provider paused until {end} (fix the key or the credits, then reset the breaker): {reason}"]
+    fix = "fix the configuration" if str(reason).startswith("INPUT_REJECTED_GUARD") else "fix the key or the credits"
+    return [f"LLM provider paused until {end} ({fix}, then reset the breaker): {reason}"]
+
+
+async def clear_pause(store: AsyncTaskStore) -> None:
+    """An operator's reset of the breaker ends the pause: its fields go with it, so the status
+    never shows an old `paused_until`/`pause_reason` beside `paused: false`."""
+    await store.r.hdel(store.keys.llm_state, *PAUSE_FIELDS)
+
+
+async def rate_limited(store: AsyncTaskStore) -> list[str]:
+    """For `/health`: "degraded: rate limited" while the provider's 429s persist (the last one
+    less than a minute ago), with the fleet's pace; else nothing."""
+    last = await store.r.hget(store.keys.llm_state, "last_rate_limited_at")
+    seconds, micros = await store.r.time()
+    ago_ms = seconds * 1000 + micros // 1000 - int(last or 0)
+    if not last or ago_ms > RATE_LIMITED_WINDOW_MS:
+        return []
+    factor = await store.r.hget(store.keys.rate_bucket(BUCKET), "factor")
+    pace = f"; the fleet's pace is {float(factor):.0%} of its rate" if factor else ""
+    return [f"degraded: rate limited (the provider's last 429 was {ago_ms / 1000:.0f}s ago{pace})"]

@@ -5,6 +5,7 @@
 --       10 per-second throughput ring, 11 per-minute throughput ring
 -- ARGV: 1 id, 2 attempt token, 3 result, 4 provider name, 5 model ('' = unknown),
 --       6 prompt tokens, 7 completion tokens, 8 total tokens (0 = not reported), 9 consumer id
+-- The errors of earlier attempts stay in the history; the task itself no longer carries one.
 -- Returns: {'ok'} | {'stale', state} (another attempt owns the task: result refused) | {'not_found'}
 -- Events: ACTIVE -> COMPLETED
 local refused = check_attempt(KEYS[1], ARGV[2])
@@ -15,6 +16,7 @@ local started = tonumber(redis.call('HGET', KEYS[1], 'started_at')) or now
 redis.call('HSET', KEYS[1], 'state', 'COMPLETED', 'result', ARGV[3], 'provider', ARGV[4],
   'model', ARGV[5], 'prompt_tokens', ARGV[6], 'completion_tokens', ARGV[7], 'total_tokens', ARGV[8],
   'progress', 100, 'attempt', '', 'finished_at', now, 'updated_at', now)
+redis.call('HDEL', KEYS[1], 'last_error', 'error_type', 'rate_limits', 'rate_limited_at')
 redis.call('LREM', KEYS[2], 1, id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZADD', KEYS[4], now, id)

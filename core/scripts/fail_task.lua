@@ -13,6 +13,8 @@ local now = now_ms()
 local id = ARGV[1]
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'attempt', '', 'last_error', ARGV[4],
   'error_type', ARGV[5], 'finished_at', now, 'updated_at', now)
+-- A run of 429s ends with the task: a re-driven task starts a new one.
+redis.call('HDEL', KEYS[1], 'rate_limits', 'rate_limited_at')
 redis.call('LREM', KEYS[2], 1, id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZADD', KEYS[4], now, id)

@@ -3,7 +3,8 @@
 -- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 scheduled set, 5 events channel,
 --       6 history, 7 counters, 8 consumer's stats
 -- ARGV: 1 id, 2 attempt token, 3 delay ms, 4 error message, 5 error type, 6 consumer id,
---       7 retries spent: 1 | 0
+--       7 retries spent: 1 | 0, 8 the task's run of provider 429s: 'grow' (one more; its start
+--       is kept in rate_limited_at) | 'keep' (the fleet's own limit) | 'reset' (any other failure)
 -- Returns: {'ok', retry_count, due_at} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> SCHEDULED
 local refused = check_attempt(KEYS[1], ARGV[2])
@@ -15,6 +16,12 @@ local spent = tonumber(ARGV[7])
 local retries = redis.call('HINCRBY', KEYS[1], 'retry_count', spent)
 redis.call('HSET', KEYS[1], 'state', 'SCHEDULED', 'due_at', due, 'attempt', '',
   'last_error', ARGV[4], 'error_type', ARGV[5], 'updated_at', now)
+if ARGV[8] == 'grow' then
+  redis.call('HINCRBY', KEYS[1], 'rate_limits', 1)
+  redis.call('HSETNX', KEYS[1], 'rate_limited_at', now)
+elseif ARGV[8] ~= 'keep' then
+  redis.call('HDEL', KEYS[1], 'rate_limits', 'rate_limited_at')
+end
 redis.call('LREM', KEYS[2], 1, id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZADD', KEYS[4], due, id)

@@ -92,13 +92,35 @@ async def test_a_402_pauses_calls_and_health_says_why(llm_client: httpx.AsyncCli
     status = (await llm_client.get("/api/v1/openrouter/status")).json()
     assert status["paused"] is True and "HTTP 402" in status["pause_reason"]
     assert status["breaker"]["state"] == "open" and status["breaker"]["seconds_left"] > 290
-    assert status["last_error_type"] == "provider_problem" and status["last_error_model"] == "stub/main"
+    # The task, the status and the metrics name the class alike (issue 16).
+    assert status["last_error_type"] == "provider_paused" and status["last_error_model"] == "stub/main"
+    metrics = (await llm_client.get("/api/v1/openrouter/metrics", params={"days": 1})).json()
+    assert metrics["days"][-1]["errors_by_class"] == {"provider_paused": 1}
     health = await llm_client.get("/health")
     assert health.status_code == 503
     assert any("LLM provider paused" in p and "HTTP 402" in p for p in health.json()["problems"])
     await llm_client.post("/health/workers/reset-circuit-breaker")
     health = (await llm_client.get("/health")).json()
     assert not any("paused" in p for p in health["problems"]), "the operator's reset ends the pause"
+    status = (await llm_client.get("/api/v1/openrouter/status")).json()
+    assert (status["paused"], status["paused_until"], status["pause_reason"]) == (False, None, None)
+
+
+async def test_a_server_without_a_key_endpoint_is_not_an_error(llm_client: httpx.AsyncClient, stub: StubLLM) -> None:
+    """OpenAI, vLLM, Ollama and LiteLLM have no `/key`: they answer 404."""
+    stub.state.key_status = 404
+    account = (await llm_client.get("/api/v1/openrouter/status")).json()["account"]
+    assert account["key_valid"] is None and account["error"] is None
+    assert account["note"].startswith("not available for this provider")
+
+
+async def test_health_says_degraded_while_429s_persist(llm_client: httpx.AsyncClient, llm_settings: Settings) -> None:
+    before = (await llm_client.get("/health")).json()
+    assert not any("rate limited" in w for w in before["warnings"])
+    assert attempt(llm_settings, "Text. [[body:openai/rate_limit_exceeded]]") == "scheduled"
+    after = (await llm_client.get("/health")).json()
+    (warning,) = [w for w in after["warnings"] if w.startswith("degraded: rate limited")]
+    assert "50%" in warning, "the fleet's pace, halved by the 429"
 
 
 async def test_metrics_per_day(llm_client: httpx.AsyncClient, llm_settings: Settings) -> None:

@@ -186,7 +186,10 @@ def test_rate_limit_storm(make_books: MakeBooks, stub: StubLLM, profile: Profile
     """Half of all calls answer 429 with Retry-After: no slot sleeps on it (the task goes to the
     schedule at once), no retry comes early, and everything completes."""
     retry_after = 2.0
-    books = make_books()
+    # A random half of the calls is no rate a fleet could find (AIMD would pace it to its floor
+    # for good), and a task's 429s in a row would wait 30 s, 60 s, ...: a generous fleet limit and
+    # a short rate-limit backoff keep this scenario about slots and Retry-After (issue 16).
+    books = make_books(LLM_RATE_LIMIT_REQUESTS="100000", RATE_LIMIT_BACKOFF_BASE="1", RATE_LIMIT_BACKOFF_MAX="4")
     stub.state.set_fault(429, share=0.5, retry_after=retry_after)
     books.submit(profile.tasks)
     books.settle(timeout=120)

@@ -12,7 +12,7 @@ from core.errors import (
     LLMRateLimited,
     LLMTransient,
 )
-from core.policy import Outcome, RetryPolicy, retry_share
+from core.policy import Outcome, RateLimitStreak, RetryPolicy, retry_share
 
 POLICY = RetryPolicy(max_retries=3, backoff_base=2.0, backoff_max=60.0, retry_after_max=120.0)
 
@@ -39,19 +39,21 @@ def test_open_circuit_defers_for_its_retry_after_without_spending_a_retry(retry_
 
 
 @pytest.mark.parametrize("retry_count", [0, 2, 3, 9])
-def test_rate_limit_waits_exactly_what_the_provider_asks_without_spending_a_retry(retry_count: int) -> None:
-    """Even a task with no retries left waits: throttling is not the task's failure."""
-    assert POLICY.decide(LLMRateLimited("429", retry_after=17.0), retry_count, 0.9) == (Outcome.WAIT, 17.0)
-    assert POLICY.decide(LLMRateLimited("429", retry_after=0.0), retry_count, 0.9) == (Outcome.WAIT, 0.0)
+def test_rate_limit_waits_at_least_what_the_provider_asks_without_spending_a_retry(retry_count: int) -> None:
+    """Even a task with no retries left waits: throttling is not the task's failure. Retry-After
+    is a floor under the rate-limit backoff (30 s for a first 429, less up to a quarter)."""
+    assert POLICY.decide(LLMRateLimited("429", retry_after=70.0), retry_count, 0.9) == (Outcome.WAIT, 70.0)
+    assert POLICY.decide(LLMRateLimited("429", retry_after=0.0), retry_count, 0.0) == (Outcome.WAIT, 30.0)
+    assert POLICY.decide(LLMRateLimited("429", retry_after=1.0), retry_count, 1.0) == (Outcome.WAIT, 22.5)
 
 
-def test_rate_limit_wait_is_capped() -> None:
+def test_rate_limit_retry_after_is_capped() -> None:
     assert POLICY.decide(LLMRateLimited("429", retry_after=86_400.0), 1, 0.0) == (Outcome.WAIT, 120.0)
 
 
-def test_rate_limit_without_retry_after_backs_off_like_a_transient_error() -> None:
-    outcome, delay = POLICY.decide(LLMRateLimited("429"), 1, 0.0)
-    assert (outcome, delay) == (Outcome.WAIT, ceiling(1) / 2)
+def test_rate_limit_without_retry_after_backs_off_by_the_run_of_429s_not_the_retry_count() -> None:
+    assert POLICY.decide(LLMRateLimited("429"), 3, 0.0) == (Outcome.WAIT, 30.0)
+    assert POLICY.decide(LLMRateLimited("429"), 0, 0.0, RateLimitStreak(2, 90.0)) == (Outcome.WAIT, 120.0)
 
 
 @pytest.mark.parametrize("error", [LLMTransient("timeout"), LLMError("odd"), RuntimeError("boom"), Exception()])

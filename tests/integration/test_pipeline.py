@@ -34,7 +34,11 @@ def test_two_hundred_tasks_complete_with_the_llm_answer_in_fifo_order(make_stack
 
 def test_each_failure_kind_ends_in_its_state(make_stack: Callable[..., Stack], stub: StubLLM) -> None:
     # One slot only: the tasks that succeed meanwhile prove a rate-limited task does not hold it.
-    stack = make_stack(CELERY_WORKER_CONCURRENCY="1").start_all()
+    # A generous fleet limit, so the 429 does not pace the bystanders (issue 16's adaptive pacing
+    # would, without a configured limit), and a short rate-limit backoff: Retry-After decides.
+    stack = make_stack(
+        CELERY_WORKER_CONCURRENCY="1", LLM_RATE_LIMIT_REQUESTS="100000", RATE_LIMIT_BACKOFF_BASE="1"
+    ).start_all()
     flaky = stack.submit("[[fail:2]] flaky provider")
     broken = stack.submit("[[status:500]] broken provider")
     rejected = stack.submit("[[400]] content the provider refuses")

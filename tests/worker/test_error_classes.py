@@ -42,7 +42,8 @@ class Case:
     says: str  # in last_error and in the audit trail's entry
 
 
-# RETRY_BACKOFF_BASE=2: the first retry waits 1-2 s (half fixed, half jitter).
+# RETRY_BACKOFF_BASE=2: the first retry waits 1-2 s (half fixed, half jitter); so does a first 429
+# (RATE_LIMIT_BACKOFF_BASE=2, RATE_LIMIT_JITTER=0.5), unless its Retry-After asks for longer.
 CASES = {
     "transient 500": Case("[[status:500]]", "scheduled", State.SCHEDULED, 1, "transient", (1000, 2000), "HTTP 500"),
     "transient 502 raw": Case("[[status:502]][[raw:model overloaded]]", "scheduled", State.SCHEDULED, 1, "transient",
@@ -57,6 +58,16 @@ CASES = {
     "429 retry-after": Case("[[429:5]]", "scheduled", State.SCHEDULED, 0, "rate_limited", (5000, 5000), "HTTP 429"),
     "503 retry-after": Case("[[status:503]][[retry_after:7]]", "scheduled", State.SCHEDULED, 0, "rate_limited",
                             (7000, 7000), "HTTP 503"),
+    "429 without retry-after": Case("[[body:openai/rate_limit_exceeded]]", "scheduled", State.SCHEDULED, 0,
+                                    "rate_limited", (1000, 2000), "Rate limit reached"),
+    "insufficient_quota (a 429)": Case("[[body:openai/insufficient_quota]]", "released", State.PENDING, 0,
+                                       "provider_paused", None, "exceeded your current quota"),
+    "unknown model as a 400": Case("[[body:litellm/invalid_model]]", "dlq", State.DLQ, 0, "provider_problem", None,
+                                   "Invalid model name"),
+    "refused key as a 400": Case("[[body:litellm/no_connected_db]]", "released", State.PENDING, 0,
+                                 "provider_paused", None, "No connected db"),
+    "context length": Case("[[body:openai/context_length_exceeded]]", "failed", State.FAILED, 0, "input_rejected",
+                           None, "maximum context length"),
     "400 rejected": Case("[[400]]", "failed", State.FAILED, 0, "input_rejected", None, "HTTP 400"),
     "413 too long": Case("[[status:413]]", "failed", State.FAILED, 0, "input_rejected", None, "HTTP 413"),
     "403 moderation": Case("[[moderated]]", "failed", State.FAILED, 0, "input_rejected", None, "input flagged"),
@@ -79,7 +90,7 @@ def settings(redis_url: str, key_prefix: str, stub: StubLLM, real_redis: redis.R
     return Settings(
         redis_url=redis_url, redis_key_prefix=key_prefix, openrouter_api_key="test-key", openrouter_base_url=stub.url,
         max_retries=2, retry_backoff_base=2, openrouter_timeout=0.5, celery_task_soft_time_limit=1,
-        celery_task_time_limit=5, provider_pause_seconds=PAUSE,
+        celery_task_time_limit=5, provider_pause_seconds=PAUSE, rate_limit_backoff_base=2, rate_limit_jitter=0.5,
     )  # fmt: skip
 
 

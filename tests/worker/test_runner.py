@@ -78,11 +78,18 @@ def test_each_failure_commits_one_transition(
     assert runner.store.inflight_count(CONSUMER) == 0
 
 
-def test_rate_limited_task_waits_for_retry_after(runner: Runner) -> None:
-    task_id, token = claimed(runner.store, "[[429:5]] slow down")
+def test_rate_limited_task_waits_at_least_retry_after(settings: Settings) -> None:
+    """Retry-After is a floor under the rate-limit backoff (30 s less up to a quarter by default).
+    A generous fleet limit keeps the first 429's fleet pacing from throttling the second task."""
+    runner = Runner(settings.model_copy(update={"llm_rate_limit_requests": 100_000}))
+    task_id, token = claimed(runner.store, "[[429:45]] slow down")
     runner.execute(task_id, token, CONSUMER)
     task = runner.store.get(task_id)
-    assert task.due_at - task.updated_at == 5000
+    assert task.due_at - task.updated_at == 45000
+    short, token = claimed(runner.store, "[[429:5]] slow down, briefly")
+    runner.execute(short, token, CONSUMER)
+    task = runner.store.get(short)
+    assert 22500 <= task.due_at - task.updated_at <= 30000
 
 
 def test_out_of_retries_goes_to_the_dlq(runner: Runner) -> None:
