@@ -10,7 +10,7 @@ from collections.abc import Callable
 from celery import Celery
 from redis.exceptions import RedisError
 
-from consumer.consumer import BreakerGate, Consumer, Dispatch
+from consumer.consumer import BreakerGate, Consumer, Dispatch, WorkerWatch
 from consumer.service import every, repeat, stop_on_signals
 from core.keys import Keys
 from core.logs import setup_logging
@@ -44,7 +44,8 @@ def serve(settings: Settings, stop: threading.Event, grace: Callable[[], float] 
     store = TaskStore(sync_client(settings, blocking_seconds=settings.consumer_block_seconds), keys)
     queue = keys.dispatch_queue(settings.worker_id)
     gate = BreakerGate(SharedBreaker(settings, sync_client(settings, decode=False)))
-    consumer = Consumer(settings, store, celery_dispatch(celery_app, queue), gate)
+    worker = WorkerWatch(lambda: store.worker_beat(settings.worker_id))
+    consumer = Consumer(settings, store, celery_dispatch(celery_app, queue), gate, worker=worker)
     repeat(consumer.beat, stop, once=True)  # registered before the first task can be moved in flight
     # The heartbeat outlives the fetch loop: while the consumer drains, its tasks are still its
     # own, and an expired heartbeat would let the reaper take them (spending a retry each).

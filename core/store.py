@@ -143,6 +143,10 @@ class Ops:
         args = [self.k.task_prefix, token, consumer_id, moved_id, HISTORY_SUFFIX, *DISPATCH_FIELDS]
         return Call("claim_task", keys, args)
 
+    def return_moved(self, consumer_id: str, task_id: str) -> Call:
+        keys = [self.k.inflight(consumer_id), self.k.pending_primary]
+        return Call("return_moved", keys, [self.k.task_prefix, task_id])
+
     def _report_keys(self, task_id: str, consumer_id: str, target: str) -> list[str]:
         k = self.k
         keys = [k.task(task_id), k.inflight(consumer_id), k.state_index(State.ACTIVE), target, k.events]
@@ -299,6 +303,21 @@ class TaskStore(_Store):
             self.keys.pending_primary, self.keys.inflight(consumer_id), timeout, "LEFT", "RIGHT"
         )
         return moved
+
+    def return_moved(self, consumer_id: str, task_id: str) -> str:
+        """Put an id `wait_for_new` moved in, unclaimed, back at the head of the primary list
+        (the consumer may not take work now): 'returned' | 'dropped' | 'absent'."""
+        return str(self._run(self.ops.return_moved(consumer_id, task_id)))
+
+    def beat_worker(self, worker_id: str, boot: str, ttl: float) -> None:
+        """The Celery worker of container `worker_id` is alive; `boot` names this very process, so
+        its consumer can tell a replacement from the worker it dispatched to."""
+        self.r.set(self.keys.worker_beat(worker_id), boot, px=int(ttl * 1000))
+
+    def worker_beat(self, worker_id: str) -> str | None:
+        """The boot id of container `worker_id`'s live Celery worker; None when none beats."""
+        boot: str | None = self.r.get(self.keys.worker_beat(worker_id))
+        return boot
 
     def inflight_count(self, consumer_id: str) -> int:
         return int(self.r.llen(self.keys.inflight(consumer_id)))
