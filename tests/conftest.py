@@ -68,3 +68,16 @@ def _no_user_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
     monkeypatch.chdir(Path(__file__).parent)
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+
+
+# Tests that start a stack of processes (API, Celery workers, consumers, scheduler, nginx, a
+# browser): `make test` runs them one at a time after the rest, `make test-fast` leaves them out.
+STACK_PATHS = ("integration", "chaos", "e2e", "fuzz", "deploy", "worker/test_container.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = Path(__file__).parent
+    for item in items:
+        where = item.path.relative_to(tests).as_posix()
+        if any(where == p or where.startswith(p + "/") for p in STACK_PATHS):
+            item.add_marker(pytest.mark.stack)
