@@ -28,11 +28,24 @@ class Snapshot:
     retry_ratio: float
 
 
+# Run times are whole milliseconds, so a run of m ms stands for [m - 0.5, m + 0.5). Below this
+# bound the buckets are one millisecond wide, and each is exposed with its upper bound half a
+# millisecond up (the same counts: no whole-ms run lies between b and b + 0.5), so that
+# histogram_quantile's interpolation centres on m: with `le="0.005"` it put a 5 ms run at 4.5 ms.
+WHOLE_MS_BUCKETS_UNTIL = 10
+
+
+def _le(bound_ms: int) -> str:
+    """The `le` label (seconds) of the bucket whose upper bound is `bound_ms` whole milliseconds."""
+    upper = bound_ms + 0.5 if bound_ms <= WHOLE_MS_BUCKETS_UNTIL else bound_ms
+    return repr(upper / 1000)
+
+
 def _histogram(durations: Durations) -> HistogramMetricFamily:
     cumulative, buckets = 0, []
     for bound, count in zip(DURATION_BUCKETS_MS, durations.counts, strict=True):
         cumulative += count
-        buckets.append((str(bound / 1000), cumulative))
+        buckets.append((_le(bound), cumulative))
     buckets.append(("+Inf", cumulative + durations.overflow))
     family = HistogramMetricFamily("atf_task_duration_seconds", "Run time of completed attempts.")
     family.add_metric([], buckets, sum_value=durations.sum_ms / 1000)

@@ -131,8 +131,9 @@ class Keys:
 
     @property
     def durations(self) -> str:
-        """Hash: histogram of completed attempts' run time (one field per bucket, plus sum and count)."""
-        return self._k("stats:durations")
+        """Hash: histogram of completed attempts' run time (one field per bucket, plus sum and count).
+        `:v2` since the buckets became fine (issue 21): the coarse one's fields meant other ranges."""
+        return self._k("stats:durations:v2")
 
     @property
     def throughput_seconds(self) -> str:
