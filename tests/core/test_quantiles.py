@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.metrics import Snapshot, render
 from api.stats import quantile
-from core.lua import LIB, _DIR
+from core.lua import _DIR, LIB
 from core.store import DURATION_BUCKETS_MS, Durations
 from tests.core.helpers import Stores
 
@@ -63,7 +63,8 @@ CASES = {
     **{f"{ms} ms": (lambda rng, ms=ms: runs_around(ms, rng)) for ms in LATENCIES_MS},
     **{f"exactly {ms} ms": (lambda rng, ms=ms: [ms] * 100) for ms in LATENCIES_MS},
     # The stack: a true median of about 23 ms was reported as 50.9 ms.
-    "mixed": lambda rng: [r for ms, n in zip(LATENCIES_MS, (30, 40, 20, 10), strict=True) for r in runs_around(ms, rng, n)],
+    "mixed": lambda rng: [r for ms, n in zip(LATENCIES_MS, (30, 40, 20, 10), strict=True)
+                          for r in runs_around(ms, rng, n)],  # fmt: skip
 }
 
 
