@@ -13,6 +13,17 @@ from core.store import DURATION_BUCKETS_MS, Durations
 
 BREAKER_STATES = ("closed", "open", "half-open")
 
+# Every transition counter the scripts move (`counter = '…'` in core/scripts/*.lua; a test holds
+# this list complete). Each is exported from the first scrape, at 0 until it moves, so a
+# `rate()` alert on, say, `dead` works before the first task ever died.
+TASK_EVENTS = (
+    "submitted", "started", "completed", "failed", "dead", "retried", "postponed", "released",
+    "recovered", "requeued", "promoted", "cancelled", "deleted", "expired",
+)  # fmt: skip
+# Counters in the same hash that count LLM tokens, not transitions: their own metric, by kind,
+# so that `sum(rate(atf_task_events_total[5m]))` adds up events only.
+TOKEN_COUNTERS = {"prompt_tokens": "prompt", "completion_tokens": "completion"}
+
 
 @dataclass
 class Snapshot:
@@ -59,14 +70,24 @@ def _gauge(name: str, doc: str, label: str, values: dict[str, int]) -> GaugeMetr
     return family
 
 
+def _counters(totals: dict[str, int]) -> Iterator[Metric]:
+    """Transitions by event (every known one, 0 until it moves), and LLM tokens by kind."""
+    events = CounterMetricFamily("atf_task_events", "Transitions counted by the scripts, by kind.", labels=["event"])
+    names = set(TASK_EVENTS) | {n for n in totals if n not in TOKEN_COUNTERS}
+    for name in sorted(names):
+        events.add_metric([name], totals.get(name, 0))
+    yield events
+    tokens = CounterMetricFamily("atf_llm_tokens", "LLM tokens of completed attempts, by kind.", labels=["kind"])
+    for field, kind in TOKEN_COUNTERS.items():
+        tokens.add_metric([kind], totals.get(field, 0))
+    yield tokens
+
+
 def families(s: Snapshot) -> Iterator[Metric]:
     """The metric families of one snapshot."""
     yield _gauge("atf_queue_depth", "Length of each queue structure.", "queue", s.depths)
     yield _gauge("atf_tasks", "Tasks in each state now.", "state", s.states)
-    events = CounterMetricFamily("atf_task_events", "Transitions counted by the scripts, by kind.", labels=["event"])
-    for name, value in sorted(s.totals.items()):
-        events.add_metric([name], value)
-    yield events
+    yield from _counters(s.totals)
     yield _histogram(s.durations)
     breaker = {state: int(state == s.breaker) for state in BREAKER_STATES}
     yield _gauge("atf_circuit_breaker_state", "1 for the shared breaker's current state.", "state", breaker)
