@@ -14,7 +14,6 @@ from core.settings import get_settings
 from worker import beat
 from worker.celery_app import celery_app
 
-
 log = logging.getLogger("asynctaskflow.worker")
 
 

@@ -128,7 +128,8 @@ def _log_submitted(tasks: list[Task], task_type: str) -> None:
         log.info("task %s submitted (%s, %d chars)", tasks[0].id, task_type, len(tasks[0].content))
         return
     chars = sum(len(t.content) for t in tasks)
-    log.info("%d tasks submitted in bulk (%s, %d chars): %s … %s", len(tasks), task_type, chars, tasks[0].id, tasks[-1].id)
+    first, last = tasks[0].id, tasks[-1].id
+    log.info("%d tasks submitted in bulk (%s, %d chars): %s … %s", len(tasks), task_type, chars, first, last)
     for task in tasks:
         log.debug("task %s submitted (%s, %d chars)", task.id, task_type, len(task.content))
 
