@@ -37,9 +37,11 @@ def celery_dispatch(app: Celery, queue: str) -> Dispatch:
     return dispatch
 
 
-def serve(settings: Settings, stop: threading.Event, grace: Callable[[], float] | None = None) -> None:
-    """Take and dispatch tasks until `stop` is set, then drain: wait up to `grace()` seconds
-    (CONSUMER_SHUTDOWN_GRACE by default) for the tasks in flight, and hand back the rest."""
+def serve(settings: Settings, stop: threading.Event, worker_died: Callable[[], bool] = lambda: False) -> None:
+    """Take and dispatch tasks until `stop` is set, then drain: wait up to CONSUMER_SHUTDOWN_GRACE
+    for the tasks in flight, and hand back the rest. When `worker_died()` says the worker is
+    already gone (the container's supervisor saw it exit), what it held is handed back at once,
+    as when the worker's beat stops (Consumer.worker_lost)."""
     keys = Keys(settings.redis_key_prefix)
     store = TaskStore(sync_client(settings, blocking_seconds=settings.consumer_block_seconds), keys)
     queue = keys.dispatch_queue(settings.worker_id)
@@ -58,8 +60,11 @@ def serve(settings: Settings, stop: threading.Event, grace: Callable[[], float] 
 
     log.info("consumer %s started: queue %s, %d slots", consumer.id, queue, consumer.capacity)
     repeat(consumer.run_once, stop)
-    seconds = grace() if grace is not None else settings.consumer_shutdown_grace
+    seconds = settings.consumer_shutdown_grace
     try:
+        if worker_died():  # a dead worker finishes nothing: no grace to wait for
+            consumer.worker_lost()
+            seconds = 0.0
         returned = consumer.drain(seconds, on_leave=stop_beating)
     except RedisError:
         log.warning("consumer %s: Redis away at shutdown; the reaper recovers its tasks", consumer.id)

@@ -177,10 +177,10 @@ class Consumer:
             return True
         alive, lost = self.worker.check()
         if lost:
-            self._worker_lost()
+            self.worker_lost()
         return alive
 
-    def _worker_lost(self) -> None:
+    def worker_lost(self) -> None:
         """Give back every task dispatched to a worker that is gone. The worker starts attempts in
         dispatch order on its CELERY_WORKER_CONCURRENCY threads, so only the oldest that many
         tasks still in flight can have reached the LLM: those are recovered as the reaper would
