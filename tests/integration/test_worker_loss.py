@@ -4,6 +4,7 @@ hands its tasks back instead of leaving them ACTIVE until their lease runs out (
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -58,6 +59,15 @@ def test_a_killed_worker_hands_its_tasks_back_within_seconds(make_stack: Callabl
         else:
             assert (task.retry_count, task.error_type) == (0, "worker_lost"), "it never reached the LLM: no retry"
     assert sum(t.retry_count for t in tasks.values()) == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="Celery warns only when its worker runs as root (or sudo/wheel)")
+def test_a_worker_run_as_root_says_so_in_one_line(make_stack: Callable[..., Stack], stub: StubLLM) -> None:
+    """Issue 21, 4: not Celery's six-line SecurityWarning (our messages are JSON, never pickle)."""
+    stack = make_stack().start_all()
+    log = stack.log("worker-a")
+    assert "superuser privileges" not in log and "SecurityWarning" not in log
+    assert log.count("the Celery worker runs as root") == 1
 
 
 def test_a_worker_restarted_at_once_gets_the_work_back(make_stack: Callable[..., Stack], stub: StubLLM) -> None:
