@@ -46,7 +46,8 @@ def serve(settings: Settings, stop: threading.Event, worker_died: Callable[[], b
     store = TaskStore(sync_client(settings, blocking_seconds=settings.consumer_block_seconds), keys)
     queue = keys.dispatch_queue(settings.worker_id)
     gate = BreakerGate(SharedBreaker(settings, sync_client(settings, decode=False)))
-    worker = WorkerWatch(lambda: store.worker_beat(settings.worker_id))
+    # Two beat intervals of grace: after a Redis restart the worker needs one to beat again.
+    worker = WorkerWatch(lambda: store.worker_beat(settings.worker_id), grace=2 * settings.heartbeat_interval)
     consumer = Consumer(settings, store, celery_dispatch(celery_app, queue), gate, worker=worker)
     repeat(consumer.beat, stop, once=True)  # registered before the first task can be moved in flight
     # The heartbeat outlives the fetch loop: while the consumer drains, its tasks are still its

@@ -61,14 +61,21 @@ class BreakerGate:
 
 class WorkerWatch:
     """Is this container's Celery worker there, and still the one this consumer dispatched to?
-    `read` returns the worker's boot id (None while none beats); read at most every `ttl` s."""
+    `read` returns the worker's boot id (None while none beats); read at most every `ttl` s.
 
-    def __init__(self, read: Callable[[], str | None], ttl: float = 0.25) -> None:
+    A new boot id means the worker was replaced: lost at once. A missing beat means lost only
+    once it stayed missing for `grace` seconds of successful reads: after a Redis restart longer
+    than HEARTBEAT_TTL every beat has expired, and a live worker needs a beat interval (and a
+    reconnect) to write its own again; taking that for a death would run its attempts twice."""
+
+    def __init__(self, read: Callable[[], str | None], grace: float, ttl: float = 0.25) -> None:
         self._read = read
+        self._grace = grace
         self._ttl = ttl
         self._seen: str | None = None
         self._alive = False
         self._read_at = -ttl
+        self._missing_since: float | None = None
 
     def check(self) -> tuple[bool, bool]:
         """(alive, lost): `alive` while a worker beats; `lost` once, when the worker seen before
@@ -77,10 +84,17 @@ class WorkerWatch:
         if now - self._read_at < self._ttl:
             return self._alive, False
         self._read_at = now
-        boot = self._read()
-        lost = self._seen is not None and boot != self._seen
-        self._seen, self._alive = boot, boot is not None
-        return self._alive, lost
+        boot = self._read()  # a RedisError leaves everything as it was: an outage proves nothing
+        if boot is not None:
+            lost = self._seen is not None and boot != self._seen
+            self._seen, self._alive, self._missing_since = boot, True, None
+            return True, lost
+        self._alive = False
+        self._missing_since = self._missing_since if self._missing_since is not None else now
+        lost = self._seen is not None and now - self._missing_since >= self._grace
+        if lost:
+            self._seen = None
+        return False, lost
 
 
 class Consumer:

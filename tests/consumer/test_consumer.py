@@ -266,7 +266,7 @@ def test_no_work_is_taken_without_a_worker_and_a_lost_worker_gets_its_tasks_back
     dispatched: list[str] = []
     busy = settings.model_copy(update={"worker_prefetch": 2})  # 2 threads + 2 prefetched
     consumer = Consumer(busy, store, lambda tid, tok, cid, fields: dispatched.append(tid),
-                        rng=lambda: 0.99, worker=WorkerWatch(worker.read, ttl=0))  # fmt: skip
+                        rng=lambda: 0.99, worker=WorkerWatch(worker.read, grace=0, ttl=0))  # fmt: skip
     ids = submit(store, 5)
     assert consumer.run_once() is None and dispatched == [], "no worker yet: nothing taken"
     worker.boot = "host:1:aa"
@@ -284,3 +284,25 @@ def test_no_work_is_taken_without_a_worker_and_a_lost_worker_gets_its_tasks_back
     worker.boot = None
     assert consumer.run_once() is None
     assert store.inflight_count(consumer.id) == 0, "gone: what it held handed back, and nothing new taken"
+
+
+def test_a_beat_missing_only_for_a_moment_is_no_lost_worker() -> None:
+    """After a Redis restart every beat has expired; the live worker writes its own again within
+    a beat interval. Missing for less than the grace, it is not lost; missing longer, it is."""
+    worker = _Worker()
+    watch = WorkerWatch(worker.read, grace=0.3, ttl=0)
+    worker.boot = "host:1:aa"
+    assert watch.check() == (True, False)
+    worker.boot = None
+    assert watch.check() == (False, False), "paused at once, not yet lost"
+    worker.boot = "host:1:aa"
+    assert watch.check() == (True, False), "the same worker beat again: nothing was lost"
+    worker.boot = None
+    assert watch.check() == (False, False)
+    time.sleep(0.35)
+    assert watch.check() == (False, True), "missing past the grace: lost, once"
+    assert watch.check() == (False, False)
+    worker.boot = "host:2:bb"
+    assert watch.check() == (True, False), "a new worker after a lost one: nothing more to hand back"
+    worker.boot = "host:3:cc"
+    assert watch.check() == (True, True), "replaced without a gap: lost at once"
