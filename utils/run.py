@@ -140,14 +140,17 @@ def _procfile(with_dashboard: bool) -> Path:
 def _supervise(command: list[str], env: dict[str, str]) -> int:
     """Run honcho until it ends. SIGTERM is passed on to it (so it stops every process before this
     script stops the embedded Redis); Ctrl-C reaches the whole terminal's group, so honcho is
-    already stopping them: wait for it."""
+    already stopping them: wait for it. A Ctrl-C is the normal way to stop: 0, not honcho's 130,
+    which make would print as "make: *** Error 130"."""
     proc = subprocess.Popen(command, cwd=ROOT, env=env)
     signal.signal(signal.SIGTERM, lambda signum, _frame: proc.send_signal(signum))
+    interrupted = False
     while True:
         try:
-            return proc.wait()
+            code = proc.wait()
+            return 0 if interrupted else code
         except KeyboardInterrupt:
-            continue
+            interrupted = True
 
 
 def main() -> int:
@@ -167,8 +170,9 @@ def main() -> int:
         procfile = _procfile(with_dashboard)
         threading.Thread(target=_announce_when_ready, args=(settings, with_dashboard), daemon=True).start()
         return _supervise([sys.executable, "-m", "honcho", "start", "-d", str(ROOT), "-f", str(procfile)], env)
-    except KeyboardInterrupt:  # during the build
-        return 130
+    except KeyboardInterrupt:  # during the build: stopped as asked, nothing else was started
+        print("make run: stopped")
+        return 0
     finally:
         if redis_proc is not None:
             redis_proc.terminate()
