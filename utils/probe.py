@@ -20,9 +20,10 @@ def identifies(response: httpx.Response) -> bool:
     return isinstance(body, dict) and body.get("service") == SERVICE
 
 
-def api_ready(client: httpx.Client) -> bool:
-    """True when `client`'s base URL serves our API's /ready; False on any other answer or none."""
+def api_ready(client: httpx.Client, timeout: float = 5.0) -> bool:
+    """True when `client`'s base URL serves our API's /ready; False on any other answer or none
+    within `timeout` seconds."""
     try:
-        return identifies(client.get("/ready", timeout=5))
+        return identifies(client.get("/ready", timeout=timeout))
     except httpx.HTTPError:
         return False

@@ -82,7 +82,7 @@ def _taken(port: Port) -> bool:
 def _who(port: Port) -> str:
     """Whose port it is, as far as we can tell: our own API answers /ready naming itself."""
     with httpx.Client(base_url=f"http://127.0.0.1:{port.port}") as client:
-        if api_ready(client):
+        if api_ready(client, timeout=1.0):  # on this machine: answered in milliseconds, or not ours
             return "AsyncTaskFlow's API already runs there (another `make run`?)"
     return "another program listens there"
 

@@ -226,7 +226,6 @@ def test_an_idle_consumer_takes_nothing_once_the_breaker_opened_during_its_wait(
     breaker = SharedBreaker(idle, redis.Redis.from_url(redis_url))
     dispatched: list[str] = []
     consumer = Consumer(idle, store, lambda tid, tok, cid, fields: dispatched.append(tid), gate=BreakerGate(breaker))
-    assert consumer.run_once() is None, "nothing queued: it waited in BLMOVE and came back empty"
     arrived: list[str] = []
 
     def open_then_submit() -> None:
