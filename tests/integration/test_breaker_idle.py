@@ -10,13 +10,15 @@ from collections.abc import Callable
 import pytest
 
 from core.states import State
-from tests.integration.stack import Stack, wait_until
+from tests.integration.stack import Stack
 from tests.stub_llm import StubLLM
 
 pytestmark = pytest.mark.integration
 
 
-def test_an_idle_consumer_takes_nothing_while_the_breaker_is_open(make_stack: Callable[..., Stack], stub: StubLLM) -> None:
+def test_an_idle_consumer_takes_nothing_while_the_breaker_is_open(
+    make_stack: Callable[..., Stack], stub: StubLLM
+) -> None:
     # Every consumer idle in BLMOVE for 5 s at a time; no probe lets a task through meanwhile.
     stack = make_stack(CONSUMER_BLOCK_SECONDS="5", CIRCUIT_BREAKER_RESET_TIMEOUT="600").start_all(pairs=("a", "b"))
     time.sleep(1.0)  # both consumers are blocked in BLMOVE now
