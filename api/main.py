@@ -20,7 +20,7 @@ from api.routes import health, metrics, openrouter, queues, tasks
 from api.schemas import ErrorBody
 from core.keys import Keys
 from core.logs import setup_logging
-from core.redis import async_client, sync_client
+from core.redis import Durability, async_client, redis_location, sync_client
 from core.settings import Settings, get_settings
 from core.store import AsyncTaskStore, TaskStore
 
@@ -39,13 +39,13 @@ def _lifespan(settings: Settings | None) -> Lifespan:
         keys = Keys(resolved.redis_key_prefix)
         aio, sync = async_client(resolved), sync_client(resolved)
         app.state.settings = resolved
-        app.state.store = AsyncTaskStore(aio, keys)
+        app.state.store = AsyncTaskStore(aio, keys, Durability(resolved))
         # Only requeue-orphaned uses it: the sweep is the scheduler's synchronous code, run in a thread.
         app.state.sync_store = TaskStore(sync, keys)
         # pybreaker's Redis storage expects bytes, so the breaker gets its own client.
         breaker_client = sync_client(resolved, decode=False)
         app.state.breaker = BreakerControl(resolved, breaker_client)
-        log.info("api started (redis %s, prefix %r)", errors.redact_url(resolved.redis_url), resolved.redis_key_prefix)
+        log.info("api started (redis %s, prefix %r)", redis_location(resolved), resolved.redis_key_prefix)
         scrubber = SecretFilter(_secrets(resolved))
         for handler in logging.getLogger().handlers:
             handler.addFilter(scrubber)

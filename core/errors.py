@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MasterDownError, ReadOnlyError
+
 
 class AsyncTaskFlowError(Exception):
     """Base of every error this application raises on purpose."""
@@ -22,6 +25,30 @@ class InvalidTransition(AsyncTaskFlowError):
 
 class StaleAttempt(AsyncTaskFlowError):
     """A worker reported for an attempt that is no longer current; its result is refused."""
+
+
+# --- Redis failover: "unavailable for a moment", never a failure -----------------------------
+# Subclasses of redis-py's ConnectionError, so that every client treats them as it treats a
+# dropped connection (drop it, reconnect, retry), the API answers 503, and kombu reconnects
+# the Celery worker instead of stopping it with "Unrecoverable error". core/redis.py registers
+# the first three for the error codes Redis sends.
+class ReplicaNotMaster(ReadOnlyError, RedisConnectionError):
+    """READONLY: this server was demoted to a replica (a failover, or a managed endpoint that
+    moved); reconnect, to find the master again."""
+
+
+class NotEnoughReplicas(RedisConnectionError):
+    """NOREPLICAS: the master has fewer healthy replicas than `min-replicas-to-write` (a deposed
+    master, or one whose replicas are resyncing), so it refuses writes; nothing was written."""
+
+
+class MasterLinkDown(MasterDownError, RedisConnectionError):
+    """MASTERDOWN: a replica that lost its master refuses to serve stale data."""
+
+
+class NotReplicated(RedisConnectionError):
+    """A write was not acknowledged by REDIS_MIN_REPLICAS_ACK replicas in time, or a failover had
+    begun when it landed: it may not survive the failover, so it is not reported as done."""
 
 
 # --- LLM provider ---------------------------------------------------------------------------

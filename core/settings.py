@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     celery_broker_db: int = Field(1, ge=0, le=15)
     redis_socket_timeout: float = Field(5.0, gt=0)
     redis_outage_patience: float = Field(60.0, ge=0)
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = ""
+    redis_sentinel_password: SecretStr | None = None
+    redis_min_replicas_ack: int = Field(0, ge=0)
+    redis_replica_ack_timeout_ms: int = Field(1000, gt=0)
 
     # API
     api_host: str = "127.0.0.1"
@@ -114,6 +119,9 @@ class Settings(BaseSettings):
             raise ValueError("RETRY_RATIO_FLOOR must not exceed RETRY_RATIO")
         if self.heartbeat_ttl <= self.heartbeat_interval:
             raise ValueError("HEARTBEAT_TTL must be longer than HEARTBEAT_INTERVAL")
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            raise ValueError("REDIS_SENTINEL_MASTER must name the master when REDIS_SENTINELS is set")
+        self.sentinel_addresses  # noqa: B018 - raises on a malformed REDIS_SENTINELS
         if self.celery_broker_db == _url_db(self.redis_url):
             raise ValueError("CELERY_BROKER_DB must differ from the database in REDIS_URL")
         if self.submit_rate_burst < self.bulk_max_items:
@@ -126,10 +134,28 @@ class Settings(BaseSettings):
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """REDIS_SENTINELS as (host, port) pairs; empty without Sentinel."""
+        addresses = []
+        for entry in filter(None, (e.strip() for e in self.redis_sentinels.split(","))):
+            host, _, port = entry.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"REDIS_SENTINELS entries are host:port, not {entry!r}")
+            addresses.append((host.strip("[]"), int(port)))
+        return addresses
+
+    @property
     def celery_broker_url(self) -> str:
-        """Celery's broker lives in its own database number, so resets of our keys never touch it."""
+        """Celery's broker lives in its own database number, so resets of our keys never touch it.
+        Under Sentinel it is kombu's `sentinel://` URL, one per sentinel, with REDIS_URL's
+        credentials and the broker's database (the master's name goes in the transport options)."""
         parts = urlsplit(self.redis_url)
-        return urlunsplit(parts._replace(path=f"/{self.celery_broker_db}"))
+        if not self.sentinel_addresses:
+            return urlunsplit(parts._replace(path=f"/{self.celery_broker_db}"))
+        user_info = parts.netloc.rpartition("@")[0]
+        auth = f"{user_info}@" if user_info else ""
+        hosts = [(f"[{host}]" if ":" in host else host, port) for host, port in self.sentinel_addresses]
+        return ";".join(f"sentinel://{auth}{host}:{port}/{self.celery_broker_db}" for host, port in hosts)
 
     @property
     def task_lease_seconds(self) -> float:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import InvalidTransition, StaleAttempt, TaskNotFound
+from redis.exceptions import NoScriptError
+
+from core.errors import InvalidTransition, NotReplicated, StaleAttempt, TaskNotFound
 from core.keys import CHUNKS_SUFFIX, HISTORY_SUFFIX, Keys
-from core.lua import register_all
+from core.lua import register_all, source
+from core.redis import Durability
 from core.states import State
 from core.task import Task
 
@@ -258,13 +262,23 @@ def usage_figures(usage: dict[str, int] | None) -> tuple[int, int, int]:
 
 
 class _Store:
-    """What both stores share: the client, the keys, the calls and the replies' meaning."""
+    """What both stores share: the client, the keys, the calls and the replies' meaning.
+    With a `durability` that asks for replicas, the writes that must survive a failover (a
+    submit; an attempt's outcome) are confirmed before they count (REDIS_MIN_REPLICAS_ACK)."""
 
-    def __init__(self, client: Any, keys: Keys) -> None:
+    def __init__(self, client: Any, keys: Keys, durability: Durability | None = None) -> None:
         self.r = client
         self.keys = keys
         self.ops = Ops(keys)
         self._scripts = register_all(client)
+        self.durability = durability if durability is not None and durability.replicas else None
+
+    @staticmethod
+    def _eval_args(call: Call) -> list[Any]:
+        """EVAL's arguments for `call`: the script's source itself. Used when a server answers
+        NOSCRIPT: a new master after a failover (Redis replicates no script cache), reached by a
+        connection other than the one that loaded it. EVAL also caches it there."""
+        return [source(call.script), len(call.keys), *call.keys, *call.args]
 
     @staticmethod
     def _created(task: Task, reply: Reply) -> Task:
@@ -294,7 +308,48 @@ class TaskStore(_Store):
     """Synchronous store for the consumer, the worker and the scheduler."""
 
     def _run(self, call: Call) -> Any:
-        return self._scripts[call.script](keys=call.keys, args=call.args, client=self.r)
+        try:
+            return self._scripts[call.script](keys=call.keys, args=call.args, client=self.r)
+        except NoScriptError:  # loaded, then sent on another pooled connection that reached another server
+            return self.r.eval(*self._eval_args(call))
+
+    def _send_acked(self, call: Call, durability: Durability) -> tuple[Reply, int]:
+        """The script and a WAIT on one connection: its reply, and how many replicas acknowledged."""
+        for by_source in (False, True):
+            pipe = self.r.pipeline(transaction=False)
+            if by_source:
+                pipe.eval(*self._eval_args(call))
+            else:
+                self._scripts[call.script](keys=call.keys, args=call.args, client=pipe)
+            pipe.execute_command(*durability.wait_command)
+            try:
+                reply, acked = pipe.execute()
+                return reply, int(acked)
+            except NoScriptError:
+                continue
+        raise AssertionError("unreachable: EVAL does not answer NOSCRIPT")
+
+    def _run_durable(self, call: Call) -> Any:
+        """Run a report and confirm it reached the replicas. Unconfirmed, it is sent again until
+        it is (REDIS_OUTAGE_PATIENCE at most). A repeat refused because the task is no longer
+        ACTIVE under this token means the first send landed (or a newer attempt took over): so
+        an outcome reached during a failover is recorded once Redis is back, never lost."""
+        if self.durability is None:
+            return self._run(call)
+        deadline = time.monotonic() + self.durability.patience
+        landed: Reply | None = None  # a send that went through, not yet confirmed
+        while True:
+            reply, acked = self._send_acked(call, self.durability)
+            wrote = reply[0] == "ok"
+            try:
+                self.durability.confirm(self.r, acked if wrote else None)
+            except NotReplicated:
+                if time.monotonic() > deadline:
+                    raise
+                landed = reply if wrote else landed
+                time.sleep(0.5)
+                continue
+            return reply if wrote else landed or reply
 
     # --- submit and read ------------------------------------------------------------------
     def create(self, task: Task) -> Task:
@@ -360,7 +415,7 @@ class TaskStore(_Store):
     ) -> None:  # fmt: skip
         """ACTIVE → COMPLETED with the result, and the model and token usage when the provider said."""
         call = self.ops.complete(task_id, consumer_id, token, result, provider, model, usage)
-        check(self._run(call), task_id, "complete")
+        check(self._run_durable(call), task_id, "complete")
 
     def take_token(self, bucket: str, rate: float, burst: float, cost: float = 1) -> float:
         """Take `cost` tokens from the shared bucket `bucket`: 0.0 when granted, else the seconds
@@ -398,10 +453,10 @@ class TaskStore(_Store):
         """ACTIVE → SCHEDULED after `delay` seconds, spending one retry unless `spend` is False (a
         rate limit); returns the retry count."""
         call = self.ops.schedule_retry(task_id, consumer_id, token, int(delay * 1000), error, error_type, spend)
-        return int(check(self._run(call), task_id, "schedule a retry")[1])
+        return int(check(self._run_durable(call), task_id, "schedule a retry")[1])
 
     def fail(self, task_id: str, consumer_id: str, token: str, target: State, error: str, error_type: str) -> None:
-        check(self._run(self.ops.fail(task_id, consumer_id, token, target, error, error_type)), task_id, "fail")
+        check(self._run_durable(self.ops.fail(task_id, consumer_id, token, target, error, error_type)), task_id, "fail")
 
     def release(self, task_id: str, consumer_id: str, token: str, reason: str, error_type: str) -> None:
         """ACTIVE → PENDING at the head of the primary list, no retry spent: the attempt was given
@@ -445,15 +500,45 @@ class AsyncTaskStore(_Store):
     """Asyncio store for the API: submit, read, list and operator transitions."""
 
     async def _run(self, call: Call) -> Any:
-        return await self._scripts[call.script](keys=call.keys, args=call.args, client=self.r)
+        try:
+            return await self._scripts[call.script](keys=call.keys, args=call.args, client=self.r)
+        except NoScriptError:  # as in TaskStore._run
+            return await self.r.eval(*self._eval_args(call))
+
+    async def _run_durable(self, call: Call) -> Any:
+        """Run a submit and confirm it reached the replicas, or raise NotReplicated (a 503: the
+        client's retry with the same Idempotency-Key gets the tasks, or creates them on the new
+        master if the failover discarded them)."""
+        if self.durability is None:
+            return await self._run(call)
+        reply, acked = await self._send_acked(call, self.durability)
+        await self.durability.confirm_async(self.r, acked if reply[0] in ("ok", "duplicate") else None)
+        return reply
+
+    async def _send_acked(self, call: Call, durability: Durability) -> tuple[Reply, int]:
+        """As TaskStore._send_acked."""
+        for by_source in (False, True):
+            pipe = self.r.pipeline(transaction=False)
+            if by_source:
+                pipe.eval(*self._eval_args(call))
+            else:
+                await self._scripts[call.script](keys=call.keys, args=call.args, client=pipe)
+            pipe.execute_command(*durability.wait_command)
+            try:
+                reply, acked = await pipe.execute()
+                return reply, int(acked)
+            except NoScriptError:
+                continue
+        raise AssertionError("unreachable: EVAL does not answer NOSCRIPT")
 
     async def create(self, task: Task) -> Task:
-        return self._created(task, await self._run(self.ops.create([task])))
+        return self._created(task, await self._run_durable(self.ops.create([task])))
 
     async def create_many(self, tasks: list[Task], idempotency_key: str = "", retention_ms: int = 0) -> Created:
         """Store and queue `tasks` in one atomic step. With an `idempotency_key`, a key already
         used within `retention_ms` creates nothing and returns the ids it created then."""
-        return self._created_many(tasks, await self._run(self.ops.create(tasks, idempotency_key, retention_ms)))
+        call = self.ops.create(tasks, idempotency_key, retention_ms)
+        return self._created_many(tasks, await self._run_durable(call))
 
     async def history(self, task_id: str) -> list[dict[str, Any]]:
         """The task's audit trail, oldest first: state changes, each with its error if it had one."""

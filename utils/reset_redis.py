@@ -23,14 +23,13 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from urllib.parse import urlsplit
 
 import redis
 from kombu.transport.redis import Channel
 
 from core.errors import AsyncTaskFlowError
 from core.keys import Keys
-from core.redis import sync_client
+from core.redis import redis_location, sync_client
 from core.settings import Settings, get_settings
 from core.states import State
 from core.store import TaskStore
@@ -144,12 +143,6 @@ def reset_broker(broker: redis.Redis, keys: Keys) -> dict[str, int]:
     return deleted
 
 
-def where(settings: Settings) -> str:
-    """The server and database, without the password."""
-    url = urlsplit(settings.redis_url)
-    return f"{url.scheme}://{url.hostname}:{url.port or 6379}{url.path or '/0'}"
-
-
 def delete(client: redis.Redis, patterns: list[str]) -> dict[str, int]:
     return {pattern: unlink(client, names) for pattern, names in scan(client, patterns).items()}
 
@@ -163,7 +156,7 @@ def report(title: str, deleted: dict[str, int]) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     keys = Keys(settings.redis_key_prefix)
     client = sync_client(settings)
-    print(f"Redis {where(settings)}, key prefix {settings.redis_key_prefix!r}")
+    print(f"Redis {redis_location(settings)}, key prefix {settings.redis_key_prefix!r}")
     print("\n".join(describe(snapshot(client, keys))))
     if not args.confirm:
         print("nothing changed; run again with --confirm to delete (see --help)")
@@ -172,7 +165,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"handed back to the queue: {drain(TaskStore(client, keys), client, keys)}")
     report("deleted keys", delete(client, runtime_patterns(keys) if args.keep_tasks else keys.all_patterns))
     if args.broker:
-        broker = sync_client(settings.model_copy(update={"redis_url": settings.celery_broker_url}))
+        broker = sync_client(settings, db=settings.celery_broker_db)
         report(f"deleted from the broker (database {settings.celery_broker_db})", reset_broker(broker, keys))
     print("\n".join(describe(snapshot(client, keys))))
     return 0

@@ -8,6 +8,7 @@ import math
 from celery import Celery
 
 from core.keys import Keys
+from core.redis import celery_transport_options
 from core.settings import Settings, get_settings
 
 RUN_TASK = "asynctaskflow.run"
@@ -15,8 +16,12 @@ RUN_TASK = "asynctaskflow.run"
 
 def create_celery(settings: Settings) -> Celery:
     app = Celery("asynctaskflow", broker=settings.celery_broker_url, include=["worker.tasks"])
-    app.conf.broker_transport = "worker.transport:Transport"  # no ack emulation (see there)
     app.conf.update(
+        # No ack emulation (see there); under Sentinel, kombu's Sentinel transport underneath.
+        broker_transport=f"worker.transport:{'SentinelTransport' if settings.sentinel_addresses else 'Transport'}",
+        broker_transport_options=celery_transport_options(settings),
+        # Reconnect for ever, never stop the worker: a Redis failover or restart is a pause.
+        broker_connection_max_retries=None,
         # Acked when the attempt starts: a worker that dies mid-attempt loses the message, and
         # the lease reaper (which owns recovery) gives the task back; Celery's own redelivery
         # would only bring a stale copy later.

@@ -12,7 +12,7 @@ import time
 from core.errors import LLMError, StaleAttempt, TaskNotFound
 from core.keys import Keys
 from core.policy import Outcome, RetryPolicy
-from core.redis import sync_client
+from core.redis import Durability, sync_client
 from core.settings import Settings
 from core.states import State
 from core.store import TaskStore, claimed_task
@@ -40,7 +40,7 @@ class Runner:
     def __init__(self, settings: Settings, provider: Provider | None = None) -> None:
         keys = Keys(settings.redis_key_prefix)
         self.settings = settings
-        self.store = TaskStore(sync_client(settings, patient=True), keys)
+        self.store = TaskStore(sync_client(settings, patient=True), keys, Durability(settings))
         self.breaker = PausableBreaker(settings, sync_client(settings, decode=False), BREAKER_READ_SECONDS)
         self.provider = provider or build_provider(settings)
         # The offline summarizer makes no network call: no rate limit, no call metrics.

@@ -18,6 +18,7 @@ from api.deps import BreakerDep, KeyRingDep, SettingsDep, StoreDep
 from api.errors import REDIS_DOWN, redact_url, scrub
 from api.routes.openrouter import provider_pause
 from api.schemas import Breaker, Diagnostics, ErrorBody, Health, Probe, WorkerInfo, Workers
+from core.redis import celery_transport_options
 from core.settings import Settings
 from core.store import AsyncTaskStore
 
@@ -164,6 +165,7 @@ def _inspect(settings: Settings, expected: int) -> dict[str, dict[str, Any] | No
 
     app = Celery("asynctaskflow-inspect", broker=settings.celery_broker_url, set_as_current=False)
     app.conf.broker_connection_retry = False
+    app.conf.broker_transport_options = celery_transport_options(settings)
     app.conf.broker_connection_timeout = settings.diagnostics_timeout
     try:
         inspect = app.control.inspect(timeout=settings.diagnostics_timeout, limit=expected or None)

@@ -14,7 +14,13 @@ if idem ~= '' then
   if seen then
     local ids = cjson.decode(seen)
     -- A key whose tasks were deleted meanwhile is free again.
-    if redis.call('EXISTS', ARGV[2] .. ids[1]) == 1 then return {'duplicate', seen} end
+    if redis.call('EXISTS', ARGV[2] .. ids[1]) == 1 then
+      -- Written again (same TTL), so that a WAIT after this replay also covers the first submit,
+      -- which an earlier WAIT may not have seen replicated (REDIS_MIN_REPLICAS_ACK).
+      local ttl = redis.call('PTTL', idem)
+      if ttl > 0 then redis.call('PEXPIRE', idem, ttl) end
+      return {'duplicate', seen}
+    end
   end
 end
 local tasks = {}

@@ -104,3 +104,28 @@ def test_prefetch_sets_the_consumers_capacity_celerys_reservation_and_the_lease(
     assert create_celery(some).conf.worker_prefetch_multiplier * 64 >= 72, "Celery lets every dispatched task in"
     assert create_celery(none).conf.worker_prefetch_multiplier == 1
     assert Settings(celery_worker_concurrency=4, worker_prefetch=8).consumer_capacity == 8, "one wait per thread"
+
+
+def test_sentinel_settings_give_the_sentinels_and_kombus_broker_url() -> None:
+    s = Settings(
+        redis_url="redis://:pw@ignored:6379/2",
+        redis_sentinels=" s1:26379, [::1]:26380 ,",
+        redis_sentinel_master="atf",
+        celery_broker_db=3,
+    )
+    assert s.sentinel_addresses == [("s1", 26379), ("::1", 26380)]
+    # One sentinel:// URL per sentinel, REDIS_URL's password, the broker's database.
+    assert s.celery_broker_url == "sentinel://:pw@s1:26379/3;sentinel://:pw@[::1]:26380/3"
+
+
+@pytest.mark.parametrize(
+    ("sentinels", "master", "message"),
+    [
+        ("s1:26379", "", "REDIS_SENTINEL_MASTER"),
+        ("s1", "atf", "host:port"),
+        ("s1:port", "atf", "host:port"),
+    ],
+)
+def test_bad_sentinel_settings_are_refused_at_start(sentinels: str, master: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(redis_sentinels=sentinels, redis_sentinel_master=master)

@@ -16,11 +16,12 @@ import pytest
 import redis
 
 from core.keys import Keys
+from core.redis import redis_location
 from core.settings import Settings
 from core.states import State
 from core.store import TaskStore, new_token
 from core.task import Task
-from utils.reset_redis import main, where
+from utils.reset_redis import main
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER_DB = 3
@@ -165,4 +166,6 @@ def test_the_module_runs_as_a_command(store: TaskStore, settings: Settings, tmp_
 
 def test_the_password_is_never_printed() -> None:
     settings = Settings(_env_file=None, redis_url="redis://:s3cret@redis:6380/4")
-    assert where(settings) == "redis://redis:6380/4"
+    assert redis_location(settings) == "redis://redis:6380/4"
+    sentinel = settings.model_copy(update={"redis_sentinels": "s1:26379,s2:26379", "redis_sentinel_master": "m"})
+    assert redis_location(sentinel) == "sentinel master 'm' via s1:26379,s2:26379, database 4"
