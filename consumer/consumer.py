@@ -66,7 +66,11 @@ class WorkerWatch:
     A new boot id means the worker was replaced: lost at once. A missing beat means lost only
     once it stayed missing for `grace` seconds of successful reads: after a Redis restart longer
     than HEARTBEAT_TTL every beat has expired, and a live worker needs a beat interval (and a
-    reconnect) to write its own again; taking that for a death would run its attempts twice."""
+    reconnect) to write its own again; taking that for a death would run its attempts twice.
+
+    A boot id seen before coming back means two workers beat under one WORKER_ID (a
+    misconfiguration: they also share a queue); a change of id then proves nothing, and only a
+    missing beat counts, instead of a hand-back at every look."""
 
     def __init__(self, read: Callable[[], str | None], grace: float, ttl: float = 0.25) -> None:
         self._read = read
@@ -76,6 +80,8 @@ class WorkerWatch:
         self._alive = False
         self._read_at = -ttl
         self._missing_since: float | None = None
+        self._boots: set[str] = set()
+        self.shared = False  # two workers beat under one WORKER_ID
 
     def check(self) -> tuple[bool, bool]:
         """(alive, lost): `alive` while a worker beats; `lost` once, when the worker seen before
@@ -86,9 +92,13 @@ class WorkerWatch:
         self._read_at = now
         boot = self._read()  # a RedisError leaves everything as it was: an outage proves nothing
         if boot is not None:
-            lost = self._seen is not None and boot != self._seen
+            changed = self._seen is not None and boot != self._seen
+            if changed and boot in self._boots and not self.shared:
+                self.shared = True
+                log.error("two Celery workers beat as this container's WORKER_ID: give each its own")
+            self._boots.add(boot)
             self._seen, self._alive, self._missing_since = boot, True, None
-            return True, lost
+            return True, changed and not self.shared
         self._alive = False
         self._missing_since = self._missing_since if self._missing_since is not None else now
         lost = self._seen is not None and now - self._missing_since >= self._grace

@@ -305,3 +305,18 @@ def test_a_beat_missing_only_for_a_moment_is_no_lost_worker() -> None:
     assert watch.check() == (True, False), "a new worker after a lost one: nothing more to hand back"
     worker.boot = "host:3:cc"
     assert watch.check() == (True, True), "replaced without a gap: lost at once"
+
+
+def test_two_workers_under_one_worker_id_are_no_endless_replacement() -> None:
+    """A misconfiguration (two containers with one WORKER_ID): their beats alternate. The first
+    change looks like a replacement; an id coming back shows it is not, and no more hand-backs."""
+    worker = _Worker()
+    watch = WorkerWatch(worker.read, grace=10, ttl=0)
+    worker.boot = "host:1:aa"
+    assert watch.check() == (True, False)
+    worker.boot = "host:2:bb"
+    assert watch.check() == (True, True)
+    worker.boot = "host:1:aa"
+    assert watch.check() == (True, False) and watch.shared
+    worker.boot = "host:2:bb"
+    assert watch.check() == (True, False)
