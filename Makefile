@@ -3,22 +3,37 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: install run test chaos lint clean frontend screenshots bench
+.PHONY: install run test test-fast chaos lint clean frontend screenshots bench
 
+# pip's own progress (one line per package) rather than --quiet: the install takes a minute or
+# two, and a silent minute looks like a hang.
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=python3.11)")'
+	@echo "Creating $(VENV) and installing the dependencies (a minute or two on a fresh machine)"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --upgrade --progress-bar off pip
+	$(PY) -m pip install --progress-bar off -e '.[test]'
 	@touch $@
 
 install: $(VENV)/.installed
 
+# A Ctrl-C is how `make run` is meant to end: utils.run then exits 0 once everything stopped, so
+# make does not report it as an error ("make: *** Error 130").
 run: install
 	$(PY) -m utils.run
 
+# Two pytest workers for the tests that start no process stack (most of their time is waiting,
+# not CPU), then the stack tests one at a time (each starts Redis, Celery workers, consumers...).
+PYTEST_FAST := $(PY) -m pytest -n 2 -m "not stack"
+
 test: install lint frontend
-	$(PY) -m pytest
+	$(PYTEST_FAST)
+	$(PY) -m pytest -m stack
+
+# Under a minute: pure logic, the Lua scripts on fakeredis and a private real Redis, the API in
+# process; no stack of processes (those run in `make test`).
+test-fast: install
+	$(PYTEST_FAST)
 
 # The dashboard: `npm ci` from the lock and `npm run build` when its sources changed, then its
 # Vitest component tests (skipped with a message without Node.js >= 20.19). Its browser tests

@@ -13,6 +13,18 @@ from core.store import DURATION_BUCKETS_MS, Durations
 
 BREAKER_STATES = ("closed", "open", "half-open")
 
+# Every transition counter the scripts move (`counter = '…'` in core/scripts/*.lua; a test holds
+# this list complete). Each is exported from the first scrape, at 0 until it moves, so a
+# `rate()` alert on, say, `dead` works before the first task ever died.
+TASK_EVENTS = (
+    "submitted", "started", "taken_primary", "taken_retry", "completed", "failed", "dead", "retried",
+    "postponed", "released", "recovered", "requeued", "requeued_failed", "requeued_cancelled", "promoted",
+    "cancelled", "deleted", "expired",
+)  # fmt: skip
+# Counters in the same hash that count LLM tokens, not transitions: their own metric, by kind,
+# so that `sum(rate(atf_task_events_total[5m]))` adds up events only.
+TOKEN_COUNTERS = {"prompt_tokens": "prompt", "completion_tokens": "completion"}
+
 
 @dataclass
 class Snapshot:
@@ -28,11 +40,24 @@ class Snapshot:
     retry_ratio: float
 
 
+# Run times are whole milliseconds, so a run of m ms stands for [m - 0.5, m + 0.5). Below this
+# bound the buckets are one millisecond wide, and each is exposed with its upper bound half a
+# millisecond up (the same counts: no whole-ms run lies between b and b + 0.5), so that
+# histogram_quantile's interpolation centres on m: with `le="0.005"` it put a 5 ms run at 4.5 ms.
+WHOLE_MS_BUCKETS_UNTIL = 10
+
+
+def _le(bound_ms: int) -> str:
+    """The `le` label (seconds) of the bucket whose upper bound is `bound_ms` whole milliseconds."""
+    upper = bound_ms + 0.5 if bound_ms <= WHOLE_MS_BUCKETS_UNTIL else bound_ms
+    return repr(upper / 1000)
+
+
 def _histogram(durations: Durations) -> HistogramMetricFamily:
     cumulative, buckets = 0, []
     for bound, count in zip(DURATION_BUCKETS_MS, durations.counts, strict=True):
         cumulative += count
-        buckets.append((str(bound / 1000), cumulative))
+        buckets.append((_le(bound), cumulative))
     buckets.append(("+Inf", cumulative + durations.overflow))
     family = HistogramMetricFamily("atf_task_duration_seconds", "Run time of completed attempts.")
     family.add_metric([], buckets, sum_value=durations.sum_ms / 1000)
@@ -46,14 +71,24 @@ def _gauge(name: str, doc: str, label: str, values: dict[str, int]) -> GaugeMetr
     return family
 
 
+def _counters(totals: dict[str, int]) -> Iterator[Metric]:
+    """Transitions by event (every known one, 0 until it moves), and LLM tokens by kind."""
+    events = CounterMetricFamily("atf_task_events", "Transitions counted by the scripts, by kind.", labels=["event"])
+    names = set(TASK_EVENTS) | {n for n in totals if n not in TOKEN_COUNTERS}
+    for name in sorted(names):
+        events.add_metric([name], totals.get(name, 0))
+    yield events
+    tokens = CounterMetricFamily("atf_llm_tokens", "LLM tokens of completed attempts, by kind.", labels=["kind"])
+    for field, kind in TOKEN_COUNTERS.items():
+        tokens.add_metric([kind], totals.get(field, 0))
+    yield tokens
+
+
 def families(s: Snapshot) -> Iterator[Metric]:
     """The metric families of one snapshot."""
     yield _gauge("atf_queue_depth", "Length of each queue structure.", "queue", s.depths)
     yield _gauge("atf_tasks", "Tasks in each state now.", "state", s.states)
-    events = CounterMetricFamily("atf_task_events", "Transitions counted by the scripts, by kind.", labels=["event"])
-    for name, value in sorted(s.totals.items()):
-        events.add_metric([name], value)
-    yield events
+    yield from _counters(s.totals)
     yield _histogram(s.durations)
     breaker = {state: int(state == s.breaker) for state in BREAKER_STATES}
     yield _gauge("atf_circuit_breaker_state", "1 for the shared breaker's current state.", "state", breaker)

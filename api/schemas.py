@@ -310,9 +310,11 @@ class Health(BaseModel):
 
 
 class Probe(BaseModel):
-    """Answer of /live and /ready."""
+    """Answer of /live and /ready; `service` names it, so a probe is not fooled by another
+    program on the port (utils/probe.py)."""
 
     status: Literal["ok", "unavailable"]
+    service: Literal["asynctaskflow"] = "asynctaskflow"
 
 
 class WorkerInfo(BaseModel):

@@ -9,16 +9,22 @@ from core.store import DURATION_BUCKETS_MS, Durations
 
 
 def quantile(durations: Durations, q: float) -> float | None:
-    """The q-quantile (0 < q < 1) of the run times in ms, interpolated linearly inside its bucket
-    (as Prometheus' histogram_quantile does); None before any run. Past the last bound, the last
-    bound is the best the histogram knows."""
+    """The q-quantile (0 < q < 1) of the run times in ms; None before any run.
+
+    Interpolated linearly inside its bucket, as Prometheus' histogram_quantile does, but over the
+    whole milliseconds the bucket can hold (run times are whole ms): (lower, upper] holds
+    lower+1 … upper, so a bucket one millisecond wide gives its value exactly, where plain
+    interpolation would say 4.5 for a run of 5 ms. The buckets are at most 10 % wide, so the
+    estimate is within 10 % of the true quantile. Past the last bound, the last bound is the best
+    the histogram knows."""
     if durations.count == 0:
         return None
     rank = q * durations.count
     seen, lower = 0, 0
     for bound, count in zip(DURATION_BUCKETS_MS, durations.counts, strict=True):
         if count and seen + count >= rank:
-            return float(lower + (bound - lower) * (rank - seen) / count)
+            first = lower + 1  # the smallest whole ms in this bucket
+            return round(first + (bound - first) * (rank - seen) / count, 1)
         seen, lower = seen + count, bound
     return float(DURATION_BUCKETS_MS[-1])
 

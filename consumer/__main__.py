@@ -10,7 +10,7 @@ from collections.abc import Callable
 from celery import Celery
 from redis.exceptions import RedisError
 
-from consumer.consumer import BreakerGate, Consumer, Dispatch
+from consumer.consumer import BreakerGate, Consumer, Dispatch, WorkerWatch
 from consumer.service import every, repeat, stop_on_signals
 from core.keys import Keys
 from core.logs import setup_logging
@@ -37,14 +37,18 @@ def celery_dispatch(app: Celery, queue: str) -> Dispatch:
     return dispatch
 
 
-def serve(settings: Settings, stop: threading.Event, grace: Callable[[], float] | None = None) -> None:
-    """Take and dispatch tasks until `stop` is set, then drain: wait up to `grace()` seconds
-    (CONSUMER_SHUTDOWN_GRACE by default) for the tasks in flight, and hand back the rest."""
+def serve(settings: Settings, stop: threading.Event, worker_died: Callable[[], bool] = lambda: False) -> None:
+    """Take and dispatch tasks until `stop` is set, then drain: wait up to CONSUMER_SHUTDOWN_GRACE
+    for the tasks in flight, and hand back the rest. When `worker_died()` says the worker is
+    already gone (the container's supervisor saw it exit), what it held is handed back at once,
+    as when the worker's beat stops (Consumer.worker_lost)."""
     keys = Keys(settings.redis_key_prefix)
     store = TaskStore(sync_client(settings, blocking_seconds=settings.consumer_block_seconds), keys)
     queue = keys.dispatch_queue(settings.worker_id)
     gate = BreakerGate(SharedBreaker(settings, sync_client(settings, decode=False)))
-    consumer = Consumer(settings, store, celery_dispatch(celery_app, queue), gate)
+    # Two beat intervals of grace: after a Redis restart the worker needs one to beat again.
+    worker = WorkerWatch(lambda: store.worker_beat(settings.worker_id), grace=2 * settings.heartbeat_interval)
+    consumer = Consumer(settings, store, celery_dispatch(celery_app, queue), gate, worker=worker)
     repeat(consumer.beat, stop, once=True)  # registered before the first task can be moved in flight
     # The heartbeat outlives the fetch loop: while the consumer drains, its tasks are still its
     # own, and an expired heartbeat would let the reaper take them (spending a retry each).
@@ -57,8 +61,11 @@ def serve(settings: Settings, stop: threading.Event, grace: Callable[[], float] 
 
     log.info("consumer %s started: queue %s, %d slots", consumer.id, queue, consumer.capacity)
     repeat(consumer.run_once, stop)
-    seconds = grace() if grace is not None else settings.consumer_shutdown_grace
+    seconds = settings.consumer_shutdown_grace
     try:
+        if worker_died():  # a dead worker finishes nothing: no grace to wait for
+            consumer.worker_lost()
+            seconds = 0.0
         returned = consumer.drain(seconds, on_leave=stop_beating)
     except RedisError:
         log.warning("consumer %s: Redis away at shutdown; the reaper recovers its tasks", consumer.id)

@@ -59,6 +59,54 @@ class BreakerGate:
         return "probe" if raw == "half-open" or self._breaker.seconds_left() == 0.0 else "open"
 
 
+class WorkerWatch:
+    """Is this container's Celery worker there, and still the one this consumer dispatched to?
+    `read` returns the worker's boot id (None while none beats); read at most every `ttl` s.
+
+    A new boot id means the worker was replaced: lost at once. A missing beat means lost only
+    once it stayed missing for `grace` seconds of successful reads: after a Redis restart longer
+    than HEARTBEAT_TTL every beat has expired, and a live worker needs a beat interval (and a
+    reconnect) to write its own again; taking that for a death would run its attempts twice.
+
+    A boot id seen before coming back means two workers beat under one WORKER_ID (a
+    misconfiguration: they also share a queue); a change of id then proves nothing, and only a
+    missing beat counts, instead of a hand-back at every look."""
+
+    def __init__(self, read: Callable[[], str | None], grace: float, ttl: float = 0.25) -> None:
+        self._read = read
+        self._grace = grace
+        self._ttl = ttl
+        self._seen: str | None = None
+        self._alive = False
+        self._read_at = -ttl
+        self._missing_since: float | None = None
+        self._boots: set[str] = set()
+        self.shared = False  # two workers beat under one WORKER_ID
+
+    def check(self) -> tuple[bool, bool]:
+        """(alive, lost): `alive` while a worker beats; `lost` once, when the worker seen before
+        stopped beating or another took its place (what was dispatched to it is gone with it)."""
+        now = time.monotonic()
+        if now - self._read_at < self._ttl:
+            return self._alive, False
+        self._read_at = now
+        boot = self._read()  # a RedisError leaves everything as it was: an outage proves nothing
+        if boot is not None:
+            changed = self._seen is not None and boot != self._seen
+            if changed and boot in self._boots and not self.shared:
+                self.shared = True
+                log.error("two Celery workers beat as this container's WORKER_ID: give each its own")
+            self._boots.add(boot)
+            self._seen, self._alive, self._missing_since = boot, True, None
+            return True, changed and not self.shared
+        self._alive = False
+        self._missing_since = self._missing_since if self._missing_since is not None else now
+        lost = self._seen is not None and now - self._missing_since >= self._grace
+        if lost:
+            self._seen = None
+        return False, lost
+
+
 class Consumer:
     """One consumer per worker container; `run_once` takes and dispatches at most one task."""
 
@@ -69,11 +117,13 @@ class Consumer:
         dispatch: Dispatch,
         gate: BreakerGate | None = None,
         rng: Callable[[], float] = random.random,
+        worker: WorkerWatch | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.dispatch = dispatch
         self.gate = gate
+        self.worker = worker
         self.rng = rng
         self.id = f"{settings.worker_id}:{os.getpid()}:{secrets.token_hex(3)}"
         self.capacity = settings.consumer_capacity
@@ -90,11 +140,12 @@ class Consumer:
         """Take one task if the worker has a free slot and the breaker allows; dispatch it.
         Returns the task id, or None when nothing was taken (full, paused, idle or skipped)."""
         self._release_undispatched()
+        if not self._worker_ready() or self._paused():
+            self._return_moved()
+            time.sleep(_PAUSED_WAIT)
+            return None
         if not self._has_free_slot():
             time.sleep(_FULL_WAIT)
-            return None
-        if self._paused():
-            time.sleep(_PAUSED_WAIT)
             return None
         # Kept until a claim answers: a claim whose reply was lost, sent again under the same
         # token, returns the task it took (claim_task.lua), which would otherwise sit ACTIVE in
@@ -105,6 +156,11 @@ class Consumer:
         if claim.status == "empty":
             self._moved = self.store.wait_for_new(self.id, self.settings.consumer_block_seconds)
             if self._moved is None:
+                return None
+            # The wait lasted up to CONSUMER_BLOCK_SECONDS: ask again before claiming, or an idle
+            # consumer would start a task the breaker opened against meanwhile.
+            if not self._worker_ready() or self._paused():
+                self._return_moved()
                 return None
             claim = self._claim_moved(token)
         self._claim_token = None
@@ -129,6 +185,41 @@ class Consumer:
         claim = self.store.claim(self.id, token, False, moved_id=self._moved or "")
         self._moved = None
         return claim
+
+    def _return_moved(self) -> None:
+        """Give an id BLMOVE moved in, unclaimed, back to the head of the primary list."""
+        if self._moved:
+            self.store.return_moved(self.id, self._moved)
+            log.debug("task %s returned to the queue unclaimed: not taking work now", self._moved)
+            self._moved = None
+
+    def _worker_ready(self) -> bool:
+        """True while this container's Celery worker beats. When the worker dispatched to is
+        gone or was replaced, what it held is lost with it (its prefetched messages too): hand
+        those tasks back now rather than leave them ACTIVE until their lease runs out."""
+        if self.worker is None:
+            return True
+        alive, lost = self.worker.check()
+        if lost:
+            self.worker_lost()
+        return alive
+
+    def worker_lost(self) -> None:
+        """Give back every task dispatched to a worker that is gone. The worker starts attempts in
+        dispatch order on its CELERY_WORKER_CONCURRENCY threads, so only the oldest that many
+        tasks still in flight can have reached the LLM: those are recovered as the reaper would
+        (a retry spent, so a task that kills its worker every time still ends in the DLQ); the
+        rest were only waiting and go back to the head of the queue, spending nothing."""
+        self._return_moved()
+        reason = "the Celery worker of this consumer stopped or was replaced"
+        ids = self.store.inflight_ids(self.id)  # oldest claim first
+        running = self.settings.celery_worker_concurrency
+        recovered = sum(self.store.recover(tid, self.id, "", reason) in ("requeued", "dead") for tid in ids[:running])
+        # Newest first: each goes to the head of the queue, so they end there in their own order.
+        released = sum(self._hand_back(tid, reason, "worker_lost") for tid in reversed(ids[running:]))
+        self._inflight_estimate = 0
+        log.warning("consumer %s: its worker is gone or was replaced; %d task(s) that may have run recovered, "
+                    "%d waiting task(s) handed back unspent", self.id, recovered, released)  # fmt: skip
 
     def _release_undispatched(self) -> None:
         """Put tasks whose dispatch failed back at the head of the queue, spending no retry."""
@@ -191,18 +282,20 @@ class Consumer:
         while self.store.inflight_count(self.id) and time.monotonic() < deadline:
             time.sleep(0.1)
         self._release_undispatched()
-        returned = 0
-        for task_id in self.store.inflight_ids(self.id):
-            returned += self._hand_back(task_id)
+        self._return_moved()
+        reason = "consumer stopped before the task finished"
+        # Newest first: each goes to the head of the queue, so they end there in their own order.
+        returned = sum(self._hand_back(task_id, reason) for task_id in reversed(self.store.inflight_ids(self.id)))
         on_leave()
         self.store.leave(self.id)
         return returned
 
-    def _hand_back(self, task_id: str) -> bool:
-        reason = "consumer stopped before the task finished"
+    def _hand_back(self, task_id: str, reason: str, error_type: str = "shutdown") -> bool:
+        """Release one of our tasks to the head of the queue, spending no retry (its attempt was
+        cut short by us, or never started)."""
         try:
-            self.store.release(task_id, self.id, self.store.get(task_id).attempt, reason, "shutdown")
+            self.store.release(task_id, self.id, self.store.get(task_id).attempt, reason, error_type)
         except AsyncTaskFlowError:  # not ours any more, or never claimed: the general sweep decides
             return self.store.recover(task_id, self.id, "", reason) == "requeued"
-        log.info("task %s handed back on shutdown", task_id)
+        log.info("task %s handed back: %s", task_id, reason)
         return True

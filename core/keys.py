@@ -107,6 +107,12 @@ class Keys:
         """JSON string with a TTL: a consumer/worker pair is alive while this exists."""
         return self._k(f"worker:heartbeat:{consumer_id}")
 
+    def worker_beat(self, worker_id: str) -> str:
+        """String with a TTL: the boot id of container `worker_id`'s Celery worker, refreshed while
+        it runs; its consumer pauses while it is missing and hands its tasks back when it goes
+        away or changes (the worker died, or was replaced)."""
+        return self._k(f"worker:celery:{worker_id}")
+
     def consumer_stats(self, consumer_id: str) -> str:
         """Hash of one consumer's settled attempts (processed, completed, failed), with a TTL
         refreshed on each report, so the counts of stopped consumers go away by themselves."""
@@ -125,8 +131,9 @@ class Keys:
 
     @property
     def durations(self) -> str:
-        """Hash: histogram of completed attempts' run time (one field per bucket, plus sum and count)."""
-        return self._k("stats:durations")
+        """Hash: histogram of completed attempts' run time (one field per bucket, plus sum and count).
+        `:v2` since the buckets became fine (issue 21): the coarse one's fields meant other ranges."""
+        return self._k("stats:durations:v2")
 
     @property
     def throughput_seconds(self) -> str:

@@ -36,7 +36,10 @@ class Settings(BaseSettings):
 
     # API
     api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_port: int = Field(8000, ge=1, le=65535)
+    # The dashboard's port under `make run` (utils/frontend_server.py; compose publishes nginx's
+    # port with FRONTEND_PUBLISH instead).
+    frontend_port: int = Field(3000, ge=1, le=65535)
     max_content_chars: int = Field(100_000, gt=0)
     list_page_max: int = Field(500, gt=0)
     bulk_max_items: int = Field(100, gt=0)

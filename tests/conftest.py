@@ -68,3 +68,19 @@ def _no_user_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
     monkeypatch.chdir(Path(__file__).parent)
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+
+
+# Tests that start a stack of processes (API, Celery workers, consumers, scheduler, Sentinels,
+# nginx, a browser): `make test` runs them one at a time after the rest, `make test-fast` leaves
+# them out. By folder, and by the markers such tests carry, so a new folder of them is caught too.
+STACK_PATHS = ("integration", "chaos", "e2e", "fuzz", "deploy", "ha", "worker/test_container.py")
+STACK_MARKERS = ("integration", "chaos", "e2e", "fuzz")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = Path(__file__).parent
+    for item in items:
+        where = item.path.relative_to(tests).as_posix()
+        in_folder = any(where == p or where.startswith(p + "/") for p in STACK_PATHS)
+        if in_folder or any(item.get_closest_marker(m) for m in STACK_MARKERS):
+            item.add_marker(pytest.mark.stack)

@@ -30,7 +30,6 @@ from core.settings import get_settings
 log = logging.getLogger("frontend")
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIST = ROOT / "frontend" / "dist"
-DEFAULT_PORT = 3000
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # Per-hop headers (RFC 9110 §7.6.1) and the ones httpx/uvicorn set again for the next hop.
 HOP_BY_HOP = frozenset(
@@ -150,10 +149,11 @@ def default_api_url() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--port", type=int, default=None, help="default: FRONTEND_PORT (3000)")
     parser.add_argument("--api", default=None, help="the API's base URL (default: from API_HOST/API_PORT)")
     parser.add_argument("--dist", type=Path, default=DEFAULT_DIST)
     args = parser.parse_args(argv)
+    args.port = args.port or get_settings().frontend_port
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per proxied request is noise
     api_url = args.api or default_api_url()

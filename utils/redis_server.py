@@ -40,15 +40,16 @@ def reachable(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
-def start(port: int, workdir: Path, appendonly: bool = False) -> subprocess.Popen[bytes]:
-    """Run redis-server on 127.0.0.1:`port` with its files in `workdir`; returns once it answers."""
+def start(port: int, workdir: Path, appendonly: bool = False, timeout: float = 60) -> subprocess.Popen[bytes]:
+    """Run redis-server on 127.0.0.1:`port` with its files in `workdir`; returns once it answers
+    (within `timeout` s: generous, since a loaded machine starts even Redis slowly)."""
     workdir.mkdir(parents=True, exist_ok=True)
     args = [find_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)]
     args += ["--appendonly", "yes" if appendonly else "no", "--logfile", str(workdir / "redis.log")]
     # Its own session: a Ctrl-C in the terminal stops the services first, and they can still
     # hand back their work; the caller stops Redis last.
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + timeout
     while not reachable(f"redis://127.0.0.1:{port}/0", 0.2):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()

@@ -1,20 +1,29 @@
 """`make run`: the whole stack in one terminal (api, Celery worker, consumer, scheduler, and the
-dashboard on :3000) under honcho, on an embedded Redis when REDIS_URL is unreachable. The
-dashboard is rebuilt first when its sources changed; without a usable Node.js the rest runs
-without it. Ctrl-C stops all of it."""
+dashboard on FRONTEND_PORT, :3000) under honcho, on an embedded Redis when REDIS_URL is
+unreachable. The ports are checked first: a port already taken is named with the setting that
+moves it, before anything starts. The dashboard is rebuilt first when its sources changed;
+without a usable Node.js the rest runs without it. The addresses are printed once the API
+answers /ready as AsyncTaskFlow. Ctrl-C stops all of it."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from core.settings import get_settings
+import httpx
+
+from core.settings import Settings, get_settings
 from utils import frontend_build, redis_server
-from utils.frontend_server import DEFAULT_PORT
+from utils.probe import api_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +42,59 @@ def _embedded_redis(url: str) -> subprocess.Popen[bytes] | None:
 
 # The dashboard's process, added to the Procfile's for this run only: the Procfile lists what the
 # containers run (tests/deploy holds them equal), and compose serves the dashboard with nginx.
+# It reads FRONTEND_PORT itself.
 DASHBOARD = "frontend: python -m utils.frontend_server"
+
+
+# How long to wait for the API to answer /ready before saying so (a loaded machine is slow).
+READY_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Port:
+    """A port `make run` will listen on, and the setting that moves it."""
+
+    what: str
+    host: str
+    port: int
+    setting: str
+
+
+def _ports(settings: Settings) -> list[Port]:
+    return [
+        Port("the API", settings.api_host, settings.api_port, "API_PORT"),
+        Port("the dashboard", "127.0.0.1", settings.frontend_port, "FRONTEND_PORT"),
+    ]
+
+
+def _taken(port: Port) -> bool:
+    """True when something already listens there. SO_REUSEADDR as uvicorn binds, so a port left
+    in TIME_WAIT by the last run does not count as taken."""
+    with socket.socket(socket.AF_INET6 if ":" in port.host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((port.host, port.port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def _who(port: Port) -> str:
+    """Whose port it is, as far as we can tell: our own API answers /ready naming itself."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{port.port}") as client:
+        if api_ready(client, timeout=1.0):  # on this machine: answered in milliseconds, or not ours
+            return "AsyncTaskFlow's API already runs there (another `make run`?)"
+    return "another program listens there"
+
+
+def check_ports(settings: Settings) -> list[str]:
+    """One line per port already taken, naming the setting that moves it; empty when all are free."""
+    return [
+        f"port {p.port} for {p.what} is taken: {_who(p)}. Stop it, or move ours with {p.setting}=<port> "
+        f"in .env (or `{p.setting}=<port> make run`)."
+        for p in _ports(settings)
+        if _taken(p)
+    ]
 
 
 def _dashboard_ready() -> bool:
@@ -46,8 +107,23 @@ def _dashboard_ready() -> bool:
     except subprocess.CalledProcessError as exc:
         print(f"dashboard skipped: `{' '.join(map(str, exc.cmd))}` failed (exit code {exc.returncode})")
         return False
-    print(f"dashboard on http://127.0.0.1:{DEFAULT_PORT}")
     return True
+
+
+def _announce_when_ready(settings: Settings, with_dashboard: bool) -> None:
+    """Print the addresses once the API answers /ready as AsyncTaskFlow (not before: a stack
+    that dies at start-up must not have said "on http://…" first)."""
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
+    api = f"http://{host}:{settings.api_port}"
+    deadline = time.monotonic() + READY_TIMEOUT
+    with httpx.Client(base_url=api) as client:
+        while not api_ready(client):
+            if time.monotonic() > deadline:
+                print(f"make run: the API did not answer {api}/ready within {READY_TIMEOUT:.0f}s; see its lines above")
+                return
+            time.sleep(0.5)
+    dashboard = f", dashboard on http://127.0.0.1:{settings.frontend_port}" if with_dashboard else ""
+    print(f"make run: ready: API on {api} (docs {api}/docs){dashboard}. Ctrl-C stops everything.", flush=True)
 
 
 def _procfile(with_dashboard: bool) -> Path:
@@ -64,18 +140,25 @@ def _procfile(with_dashboard: bool) -> Path:
 def _supervise(command: list[str], env: dict[str, str]) -> int:
     """Run honcho until it ends. SIGTERM is passed on to it (so it stops every process before this
     script stops the embedded Redis); Ctrl-C reaches the whole terminal's group, so honcho is
-    already stopping them: wait for it."""
+    already stopping them: wait for it. A Ctrl-C is the normal way to stop: 0, not honcho's 130,
+    which make would print as "make: *** Error 130"."""
     proc = subprocess.Popen(command, cwd=ROOT, env=env)
     signal.signal(signal.SIGTERM, lambda signum, _frame: proc.send_signal(signum))
+    interrupted = False
     while True:
         try:
-            return proc.wait()
+            code = proc.wait()
+            return 0 if interrupted else code
         except KeyboardInterrupt:
-            continue
+            interrupted = True
 
 
 def main() -> int:
     settings = get_settings()
+    taken = check_ports(settings)
+    if taken:
+        print("make run: nothing started:", *taken, sep="\n  ", file=sys.stderr)
+        return 1
     redis_proc = _embedded_redis(settings.redis_url)
     provider = "offline extractive summarizer (no OPENROUTER_API_KEY)" if settings.llm_uses_offline else "OpenRouter"
     print(f"LLM provider: {provider}; API on http://{settings.api_host}:{settings.api_port}")
@@ -83,10 +166,13 @@ def main() -> int:
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = {**os.environ, "PATH": path, "PYTHONUNBUFFERED": "1"}
     try:
-        procfile = _procfile(_dashboard_ready())
+        with_dashboard = _dashboard_ready()
+        procfile = _procfile(with_dashboard)
+        threading.Thread(target=_announce_when_ready, args=(settings, with_dashboard), daemon=True).start()
         return _supervise([sys.executable, "-m", "honcho", "start", "-d", str(ROOT), "-f", str(procfile)], env)
-    except KeyboardInterrupt:  # during the build
-        return 130
+    except KeyboardInterrupt:  # during the build: stopped as asked, nothing else was started
+        print("make run: stopped")
+        return 0
     finally:
         if redis_proc is not None:
             redis_proc.terminate()

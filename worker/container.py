@@ -3,7 +3,8 @@ consumer, and it runs the Celery worker beside it as its one child process.
 
 Why together: a consumer dispatches only to the Celery queue its own worker reads, so one half
 without the other does nothing useful. When the worker dies, the consumer hands back its tasks
-and this process exits non-zero; when this process dies, the kernel stops the worker
+(Consumer.worker_lost: those that may have reached the LLM spend a retry, the waiting ones do
+not) and this process exits non-zero; when this process dies, the kernel stops the worker
 (PR_SET_PDEATHSIG). Either way the container's restart policy brings the pair back together.
 
 Why not a separate supervisor process: a third interpreter that only waits cost 41 MB of the
@@ -109,7 +110,7 @@ def run(settings: Settings, command: Sequence[str] = WORKER_COMMAND) -> int:
     worker.watch(stop)
     try:
         # A dead worker finishes nothing: its consumer hands its tasks back at once.
-        serve(settings, stop, grace=lambda: 0.0 if worker.died.is_set() else settings.consumer_shutdown_grace)
+        serve(settings, stop, worker_died=worker.died.is_set)
     finally:
         code = worker.stop()
     log.info("stopped: worker exit %s", code)

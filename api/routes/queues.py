@@ -189,7 +189,8 @@ async def purge_dead(store: StoreDep, settings: SettingsDep) -> Purged:
         deleted += done
         if done < batch:
             break
-    log.warning("%d dead tasks purged", deleted)
+    # Deleting data is worth a warning; finding nothing to delete is not.
+    log.log(logging.WARNING if deleted else logging.INFO, "%d dead tasks purged", deleted)
     return Purged(deleted=deleted)
 
 

@@ -117,9 +117,21 @@ async def submit_tasks(
     if created.replayed:
         log.info("submit replayed for an idempotency key: %s", ", ".join(created.ids))
         return created, await store.get_many(created.ids)
-    for task in tasks:
-        log.info("task %s submitted (%s, %d chars)", task.id, task_type, len(task.content))
+    _log_submitted(tasks, task_type)
     return created, tasks
+
+
+def _log_submitted(tasks: list[Task], task_type: str) -> None:
+    """One INFO line per submit: a bulk of 100 would otherwise write 100. Each id stays findable
+    at DEBUG, and in the task's own history."""
+    if len(tasks) == 1:
+        log.info("task %s submitted (%s, %d chars)", tasks[0].id, task_type, len(tasks[0].content))
+        return
+    chars = sum(len(t.content) for t in tasks)
+    first, last = tasks[0].id, tasks[-1].id
+    log.info("%d tasks submitted in bulk (%s, %d chars): %s … %s", len(tasks), task_type, chars, first, last)
+    for task in tasks:
+        log.debug("task %s submitted (%s, %d chars)", task.id, task_type, len(task.content))
 
 
 async def submit_task(store: AsyncTaskStore, settings: Settings, task_type: str, content: str) -> Task:

@@ -100,7 +100,7 @@ async def test_every_route_is_503_while_redis_is_down(
         "status": "unhealthy", "redis": "unreachable", "workers": None, "scheduler": None, "breaker": None,
         "problems": ["redis unreachable: nothing can be stored or read"], **OPEN,
     } | {"redis_url": response.json()["redis_url"]}  # fmt: skip
-    assert (await dead_redis_client.get("/ready")).json() == {"status": "unavailable"}
+    assert (await dead_redis_client.get("/ready")).json() == {"status": "unavailable", "service": "asynctaskflow"}
     assert (await dead_redis_client.get("/live")).status_code == 200
     assert "Traceback" not in caplog.text  # an outage is a warning, not a crash
 

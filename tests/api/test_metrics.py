@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.metrics import TASK_EVENTS, TOKEN_COUNTERS
 from core.states import State
 from core.store import TaskStore
 from tests.api.conftest import Pipeline, submit
 
 pytestmark = pytest.mark.anyio
+SCRIPTS = Path(__file__).resolve().parents[2] / "core" / "scripts"
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -60,4 +66,49 @@ async def test_metrics_of_an_empty_system_still_parse(client: httpx.AsyncClient)
     got = samples((await client.get("/metrics")).text)
     assert got[("atf_task_duration_seconds_count", ())] == 0
     assert got[("atf_queue_depth", (("queue", "retry"),))] == 0
-    assert not [k for k in got if k[0] == "atf_task_events_total"]
+    events = {dict(labels)["event"]: v for (name, labels), v in got.items() if name == "atf_task_events_total"}
+    assert events == dict.fromkeys(TASK_EVENTS, 0), "every event series exists from the start, at 0"
+    assert got[("atf_llm_tokens_total", (("kind", "prompt"),))] == 0
+    assert got[("atf_llm_tokens_total", (("kind", "completion"),))] == 0
+
+
+async def test_tokens_have_their_own_counter_not_the_events_one(
+    client: httpx.AsyncClient, pipeline: Pipeline, sync_store: TaskStore
+) -> None:
+    task_id = await submit(client, "text")
+    pipeline.claim(task_id)
+    usage = {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150}
+    sync_store.complete(task_id, pipeline.consumer_id, pipeline.tokens[task_id], "sum", "openrouter", "m", usage)
+
+    got = samples((await client.get("/metrics")).text)
+    assert got[("atf_llm_tokens_total", (("kind", "prompt"),))] == 120
+    assert got[("atf_llm_tokens_total", (("kind", "completion"),))] == 30
+    events = {dict(labels)["event"] for (name, labels) in got if name == "atf_task_events_total"}
+    assert events == set(TASK_EVENTS), "no token figure among the events"
+
+
+def test_the_event_list_names_every_counter_the_scripts_move() -> None:
+    """TASK_EVENTS is what the scripts count: each `counter = '…'` and HINCRBY on the counters."""
+    lua = "\n".join(p.read_text() for p in SCRIPTS.glob("*.lua"))
+    moved = set(re.findall(r"counter = (?:[^'\n]*?and )?'([a-z_]+)'", lua))
+    moved |= set(re.findall(r"or '([a-z_]+)'", lua))  # `spent == 1 and 'retried' or 'postponed'`
+    moved |= set(re.findall(r"lost\.counter = '[A-Z]+', '([a-z_]+)'", lua))
+    moved |= set(re.findall(r"if ARGV\[\d\] == '[A-Z]+' then counter = '([a-z_]+)'", lua))
+    moved |= set(re.findall(r"HINCRBY', KEYS\[\d+\], '([a-z_]+)'", lua)) - {"retry_count", "attempts", "rate_limits"}
+    # Names built at run time: by the list a claim took from, by the state an operator retried from.
+    built = {"taken_": ("primary", "retry"), "requeued_": ("failed", "cancelled")}
+    for prefix, endings in built.items():
+        assert prefix in moved, f"{prefix}… is no longer built in a script: update this test"
+        moved = (moved - {prefix}) | {prefix + ending for ending in endings}
+    assert moved - set(TOKEN_COUNTERS) == set(TASK_EVENTS)
+
+
+async def test_promtool_finds_nothing_to_fix(client: httpx.AsyncClient, pipeline: Pipeline) -> None:
+    """`promtool check metrics`, Prometheus' own linter (Debian's `prometheus` package has it)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian: apt-get install prometheus)")
+    pipeline.complete(await submit(client, "text"))
+    text = (await client.get("/metrics")).text
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0 and not checked.stdout.strip(), checked.stdout + checked.stderr

@@ -29,9 +29,9 @@ def beat(store: TaskStore, consumer_id: str = "consumer-1", **extra: object) -> 
 
 
 async def test_live_and_ready(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/live")).json() == {"status": "ok"}
+    assert (await client.get("/live")).json() == {"status": "ok", "service": "asynctaskflow"}
     response = await client.get("/ready")
-    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    assert (response.status_code, response.json()) == (200, {"status": "ok", "service": "asynctaskflow"})
 
 
 async def test_health_is_ok_with_a_worker_a_scheduler_and_a_closed_breaker(

@@ -16,7 +16,7 @@ from api.main import create_app
 from core.settings import Settings
 from tests.api.auth_helpers import ADMIN, ADMIN_KEY, ALICE, ALICE_KEY, BOB_KEY, keyed
 from tests.api.conftest import serve
-from tests.integration.stack import wait_until
+from tests.integration.stack import STARTUP_TIMEOUT, wait_until
 from utils.redis_server import free_port, reachable
 
 pytestmark = pytest.mark.anyio
@@ -58,11 +58,11 @@ def secured_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[st
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         if request.param.endswith("tls"):
-            wait_until(lambda: proc.poll() is not None or _tls_up(url), 10, what="redis over TLS")
+            wait_until(lambda: proc.poll() is not None or _tls_up(url), STARTUP_TIMEOUT, what="redis over TLS")
             if proc.poll() is not None:
                 pytest.skip(f"this redis-server has no TLS: {proc.stdout.read()[:200]!r}")  # type: ignore[union-attr]
         else:
-            wait_until(lambda: reachable(url), 10, what="redis with a password")
+            wait_until(lambda: reachable(url), STARTUP_TIMEOUT, what="redis with a password")
         yield url
     finally:
         proc.terminate()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.books import RESULTS, Books, Figures
-from tests.integration.stack import Stack, wait_until
+from tests.integration.stack import Stack
 from tests.stub_llm import StubLLM
 from utils import redis_server
 
@@ -109,7 +109,7 @@ def make_books(
         for pair in "abcdef"[:schedulers]:
             stack.start("scheduler", pair)
         stack.start("api")
-        wait_until(lambda: stack.live_consumers() == len(pairs), 20, what="consumers to register")
+        stack.wait_started(pairs)
         return Books(request.node.name.removeprefix("test_"), stack, stub)
 
     yield build

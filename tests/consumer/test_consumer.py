@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from consumer.__main__ import celery_dispatch
-from consumer.consumer import BreakerGate, Consumer
+from consumer.consumer import BreakerGate, Consumer, WorkerWatch
 from core.errors import CircuitOpen, LLMTransient
 from core.keys import Keys
 from core.settings import Settings
@@ -207,3 +207,116 @@ def test_a_dispatch_names_its_attempt_and_keeps_the_text_out_of_celerys_headers(
     assert task.id in headers["argsrepr"] and "private letter" not in json.dumps(headers)
     args = json.loads(base64.b64decode(message["body"]))[0]
     assert args[:3] == [task.id, token, consumer.id] and args[3]["content"] == "a private letter"
+
+
+def _open(breaker: SharedBreaker) -> None:
+    """Open the shared breaker as its failures would (fail_max 2 in these settings)."""
+    with pytest.raises(LLMTransient):
+        breaker.call(_fail)
+    with pytest.raises(CircuitOpen):
+        breaker.call(_fail)
+
+
+def test_an_idle_consumer_takes_nothing_once_the_breaker_opened_during_its_wait(
+    settings: Settings, store: TaskStore, redis_url: str
+) -> None:
+    """Issue 21, 5: an idle consumer blocked in BLMOVE when the breaker opened took the next task
+    0.5 s later. It now asks the breaker again before claiming, and gives the id back unclaimed."""
+    idle = settings.model_copy(update={"consumer_block_seconds": 3.0, "circuit_breaker_reset_timeout": 60})
+    breaker = SharedBreaker(idle, redis.Redis.from_url(redis_url))
+    dispatched: list[str] = []
+    consumer = Consumer(idle, store, lambda tid, tok, cid, fields: dispatched.append(tid), gate=BreakerGate(breaker))
+    arrived: list[str] = []
+
+    def open_then_submit() -> None:
+        _open(breaker)
+        time.sleep(0.5)
+        arrived.extend(submit(store, 1))
+
+    threading.Timer(0.3, open_then_submit).start()  # while the consumer blocks in BLMOVE
+    started = time.monotonic()
+    assert consumer.run_once() is None
+    assert time.monotonic() - started < 3.0, "BLMOVE did hand it the task"
+
+    [task_id] = arrived
+    task = store.get(task_id)
+    assert dispatched == [] and (task.state, task.attempts, task.retry_count) == (State.PENDING, 0, 0)
+    assert store.r.lrange(store.keys.pending_primary, 0, -1) == [task_id], "back at the head of the queue"
+    assert store.inflight_count(consumer.id) == 0
+    assert [consumer.run_once() for _ in range(3)] == [None] * 3 and dispatched == [], "and stays there"
+    breaker.close()
+    assert consumer.run_once() == task_id and dispatched == [task_id]
+
+
+class _Worker:
+    """The worker's beat as a consumer reads it: a boot id, or None while no worker beats."""
+
+    def __init__(self) -> None:
+        self.boot: str | None = None
+
+    def read(self) -> str | None:
+        return self.boot
+
+
+def test_no_work_is_taken_without_a_worker_and_a_lost_worker_gets_its_tasks_back(
+    settings: Settings, store: TaskStore
+) -> None:
+    worker = _Worker()
+    dispatched: list[str] = []
+    busy = settings.model_copy(update={"worker_prefetch": 2})  # 2 threads + 2 prefetched
+    consumer = Consumer(busy, store, lambda tid, tok, cid, fields: dispatched.append(tid),
+                        rng=lambda: 0.99, worker=WorkerWatch(worker.read, grace=0, ttl=0))  # fmt: skip
+    ids = submit(store, 5)
+    assert consumer.run_once() is None and dispatched == [], "no worker yet: nothing taken"
+    worker.boot = "host:1:aa"
+    assert [consumer.run_once() for _ in range(5)] == [*ids[:4], None], "up to its 4 slots"
+
+    worker.boot = "host:2:bb"  # killed and restarted between two looks
+    assert consumer.run_once() == ids[2], "the new worker is alive: the oldest waiting task goes first"
+    tasks = [store.get(tid) for tid in ids[:4]]
+    assert [(t.retry_count, t.error_type) for t in tasks] == [(1, "worker_lost")] * 2 + [(0, "worker_lost")] * 2, \
+        "the two that may have run spend a retry (as the reaper would); the two waiting ones do not"
+    assert [t.state for t in tasks] == [State.PENDING, State.PENDING, State.ACTIVE, State.PENDING]
+    assert store.r.lrange(store.keys.pending_primary, 0, -1) == [ids[3], ids[4]], "in their order, at the head"
+    assert store.r.lrange(store.keys.pending_retry, 0, -1) == ids[:2]
+
+    worker.boot = None
+    assert consumer.run_once() is None
+    assert store.inflight_count(consumer.id) == 0, "gone: what it held handed back, and nothing new taken"
+
+
+def test_a_beat_missing_only_for_a_moment_is_no_lost_worker() -> None:
+    """After a Redis restart every beat has expired; the live worker writes its own again within
+    a beat interval. Missing for less than the grace, it is not lost; missing longer, it is."""
+    worker = _Worker()
+    watch = WorkerWatch(worker.read, grace=0.3, ttl=0)
+    worker.boot = "host:1:aa"
+    assert watch.check() == (True, False)
+    worker.boot = None
+    assert watch.check() == (False, False), "paused at once, not yet lost"
+    worker.boot = "host:1:aa"
+    assert watch.check() == (True, False), "the same worker beat again: nothing was lost"
+    worker.boot = None
+    assert watch.check() == (False, False)
+    time.sleep(0.35)
+    assert watch.check() == (False, True), "missing past the grace: lost, once"
+    assert watch.check() == (False, False)
+    worker.boot = "host:2:bb"
+    assert watch.check() == (True, False), "a new worker after a lost one: nothing more to hand back"
+    worker.boot = "host:3:cc"
+    assert watch.check() == (True, True), "replaced without a gap: lost at once"
+
+
+def test_two_workers_under_one_worker_id_are_no_endless_replacement() -> None:
+    """A misconfiguration (two containers with one WORKER_ID): their beats alternate. The first
+    change looks like a replacement; an id coming back shows it is not, and no more hand-backs."""
+    worker = _Worker()
+    watch = WorkerWatch(worker.read, grace=10, ttl=0)
+    worker.boot = "host:1:aa"
+    assert watch.check() == (True, False)
+    worker.boot = "host:2:bb"
+    assert watch.check() == (True, True)
+    worker.boot = "host:1:aa"
+    assert watch.check() == (True, False) and watch.shared
+    worker.boot = "host:2:bb"
+    assert watch.check() == (True, False)

@@ -59,7 +59,7 @@ def test_default_names_keep_the_designs_spelling() -> None:
     assert k.heartbeat("w1") == "worker:heartbeat:w1"
     assert k.state_index(State.SCHEDULED) == k.scheduled and k.state_index(State.DLQ) == k.dlq
     assert k.history("42") == "task:42:history"
-    assert (k.counters, k.durations) == ("stats:counters", "stats:durations")
+    assert (k.counters, k.durations) == ("stats:counters", "stats:durations:v2")
     assert k.scheduler_heartbeat == "scheduler:heartbeat"
     assert k.consumer_stats("w1") == "worker:stats:w1"
     assert k.inflight_prefix + "c1" == k.inflight("c1")

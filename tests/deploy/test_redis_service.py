@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from tests.deploy.compose import env_example, resolved
-from tests.integration.stack import wait_until
+from tests.integration.stack import STARTUP_TIMEOUT, wait_until
 from utils.redis_server import free_port
 
 pytestmark = pytest.mark.skipif(
@@ -37,7 +37,7 @@ class RedisService:
         local = f" --port {self.port} --bind 127.0.0.1 --dir {workdir}"
         self.proc = subprocess.Popen([shell, flag, script + local], env=self.env, stdout=subprocess.DEVNULL)
         self.url = self.services["worker"]["environment"]["REDIS_URL"].replace("@redis:6379", f"@127.0.0.1:{self.port}")
-        wait_until(lambda: self.health() == 0, 20, what="the redis service to answer its health check")
+        wait_until(lambda: self.health() == 0, STARTUP_TIMEOUT, what="the redis service to answer its health check")
 
     def health(self) -> int:
         kind, test = self.services["redis"]["healthcheck"]["test"]

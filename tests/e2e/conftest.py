@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.stack import ROOT, Stack, wait_until
+from tests.integration.stack import ROOT, STARTUP_TIMEOUT, Stack, wait_until
 from tests.stub_llm import StubLLM
 from utils.frontend_build import FrontendUnavailable, ensure_build
 from utils.redis_server import free_port
@@ -91,7 +91,8 @@ class Dashboard:
         log = open(workdir / "frontend.log", "ab")  # noqa: SIM115 - closed with the process
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=log)
-        wait_until(self._up, 20, what="the dashboard server")
+        wait_until(self._up, STARTUP_TIMEOUT, what="the dashboard server",
+                   alive=lambda: None if self.proc.poll() is None else f"exited with {self.proc.returncode}")
 
     def _up(self) -> bool:
         try:

@@ -3,15 +3,43 @@ the API passed through with its status and body, and a stopped API as a JSON 502
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from starlette.testclient import TestClient
+import uvicorn
+from starlette.applications import Starlette
 
-from tests.integration.stack import Stack
+from tests.integration.stack import STARTUP_TIMEOUT, Stack
 from utils.frontend_server import create_app, is_stream
 from utils.redis_server import free_port
+
+
+@contextlib.contextmanager
+def served(app: Starlette) -> Iterator[httpx.Client]:
+    """The app under a real uvicorn on a free loopback port (Starlette's TestClient over httpx
+    is deprecated, with a StarletteDeprecationWarning in every run's summary)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the dashboard server did not start"
+        time.sleep(0.01)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
 
 
 @pytest.fixture
@@ -24,12 +52,12 @@ def dist(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def closed_api(dist: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(f"http://127.0.0.1:{free_port()}", dist)) as client:
+def closed_api(dist: Path) -> Iterator[httpx.Client]:
+    with served(create_app(f"http://127.0.0.1:{free_port()}", dist)) as client:
         yield client
 
 
-def test_files_of_the_build_and_the_app_for_any_other_path(closed_api: TestClient) -> None:
+def test_files_of_the_build_and_the_app_for_any_other_path(closed_api: httpx.Client) -> None:
     assert closed_api.get("/assets/app.js").text == "console.log(1)"
     for path in ("/", "/tasks/6f1c", "/dlq?x=1"):
         response = closed_api.get(path)
@@ -37,12 +65,12 @@ def test_files_of_the_build_and_the_app_for_any_other_path(closed_api: TestClien
         assert response.headers["cache-control"] == "no-cache"
 
 
-def test_no_file_outside_the_build(closed_api: TestClient) -> None:
+def test_no_file_outside_the_build(closed_api: httpx.Client) -> None:
     for path in ("/../secret.txt", "/%2e%2e/secret.txt", "/assets/../../secret.txt"):
         assert "not served" not in closed_api.get(path).text
 
 
-def test_a_stopped_api_is_a_json_502(closed_api: TestClient) -> None:
+def test_a_stopped_api_is_a_json_502(closed_api: httpx.Client) -> None:
     for path in ("/api/v1/queues/status", "/health", "/health/workers", "/docs", "/openapi.json", "/redoc"):
         response = closed_api.get(path)
         assert response.status_code == 502
@@ -56,7 +84,7 @@ def test_stream_paths_are_the_ones_nginx_leaves_unbuffered() -> None:
 
 @pytest.mark.e2e
 def test_the_api_answers_through_it_as_it_is(stack: Stack, dist: Path) -> None:
-    with TestClient(create_app(f"http://127.0.0.1:{stack.api_port}", dist)) as client:
+    with served(create_app(f"http://127.0.0.1:{stack.api_port}", dist)) as client:
         created = client.post("/api/v1/tasks/summarize/", json={"content": "Through the proxy."})
         assert created.status_code == 202 and created.headers["location"].startswith("/api/v1/tasks/")
         task_id = created.json()["task_id"]

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import DESKTOP
-from tests.integration.stack import ROOT, Stack, wait_until
+from tests.integration.stack import ROOT, STARTUP_TIMEOUT, Stack, wait_until
 from utils.redis_server import free_port
 
 expect = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed").expect
@@ -55,7 +55,7 @@ def nginx(stack: Stack, dist: Path, tmp_path: Path) -> Iterator[str]:
     )
     proc = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"])
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _answers(url), 10, what="nginx")
+    wait_until(lambda: _answers(url), STARTUP_TIMEOUT, what="nginx")
     yield url
     proc.terminate()
     proc.wait(10)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from api.auth import hash_key
-from tests.integration.stack import Stack, wait_until
+from tests.integration.stack import STARTUP_TIMEOUT, Stack, wait_until
 from tests.stub_llm import StubLLM
 from utils.redis_server import free_port, reachable
 
@@ -35,7 +35,8 @@ def protected_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0"
     try:
-        wait_until(lambda: reachable(url), 10, what="the fuzz Redis")
+        wait_until(lambda: reachable(url), STARTUP_TIMEOUT, what="the fuzz Redis",
+                   alive=lambda: None if proc.poll() is None else f"redis-server exited with {proc.returncode}")
         yield url
     finally:
         proc.terminate()

@@ -19,6 +19,7 @@ import redis
 from core.keys import Keys
 from core.states import TERMINAL, State
 from core.store import TaskStore
+from utils.probe import api_ready
 from utils.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,13 +52,27 @@ BASE_ENV = {
 }
 
 
-def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
-    """Poll `check` until it returns something truthy; fail the test with `what` on timeout."""
+# How long a test waits for a process to start (an interpreter, Celery, uvicorn, redis-server).
+# Generous on purpose: at load 10 on 2 cores the API took over 20 s to answer, and a test must
+# fail on what it checks, not on how fast a loaded machine starts a process. A process that dies
+# fails the wait at once, with its log, so a broken start costs no extra time.
+STARTUP_TIMEOUT = float(os.environ.get("ATF_TEST_STARTUP_TIMEOUT", "180"))
+
+
+def wait_until(
+    check: Callable[[], Any], timeout: float, interval: float = 0.1, what: str = "condition",
+    alive: Callable[[], str | None] = lambda: None,
+) -> Any:  # fmt: skip
+    """Poll `check` until it returns something truthy; fail the test with `what` on timeout, or
+    as soon as `alive` names a reason to stop waiting (a process that exited)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
+        dead = alive()
+        if dead:
+            raise AssertionError(f"{dead} while waiting for {what}")
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
@@ -95,8 +110,23 @@ class Stack:
         proc = subprocess.Popen([sys.executable, *COMMANDS[role]], cwd=self.workdir, env=env, stdout=log, stderr=log)
         self.procs[name] = proc
         if role == "api":
-            wait_until(self._api_up, 20, what="the API to answer")
+            wait_until(self._api_up, STARTUP_TIMEOUT, what="the API to answer", alive=lambda: self.exited(name))
         return proc
+
+    def exited(self, *names: str) -> str | None:
+        """What went wrong when one of these processes has already exited (with its log's end)."""
+        for name in names:
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is not None:
+                return f"{name} exited with code {proc.returncode}:\n{self.log(name)[-3000:]}"
+        return None
+
+    def wait_started(self, pairs: tuple[str, ...]) -> None:
+        """Wait until every pair's consumer is registered and its Celery worker is ready (its
+        beat in Redis), so a test's own timeouts measure what it checks, not start-up."""
+        names = [self.name(role, pair) for pair in pairs for role in ("worker", "consumer")]
+        wait_until(lambda: self.live_consumers() >= len(pairs) and self.live_workers(pairs), STARTUP_TIMEOUT,
+                   what="consumers and workers to start", alive=lambda: self.exited(*names))  # fmt: skip
 
     @staticmethod
     def name(role: str, pair: str = "a") -> str:
@@ -111,14 +141,13 @@ class Stack:
             self.start("consumer", pair)
         self.start("scheduler")
         self.start("api")
-        wait_until(lambda: self.live_consumers() >= len(pairs), 20, what="consumers to register")
+        self.wait_started(pairs)
         return self
 
     def _api_up(self) -> bool:
-        try:
-            return self.http.get("/health").status_code in (200, 503)
-        except httpx.HTTPError:
-            return False
+        """Our API answers /ready (200, or 503 while Redis is away), naming itself: another
+        program on the port does not pass."""
+        return api_ready(self.http)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs[name]
@@ -159,6 +188,10 @@ class Stack:
             return states if all(s in TERMINAL for s in states.values()) else None
 
         return dict(wait_until(done, timeout, interval=0.2, what=f"{len(task_ids)} tasks to finish"))
+
+    def live_workers(self, pairs: tuple[str, ...]) -> bool:
+        """Every pair's Celery worker beats (it is ready to take dispatches)."""
+        return all(self.store.worker_beat(f"{self.prefix}{pair}") is not None for pair in pairs)
 
     def live_consumers(self) -> int:
         return sum(1 for c in self.redis.smembers(self.keys.consumers) if self.redis.exists(self.keys.heartbeat(c)))

@@ -21,7 +21,7 @@ from core.keys import Keys
 from core.states import State
 from core.store import TaskStore
 from core.task import Task
-from tests.integration.stack import wait_until
+from tests.integration.stack import STARTUP_TIMEOUT, wait_until
 from worker.container import WORKER_COMMAND
 
 pytestmark = pytest.mark.integration
@@ -61,8 +61,8 @@ class Container:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "worker.container"], cwd=self.workdir, env=self.env, stdout=log, stderr=log
         )
-        wait_until(self.consumer_alive, 30, what="the consumer's heartbeat")
-        wait_until(lambda: "ready" in self.log(), 30, what="the Celery worker to be ready")
+        wait_until(self.consumer_alive, STARTUP_TIMEOUT, what="the consumer's heartbeat")
+        wait_until(lambda: "ready" in self.log(), STARTUP_TIMEOUT, what="the Celery worker to be ready")
         return self
 
     def log(self) -> str:

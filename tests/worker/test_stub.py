@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.integration.stack import STARTUP_TIMEOUT
 from tests.stub_llm import StubLLM, decide, directives
 
 SCRIPT = Path(__file__).resolve().parents[1] / "stub_llm.py"
@@ -31,7 +32,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+def wait_until_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = STARTUP_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "stub exited early"
