@@ -114,7 +114,9 @@ def run(settings: Settings, command: Sequence[str] = WORKER_COMMAND) -> int:
     finally:
         code = worker.stop()
     log.info("stopped: worker exit %s", code)
-    return 1 if worker.died.is_set() or code != 0 else 0
+    # -SIGTERM: our stop reached the worker before Celery had set up its handler (it was still
+    # starting, so it held no task): a clean stop all the same.
+    return 1 if worker.died.is_set() or code not in (0, -signal.SIGTERM) else 0
 
 
 def healthy(settings: Settings) -> bool:

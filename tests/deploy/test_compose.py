@@ -67,10 +67,14 @@ def test_the_file_satisfies_the_compose_spec_schema(source: str, tmp_path: Path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+HA_SERVICES = ("redis-replica-1", "redis-replica-2", "sentinel-1", "sentinel-2", "sentinel-3")
+
+
 def test_the_services_of_the_design() -> None:
     services = resolved()["services"]
-    assert set(services) == {"redis", "api", "worker", "scheduler", "frontend", "reset"}
+    assert set(services) == {"redis", "api", "worker", "scheduler", "frontend", "reset", *HA_SERVICES}
     assert services["reset"]["profiles"] == ["tools"]
+    assert all(services[name]["profiles"] == ["ha"] for name in HA_SERVICES)
     assert services["api"]["ports"] == ["127.0.0.1:8000:8000"]
     assert services["frontend"]["ports"] == ["127.0.0.1:3000:3000"]
 
@@ -104,7 +108,7 @@ def test_every_dependency_exists_and_waits_until_healthy() -> None:
             assert target in services, f"{name} depends on unknown {target}"
             assert condition == {"condition": "service_healthy"}, name
             assert "healthcheck" in services[target], f"{name} waits for {target}, which has no health check"
-    assert {name for name, s in services.items() if "redis" in s.get("depends_on", {})} == set(APP_SERVICES)
+    assert {name for name, s in services.items() if "redis" in s.get("depends_on", {})} == {*APP_SERVICES, *HA_SERVICES}
     assert "api" in services["frontend"]["depends_on"]
 
 
@@ -277,7 +281,8 @@ def test_no_container_gets_all_of_env_and_secrets_go_only_where_needed() -> None
         secret: sorted(name for name, s in services.items() if secret in (s.get("environment") or {}))
         for secret in ("REDIS_PASSWORD", "API_KEYS", "OPENROUTER_API_KEY")
     }
-    assert holders == {"REDIS_PASSWORD": ["redis"], "API_KEYS": ["api"], "OPENROUTER_API_KEY": ["api", "worker"]}
+    redis_nodes = sorted(["redis", *HA_SERVICES])
+    assert holders == {"REDIS_PASSWORD": redis_nodes, "API_KEYS": ["api"], "OPENROUTER_API_KEY": ["api", "worker"]}
     assert "environment" not in services["frontend"]
 
 
@@ -294,6 +299,23 @@ def test_redis_is_private_persistent_and_never_evicts() -> None:
     command = " ".join(redis["command"])
     assert "--appendonly yes" in command and "--maxmemory-policy noeviction" in command
     assert '--requirepass "$REDIS_PASSWORD"' in command
+
+
+def test_the_ha_profile_is_a_master_two_replicas_and_three_sentinels() -> None:
+    """What docs/DEPLOYMENT.md tells an operator to put in .env for `--profile ha` names these."""
+    services = resolved({**env_example(), "REDIS_PASSWORD": "pw", "REDIS_MIN_REPLICAS_TO_WRITE": "1"})["services"]
+    for name in ("redis", "redis-replica-1", "redis-replica-2"):
+        command = " ".join(services[name]["command"])
+        assert "--appendonly yes" in command and "--min-replicas-to-write 1" in command, name
+        assert '--masterauth "$REDIS_PASSWORD"' in command, f"{name} must follow a new master after a failover"
+        assert ("--replicaof redis 6379" in command) == (name != "redis")
+    for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        config = " ".join(services[name]["command"])
+        assert "sentinel monitor atf redis 6379 2" in config and "down-after-milliseconds atf 3000" in config
+        assert services[name]["environment"]["ANNOUNCE"] == name
+    guide = (ROOT / "docs" / "DEPLOYMENT.md").read_text()
+    assert "REDIS_SENTINELS=sentinel-1:26379,sentinel-2:26379,sentinel-3:26379" in guide
+    assert "docker compose --profile ha up -d" in guide
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="Debian's docker-compose is not installed")

@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -20,17 +17,10 @@ from core.settings import Settings
 from core.states import State
 from core.store import AsyncTaskStore, TaskStore
 from core.task import Task
+from tests.ha.aio import run_async
 from tests.ha.topology import SentinelDeployment
 
 pytestmark = pytest.mark.integration
-T = TypeVar("T")
-
-
-def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run` in a thread of its own: the browser tests leave an event loop running in
-    the main thread for the session, where asyncio.run refuses to start another."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _task(n: int) -> Task:
