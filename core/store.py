@@ -706,14 +706,18 @@ class AsyncTaskStore(_Store):
         counts = [int(raw.get(str(bound), 0)) for bound in DURATION_BUCKETS_MS]
         return Durations(counts, int(raw.get("inf", 0)), int(raw.get("sum", 0)), int(raw.get("count", 0)))
 
-    async def throughput(self) -> dict[str, dict[str, int]]:
-        """Tasks finished (completed, failed) in the last minute and the last hour, from the rings."""
+    async def _rings(self) -> tuple[int, dict[str, str], dict[str, str]]:
+        """The server's time in ms and both throughput rings, in one round trip."""
         pipe = self.r.pipeline(transaction=False)
         pipe.time()
         pipe.hgetall(self.keys.throughput_seconds)
         pipe.hgetall(self.keys.throughput_minutes)
         (seconds, micros), by_second, by_minute = await pipe.execute()
-        now = seconds * 1000 + micros // 1000
+        return seconds * 1000 + micros // 1000, by_second, by_minute
+
+    async def throughput(self) -> dict[str, dict[str, int]]:
+        """Tasks finished (completed, failed) in the last minute and the last hour, from the rings."""
+        now, by_second, by_minute = await self._rings()
         return {
             "last_minute": ring_sum(by_second, now // 1000, 60),
             "last_hour": ring_sum(by_minute, now // 60_000, 60),
@@ -724,12 +728,7 @@ class AsyncTaskStore(_Store):
         minutes), each bucket (start in epoch ms, completed, failed), oldest first, zeros where
         nothing finished. Read in one round trip with the time, so a reader can tell which of the
         transitions it hears about later are already counted here (their `at` is after the time)."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.time()
-        pipe.hgetall(self.keys.throughput_seconds)
-        pipe.hgetall(self.keys.throughput_minutes)
-        (seconds, micros), by_second, by_minute = await pipe.execute()
-        now = seconds * 1000 + micros // 1000
+        now, by_second, by_minute = await self._rings()
         return now, ring_buckets(by_second, 1000, now, 60), ring_buckets(by_minute, 60_000, now, 60)
 
     async def consumer_stats(self, consumer_ids: list[str]) -> dict[str, dict[str, Any]]:

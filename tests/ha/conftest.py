@@ -9,7 +9,6 @@ import pytest
 
 from core.settings import Settings
 from tests.ha.topology import MASTER_NAME, SentinelDeployment
-from tests.stub_llm import StubLLM
 
 
 @pytest.fixture
@@ -29,11 +28,3 @@ def sentinel_settings(deployment: SentinelDeployment) -> Settings:
         redis_sentinel_master=MASTER_NAME,
         celery_broker_db=3,
     )
-
-
-@pytest.fixture
-def stub() -> Iterator[StubLLM]:
-    llm = StubLLM(delay=0.05)
-    llm.start()
-    yield llm
-    llm.stop()
