@@ -23,12 +23,14 @@ run: install
 	$(PY) -m utils.run
 
 # Two pytest workers for the tests that start no process stack (most of their time is waiting,
-# not CPU), then the stack tests one at a time (each starts Redis, Celery workers, consumers...).
+# not CPU), then the stack tests one at a time (each starts Redis, Celery workers, consumers...),
+# except the few marked `mostly_waiting` (a minute of timers each), which a second worker runs
+# beside them. (`make chaos` prints the chaos figures table; under xdist it is not shown.)
 PYTEST_FAST := $(PY) -m pytest -n 2 -m "not stack"
 
 test: install lint frontend
 	$(PYTEST_FAST)
-	$(PY) -m pytest -m stack
+	$(PY) -m pytest -m stack -n 2 --dist loadgroup
 
 # Under a minute: pure logic, the Lua scripts on fakeredis and a private real Redis, the API in
 # process; no stack of processes (those run in `make test`).

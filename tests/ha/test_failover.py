@@ -118,6 +118,7 @@ def slow_stub() -> Iterator[StubLLM]:
         yield llm
 
 
+@pytest.mark.mostly_waiting
 def test_failovers_lose_no_accepted_task(deployment: SentinelDeployment, slow_stub: StubLLM, tmp_path: Path) -> None:
     stub = slow_stub
     stack = _stack(deployment, stub, tmp_path).start_all()

@@ -73,6 +73,7 @@ def test_429s_slow_the_fleet_without_a_configured_limit(make_stack: Callable[...
     assert {stack.task(tid)["retry_count"] for tid in ids} == {0}
 
 
+@pytest.mark.mostly_waiting
 def test_4_tasks_make_at_most_10_calls_in_60_s_with_the_default_settings(
     make_stack: Callable[..., Stack], stub: StubLLM
 ) -> None:
