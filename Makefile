@@ -24,13 +24,19 @@ run: install
 
 # Two pytest workers for the tests that start no process stack (most of their time is waiting,
 # not CPU), then the stack tests one at a time (each starts Redis, Celery workers, consumers...),
-# except the few marked `mostly_waiting` (a minute of timers each), which a second worker runs
-# beside them. (`make chaos` prints the chaos figures table; under xdist it is not shown.)
+# except the few marked `mostly_waiting` (a minute of timers each), which a second pytest runs
+# beside them (its output follows theirs).
 PYTEST_FAST := $(PY) -m pytest -n 2 -m "not stack"
 
 test: install lint frontend
 	$(PYTEST_FAST)
-	$(PY) -m pytest -m stack -n 2 --dist loadgroup
+	@mkdir -p .run
+	@$(PY) -m pytest -m "stack and mostly_waiting" -p no:cacheprovider --basetemp=.run/pytest-waiting \
+	    > .run/mostly-waiting.log 2>&1 & waiting=$$!; \
+	  $(PY) -m pytest -m "stack and not mostly_waiting"; stacks=$$?; \
+	  wait $$waiting; waited=$$?; \
+	  echo "--- the stack tests that mostly wait (run beside the others):"; cat .run/mostly-waiting.log; \
+	  exit $$(( stacks || waited ))
 
 # Under a minute: pure logic, the Lua scripts on fakeredis and a private real Redis, the API in
 # process; no stack of processes (those run in `make test`).

@@ -84,7 +84,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         in_folder = any(where == p or where.startswith(p + "/") for p in STACK_PATHS)
         if in_folder or any(item.get_closest_marker(m) for m in STACK_MARKERS):
             item.add_marker(pytest.mark.stack)
-            # `make test` runs the stack tests on two xdist workers by group: one runs the
-            # stacks one at a time, the other the few that mostly wait on timers beside them.
-            waiting = item.get_closest_marker("mostly_waiting") is not None
-            item.add_marker(pytest.mark.xdist_group("waiting" if waiting else "stacks"))
