@@ -29,6 +29,7 @@ WORKDIR /app
 COPY core ./core
 COPY api ./api
 COPY worker ./worker
+COPY tasktypes ./tasktypes
 COPY consumer ./consumer
 COPY utils ./utils
 USER app

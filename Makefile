@@ -65,7 +65,7 @@ bench: install
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy core api worker consumer utils bench
+	$(VENV)/bin/mypy core api worker consumer utils tasktypes bench
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache frontend/node_modules frontend/dist

@@ -12,11 +12,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
+import tasktypes
 from api import errors
 from api.auth import OPEN_WARNING, KeyRing, check_routes
 from api.breaker import BreakerControl
 from api.middleware import BodyLimit, SettingsCors
-from api.routes import health, metrics, openrouter, queues, tasks
+from api.routes import health, metrics, openrouter, queues, submit, tasks
 from api.schemas import ErrorBody
 from core.keys import Keys
 from core.logs import setup_logging
@@ -112,9 +113,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The last added runs first: CORS wraps everything, so even a 413 carries its headers.
     app.add_middleware(BodyLimit)
     app.add_middleware(SettingsCors)
-    for module in (tasks, queues, health, metrics, openrouter):
-        check_routes(module.router.routes, ErrorBody)  # a route without an access decision stops here
-        app.include_router(module.router)
+    app.state.task_types = tasktypes.load(settings or get_settings())
+    # The types' submit routes first and the catch-all for unknown types last: neither may shadow
+    # a route of the tasks router.
+    routers = [submit.router_for(app.state.task_types), submit.types_router]
+    routers += [m.router for m in (tasks, queues, health, metrics, openrouter)] + [submit.unknown_router]
+    for router in routers:
+        check_routes(router.routes, ErrorBody)  # a route without an access decision stops here
+        app.include_router(router)
     return app
 
 

@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Literal
+import json
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+import tasktypes
 from core.states import State, actions_for
 from core.task import Task
-
-# C0 and C1 control characters and DEL, except tab, line feed and carriage return (which texts have).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-# Lone UTF-16 surrogates (JSON allows "\ud800"): no UTF-8 encoding exists, so Redis could not store them.
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
-def _not_blank(content: str) -> str:
-    if not content.strip():
-        raise ValueError("content must not be blank")
-    if _SURROGATE.search(content):
-        raise ValueError("content must be valid Unicode (it holds a lone surrogate)")
-    if _CONTROL.search(content):
-        raise ValueError("content must not hold control characters other than tab and line breaks")
-    return content
+from tasktypes.base import TaskType
 
 
 class ErrorBody(BaseModel):
@@ -31,12 +18,6 @@ class ErrorBody(BaseModel):
 
     code: str = Field(examples=["task_not_found"])
     message: str
-
-
-class TaskCreate(BaseModel):
-    """Body of a submit route. Its length limit (MAX_CONTENT_CHARS) is checked by the route, as a 413."""
-
-    content: Annotated[str, Field(min_length=1, description="The text to work on."), AfterValidator(_not_blank)]
 
 
 class TaskAccepted(BaseModel):
@@ -47,14 +28,6 @@ class TaskAccepted(BaseModel):
     task_type: str
     state: State
     created_at: int
-
-
-class BulkCreate(BaseModel):
-    """Body of a bulk submit: up to BULK_MAX_ITEMS texts, stored and queued in one atomic step."""
-
-    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [{"content": "First text."}]}]})
-
-    items: list[TaskCreate] = Field(min_length=1)
 
 
 class BulkAccepted(BaseModel):
@@ -99,7 +72,10 @@ class TaskPublic(BaseModel):
     task_type: str
     state: State
     content: str
-    result: str | None
+    params: dict[str, Any] | None = Field(description="The type's other input fields, as submitted.")
+    result: str | dict[str, Any] | list[Any] | None = Field(
+        description="Once COMPLETED: text, or for a type whose result is JSON (see /api/v1/task-types) the JSON itself."
+    )
     provider: str | None
     retry_count: int
     max_retries: int
@@ -139,7 +115,8 @@ class TaskPublic(BaseModel):
             task_type=task.task_type,
             state=task.state,
             content=task.content,
-            result=task.result or None,
+            params=json.loads(task.params) if task.params else None,
+            result=result_of(task),
             provider=task.provider or None,
             retry_count=task.retry_count,
             max_retries=task.max_retries,
@@ -153,6 +130,20 @@ class TaskPublic(BaseModel):
             due_at=task.due_at or None,
             actions=actions_for(task.state),
         )
+
+
+def result_of(task: Task) -> str | dict[str, Any] | list[Any] | None:
+    """The stored result; parsed when the task's type says its result is JSON."""
+    if not task.result:
+        return None
+    task_type = tasktypes.get(task.task_type)
+    if task_type is None or task_type.result_format != "json":
+        return task.result
+    try:
+        parsed: dict[str, Any] | list[Any] = json.loads(task.result)
+    except ValueError:
+        return task.result
+    return parsed
 
 
 def timings(task: Task) -> Timings:
@@ -422,3 +413,33 @@ class ProviderMetrics(BaseModel):
 
     days: list[ProviderDay]
     total: ProviderDay
+
+
+class TaskTypeInfo(BaseModel):
+    """A task type the API accepts, and the JSON Schema of its submit body."""
+
+    name: str
+    description: str
+    submit_path: str = Field(description="POST one input here; `<submit_path>bulk` takes `{\"items\": [...]}`.")
+    result_format: Literal["text", "json"]
+    long_input: Literal["split", "refuse"] = Field(
+        description="split: any length, worked on in pieces; refuse: more than CHUNK_CHARS is a 413."
+    )
+    answers_offline: bool = Field(description="Whether it has a real answer without an LLM provider.")
+    available: bool = Field(
+        description="False while no LLM provider is configured and it needs one (a submit is 422 provider_required)."
+    )
+    input_schema: dict[str, Any]
+
+    @classmethod
+    def of(cls, task_type: TaskType, offline: bool, submit_path: str) -> TaskTypeInfo:
+        return cls(
+            name=task_type.name,
+            description=task_type.description,
+            submit_path=submit_path,
+            result_format=task_type.result_format,
+            long_input=task_type.long_input,
+            answers_offline=task_type.answers_offline,
+            available=task_type.answers_offline or not offline,
+            input_schema=task_type.Create.model_json_schema(by_alias=True),
+        )

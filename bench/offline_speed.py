@@ -20,7 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.settings import Settings  # noqa: E402
-from worker.offline import split_sentences  # noqa: E402
+from tasktypes.base import Job  # noqa: E402
+from tasktypes.extractive import split_sentences  # noqa: E402
+from tasktypes.summarize import Summarize, SummarizeCreate  # noqa: E402
 from worker.providers import OfflineProvider  # noqa: E402
 
 TOPICS = ["redis", "queue", "worker", "retry", "breaker", "latency", "provider", "summary", "token", "backlog"]
@@ -50,17 +52,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
     text = text_of(args.chars)
-    provider = OfflineProvider(Settings(_env_file=None))  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    job = Job("bench", SummarizeCreate(content=text), settings, OfflineProvider(settings).complete)
     times, summary = [], None
     for _ in range(args.repeat):
         started = time.perf_counter()
-        summary = provider.summarize(text)
+        summary = Summarize().run_offline(job)
         times.append((time.perf_counter() - started) * 1000)
     assert summary is not None
     out = sys.stdout
     out.write(f"offline summarizer, {len(text):,} characters, {len(split_sentences(text)):,} sentences, ")
     out.write(f"{args.repeat} runs\n  best {min(times):.1f} ms, median {statistics.median(times):.1f} ms, ")
-    out.write(f"worst {max(times):.1f} ms\n  summary: {len(summary.text)} characters, ")
+    out.write(f"worst {max(times):.1f} ms\n  summary: {len(summary.result)} characters, ")
     out.write(f"provider={summary.provider}, model={summary.model}\n")
 
 

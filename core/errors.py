@@ -85,6 +85,15 @@ class LLMInputRejected(LLMError):
     guarded = True
 
 
+class LLMInvalidOutput(LLMInputRejected):
+    """The model's answers never took the form the task asked for (extract: a JSON object valid
+    against the task's schema), though each was shown its error: FAILED, with that error. Not
+    guarded: it says nothing against the provider's configuration."""
+
+    error_type = "invalid_output"
+    guarded = False
+
+
 class LLMContentFlagged(LLMInputRejected):
     """A moderation or content filter flagged this input. Its message is the same for every
     flagged input, so it never counts towards INPUT_REJECTED_GUARD."""
@@ -101,6 +110,17 @@ class LLMProviderProblem(LLMError):
 class LLMModelUnknown(LLMProviderProblem):
     """The server does not know the model (whatever status it used to say so): the fallback
     models are asked before the task goes to the DLQ."""
+
+
+class ProviderRequired(LLMProviderProblem):
+    """The task's type has no offline answer and no LLM provider is configured. The API refuses
+    such a submit (422 `provider_required`); a task that reaches a worker without a provider anyway
+    goes to the DLQ, to be re-driven once a key is set."""
+
+
+class UnknownTaskType(LLMProviderProblem):
+    """No type of the task's name is loaded in this worker (TASK_TYPE_MODULES differs from the
+    API's): the DLQ, to be re-driven once the worker loads it."""
 
 
 class LLMAccountProblem(LLMProviderProblem):
@@ -128,6 +148,7 @@ ERROR_TYPES = (
     "rate_limited",  # the provider's 429: rescheduled with a growing wait, no retry spent
     "throttled",  # the fleet's own rate limit: rescheduled without a call
     "input_rejected",  # FAILED: the provider refuses this content
+    "invalid_output",  # FAILED: the answers never had the form asked for (extract's schema)
     "provider_problem",  # DLQ: unknown model, forbidden, wrong base URL
     "provider_paused",  # back to the queue, every call paused: key refused, credits spent
     "circuit_open",  # back to the queue: the shared breaker is open

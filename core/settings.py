@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     provider_pause_seconds: float = Field(300.0, gt=0)
     input_rejected_guard: int = Field(5, ge=0)
 
+    # Task types
+    task_type_modules: str = ""
+    chat_allowed_models: str = ""
+    chat_max_tokens: int = Field(4096, gt=0)
+    extract_schema_max_chars: int = Field(20_000, gt=0)
+    extract_response_format: Literal["json_schema", "json_object", "prompt"] = "json_schema"
+    extract_attempts: int = Field(3, ge=1, le=10)
+
     # Retries
     max_retries: int = Field(3, ge=0)
     retry_backoff_base: float = Field(2.0, gt=0)
@@ -181,6 +189,18 @@ class Settings(BaseSettings):
         """OPENROUTER_FALLBACK_MODELS as a list, in order, without blanks or the main model."""
         names = [n.strip() for n in self.openrouter_fallback_models.split(",")]
         return [n for n in dict.fromkeys(names) if n and n != self.openrouter_model]
+
+    @property
+    def task_type_module_list(self) -> list[str]:
+        """TASK_TYPE_MODULES as a list of dotted module names."""
+        return [n.strip() for n in self.task_type_modules.split(",") if n.strip()]
+
+    @property
+    def chat_models(self) -> list[str]:
+        """The models a `chat` task may name: CHAT_ALLOWED_MODELS, else the configured model and
+        its fallbacks."""
+        names = [n.strip() for n in self.chat_allowed_models.split(",") if n.strip()]
+        return list(dict.fromkeys(names)) or [self.openrouter_model, *self.fallback_models]
 
     @property
     def llm_uses_offline(self) -> bool:

@@ -78,7 +78,7 @@ class Page:
 
 # What a claim returns of the task, for the consumer to hand to the worker with the dispatch: all
 # an attempt reads of it, so the worker starts without a round trip to load the task.
-DISPATCH_FIELDS = ("task_type", "content", "retry_count", "max_retries", "started_at")
+DISPATCH_FIELDS = ("task_type", "content", "params", "retry_count", "max_retries", "started_at")
 
 
 def claimed_task(task_id: str, token: str, consumer_id: str, fields: dict[str, str]) -> Task:

@@ -19,6 +19,7 @@ class Task:
     id: str
     task_type: str
     content: str
+    params: str = ""  # the type's other input fields, as a JSON object ("" = none)
     state: State = State.PENDING
     result: str = ""
     provider: str = ""

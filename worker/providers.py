@@ -1,4 +1,5 @@
-"""LLM providers: OpenRouter (any OpenAI-compatible server) and the offline summarizer.
+"""LLM providers: OpenRouter (any OpenAI-compatible server), and the offline provider that makes
+no call (a type's own offline answer runs instead, see `tasktypes.base.TaskType.run_offline`).
 
 Calls are synchronous on purpose: they run in Celery's threads and inside pybreaker, which only
 counts failures of synchronous calls. Every failure leaves this module as one of the `LLMError`
@@ -16,9 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -32,21 +31,15 @@ from core.errors import (
     LLMProviderProblem,
     LLMRateLimited,
     LLMTransient,
+    ProviderRequired,
 )
 from core.settings import Settings
-from worker import offline
+from tasktypes.base import Completion, CompletionRequest, provider_required
 
 log = logging.getLogger("asynctaskflow.worker.llm")
 
-PROMPTS = Path(__file__).parent / "prompts"
-PROMPT_PATH = PROMPTS / "summarize.txt"
-SYSTEM_PROMPT = "You write concise, faithful summaries. You never invent facts."
 MESSAGE_LIMIT = 300  # characters of a provider's error message kept in a task's last_error
 RAW_LIMIT = 160  # characters of the upstream's own words (error.metadata.raw) kept beside it
-
-# What a provider is asked: a summary of text, or one summary of several partial summaries
-# (the reduce step of a long input's map-reduce). Each kind has its prompt in prompts/<kind>.txt.
-Kind = Literal["summarize", "combine"]
 
 
 class Throttled(LLMRateLimited):
@@ -80,22 +73,11 @@ class Budget:
     take: Callable[[], None] = lambda: None
 
 
-@dataclass
-class Summary:
-    """A provider's answer: the summary text and where it came from."""
-
-    text: str
-    provider: str
-    model: str = ""
-    usage: dict[str, int] | None = None
-    chunks: int = 0  # pieces of a long input summarized first (map-reduce); 0 = one call
-
-
 class Provider(Protocol):
-    """Anything that turns content into a summary, synchronously, raising only `LLMError`s.
+    """Anything that answers a chat-completions request, synchronously, raising only `LLMError`s.
 
-    `context_chars` is the longest text one call should get (0: any length); longer content is
-    summarized in chunks by `worker.chunking`. `observer`, when set, sees every network call.
+    `context_chars` is the longest text one call should get (0: any length); a type splits longer
+    input (`tasktypes.pieces`). `observer`, when set, sees every network call.
     """
 
     name: str
@@ -103,7 +85,7 @@ class Provider(Protocol):
     context_chars: int
     observer: Observer | None
 
-    def summarize(self, content: str, kind: Kind = "summarize", budget: Budget | None = None) -> Summary: ...
+    def complete(self, request: CompletionRequest, budget: Budget | None = None) -> Completion: ...
 
     def close(self) -> None: ...
 
@@ -347,17 +329,6 @@ def _truncate(text: str, limit: int = MESSAGE_LIMIT) -> str:
 
 
 # --- providers -------------------------------------------------------------------------------
-@lru_cache(maxsize=4)
-def prompt_template(kind: Kind = "summarize") -> str:
-    """The user prompt of `kind`, read once; `{content}` marks where the text goes."""
-    return (PROMPTS / f"{kind}.txt").read_text(encoding="utf-8")
-
-
-def render_prompt(content: str, kind: Kind = "summarize") -> str:
-    """The prompt for `content`. str.replace, not str.format, so braces in user text are safe."""
-    return prompt_template(kind).replace("{content}", content)
-
-
 class OpenRouterProvider:
     """OpenRouter's (or any OpenAI-compatible server's) chat completions endpoint.
 
@@ -399,16 +370,15 @@ class OpenRouterProvider:
         self._transports: list[httpx.HTTPTransport] = []
         self._transports_lock = threading.Lock()
 
-    def summarize(self, content: str, kind: Kind = "summarize", budget: Budget | None = None) -> Summary:
-        """One chat completion for the prompt of `kind`, falling back model by model; raises an
-        `LLMError` subclass when no model gave an answer (see `_worst`)."""
+    def complete(self, request: CompletionRequest, budget: Budget | None = None) -> Completion:
+        """One chat completion, falling back model by model (unless the request names its model);
+        raises an `LLMError` subclass when no model gave an answer (see `_worst`)."""
         budget = budget or Budget(time.monotonic() + self._deadline)
-        prompt = render_prompt(content, kind)
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+        models = [request.model] if request.model else self.models
         failures: list[tuple[str, LLMError]] = []
-        for model, backup in zip(self.models, [*self.models[1:], None], strict=True):
+        for model, backup in zip(models, [*models[1:], None], strict=True):
             try:
-                return self._ask(model, messages, budget)
+                return self._ask(model, request, budget)
             except Throttled:
                 raise  # no call was made: the fleet's limit, not this model, said no
             except LLMError as error:
@@ -438,11 +408,10 @@ class OpenRouterProvider:
             self._local.transport = transport
         return transport
 
-    def _ask(self, model: str, messages: list[dict[str, str]], budget: Budget) -> Summary:
+    def _ask(self, model: str, request: CompletionRequest, budget: Budget) -> Completion:
         budget.take()
-        payload = {"model": model, "messages": messages, "max_tokens": self._max_tokens}
         try:
-            status, headers, body = self._post(payload, budget.deadline)
+            status, headers, body = self._post(self._payload(model, request), budget.deadline)
             error = classify(status, headers, body)
         except LLMError as e:
             error = e
@@ -451,10 +420,21 @@ class OpenRouterProvider:
             self._observe(CallRecord(model, error.error_type, str(error)))
             raise error
         data = json.loads(body)
-        text = data["choices"][0]["message"]["content"].strip()  # checked by classify
-        summary = Summary(text, self.name, str(data.get("model") or model), _usage(data))
-        self._observe(CallRecord(summary.model, usage=summary.usage))
-        return summary
+        choice = data["choices"][0]  # checked by classify
+        completion = Completion(choice["message"]["content"].strip(), self.name, str(data.get("model") or model),
+                                _usage(data), str(choice.get("finish_reason") or ""))  # fmt: skip
+        self._observe(CallRecord(completion.model, usage=completion.usage))
+        return completion
+
+    def _payload(self, model: str, request: CompletionRequest) -> dict[str, Any]:
+        """The request body: the type's fields that are set, OPENROUTER_MAX_TOKENS by default."""
+        payload: dict[str, Any] = {"model": model, "messages": request.messages,
+                                   "max_tokens": request.max_tokens or self._max_tokens}  # fmt: skip
+        if request.temperature is not None:
+            payload["temperature"] = request.temperature
+        if request.response_format is not None:
+            payload["response_format"] = request.response_format
+        return payload
 
     def _observe(self, record: CallRecord) -> None:
         """Tell the observer; its failure (Redis away) must never fail the call itself."""
@@ -539,9 +519,10 @@ def _usage(data: dict[str, Any]) -> dict[str, int] | None:
 
 
 class OfflineProvider:
-    """The extractive summarizer of `worker.offline`: no network, no account, no model download,
-    deterministic. It reads any length in one pass (a 100,000-character text in tens of
-    milliseconds, see bench/offline_speed.py), so it never needs the map-reduce of long inputs."""
+    """The provider when no LLM is configured: it makes no call. A type with an offline answer
+    gives it without asking (`TaskType.run_offline`); a type without one is refused at submit,
+    and a task of it that reaches this worker anyway is refused here (`ProviderRequired`: DLQ, to
+    be re-driven once a key is set). It never answers with something other than was asked."""
 
     name = "offline"
     model = "extractive"
@@ -549,26 +530,19 @@ class OfflineProvider:
     observer: Observer | None = None
 
     def __init__(self, settings: Settings) -> None:
-        self._sentences = settings.offline_summary_sentences
+        self.settings = settings
 
-    def summarize(self, content: str, kind: Kind = "summarize", budget: Budget | None = None) -> Summary:
-        """The extractive summary; for `combine`, of the partial summaries joined. Raises
-        `LLMInputRejected` for text with no sentence at all (nothing to summarize)."""
-        text = offline.summarize(content, self._sentences)
-        if not text:
-            raise LLMInputRejected("the text has no sentence to summarize")
-        if self.observer is not None:
-            self.observer(CallRecord(self.model))
-        return Summary(text, self.name, self.model)
+    def complete(self, request: CompletionRequest, budget: Budget | None = None) -> Completion:
+        raise ProviderRequired(provider_required())
 
     def close(self) -> None:
         """Nothing to release; present so callers can close any provider."""
 
 
 def build_provider(settings: Settings) -> Provider:
-    """The offline summarizer without an API key (or when asked for), OpenRouter otherwise."""
+    """The offline provider without an API key (or when asked for), OpenRouter otherwise."""
     if settings.llm_uses_offline:
-        log.info("LLM provider: offline extractive summarizer")
+        log.info("LLM provider: offline (types with an offline answer only)")
         return OfflineProvider(settings)
     models = ", ".join([settings.openrouter_model, *settings.fallback_models])
     log.info("LLM provider: %s at %s", models, settings.openrouter_base_url)

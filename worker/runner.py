@@ -4,12 +4,22 @@ exactly one transition. Celery's task is a thin shell over `Runner.execute`."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import random
 import threading
 import time
 
-from core.errors import LLMAccountProblem, LLMError, LLMInputRejected, LLMRateLimited, StaleAttempt, TaskNotFound
+import tasktypes
+from core.errors import (
+    LLMAccountProblem,
+    LLMError,
+    LLMInputRejected,
+    LLMRateLimited,
+    StaleAttempt,
+    TaskNotFound,
+    UnknownTaskType,
+)
 from core.keys import Keys
 from core.policy import Outcome, RateLimitStreak, RetryPolicy
 from core.redis import Durability, sync_client
@@ -17,9 +27,9 @@ from core.settings import Settings
 from core.states import State
 from core.store import TaskStore, claimed_task
 from core.task import Task
-from worker.handlers import HANDLERS, Job
+from tasktypes.base import Answer, Job, TaskType
 from worker.provider_state import PausableBreaker, ProviderPaused, ProviderRecorder
-from worker.providers import Budget, Provider, Summary, build_provider
+from worker.providers import Budget, CallRecord, Provider, build_provider
 from worker.ratelimit import AttemptTokens, FleetRateLimit
 
 log = logging.getLogger("asynctaskflow.worker")
@@ -43,9 +53,11 @@ class Runner:
         self.store = TaskStore(sync_client(settings, patient=True), keys, Durability(settings))
         self.breaker = PausableBreaker(settings, sync_client(settings, decode=False), BREAKER_READ_SECONDS)
         self.provider = provider or build_provider(settings)
-        # The offline summarizer makes no network call: no rate limit, no call metrics; its
-        # successes are still noted as the provider's last success.
-        networked = self.provider.name != "offline"
+        tasktypes.load(settings)
+        # The offline provider makes no network call (each type gives its own offline answer): no
+        # rate limit, no call metrics; its successes are still noted as the provider's last success.
+        self.offline = self.provider.name == "offline"
+        networked = not self.offline
         self.limit = FleetRateLimit(self.store, settings, enabled=networked)
         self.recorder = ProviderRecorder(self.store.r, keys, self.limit)
         self.provider.observer = self.recorder.record if networked else self.recorder.record_local
@@ -55,7 +67,7 @@ class Runner:
             settings.rate_limit_max_wait,
         )  # fmt: skip
         # The guard against a configuration error that looks like bad input (networked only: the
-        # offline summarizer's refusals are about the text).
+        # offline answers' refusals are about the text).
         self.guard = settings.input_rejected_guard if networked else 0
 
     def close(self) -> None:
@@ -96,39 +108,49 @@ class Runner:
     def _attempt(self, task: Task, token: str, consumer_id: str) -> str:
         started = time.monotonic()
         try:
-            summary = self._run_handler(task, token)
+            answer = self._run_handler(task, token)
         except StaleAttempt:
             raise  # cancelled or taken back meanwhile: nothing of ours to settle
         except LLMAccountProblem as error:
             return self._settle_failure(task, token, consumer_id, self._pause(error))
         except Exception as error:  # every failure is settled into a state, none escapes
             return self._settle_failure(task, token, consumer_id, error)
-        self.store.complete(task.id, consumer_id, token, summary.text, summary.provider, summary.model, summary.usage)
-        if summary.chunks:
+        self.store.complete(task.id, consumer_id, token, answer.result, answer.provider, answer.model, answer.usage)
+        if answer.pieces:
             self.store.drop_chunks(task.id)
-        log.info("task %s completed by %s in %.0f ms", task.id, summary.provider, (time.monotonic() - started) * 1e3)
+        log.info("task %s completed by %s in %.0f ms", task.id, answer.provider, (time.monotonic() - started) * 1e3)
         return "completed"
 
-    def _run_handler(self, task: Task, token: str) -> Summary:
-        """The handler behind the breaker, once the fleet's rate limit gave the first call a token:
-        taken before the breaker is asked, since an attempt that ends throttled inside it would
-        count as a success (and close a half-open breaker without any call)."""
-        handler = HANDLERS.get(task.task_type)
-        if handler is None:
-            raise ValueError(f"no handler for task type {task.task_type!r}")
+    def _run_handler(self, task: Task, token: str) -> Answer:
+        """The type's work behind the breaker, once the fleet's rate limit gave the first call a
+        token: taken before the breaker is asked, since an attempt that ends throttled inside it
+        would count as a success (and close a half-open breaker without any call). Offline, the
+        type's own offline answer runs instead."""
+        task_type = tasktypes.get(task.task_type)
+        if task_type is None:
+            names = ", ".join(t.name for t in tasktypes.all_types())
+            raise UnknownTaskType(f"no task type {task.task_type!r} in this worker (it has {names}): "
+                                  "add its module to TASK_TYPE_MODULES, then retry the task")  # fmt: skip
         tokens = AttemptTokens(self.limit)
         throttled = tokens.first()
         if throttled is not None:
             raise throttled
-        return self.breaker.call(handler, self._job(task, token, tokens))
+        job = self._job(task, token, tokens, task_type)
+        if not self.offline:
+            return self.breaker.call(task_type.run, job)
+        answer: Answer = self.breaker.call(task_type.run_offline, job)
+        self.recorder.record_local(CallRecord(answer.model))
+        return answer
 
-    def _job(self, task: Task, token: str, tokens: AttemptTokens) -> Job:
-        deadline = time.monotonic() + self.settings.celery_task_soft_time_limit
+    def _job(self, task: Task, token: str, tokens: AttemptTokens, task_type: TaskType) -> Job:
+        budget = Budget(time.monotonic() + self.settings.celery_task_soft_time_limit, tokens.take)
         ttl_ms = self.settings.result_ttl_seconds * 1000
         return Job(
-            task=task,
-            provider=self.provider,
-            budget=Budget(deadline, tokens.take),
+            task_id=task.id,
+            input=task_type.input_of(task.content, json.loads(task.params) if task.params else {}),
+            settings=self.settings,
+            complete=lambda request: self.provider.complete(request, budget),
+            context_chars=self.provider.context_chars,
             progress=lambda percent, step: self.store.set_progress(task.id, token, percent, step),
             saved=lambda: self.store.chunks(task.id),
             save=lambda field, value: self.store.save_chunk(task.id, token, field, value, ttl_ms),

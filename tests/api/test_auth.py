@@ -38,9 +38,10 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/live"): "public",
     ("GET", "/ready"): "public",
     ("GET", "/health"): "public",
-    ("POST", "/api/v1/tasks/summarize/"): "submit",
-    ("POST", "/api/v1/tasks/summarize"): "submit",
-    ("POST", "/api/v1/tasks/summarize/bulk"): "submit",
+    ("GET", "/api/v1/task-types"): "submit",
+    ("POST", "/api/v1/tasks/{task_type}"): "submit",  # an unknown type: 404 once the key is accepted
+    ("POST", "/api/v1/tasks/{task_type}/"): "submit",
+    ("POST", "/api/v1/tasks/{task_type}/bulk"): "submit",
     ("GET", "/api/v1/tasks/"): "submit",
     ("GET", "/api/v1/tasks"): "submit",
     ("GET", TASK): "submit",
@@ -65,6 +66,9 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/openrouter/status"): "admin",
     ("GET", "/api/v1/openrouter/metrics"): "admin",
 }
+for _type in ("summarize", "translate", "extract", "chat"):
+    for _path in (f"/api/v1/tasks/{_type}/", f"/api/v1/tasks/{_type}", f"/api/v1/tasks/{_type}/bulk"):
+        ROUTE_SCOPES["POST", _path] = "submit"
 BODIES = {"/api/v1/tasks/summarize/bulk": {"items": [{"content": "Some text."}]}}
 # The stream never ends, and the in-process transport buffers whole responses: its success with an
 # admin key is proved by tests/api/test_ops_queues.py under a real server; its refusals here.

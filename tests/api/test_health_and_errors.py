@@ -159,7 +159,9 @@ def test_openapi_documents_every_route() -> None:
         "/api/v1/queues/status/stream", "/api/v1/queues/dlq/requeue", "/health/workers",
         "/health/workers/diagnostics", "/health/workers/circuit-breaker", "/health/workers/reset-circuit-breaker",
         "/health/workers/open-circuit-breaker", "/live", "/ready", "/metrics",
-        "/api/v1/openrouter/status", "/api/v1/openrouter/metrics",
+        "/api/v1/openrouter/status", "/api/v1/openrouter/metrics", "/api/v1/task-types",
+        "/api/v1/tasks/translate/", "/api/v1/tasks/translate/bulk", "/api/v1/tasks/extract/",
+        "/api/v1/tasks/extract/bulk", "/api/v1/tasks/chat/", "/api/v1/tasks/chat/bulk",
     }  # fmt: skip
     assert paths["/api/v1/tasks/summarize/"]["post"]["responses"]["413"]
 

@@ -14,8 +14,8 @@ from tests.api.conftest import Pipeline, state_of, submit
 pytestmark = pytest.mark.anyio
 
 PUBLIC_FIELDS = {
-    "task_id", "task_type", "state", "content", "result", "provider", "retry_count", "max_retries", "last_error",
-    "error_type", "worker", "created_at", "updated_at", "started_at", "finished_at", "due_at",
+    "task_id", "task_type", "state", "content", "params", "result", "provider", "retry_count", "max_retries",
+    "last_error", "error_type", "worker", "created_at", "updated_at", "started_at", "finished_at", "due_at",
     "attempts", "progress", "current_step", "model", "usage", "timings", "history", "errors", "actions",
 }  # fmt: skip
 

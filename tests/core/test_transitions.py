@@ -77,7 +77,7 @@ def test_claim_returns_what_the_attempt_needs_of_the_task(store: TaskStore) -> N
     task = store.create(new_task())
     claim = store.claim(CONSUMER, "tok-1", prefer_retry=False)
     stored = store.get(task.id)
-    assert claim.fields == {"task_type": task.task_type, "content": task.content, "retry_count": "0",
+    assert claim.fields == {"task_type": task.task_type, "content": task.content, "params": "", "retry_count": "0",
                             "max_retries": str(task.max_retries), "started_at": str(stored.started_at)}  # fmt: skip
     attempt = claimed_task(task.id, "tok-1", CONSUMER, claim.fields)
     for name in ("id", "task_type", "content", "state", "retry_count", "max_retries", "attempt", "consumer"):

@@ -15,9 +15,11 @@ from core.settings import Settings
 from core.states import State
 from core.store import TaskStore, new_token
 from core.task import Task
+from tasktypes import extractive
+from tasktypes.base import Completion, CompletionRequest, Job
+from tasktypes.pieces import split_text
+from tasktypes.summarize import MapReduce, SummarizeCreate
 from tests.stub_llm import StubLLM
-from worker.chunking import MapReduce, split_text
-from worker.providers import Budget, Kind, OfflineProvider, Summary
 from worker.runner import Runner
 
 CONSUMER = "c1"
@@ -59,33 +61,40 @@ def test_a_sentence_without_end_is_cut_at_spaces_and_an_endless_word_anywhere() 
 
 
 # --- MapReduce with the offline summarizer -----------------------------------------------------
-class CountingOffline(OfflineProvider):
-    """The offline summarizer, counting what it is asked (the map-reduce is under test, not it)."""
+class ExtractiveLLM:
+    """An LLM stand-in that answers each call with the extractive summary of its text, counting
+    which prompt it was asked (the map-reduce is under test, not it)."""
 
     def __init__(self) -> None:
-        super().__init__(Settings())
-        self.asked: list[Kind] = []
+        self.asked: list[str] = []
 
-    def summarize(self, content: str, kind: Kind = "summarize", budget: Budget | None = None) -> Summary:
+    def complete(self, request: CompletionRequest) -> Completion:
+        prompt = request.messages[-1]["content"]
+        kind = "combine" if "<summaries>" in prompt else "summarize"
         self.asked.append(kind)
-        return super().summarize(content, kind, budget)
+        text = prompt.split(">\n", 1)[1].rsplit("\n<", 1)[0]
+        return Completion(extractive.summarize(text), "local", "extractive")
+
+
+def job(llm: ExtractiveLLM, saved: dict[str, str], steps: list[tuple[int, str]] | None = None) -> Job:
+    progress = (lambda p, s: steps.append((p, s))) if steps is not None else (lambda p, s: None)
+    return Job("t1", SummarizeCreate(content="x"), Settings(), llm.complete, 1000, progress, lambda: dict(saved),
+               saved.__setitem__)  # fmt: skip
 
 
 def test_many_chunks_reduce_in_rounds_and_kept_pieces_are_not_asked_again() -> None:
     text = "\n\n".join(paragraph(n, sentences=16) for n in range(60))
-    provider, saved, steps = CountingOffline(), {}, []
-    mapper = MapReduce(provider, Budget(time.monotonic() + 60), 1000, lambda p, s: steps.append((p, s)),
-                       saved, saved.__setitem__)  # fmt: skip
-    summary = mapper.run(text)
-    assert summary.chunks == len(split_text(text, 1000)) >= 60
+    llm, saved, steps = ExtractiveLLM(), {}, []
+    summary = MapReduce(job(llm, saved, steps), 1000).run(text)
+    assert summary.pieces == len(split_text(text, 1000)) >= 60
     assert any("round 1" in step for _, step in steps), "the summaries did not fit: a reduce round ran"
     assert steps[-1][0] == 95 and steps[-1][1].startswith("combining")
     assert [p for p, _ in steps] == sorted(p for p, _ in steps), "progress never goes back"
-    assert provider.asked.count("combine") >= 2 and summary.text
+    assert llm.asked.count("combine") >= 2 and summary.result
 
-    again = CountingOffline()
-    rerun = MapReduce(again, Budget(time.monotonic() + 60), 1000, lambda p, s: None, dict(saved), saved.__setitem__)
-    assert rerun.run(text).text == summary.text
+    again = ExtractiveLLM()
+    rerun = MapReduce(job(again, dict(saved)), 1000)
+    assert rerun.run(text).result == summary.result
     assert again.asked == ["combine"], "every piece was kept: only the final combine is asked again"
 
 

@@ -12,6 +12,7 @@ import pytest
 from core.errors import LLMInputRejected, LLMProviderProblem, LLMRateLimited, LLMTransient
 from core.settings import Settings
 from tests.stub_llm import StubLLM
+from tests.worker.helpers import summarize
 from worker.providers import (
     Budget,
     CallRecord,
@@ -56,7 +57,7 @@ def models_asked(stub: StubLLM) -> list[tuple[str, int]]:
 
 
 def test_bearer_key_and_attribution_headers_from_settings(provider: OpenRouterProvider, stub: StubLLM) -> None:
-    provider.summarize(text())
+    summarize(provider, text())
     (call,) = stub.calls()
     assert call["token"] == KEY
     assert call["headers"]["http-referer"] == "https://atf.example"
@@ -75,20 +76,20 @@ def test_fallback_list_is_ordered_without_blanks_duplicates_or_the_main_model() 
 
 
 def test_main_model_answers_without_fallback(provider: OpenRouterProvider, stub: StubLLM) -> None:
-    summary = provider.summarize(text())
+    summary = summarize(provider, text())
     assert summary.model == MAIN and models_asked(stub) == [(MAIN, 200)]
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 404, 429])
 def test_a_failing_main_model_falls_back_in_order(provider: OpenRouterProvider, stub: StubLLM, status: int) -> None:
-    summary = provider.summarize(text(f"[[models:{MAIN}={status}]]"))
+    summary = summarize(provider, text(f"[[models:{MAIN}={status}]]"))
     assert summary.model == BACKUP and summary.text == "stub summary"
     assert models_asked(stub) == [(MAIN, status), (BACKUP, 200)]
 
 
 def test_every_model_failing_says_each_reason_and_stays_retryable(provider: OpenRouterProvider, stub: StubLLM) -> None:
     with pytest.raises(LLMTransient) as info:
-        provider.summarize(text(f"[[models:{MAIN}=404,{BACKUP}=503,{LAST}=404]]"))
+        summarize(provider, text(f"[[models:{MAIN}=404,{BACKUP}=503,{LAST}=404]]"))
     message = str(info.value)
     assert f"{MAIN}: HTTP 404" in message and f"{BACKUP}: HTTP 503" in message and f"{LAST}: HTTP 404" in message
     assert [m for m, _ in models_asked(stub)] == [MAIN, BACKUP, LAST]
@@ -96,14 +97,14 @@ def test_every_model_failing_says_each_reason_and_stays_retryable(provider: Open
 
 def test_only_unknown_models_is_a_provider_problem(provider: OpenRouterProvider) -> None:
     with pytest.raises(LLMProviderProblem) as info:
-        provider.summarize(text(f"[[models:{MAIN}=404,{BACKUP}=404,{LAST}=404]]"))
+        summarize(provider, text(f"[[models:{MAIN}=404,{BACKUP}=404,{LAST}=404]]"))
     assert type(info.value) is LLMProviderProblem
 
 
 def test_rate_limited_everywhere_keeps_the_retry_after(provider: OpenRouterProvider) -> None:
     content = text(f"[[models:{MAIN}=429,{BACKUP}=429,{LAST}=429]][[retry_after:9]]")
     with pytest.raises(LLMRateLimited) as info:
-        provider.summarize(content)
+        summarize(provider, content)
     assert info.value.retry_after == 9.0
 
 
@@ -115,13 +116,13 @@ def test_no_fallback_when_every_model_would_refuse(
     provider: OpenRouterProvider, stub: StubLLM, directive: str, kind: type[Exception]
 ) -> None:
     with pytest.raises(kind):
-        provider.summarize(text(directive))
+        summarize(provider, text(directive))
     assert [m for m, _ in models_asked(stub)] == [MAIN], "the input or the key is refused by any model"
 
 
 def test_metadata_raw_and_upstream_are_in_the_message(provider: OpenRouterProvider) -> None:
     with pytest.raises(LLMTransient) as info:
-        provider.summarize(text(f"[[models:{MAIN}=502,{BACKUP}=502,{LAST}=502]][[raw:upstream overloaded (code 7)]]"))
+        summarize(provider, text(f"[[models:{MAIN}=502,{BACKUP}=502,{LAST}=502]][[raw:upstream overloaded (code 7)]]"))
     assert "raw: upstream overloaded (code 7)" in str(info.value) and "[upstream: StubUpstream]" in str(info.value)
 
 
@@ -129,7 +130,7 @@ def test_the_observer_sees_each_call(settings: Settings) -> None:
     provider = OpenRouterProvider(settings)
     seen: list[CallRecord] = []
     provider.observer = seen.append
-    provider.summarize(text(f"[[models:{MAIN}=503]]"))
+    summarize(provider, text(f"[[models:{MAIN}=503]]"))
     assert [(r.model, r.error_type) for r in seen] == [(MAIN, "transient"), (BACKUP, "")]
     assert "HTTP 503" in seen[0].message and seen[1].usage and seen[1].usage["total_tokens"] > 0
 
@@ -141,7 +142,7 @@ def test_a_failing_observer_never_fails_the_call(settings: Settings) -> None:
         raise ConnectionError("redis away")
 
     provider.observer = broken
-    assert provider.summarize(text()).text == "stub summary"
+    assert summarize(provider, text()).text == "stub summary"
 
 
 def test_each_call_takes_a_token_and_throttling_stops_the_fallback(provider: OpenRouterProvider, stub: StubLLM) -> None:
@@ -153,17 +154,17 @@ def test_each_call_takes_a_token_and_throttling_stops_the_fallback(provider: Ope
             raise Throttled("no token", retry_after=3)
 
     with pytest.raises(Throttled):
-        provider.summarize(text(f"[[models:{MAIN}=503]]"), budget=Budget(time.monotonic() + 30, take))
+        summarize(provider, text(f"[[models:{MAIN}=503]]"), budget=Budget(time.monotonic() + 30, take))
     assert len(taken) == 2 and models_asked(stub) == [(MAIN, 503)], "no call was made without a token"
 
 
 def test_the_budget_deadline_ends_the_fallback(provider: OpenRouterProvider, stub: StubLLM) -> None:
     with pytest.raises(LLMTransient):
-        provider.summarize(text(f"[[models:{MAIN}=503]][[delay:0.3]]"), budget=Budget(time.monotonic() + 0.2))
+        summarize(provider, text(f"[[models:{MAIN}=503]][[delay:0.3]]"), budget=Budget(time.monotonic() + 0.2))
     assert len(stub.calls()) == 1, "no time was left for another model"
 
 
 def test_a_refused_key_met_on_a_fallback_model_is_the_attempts_error(provider: OpenRouterProvider) -> None:
     with pytest.raises(LLMAccountProblem) as info:
-        provider.summarize(text(f"[[models:{MAIN}=503,{BACKUP}=402]]"))
+        summarize(provider, text(f"[[models:{MAIN}=503,{BACKUP}=402]]"))
     assert f"{MAIN}: HTTP 503" in str(info.value) and f"{BACKUP}: HTTP 402" in str(info.value)

@@ -20,6 +20,7 @@ from core.errors import (
     LLMContextTooLong,
     LLMError,
     LLMInputRejected,
+    LLMInvalidOutput,
     LLMModelUnknown,
     LLMProviderProblem,
     LLMRateLimited,
@@ -27,6 +28,7 @@ from core.errors import (
 )
 from core.settings import Settings
 from tests.stub_llm import PROVIDER_BODIES, StubLLM
+from tests.worker.helpers import summarize
 from worker.provider_state import ProviderPaused
 from worker.providers import OpenRouterProvider, Throttled, classify, error_body
 
@@ -75,7 +77,7 @@ def provider(stub: StubLLM) -> Iterator[OpenRouterProvider]:
 
 def raised(provider: OpenRouterProvider, directive: str) -> LLMError:
     with pytest.raises(LLMError) as info:
-        provider.summarize(f"Text {uuid.uuid4().hex}. {directive}")
+        summarize(provider, f"Text {uuid.uuid4().hex}. {directive}")
     return info.value
 
 
@@ -139,7 +141,7 @@ def test_unknown_model_as_a_400_tries_the_fallback(stub: StubLLM) -> None:
                         openrouter_fallback_models=BACKUP)  # fmt: skip
     provider = OpenRouterProvider(settings)
     try:
-        summary = provider.summarize(f"Text. [[tag:fb]] [[models:{MAIN}=litellm/invalid_model]]")
+        summary = summarize(provider, f"Text. [[tag:fb]] [[models:{MAIN}=litellm/invalid_model]]")
     finally:
         provider.close()
     assert (summary.text, summary.model) == ("summary:fb", BACKUP)
@@ -153,7 +155,7 @@ def test_a_refused_key_ends_the_fallback_at_once(stub: StubLLM) -> None:
     provider = OpenRouterProvider(settings)
     try:
         with pytest.raises(LLMAccountProblem):
-            provider.summarize(f"Text. [[models:{MAIN}=openai/insufficient_quota]]")
+            summarize(provider, f"Text. [[models:{MAIN}=openai/insufficient_quota]]")
     finally:
         provider.close()
     assert [c["model"] for c in stub.calls()] == [MAIN]
@@ -163,7 +165,8 @@ def test_one_vocabulary_of_error_classes() -> None:
     """Every class an attempt can end with reports a name of ERROR_TYPES, the names the task, the
     status, the metrics and the history share."""
     classes = [LLMTransient, LLMRateLimited, Throttled, LLMInputRejected, LLMContentFlagged, LLMContextTooLong,
-               LLMProviderProblem, LLMModelUnknown, LLMAccountProblem, CircuitOpen, ProviderPaused]  # fmt: skip
+               LLMProviderProblem, LLMModelUnknown, LLMAccountProblem, CircuitOpen, ProviderPaused,
+               LLMInvalidOutput]  # fmt: skip
     queue_own = {"internal", "worker_lost", "dispatch_failed", "shutdown"}
     assert {c.error_type for c in classes} | queue_own == set(ERROR_TYPES)
     sources = [*(ROOT / "core" / "scripts").glob("*.lua"), ROOT / "consumer" / "consumer.py"]

@@ -15,16 +15,16 @@ import pytest
 
 from core.errors import LLMError, LLMInputRejected, LLMProviderProblem, LLMRateLimited, LLMTransient
 from core.settings import Settings
+from tasktypes.base import Completion, fill, prompt
 from tests.stub_llm import StubLLM
+from tests.worker.helpers import summarize
 from worker.providers import (
     LLMAccountProblem,
     OfflineProvider,
     OpenRouterProvider,
-    Summary,
     build_provider,
     classify,
     parse_retry_after,
-    render_prompt,
 )
 
 KEY = "test-key-s3cr3t-0123456789"
@@ -57,7 +57,7 @@ def unique(directive: str = "") -> str:
 def raises(provider: OpenRouterProvider, content: str, kind: type[LLMError]) -> LLMError:
     """The error `summarize` raises; the key must never appear in it or in what it wraps."""
     with pytest.raises(kind) as info:
-        provider.summarize(content)
+        summarize(provider, content)
     error = info.value
     for text in (str(error), repr(error), str(error.__cause__ or ""), repr(error.__cause__ or "")):
         assert KEY not in text
@@ -66,27 +66,27 @@ def raises(provider: OpenRouterProvider, content: str, kind: type[LLMError]) -> 
 
 # --- success ---------------------------------------------------------------------------------
 def test_default_answer_with_usage(provider: OpenRouterProvider) -> None:
-    summary = provider.summarize(unique())
-    assert summary == Summary("stub summary", "openrouter", "stub/model-1", summary.usage)
+    summary = summarize(provider, unique())
+    assert summary == Completion("stub summary", "openrouter", "stub/model-1", summary.usage, "stop")
     assert summary.usage is not None and summary.usage["total_tokens"] > 0
 
 
 def test_tag_answer(provider: OpenRouterProvider) -> None:
-    assert provider.summarize(unique("[[tag:abc-1]]")).text == "summary:abc-1"
+    assert summarize(provider, unique("[[tag:abc-1]]")).text == "summary:abc-1"
 
 
 def test_request_carries_key_model_and_prompt(provider: OpenRouterProvider, stub: StubLLM) -> None:
     content = unique("braces {content} {0} {x} stay as they are")
-    provider.summarize(content)
+    summarize(provider, content)
     (call,) = stub.calls()
     assert call["token"] == KEY and call["model"] == "stub/model-1" and call["status"] == 200
-    assert call["content"] == render_prompt(content)
-    assert content in call["content"] and "{content}" not in render_prompt("x")
+    assert call["content"] == fill(prompt("summarize"), content=content)
+    assert content in call["content"] and "{content}" not in fill(prompt("summarize"), content="x")
 
 
 def test_trailing_slash_in_base_url(stub: StubLLM) -> None:
     settings = Settings(openrouter_api_key=KEY, openrouter_base_url=stub.url + "/")
-    assert OpenRouterProvider(settings).summarize(unique()).text == "stub summary"
+    assert summarize(OpenRouterProvider(settings), unique()).text == "stub summary"
 
 
 def test_one_client_shared_by_threads(provider: OpenRouterProvider, stub: StubLLM) -> None:
@@ -94,7 +94,7 @@ def test_one_client_shared_by_threads(provider: OpenRouterProvider, stub: StubLL
     try:
         started = time.monotonic()
         with ThreadPoolExecutor(32) as pool:
-            texts = list(pool.map(lambda i: provider.summarize(unique(f"[[tag:{i}]]")).text, range(32)))
+            texts = list(pool.map(lambda i: summarize(provider, unique(f"[[tag:{i}]]")).text, range(32)))
         elapsed = time.monotonic() - started
     finally:
         stub.state.delay = 0.0
@@ -140,7 +140,7 @@ def test_503_with_retry_after_is_rate_limited(provider: OpenRouterProvider) -> N
 def test_429_then_success(provider: OpenRouterProvider, stub: StubLLM) -> None:
     content = unique("[[429:3]][[tag:later]]")
     assert raises(provider, content, LLMRateLimited).retry_after == 3.0
-    assert provider.summarize(content).text == "summary:later"
+    assert summarize(provider, content).text == "summary:later"
     assert [c["status"] for c in stub.calls()] == [429, 200]
 
 
@@ -148,7 +148,7 @@ def test_fail_n_times_then_success(provider: OpenRouterProvider) -> None:
     content = unique("[[fail:2]]")
     raises(provider, content, LLMTransient)
     raises(provider, content, LLMTransient)
-    assert provider.summarize(content).text == "stub summary"
+    assert summarize(provider, content).text == "stub summary"
 
 
 @pytest.mark.parametrize("directive", ["[[error200]]", "[[nochoices]]", "[[badjson]]"])
@@ -176,7 +176,7 @@ def test_trickling_answer_is_cut_at_the_soft_time_limit(stub: StubLLM) -> None:
     error = raises(OpenRouterProvider(settings), content, LLMTransient)
     assert 1 <= time.monotonic() - started < 2, "bytes kept arriving: only the total deadline ended it"
     assert "soft time limit" in str(error)
-    assert OpenRouterProvider(settings).summarize(content).text == "stub summary", "later calls do not trickle"
+    assert summarize(OpenRouterProvider(settings), content).text == "stub summary", "later calls do not trickle"
 
 
 def test_connection_refused_is_transient() -> None:

@@ -14,8 +14,8 @@ from core.settings import Settings
 from core.states import State
 from core.store import TaskStore, new_token
 from core.task import Task
+from tasktypes.summarize import Summarize
 from tests.stub_llm import StubLLM
-from worker.handlers import HANDLERS
 from worker.runner import Runner
 
 CONSUMER = "c1"
@@ -107,10 +107,15 @@ def test_stale_attempt_changes_nothing(runner: Runner, stub: StubLLM) -> None:
     assert runner.execute(task_id, token, CONSUMER) == "stale", "a redelivered message is harmless"
 
 
-def test_unknown_task_type_is_retried_then_dead(runner: Runner) -> None:
-    task_id, token = claimed(runner.store, "text", task_type="translate", retries=0)
+def test_a_type_this_worker_does_not_know_goes_to_the_dlq_at_once(runner: Runner, stub: StubLLM) -> None:
+    """TASK_TYPE_MODULES differs between the API and this worker: retrying cannot help, an
+    operator can (load the module, then retry the task)."""
+    task_id, token = claimed(runner.store, "text", task_type="nonesuch", retries=3)
     assert runner.execute(task_id, token, CONSUMER) == "dlq"
-    assert "no handler" in runner.store.get(task_id).last_error
+    task = runner.store.get(task_id)
+    assert (task.error_type, task.retry_count) == ("provider_problem", 0)
+    assert "no task type 'nonesuch'" in task.last_error and "TASK_TYPE_MODULES" in task.last_error
+    assert stub.calls() == []
 
 
 def hgetall_calls(r: redis.Redis) -> int:
@@ -169,7 +174,7 @@ def test_a_library_error_in_the_attempt_is_settled_as_internal(runner: Runner, m
     def crowded(*_: object) -> None:
         raise redis.exceptions.MaxConnectionsError("Too many connections")
 
-    monkeypatch.setitem(HANDLERS, "summarize", crowded)
+    monkeypatch.setattr(Summarize, "run", crowded)
     task_id, token = claimed(runner.store, "text")
     assert runner.execute(task_id, token, CONSUMER) == "scheduled"
     task = runner.store.get(task_id)

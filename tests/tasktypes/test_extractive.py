@@ -1,4 +1,5 @@
-"""The offline extractive summarizer: deterministic, order-preserving, fast, robust on odd input."""
+"""The offline extractive summarizer (summarize's offline answer): deterministic, order-preserving,
+fast, robust on odd input."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import time
 import pytest
 
 from core.settings import Settings
-from worker.offline import split_sentences, summarize
+from tasktypes.base import Job
+from tasktypes.extractive import split_sentences, summarize
+from tasktypes.summarize import Summarize, SummarizeCreate
 from worker.providers import OfflineProvider
 
 ARTICLE = (
@@ -39,10 +42,12 @@ def test_sentence_count(count: int) -> None:
     assert len(split_sentences(summarize(ARTICLE, count))) == count
 
 
-def test_provider_uses_setting() -> None:
-    summary = OfflineProvider(Settings(offline_summary_sentences=2)).summarize(ARTICLE)
-    assert summary.provider == "offline" and summary.usage is None
-    assert len(split_sentences(summary.text)) == 2
+def test_offline_answer_uses_setting() -> None:
+    settings = Settings(offline_summary_sentences=2)
+    refuse = OfflineProvider(settings).complete
+    answer = Summarize().run_offline(Job("t1", SummarizeCreate(content=ARTICLE), settings, refuse))
+    assert answer.provider == "offline" and answer.usage is None
+    assert len(split_sentences(answer.result)) == 2
 
 
 def test_short_text_returned_whole() -> None:

@@ -1,0 +1,262 @@
+"""Submit routes, built from the task-type registry: `POST /api/v1/tasks/{type}/` and
+`POST /api/v1/tasks/{type}/bulk` for each registered type, each with its own request schema, and
+`GET /api/v1/task-types`. Nothing here names a type: a new type gets its routes by registering.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from api.auth import ANONYMOUS, Principal, SubmitDep
+from api.deps import SettingsDep, StoreDep
+from api.errors import ApiError
+from api.schemas import BulkAccepted, ErrorBody, TaskAccepted, TaskTypeInfo
+from core.settings import Settings
+from core.store import AsyncTaskStore, Created
+from core.task import Task
+from tasktypes.base import TaskType, provider_required
+
+log = logging.getLogger("api.routes.tasks")
+PREFIX = "/api/v1/tasks"
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Repeat a submit safely: the same key within IDEMPOTENCY_TTL_SECONDS returns the task(s) "
+        "the first submit created (with `Idempotent-Replayed: true`), even for concurrent duplicates.",
+    ),
+]
+
+types_router = APIRouter(prefix="/api/v1/task-types", tags=["tasks"])
+unknown_router = APIRouter(prefix=PREFIX, tags=["tasks"])
+
+
+def errors_doc(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error bodies a route can return (plus 503, which every route can)."""
+    return {status: {"model": ErrorBody} for status in (*statuses, 503)}
+
+
+def add_both_slashes(router: APIRouter, method: str, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+    """Serve `path/` and `path` alike; a redirect between them would turn some clients' POST into a GET."""
+    router.add_api_route(f"{path}/", endpoint, methods=[method], **kwargs)
+    router.add_api_route(path, endpoint, methods=[method], include_in_schema=False, **kwargs)
+
+
+# --- the checks of a submit, in the order a client meets them --------------------------------
+def _check_provider(task_type: TaskType, settings: Settings) -> None:
+    """A type without an offline answer is refused while the offline provider runs: accepted, it
+    could only end in the DLQ."""
+    if settings.llm_uses_offline and not task_type.answers_offline:
+        raise ApiError(422, "provider_required", provider_required(task_type.name))
+
+
+def _check_input(task_type: TaskType, body: BaseModel, settings: Settings, loc: tuple[str | int, ...]) -> None:
+    """The size limits (413) and what the settings refuse of this input (422, naming the field)."""
+    size = task_type.size_of(body)
+    where = f"{loc[-1]}: " if len(loc) > 1 else ""
+    if size > settings.max_content_chars:
+        message = f"{where}content has {size} characters; the limit is {settings.max_content_chars}"
+        raise ApiError(413, "content_too_large", message)
+    if task_type.long_input == "refuse" and size > settings.chunk_chars:
+        message = (f"{where}input has {size} characters; {task_type.name} takes at most CHUNK_CHARS "
+                   f"({settings.chunk_chars}) in one call, the model's context")  # fmt: skip
+        raise ApiError(413, "input_too_long", message)
+    refusals = task_type.refusals(body, settings)
+    if refusals:
+        errors = [{"type": "value_error", "loc": (*loc, r.field), "msg": r.message, "input": None} for r in refusals]
+        raise RequestValidationError(errors)
+
+
+async def _rate_limit(store: AsyncTaskStore, settings: Settings, principal: Principal, cost: int) -> None:
+    """Each key's submissions are a token bucket in Redis (SUBMIT_RATE_PER_SECOND, burst
+    SUBMIT_RATE_BURST), shared by every API replica; a bulk costs one token per item."""
+    if principal.anonymous:  # no keys configured: there is no one to count against
+        return
+    bucket = f"submit:{principal.id}"
+    wait = await store.take_token(bucket, settings.submit_rate_per_second, settings.submit_rate_burst, cost)
+    if wait > 0:
+        log.info("key %s rate-limited for %.2fs (%d tasks asked)", principal.id, wait, cost)
+        retry_after = str(max(1, math.ceil(wait)))
+        message = f"too many submissions; retry in {retry_after}s"
+        raise ApiError(429, "rate_limited", message, {"Retry-After": retry_after})
+
+
+def _new_task(task_type: TaskType, body: BaseModel, settings: Settings, owner: str) -> Task:
+    params = task_type.params_of(body)
+    return Task(
+        id=str(uuid.uuid4()),
+        task_type=task_type.name,
+        content=task_type.content_of(body),
+        params=json.dumps(params, ensure_ascii=False, separators=(",", ":")) if params else "",
+        max_retries=settings.max_retries,
+        owner=owner,
+    )
+
+
+async def submit_tasks(
+    store: AsyncTaskStore,
+    settings: Settings,
+    task_type: TaskType,
+    bodies: Sequence[BaseModel],
+    idempotency_key: str | None,
+    principal: Principal = ANONYMOUS,
+    bulk: bool = False,
+) -> tuple[Created, list[Task]]:
+    """Check, then store and queue new tasks of `task_type` in one atomic step, owned by
+    `principal`'s key. A repeated idempotency key creates nothing; the tasks returned are then the
+    stored ones, as they are now."""
+    _check_provider(task_type, settings)
+    for n, body in enumerate(bodies):
+        _check_input(task_type, body, settings, ("body", "items", n) if bulk else ("body",))
+    await _rate_limit(store, settings, principal, len(bodies))
+    owner = principal.owner
+    tasks = [_new_task(task_type, body, settings, owner) for body in bodies]
+    # Idempotency keys are per API key: another client's key of the same name is another key.
+    scoped_key = f"{owner}:{idempotency_key}" if owner and idempotency_key else idempotency_key or ""
+    created = await store.create_many(tasks, scoped_key, settings.idempotency_ttl_seconds * 1000)
+    if created.replayed:
+        log.info("submit replayed for an idempotency key: %s", ", ".join(created.ids))
+        return created, await store.get_many(created.ids)
+    _log_submitted(tasks, task_type.name)
+    return created, tasks
+
+
+def _log_submitted(tasks: list[Task], task_type: str) -> None:
+    """One INFO line per submit: a bulk of 100 would otherwise write 100. Each id stays findable
+    at DEBUG, and in the task's own history."""
+    if len(tasks) == 1:
+        log.info("task %s submitted (%s, %d chars)", tasks[0].id, task_type, len(tasks[0].content))
+        return
+    chars = sum(len(t.content) for t in tasks)
+    first, last = tasks[0].id, tasks[-1].id
+    log.info("%d tasks submitted in bulk (%s, %d chars): %s … %s", len(tasks), task_type, chars, first, last)
+    for task in tasks:
+        log.debug("task %s submitted (%s, %d chars)", task.id, task_type, len(task.content))
+
+
+# --- replies ------------------------------------------------------------------------------------
+_ANY_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def accepted_body(task: Task) -> TaskAccepted:
+    return TaskAccepted(task_id=task.id, task_type=task.task_type, state=task.state, created_at=task.created_at)
+
+
+def _task_path(app: Any) -> str:
+    """The task route's path for a placeholder id, looked up once per app: `url_path_for` tries
+    every route in turn (raising NoMatchFound for each), a visible share of a submit's CPU."""
+    path: str | None = getattr(app.state, "task_path", None)
+    if path is None:
+        path = app.state.task_path = str(app.url_path_for("get_task", task_id=_ANY_ID))
+    return path
+
+
+def _replayed(response: Response, created: Created, tasks: list[Task]) -> None:
+    if created.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+        if len(tasks) != len(created.ids):  # deleted between the two reads: nothing left to show
+            raise ApiError(409, "idempotency_key_reused", "the tasks this key created are gone; use a new key")
+
+
+# --- the routes of one type ---------------------------------------------------------------------
+def _signature(body_model: type[BaseModel], *, with_request: bool) -> inspect.Signature:
+    """The endpoint's parameters for FastAPI: the type's own body model, then the shared ones."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    names: list[tuple[str, Any]] = [("body", body_model), ("store", StoreDep), ("settings", SettingsDep)]
+    names += [("principal", SubmitDep), ("response", Response)]
+    if with_request:
+        names.append(("request", Request))
+    params = [inspect.Parameter(name, kind, annotation=annotation) for name, annotation in names]
+    params.append(inspect.Parameter("idempotency_key", kind, default=None, annotation=IdempotencyKey))
+    return inspect.Signature(params)
+
+
+def bulk_model(task_type: TaskType) -> type[BaseModel]:
+    """`{"items": [<the type's input>, …]}`, named after the type's input model."""
+    name = task_type.Create.__name__.removesuffix("Create") + "BulkCreate"
+    doc = f"Body of a bulk submit of {task_type.name}: up to BULK_MAX_ITEMS inputs, stored and queued in one step."
+    items: Any = list[task_type.Create]  # type: ignore[name-defined]  # a model known only at run time
+    model: type[BaseModel] = create_model(name, __config__=ConfigDict(title=name), __doc__=doc,
+                                          items=(items, Field(min_length=1)))  # fmt: skip
+    return model
+
+
+def _one(task_type: TaskType) -> Callable[..., Any]:
+    async def submit(
+        body: BaseModel, store: AsyncTaskStore, settings: Settings, principal: Principal, response: Response,
+        request: Request, idempotency_key: str | None = None,
+    ) -> TaskAccepted:  # fmt: skip
+        created, tasks = await submit_tasks(store, settings, task_type, [body], idempotency_key, principal)
+        _replayed(response, created, tasks)
+        response.headers["Location"] = _task_path(request.app).replace(_ANY_ID, tasks[0].id)
+        return accepted_body(tasks[0])
+
+    submit.__signature__ = _signature(task_type.Create, with_request=True)  # type: ignore[attr-defined]
+    submit.__doc__ = (f"Queue one {task_type.name} task. {task_type.description} "
+                      "Its result appears on the task at the `Location` header.")  # fmt: skip
+    return submit
+
+
+def _bulk(task_type: TaskType) -> Callable[..., Any]:
+    async def submit_bulk(
+        body: Any, store: AsyncTaskStore, settings: Settings, principal: Principal, response: Response,
+        idempotency_key: str | None = None,
+    ) -> BulkAccepted:  # fmt: skip
+        if len(body.items) > settings.bulk_max_items:
+            raise ApiError(413, "too_many_items", f"{len(body.items)} items; the limit is {settings.bulk_max_items}")
+        created, tasks = await submit_tasks(store, settings, task_type, body.items, idempotency_key, principal, True)
+        _replayed(response, created, tasks)
+        return BulkAccepted(items=[accepted_body(t) for t in tasks])
+
+    submit_bulk.__signature__ = _signature(bulk_model(task_type), with_request=False)  # type: ignore[attr-defined]
+    submit_bulk.__doc__ = (f"Queue up to BULK_MAX_ITEMS {task_type.name} tasks in one atomic step: "
+                           "all are stored, or (413, 422) none.")  # fmt: skip
+    return submit_bulk
+
+
+def router_for(types: list[TaskType]) -> APIRouter:
+    """The submit routes of every registered type (registered before `/{task_id}`, so that no
+    id can shadow them)."""
+    router = APIRouter(prefix=PREFIX, tags=["tasks"])
+    statuses = errors_doc(409, 413, 422, 429)
+    for task_type in types:
+        path = f"/{task_type.name}"
+        add_both_slashes(router, "POST", path, _one(task_type), status_code=202, response_model=TaskAccepted,
+                         responses=statuses, name=f"submit_{task_type.name}",
+                         summary=f"Submit {task_type.name}")  # fmt: skip
+        router.add_api_route(f"{path}/bulk", _bulk(task_type), methods=["POST"], status_code=202,
+                             response_model=BulkAccepted, responses=statuses, name=f"submit_{task_type.name}_bulk",
+                             summary=f"Submit {task_type.name} in bulk")  # fmt: skip
+    return router
+
+
+# --- what there is to submit --------------------------------------------------------------------
+@types_router.get("", response_model=list[TaskTypeInfo], responses=errors_doc())
+async def list_task_types(request: Request, settings: SettingsDep, principal: SubmitDep) -> list[TaskTypeInfo]:
+    """Every task type this API accepts, with its input's JSON Schema (the body of its submit
+    route), its result format, what it does with long input, and whether it can run now (a type
+    without an offline answer cannot while no LLM provider is configured)."""
+    types: list[TaskType] = request.app.state.task_types
+    return [TaskTypeInfo.of(t, settings.llm_uses_offline, f"{PREFIX}/{t.name}/") for t in types]
+
+
+async def _unknown(task_type: str, request: Request, principal: SubmitDep) -> Response:
+    """A submit to a type that is not registered: 404 naming the types there are."""
+    names = ", ".join(t.name for t in request.app.state.task_types)
+    raise ApiError(404, "unknown_task_type", f"no task type {task_type!r}; the types are: {names}")
+
+
+for _path in ("/{task_type}", "/{task_type}/", "/{task_type}/bulk"):
+    unknown_router.add_api_route(_path, _unknown, methods=["POST"], include_in_schema=False, responses=errors_doc(404))
