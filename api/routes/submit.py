@@ -65,7 +65,7 @@ def _check_provider(task_type: TaskType, settings: Settings) -> None:
 def _check_input(task_type: TaskType, body: BaseModel, settings: Settings, loc: tuple[str | int, ...]) -> None:
     """The size limits (413) and what the settings refuse of this input (422, naming the field)."""
     size = task_type.size_of(body)
-    where = f"{loc[-1]}: " if len(loc) > 1 else ""
+    where = f"item {loc[-1]}: " if len(loc) > 1 else ""
     if size > settings.max_content_chars:
         message = f"{where}content has {size} characters; the limit is {settings.max_content_chars}"
         raise ApiError(413, "content_too_large", message)
