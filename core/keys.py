@@ -14,7 +14,7 @@ from core.states import State
 # Appended to a task's key: its audit trail lives beside its hash, so `redis-cli` shows them together.
 # Scripts that learn an id mid-script build the trail's key as `task_prefix .. id .. HISTORY_SUFFIX`.
 HISTORY_SUFFIX = ":history"
-# Appended to a task's key: the finished chunk summaries of a long input (map-reduce), so a retry
+# Appended to a task's key: the finished pieces of a long input (summaries, translations), so a retry
 # redoes only the chunk that failed. Deleted with the task, like the history.
 CHUNKS_SUFFIX = ":chunks"
 
@@ -45,7 +45,7 @@ class Keys:
         return self.task(task_id) + HISTORY_SUFFIX
 
     def task_chunks(self, task_id: str) -> str:
-        """Hash of one task's finished chunk summaries (field per chunk), with a TTL; deleted with the task."""
+        """Hash of one task's finished pieces of a long input (field per piece), with a TTL; deleted with the task."""
         return self.task(task_id) + CHUNKS_SUFFIX
 
     @property

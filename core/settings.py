@@ -204,7 +204,8 @@ class Settings(BaseSettings):
 
     @property
     def llm_uses_offline(self) -> bool:
-        """With no key configured the offline summarizer runs, so a new user needs no account."""
+        """With no key configured the offline provider runs (summarize answers with its extractive
+        summarizer), so a new user needs no account."""
         if self.llm_provider == "auto":
             return self.openrouter_api_key is None or not self.openrouter_api_key.get_secret_value()
         return self.llm_provider == "offline"

@@ -160,7 +160,7 @@ def main() -> int:
         print("make run: nothing started:", *taken, sep="\n  ", file=sys.stderr)
         return 1
     redis_proc = _embedded_redis(settings.redis_url)
-    provider = "offline extractive summarizer (no OPENROUTER_API_KEY)" if settings.llm_uses_offline else "OpenRouter"
+    provider = "offline: summarize only (no OPENROUTER_API_KEY)" if settings.llm_uses_offline else "OpenRouter"
     print(f"LLM provider: {provider}; API on http://{settings.api_host}:{settings.api_port}")
     # Children run the same interpreter as this script (the project's virtualenv).
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])

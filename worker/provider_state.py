@@ -111,7 +111,7 @@ class ProviderRecorder:
             self._limit.observe(call)
 
     def record_local(self, call: CallRecord) -> None:
-        """A local provider's answer (the offline summarizer: no network, so no per-day call
+        """A local provider's answer (the offline provider: no network, so no per-day call
         metrics and no rate limit): only noted as the last success, which the provider status
         shows (without it the dashboard said "none yet" after any number of offline successes)."""
         if not call.error_type:
