@@ -60,7 +60,8 @@ class Runner:
         networked = not self.offline
         self.limit = FleetRateLimit(self.store, settings, enabled=networked)
         self.recorder = ProviderRecorder(self.store.r, keys, self.limit)
-        self.provider.observer = self.recorder.record if networked else self.recorder.record_local
+        if networked:
+            self.provider.observer = self.recorder.record
         self.policy = RetryPolicy(
             settings.max_retries, settings.retry_backoff_base, settings.retry_backoff_max, settings.retry_after_max,
             settings.rate_limit_backoff_base, settings.rate_limit_backoff_max, settings.rate_limit_jitter,
