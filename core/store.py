@@ -143,10 +143,10 @@ class Ops:
         owner = tasks[0].owner if tasks else ""
         if any(t.owner != owner for t in tasks):
             raise ValueError("tasks created in one step must share their owner")
-        keys.append(k.owner_tasks(owner) if owner else "")
+        keys += [k.owner_tasks(owner) if owner else "", k.type_counters]
         fields = []
         for task in tasks:
-            keys += [k.task(task.id), k.history(task.id)]
+            keys += [k.task(task.id), k.history(task.id), k.type_tasks(task.task_type) if task.task_type else ""]
             stored = {n: v for n, v in task.to_hash().items() if n not in ("created_at", "updated_at")}
             fields.append(json.dumps(stored))
         return Call("create_task", keys, [retention_ms, k.task_prefix, *fields])
@@ -175,7 +175,7 @@ class Ops:
         usage: dict[str, int] | None = None,
     ) -> Call:  # fmt: skip
         keys = self._report_keys(task_id, consumer_id, self.k.state_index(State.COMPLETED))
-        keys += [self.k.durations, self.k.throughput_seconds, self.k.throughput_minutes]
+        keys += [self.k.durations, self.k.throughput_seconds, self.k.throughput_minutes, self.k.type_counters]
         prompt, completion, total = usage_figures(usage)
         args = [task_id, token, result, provider, model, prompt, completion, total, consumer_id]
         return Call("complete_task", keys, args)
@@ -184,13 +184,13 @@ class Ops:
         self, task_id: str, consumer_id: str, token: str, delay_ms: int, error: str, error_type: str, spend: bool,
         streak: str = "reset",
     ) -> Call:  # fmt: skip
-        keys = self._report_keys(task_id, consumer_id, self.k.scheduled)
+        keys = [*self._report_keys(task_id, consumer_id, self.k.scheduled), self.k.type_counters]
         args = [task_id, token, delay_ms, error, error_type, consumer_id, int(spend), streak]
         return Call("schedule_retry", keys, args)
 
     def fail(self, task_id: str, consumer_id: str, token: str, target: State, error: str, error_type: str) -> Call:
         keys = self._report_keys(task_id, consumer_id, self.k.state_index(target))
-        keys += [self.k.throughput_seconds, self.k.throughput_minutes]
+        keys += [self.k.throughput_seconds, self.k.throughput_minutes, self.k.type_counters]
         return Call("fail_task", keys, [task_id, token, target.value, error, error_type, consumer_id])
 
     def release(self, task_id: str, consumer_id: str, token: str, reason: str, error_type: str) -> Call:
@@ -210,7 +210,7 @@ class Ops:
         k = self.k
         keys = [k.task(task_id), k.inflight(consumer_id), k.state_index(State.ACTIVE)]
         keys += [k.state_index(State.PENDING), k.pending_retry, k.dlq, k.events, k.history(task_id), k.counters]
-        keys += [k.consumer_stats(consumer_id), k.throughput_seconds, k.throughput_minutes]
+        keys += [k.consumer_stats(consumer_id), k.throughput_seconds, k.throughput_minutes, k.type_counters]
         return Call("recover_task", keys, [task_id, token, reason, consumer_id])
 
     def retry(self, task_id: str) -> Call:
@@ -228,12 +228,14 @@ class Ops:
         k = self.k
         keys = [k.task(task_id), k.pending_primary, k.pending_retry, k.all_tasks, k.events, k.history(task_id)]
         keys += [k.counters, *self._indexes, k.task_chunks(task_id)]
-        return Call("delete_task", keys, [task_id, k.owner_prefix, _names(ACTIONS["delete"]), *self._states])
+        args = [task_id, k.owner_prefix, k.type_prefix, _names(ACTIONS["delete"]), *self._states]
+        return Call("delete_task", keys, args)
 
     def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> Call:
         keys = [self.k.state_index(state), self.k.all_tasks, self.k.counters]
         keep = "" if max_keep is None else max_keep
         args = [self.k.task_prefix, retention_ms, keep, batch, HISTORY_SUFFIX, self.k.owner_prefix, CHUNKS_SUFFIX]
+        args.append(self.k.type_prefix)
         return Call("purge_finished", keys, args)
 
     def take_token(self, bucket: str, rate: float, burst: float, cost: float) -> Call:
