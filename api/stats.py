@@ -38,7 +38,7 @@ def success_rate(totals: dict[str, int]) -> float | None:
 
 def type_figures(counters: dict[str, dict[str, int]], stored: dict[str, int]) -> dict[str, TypeFigures]:
     """Each type's figures, by name: the types `stored` names (every registered one) and those
-    the counters name; a counter the schema does not know is left out."""
+    the counters name (one no longer loaded); a counter the schema does not know is left out."""
     known = TypeFigures.model_fields.keys() - {"stored", "success_rate"}
     figures = {}
     for task_type in sorted(stored.keys() | counters.keys()):

@@ -31,6 +31,7 @@ async def metrics(store: StoreDep, settings: SettingsDep, breaker: BreakerDep, t
     breaker's state, live workers and scheduler. Every figure is read from Redis now, from
     structures and counters the transition scripts keep; nothing is scanned."""
     depths = await store.depths()
+    by_type = await store.type_counters()
     s = settings
     snapshot = Snapshot(
         depths=depths,
@@ -41,7 +42,7 @@ async def metrics(store: StoreDep, settings: SettingsDep, breaker: BreakerDep, t
         workers=len(await store.live_consumers()),
         scheduler_alive=await store.scheduler_info() is not None,
         retry_ratio=retry_share(s.retry_ratio, s.retry_ratio_floor, depths["retry"], s.retry_pressure_threshold),
-        type_counters=await store.type_counters(),
-        type_sizes=await store.type_sizes(type_names),
+        type_counters=by_type,
+        type_sizes=await store.type_sizes(sorted({*type_names, *by_type})),
     )
     return Response(render(snapshot), media_type=CONTENT_TYPE_LATEST)

@@ -149,8 +149,8 @@ async def dead_letters(store: StoreDep, limit: LimitDep, cursor: CursorDep, task
     """Dead tasks, most recently dead first, each with its type and the error that killed it.
 
     With `task_type`, only that type's dead tasks, in the same order: the DLQ (bounded by
-    DLQ_MAX_SIZE) is read on and each entry's type checked, so pages are full unless
-    FILTER_SCAN_MAX entries were checked first (then short, and `next_cursor` goes on)."""
+    DLQ_MAX_SIZE) is read on and each entry's type checked, so pages are full unless some 2,000
+    entries were checked first (FILTER_SCAN_MAX: then short, and `next_cursor` goes on)."""
     return await load_page(store, State.DLQ, limit, cursor, task_type=task_type, state_order=True)
 
 

@@ -44,7 +44,8 @@ async def statistics(store: StoreDep, type_names: TypeNamesDep) -> Statistics:
     the transition scripts keep; the cost does not grow with the number of tasks."""
     states = await store.state_counts()
     totals = await store.counters()
-    by_type = type_figures(await store.type_counters(), await store.type_sizes(type_names))
+    counters = await store.type_counters()
+    by_type = type_figures(counters, await store.type_sizes(sorted({*type_names, *counters})))
     return overview(states, totals, await store.durations(), await store.throughput(), by_type)
 
 
@@ -81,9 +82,9 @@ async def list_tasks(
     from its own index, with `status` and `task_type` checked on each entry read. With both
     `status` and `task_type`, the smaller of the state's and the type's index is read and the other
     filter checked on each entry. A listing that checks entries fills its page, but stops after
-    FILTER_SCAN_MAX entries checked: then a page may be short (or empty) while `next_cursor` goes
-    on. The order is the read index's: creation time (type, owner, all tasks), or time of entering
-    the state (state index)."""
+    some 2,000 entries checked (FILTER_SCAN_MAX; more for a large `limit`): then a page may be
+    short, even empty, while `next_cursor` goes on. The order is the read index's: creation time
+    (type, owner, all tasks), or time of entering the state (state index)."""
     owner = "" if principal.sees_all else principal.owner
     return await load_page(store, status, limit, cursor, task_type=task_type, owner=owner)
 

@@ -4,6 +4,7 @@ series of /metrics, each after real submits and transitions."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -16,6 +17,7 @@ from api.schemas import TypeFigures
 from core.settings import Settings
 from core.states import State
 from core.store import TaskStore
+from core.task import Task
 from tests.api.auth_helpers import ADMIN, ALICE, BOB, keyed
 from tests.api.conftest import Pipeline, serve
 from tests.api.test_listing import walk
@@ -245,6 +247,18 @@ async def test_metrics_count_per_type(api: httpx.AsyncClient, pipeline: Pipeline
     assert got[("atf_task_type_tasks", (("task_type", "translate"),))] == 3
     assert got[("atf_task_type_tasks", (("task_type", "chat"),))] == 0
     assert got[("atf_task_events_total", (("event", "submitted"),))] == 6, "the global family is unchanged"
+
+
+async def test_a_type_no_longer_loaded_still_has_its_figures(api: httpx.AsyncClient, sync_store: TaskStore) -> None:
+    """Tasks of a type that was unloaded (TASK_TYPE_MODULES changed) stay counted and listed by Redis."""
+    sync_store.create(Task(id=str(uuid.uuid4()), task_type="retired", content="x"))
+
+    by_type = (await api.get("/api/v1/tasks/statistics/overview")).json()["by_type"]
+    got = samples((await api.get("/metrics")).text)
+
+    assert (by_type["retired"]["submitted"], by_type["retired"]["stored"]) == (1, 1)
+    assert got[("atf_task_type_events_total", (("event", "submitted"), ("task_type", "retired")))] == 1
+    assert got[("atf_task_type_tasks", (("task_type", "retired"),))] == 1
 
 
 def test_the_statistics_schema_has_a_field_per_counted_event() -> None:
