@@ -728,14 +728,16 @@ class AsyncTaskStore(_Store):
         self, index: str, tag: str, wanted: dict[str, str], limit: int, cursor: str | None
     ) -> Page:
         """`limit` entries of `index` after `cursor` whose task matches `wanted`, checking at most
-        FILTER_SCAN_MAX entries (a bound on the work of one request, whatever the data)."""
+        FILTER_SCAN_MAX entries, or four pages' worth for a large `limit` (a bound on the work of
+        one request, whatever the data). Read in batches that double from a page's size."""
         budget = max(FILTER_SCAN_MAX, 4 * (limit + 1))
         found: list[tuple[str, float]] = []
         checked, batch = 0, limit + 1
         while True:
             rows = await self._rows_after(index, cursor, batch)
             for row, keep in zip(rows, await self._matches(rows, wanted), strict=True):
-                found += [row] if keep else []
+                if keep:
+                    found.append(row)
                 if len(found) > limit:  # one past the page: there is a next page, and it starts here
                     return Page([m for m, _ in found[:limit]], _cursor_of(found[limit - 1], tag))
             checked += len(rows)

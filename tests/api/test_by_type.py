@@ -4,6 +4,7 @@ series of /metrics, each after real submits and transitions."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -168,6 +169,7 @@ async def dead_mix(api: httpx.AsyncClient, pipeline: Pipeline) -> dict[str, list
     for n in range(3):
         for task_type in ("summarize", "translate"):
             pipeline.fail(made[task_type][n], State.DLQ, f"{task_type} is misconfigured")
+            time.sleep(0.002)  # distinct times of death (Redis milliseconds), so the order is defined
     return made
 
 

@@ -43,6 +43,12 @@ def create(store: TaskStore, task_type: str) -> Task:
     return store.create(new_task(task_type=task_type))
 
 
+def create_apart(store: TaskStore, task_type: str) -> Task:
+    """A task created in a millisecond of its own, so creation order is the index's order."""
+    time.sleep(0.002)
+    return create(store, task_type)
+
+
 # --- the type index -------------------------------------------------------------------------------
 def test_create_adds_each_task_to_its_types_index_at_its_creation_time(stores: Stores) -> None:
     store = stores.sync
@@ -243,7 +249,7 @@ def test_the_index_a_listing_picked_stays_picked_through_its_cursor(stores: Stor
 
 def test_state_order_reads_the_state_index_whatever_the_sizes(stores: Stores) -> None:
     store = stores.sync
-    first, other, second = (create(store, t) for t in (A, B, A))
+    first, other, second = (create_apart(store, t) for t in (A, B, A))
     kill(store, [first.id, other.id, second.id])
     assert stores.run(stores.aio.retry(first.id)) is State.DLQ
     kill(store, [first.id])  # created first, died last
