@@ -13,6 +13,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 
 from api.auth import KeyRing
 from api.breaker import BreakerControl
@@ -20,7 +21,7 @@ from api.errors import ApiError
 from core.errors import TaskNotFound
 from core.settings import Settings
 from core.states import State
-from core.store import AsyncTaskStore, TaskStore
+from core.store import CURSOR_SOURCES, AsyncTaskStore, TaskStore
 
 DEFAULT_PAGE = 50
 
@@ -85,6 +86,31 @@ async def _status(
         raise ApiError(422, "invalid_status", f"unknown status {status!r}; expected one of {allowed}") from None
 
 
+def type_names(request: Request) -> list[str]:
+    """The names of the registered task types (the app loaded them at start-up), sorted."""
+    return sorted(t.name for t in request.app.state.task_types)
+
+
+async def _type_names(request: Request) -> list[str]:
+    return type_names(request)
+
+
+def registered_type(request: Request, name: str, loc: tuple[str, ...]) -> str:
+    """`name` if it is a registered task type; else a 422 `validation_error` at `loc` naming the types."""
+    names = type_names(request)
+    if name not in names:
+        message = f"unknown task type {name!r}; expected one of {', '.join(names)}"
+        raise RequestValidationError([{"type": "value_error", "loc": loc, "msg": message}])
+    return name
+
+
+async def _task_type(
+    request: Request,
+    task_type: Annotated[str | None, Query(description="Only tasks of this type (see /api/v1/task-types).")] = None,
+) -> str | None:
+    return registered_type(request, task_type, ("query", "task_type")) if task_type else None
+
+
 async def _limit(settings: SettingsDep, limit: Annotated[int | None, Query(description="Page size.")] = None) -> int:
     if limit is None:
         return min(DEFAULT_PAGE, settings.list_page_max)
@@ -98,8 +124,10 @@ async def _cursor(
 ) -> str | None:
     if not cursor:
         return None
-    score, _, last_id = cursor.partition(":")
-    if not (score.isascii() and score.isdigit()) or canonical_uuid(last_id) != last_id:
+    score, _, rest = cursor.partition(":")
+    last_id, tagged, tag = rest.partition(":")
+    bad_tag = bool(tagged) and tag not in CURSOR_SOURCES
+    if not (score.isascii() and score.isdigit()) or canonical_uuid(last_id) != last_id or bad_tag:
         raise ApiError(422, "invalid_cursor", "cursor is not one this API returned; start again without it")
     return cursor
 
@@ -117,5 +145,7 @@ async def _offset(
 TaskIdDep = Annotated[str, Depends(_task_id)]
 OffsetDep = Annotated[int, Depends(_offset)]
 StatusDep = Annotated[State | None, Depends(_status)]
+TaskTypeDep = Annotated[str | None, Depends(_task_type)]
+TypeNamesDep = Annotated[list[str], Depends(_type_names)]
 LimitDep = Annotated[int, Depends(_limit)]
 CursorDep = Annotated[str | None, Depends(_cursor)]

@@ -5,11 +5,26 @@ from __future__ import annotations
 from api.schemas import TaskPage, TaskPublic
 from core.states import State
 from core.store import AsyncTaskStore
+from core.task import Task
 
 
-async def load_page(store: AsyncTaskStore, state: State | None, limit: int, cursor: str | None) -> TaskPage:
-    """Newest first from the state's index (all tasks when `state` is None); ids deleted between
-    the two reads are skipped, so a page may be short but never holds a ghost."""
-    page = await store.page(state, limit, cursor)
-    tasks = await store.get_many(page.ids)
+async def load_page(
+    store: AsyncTaskStore,
+    state: State | None,
+    limit: int,
+    cursor: str | None,
+    task_type: str | None = None,
+    owner: str = "",
+    state_order: bool = False,
+) -> TaskPage:
+    """Newest first, the tasks in `state`, of `task_type` and of `owner` (each unset: any), from
+    an index (AsyncTaskStore.page says which). The tasks are read after their ids, so one deleted,
+    or moved to another state, in between is left out: a page may be short, never holds a ghost
+    or a task of another state. `state_order`: see AsyncTaskStore.page."""
+    page = await store.page(state, limit, cursor, owner=owner, task_type=task_type or "", state_order=state_order)
+
+    def kept(task: Task) -> bool:
+        return (state is None or task.state is state) and (not task_type or task.task_type == task_type)
+
+    tasks = [t for t in await store.get_many(page.ids) if kept(t)]
     return TaskPage(items=[TaskPublic.from_task(t) for t in tasks], next_cursor=page.cursor)

@@ -4,7 +4,7 @@ of API replicas report the same figures)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -21,6 +21,10 @@ TASK_EVENTS = (
     "postponed", "released", "recovered", "requeued", "requeued_failed", "requeued_cancelled", "promoted",
     "cancelled", "deleted", "expired",
 )  # fmt: skip
+# The transition counters also kept per task type (changed() in create, complete, fail,
+# schedule_retry and recover, which know the task's type; a test holds this list complete): each
+# registered type has each series from the first scrape, at 0.
+TYPE_EVENTS = ("submitted", "completed", "failed", "dead", "retried", "postponed", "recovered")
 # Counters in the same hash that count LLM tokens, not transitions: their own metric, by kind,
 # so that `sum(rate(atf_task_events_total[5m]))` adds up events only.
 TOKEN_COUNTERS = {"prompt_tokens": "prompt", "completion_tokens": "completion"}
@@ -38,6 +42,8 @@ class Snapshot:
     workers: int
     scheduler_alive: bool
     retry_ratio: float
+    type_counters: dict[str, dict[str, int]] = field(default_factory=dict)  # type -> counter -> value
+    type_sizes: dict[str, int] = field(default_factory=dict)  # tasks stored per type (every registered one)
 
 
 # Run times are whole milliseconds, so a run of m ms stands for [m - 0.5, m + 0.5). Below this
@@ -79,9 +85,26 @@ def _counters(totals: dict[str, int]) -> Iterator[Metric]:
         events.add_metric([name], totals.get(name, 0))
     yield events
     tokens = CounterMetricFamily("atf_llm_tokens", "LLM tokens of completed attempts, by kind.", labels=["kind"])
-    for field, kind in TOKEN_COUNTERS.items():
-        tokens.add_metric([kind], totals.get(field, 0))
+    for counter, kind in TOKEN_COUNTERS.items():
+        tokens.add_metric([kind], totals.get(counter, 0))
     yield tokens
+
+
+def _per_type(s: Snapshot) -> Iterator[Metric]:
+    """Transitions by type and event (each type's TYPE_EVENTS from the first scrape, at 0), and
+    the tasks of each type stored now. Their own families: `atf_task_events_total` keeps meaning
+    all tasks, and its sum is not doubled by these series."""
+    events = CounterMetricFamily(
+        "atf_task_type_events", "Transitions of one task type, counted by the scripts, by kind.",
+        labels=["task_type", "event"],
+    )  # fmt: skip
+    for task_type in sorted(s.type_sizes.keys() | s.type_counters.keys()):
+        moved = s.type_counters.get(task_type, {})
+        for name in sorted(set(TYPE_EVENTS) | moved.keys()):
+            events.add_metric([task_type, name], moved.get(name, 0))
+    yield events
+    stored = "Tasks of each type stored now, whatever their state."
+    yield _gauge("atf_task_type_tasks", stored, "task_type", s.type_sizes)
 
 
 def families(s: Snapshot) -> Iterator[Metric]:
@@ -89,6 +112,7 @@ def families(s: Snapshot) -> Iterator[Metric]:
     yield _gauge("atf_queue_depth", "Length of each queue structure.", "queue", s.depths)
     yield _gauge("atf_tasks", "Tasks in each state now.", "state", s.states)
     yield from _counters(s.totals)
+    yield from _per_type(s)
     yield _histogram(s.durations)
     breaker = {state: int(state == s.breaker) for state in BREAKER_STATES}
     yield _gauge("atf_circuit_breaker_state", "1 for the shared breaker's current state.", "state", breaker)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import tasktypes
 from core.states import State, actions_for
@@ -219,11 +219,19 @@ class QueueTasks(BaseModel):
 
 
 class RequeueRequest(BaseModel):
-    """Which dead tasks to re-drive: the ids given, or every dead task when `task_ids` is absent."""
+    """Which dead tasks to re-drive: the ids given, or every dead task of `task_type`, or every
+    dead task when neither is given (at most one of the two)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"task_ids": ["6f1c2d3e-0000-4000-8000-000000000000"]}]})
 
     task_ids: list[str] | None = Field(default=None, max_length=1000)
+    task_type: str | None = Field(default=None, description="A registered type (see /api/v1/task-types).")
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> RequeueRequest:
+        if self.task_ids is not None and self.task_type is not None:
+            raise ValueError("give task_ids or task_type, not both")
+        return self
 
 
 class Requeued(BaseModel):
@@ -263,6 +271,21 @@ class ThroughputHistory(BaseModel):
     minutes: list[ThroughputBucket] = Field(description="The last 60 minutes, oldest first (the current one so far).")
 
 
+class TypeFigures(BaseModel):
+    """One task type's figures: counters since the start, moved by the same transition scripts
+    and in the same steps as the global ones, and the tasks of this type stored now."""
+
+    submitted: int = 0
+    completed: int = 0
+    failed: int = Field(0, description="Attempts that ended the task FAILED (input rejected).")
+    dead: int = Field(0, description="Tasks sent to the DLQ (out of retries, provider problem, worker lost).")
+    retried: int = Field(0, description="Failed attempts that spent a retry (ACTIVE -> SCHEDULED).")
+    postponed: int = Field(0, description="Attempts rescheduled without spending a retry (a rate limit).")
+    recovered: int = Field(0, description="Attempts of a lost worker requeued by the reaper.")
+    stored: int = Field(0, description="Tasks of this type stored now, whatever their state (its index).")
+    success_rate: float | None = Field(None, description="completed / (completed + failed + dead); null before any.")
+
+
 class Statistics(BaseModel):
     """The pipeline's figures, all from counters kept by the transition scripts (no scan)."""
 
@@ -274,6 +297,10 @@ class Statistics(BaseModel):
     duration_mean_ms: float | None
     throughput_last_minute: Throughput
     throughput_last_hour: Throughput
+    by_type: dict[str, TypeFigures] = Field(
+        description="Per task type: every registered type (zeros until it moves), and any other type a "
+        "counter names (one no longer loaded)."
+    )
 
 
 class Breaker(BaseModel):

@@ -3,7 +3,7 @@ histogram, the statistics overview. Pure functions over what the store read."""
 
 from __future__ import annotations
 
-from api.schemas import Statistics, Throughput
+from api.schemas import Statistics, Throughput, TypeFigures
 from core.states import State
 from core.store import DURATION_BUCKETS_MS, Durations
 
@@ -36,8 +36,23 @@ def success_rate(totals: dict[str, int]) -> float | None:
     return round(done / finished, 4) if finished else None
 
 
+def type_figures(counters: dict[str, dict[str, int]], stored: dict[str, int]) -> dict[str, TypeFigures]:
+    """Each type's figures, by name: the types `stored` names (every registered one) and those
+    the counters name (one no longer loaded); a counter the schema does not know is left out."""
+    known = TypeFigures.model_fields.keys() - {"stored", "success_rate"}
+    figures = {}
+    for task_type in sorted(stored.keys() | counters.keys()):
+        moved = {name: value for name, value in counters.get(task_type, {}).items() if name in known}
+        figures[task_type] = TypeFigures(**moved, stored=stored.get(task_type, 0), success_rate=success_rate(moved))
+    return figures
+
+
 def overview(
-    states: dict[str, int], totals: dict[str, int], durations: Durations, throughput: dict[str, dict[str, int]]
+    states: dict[str, int],
+    totals: dict[str, int],
+    durations: Durations,
+    throughput: dict[str, dict[str, int]],
+    by_type: dict[str, TypeFigures],
 ) -> Statistics:
     mean = round(durations.sum_ms / durations.count, 1) if durations.count else None
     return Statistics(
@@ -49,4 +64,5 @@ def overview(
         duration_mean_ms=mean,
         throughput_last_minute=Throughput(**throughput["last_minute"]),
         throughput_last_hour=Throughput(**throughput["last_hour"]),
+        by_type=by_type,
     )

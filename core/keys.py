@@ -83,6 +83,17 @@ class Keys:
         (delete, purge) build the index's key from this."""
         return self.owner_tasks("")
 
+    def type_tasks(self, task_type: str) -> str:
+        """Sorted set of the ids of one task type's tasks, score = creation time (ms): a listing by
+        type reads its pages from here, never by a scan. Kept by create, delete and purge."""
+        return self._k(f"tasks:type:{task_type}")
+
+    @property
+    def type_prefix(self) -> str:
+        """`type_tasks(type)` minus the type: scripts that learn a task's type from its hash
+        (delete, purge) build the index's key from this."""
+        return self.type_tasks("")
+
     @property
     def all_tasks(self) -> str:
         """Sorted set of every stored task id, score = creation time (ms)."""
@@ -128,6 +139,12 @@ class Keys:
         """Hash of global counters (submitted, completed, failed, dead, retried, …), changed only
         inside the transition scripts, in the same step as the state they count."""
         return self._k("stats:counters")
+
+    @property
+    def type_counters(self) -> str:
+        """Hash of per-type counters, one field `<type>:<counter>` (submitted, completed, failed,
+        dead, …): moved by `changed()` in the same scripts and steps as the global counters."""
+        return self._k("stats:by-type")
 
     @property
     def durations(self) -> str:

@@ -105,6 +105,13 @@ DURATION_BUCKETS_MS = (
     200000, 220000, 240000, 260000, 280000, 300000
 )
 
+# Entries a listing with several filters checks at most per page (see AsyncTaskStore.page): the
+# work of one request stays bounded whatever the data; a page that finds too few is short and its
+# cursor goes on.
+FILTER_SCAN_MAX = 2000
+# The tags a listing's cursor may end with: which of two indexes it pages (AsyncTaskStore._source).
+CURSOR_SOURCES = ("state", "type")
+
 # The queue structures `queue_ids` can page through: lists (FIFO order) and sorted sets (by score).
 LIST_QUEUES = ("primary", "retry")
 ZSET_QUEUES = ("scheduled", "dlq")
@@ -143,10 +150,10 @@ class Ops:
         owner = tasks[0].owner if tasks else ""
         if any(t.owner != owner for t in tasks):
             raise ValueError("tasks created in one step must share their owner")
-        keys.append(k.owner_tasks(owner) if owner else "")
+        keys += [k.owner_tasks(owner) if owner else "", k.type_counters]
         fields = []
         for task in tasks:
-            keys += [k.task(task.id), k.history(task.id)]
+            keys += [k.task(task.id), k.history(task.id), k.type_tasks(task.task_type) if task.task_type else ""]
             stored = {n: v for n, v in task.to_hash().items() if n not in ("created_at", "updated_at")}
             fields.append(json.dumps(stored))
         return Call("create_task", keys, [retention_ms, k.task_prefix, *fields])
@@ -175,7 +182,7 @@ class Ops:
         usage: dict[str, int] | None = None,
     ) -> Call:  # fmt: skip
         keys = self._report_keys(task_id, consumer_id, self.k.state_index(State.COMPLETED))
-        keys += [self.k.durations, self.k.throughput_seconds, self.k.throughput_minutes]
+        keys += [self.k.durations, self.k.throughput_seconds, self.k.throughput_minutes, self.k.type_counters]
         prompt, completion, total = usage_figures(usage)
         args = [task_id, token, result, provider, model, prompt, completion, total, consumer_id]
         return Call("complete_task", keys, args)
@@ -184,13 +191,13 @@ class Ops:
         self, task_id: str, consumer_id: str, token: str, delay_ms: int, error: str, error_type: str, spend: bool,
         streak: str = "reset",
     ) -> Call:  # fmt: skip
-        keys = self._report_keys(task_id, consumer_id, self.k.scheduled)
+        keys = [*self._report_keys(task_id, consumer_id, self.k.scheduled), self.k.type_counters]
         args = [task_id, token, delay_ms, error, error_type, consumer_id, int(spend), streak]
         return Call("schedule_retry", keys, args)
 
     def fail(self, task_id: str, consumer_id: str, token: str, target: State, error: str, error_type: str) -> Call:
         keys = self._report_keys(task_id, consumer_id, self.k.state_index(target))
-        keys += [self.k.throughput_seconds, self.k.throughput_minutes]
+        keys += [self.k.throughput_seconds, self.k.throughput_minutes, self.k.type_counters]
         return Call("fail_task", keys, [task_id, token, target.value, error, error_type, consumer_id])
 
     def release(self, task_id: str, consumer_id: str, token: str, reason: str, error_type: str) -> Call:
@@ -210,7 +217,7 @@ class Ops:
         k = self.k
         keys = [k.task(task_id), k.inflight(consumer_id), k.state_index(State.ACTIVE)]
         keys += [k.state_index(State.PENDING), k.pending_retry, k.dlq, k.events, k.history(task_id), k.counters]
-        keys += [k.consumer_stats(consumer_id), k.throughput_seconds, k.throughput_minutes]
+        keys += [k.consumer_stats(consumer_id), k.throughput_seconds, k.throughput_minutes, k.type_counters]
         return Call("recover_task", keys, [task_id, token, reason, consumer_id])
 
     def retry(self, task_id: str) -> Call:
@@ -228,12 +235,14 @@ class Ops:
         k = self.k
         keys = [k.task(task_id), k.pending_primary, k.pending_retry, k.all_tasks, k.events, k.history(task_id)]
         keys += [k.counters, *self._indexes, k.task_chunks(task_id)]
-        return Call("delete_task", keys, [task_id, k.owner_prefix, _names(ACTIONS["delete"]), *self._states])
+        args = [task_id, k.owner_prefix, k.type_prefix, _names(ACTIONS["delete"]), *self._states]
+        return Call("delete_task", keys, args)
 
     def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> Call:
         keys = [self.k.state_index(state), self.k.all_tasks, self.k.counters]
         keep = "" if max_keep is None else max_keep
         args = [self.k.task_prefix, retention_ms, keep, batch, HISTORY_SUFFIX, self.k.owner_prefix, CHUNKS_SUFFIX]
+        args.append(self.k.type_prefix)
         return Call("purge_finished", keys, args)
 
     def take_token(self, bucket: str, rate: float, burst: float, cost: float) -> Call:
@@ -256,6 +265,17 @@ class Ops:
         k = self.k
         keys = [k.dlq, k.state_index(State.PENDING), k.pending_retry, k.events, k.counters]
         return Call("requeue_dead", keys, [k.task_prefix, HISTORY_SUFFIX, batch, *task_ids])
+
+
+def _cursor_of(row: tuple[str, float], tag: str) -> str:
+    """A listing's cursor after `row` (id, score): "score:id", plus ":tag" when it names its index."""
+    return f"{int(row[1])}:{row[0]}" + (f":{tag}" if tag else "")
+
+
+def _cursor_tag(cursor: str | None) -> str:
+    """The index a listing's cursor names ("" for an untagged cursor, or none)."""
+    parts = (cursor or "").split(":")
+    return parts[2] if len(parts) == 3 and parts[2] in CURSOR_SOURCES else ""
 
 
 def _names(states: frozenset[State]) -> str:
@@ -632,30 +652,109 @@ class AsyncTaskStore(_Store):
     async def delete(self, task_id: str) -> None:
         check(await self._run(self.ops.delete(task_id)), task_id, "delete")
 
-    async def page(self, state: State | None, limit: int, cursor: str | None, owner: str = "") -> Page:
-        """Newest first, from the state's index (or the all-tasks index, or with `owner` that
-        owner's index, whatever the state); never a scan.
+    async def page(
+        self,
+        state: State | None,
+        limit: int,
+        cursor: str | None,
+        owner: str = "",
+        task_type: str = "",
+        state_order: bool = False,
+    ) -> Page:
+        """Newest first, a page of the tasks in `state`, of `task_type` and of `owner` (each unset:
+        any), from an index (see `_source`); never an unbounded scan.
 
-        The cursor is the last entry's "score:id"; ties on the score are resolved by id, in the
-        order Redis keeps them, so a page boundary never skips or repeats an entry.
+        With at most one filter the page comes whole from that filter's own index (owner, type,
+        state; all tasks without one): full pages, one read. With more, the index that `_source`
+        picks is read on and each entry checked against the other filters (one HMGET each), until
+        the page is full, the index ends, or FILTER_SCAN_MAX entries were checked: then the page is
+        short and `cursor` continues after the last entry checked.
+
+        The cursor is the last entry's "score:id" (ties on the score are resolved by id, in the
+        order Redis keeps them, so a page boundary never skips or repeats an entry), plus ":state"
+        or ":type" when the listing picked between two indexes, so every page reads the same one.
+        `state_order` makes a listing by state and type read the state index whatever the sizes
+        (the DLQ view: most recently dead first).
         """
-        if owner:
-            index = self.keys.owner_tasks(owner)
-        else:
-            index = self.keys.state_index(state) if state else self.keys.all_tasks
+        index, tag, wanted = await self._source(state, owner, task_type, cursor, state_order)
+        if not wanted:
+            rows = await self._rows_after(index, cursor, limit + 1)
+            more = len(rows) > limit
+            return Page([m for m, _ in rows[:limit]], _cursor_of(rows[limit - 1], tag) if more else None)
+        return await self._filtered_page(index, tag, wanted, limit, cursor)
+
+    async def _source(
+        self, state: State | None, owner: str, task_type: str, cursor: str | None, state_order: bool
+    ) -> tuple[str, str, dict[str, str]]:
+        """(the index a listing pages, its cursor tag, the hash fields each entry must match).
+
+        An owner's listing reads its owner index (a key never walks other keys' tasks). Otherwise
+        the state index or the type index; with both filters the smaller of the two at the first
+        page (its entries match the other filter most often), carried on by the cursor's tag. The
+        order is that index's: time of entering the state, or creation time."""
+        if owner:  # the index is the owner's own: the other filters are checked
+            wanted = {"state": state.value if state else "", "task_type": task_type}
+            return self.keys.owner_tasks(owner), "", {f: v for f, v in wanted.items() if v}
+        if state and task_type:
+            tag = "state" if state_order else _cursor_tag(cursor) or await self._smaller(state, task_type)
+            if tag == "type":
+                return self.keys.type_tasks(task_type), tag, {"state": state.value}
+            return self.keys.state_index(state), tag, {"task_type": task_type}
+        if task_type:
+            return self.keys.type_tasks(task_type), "", {}
+        return (self.keys.state_index(state) if state else self.keys.all_tasks), "", {}
+
+    async def _smaller(self, state: State, task_type: str) -> str:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zcard(self.keys.state_index(state))
+        pipe.zcard(self.keys.type_tasks(task_type))
+        in_state, of_type = await pipe.execute()
+        return "type" if of_type < in_state else "state"
+
+    async def _rows_after(self, index: str, cursor: str | None, count: int) -> list[tuple[str, float]]:
+        """Up to `count` (id, score) of `index`, newest first, after the entry `cursor` names."""
         if cursor is None:
-            rows = await self.r.zrevrangebyscore(index, "+inf", "-inf", start=0, num=limit + 1, withscores=True)
-        else:
-            score, _, last_id = cursor.partition(":")
-            ties = await self.r.zrevrangebyscore(index, score, score, withscores=True)
-            rows = [(m, s) for m, s in ties if m < last_id][: limit + 1]
+            return list(await self.r.zrevrangebyscore(index, "+inf", "-inf", start=0, num=count, withscores=True))
+        score, last_id = cursor.split(":")[:2]
+        ties = await self.r.zrevrangebyscore(index, score, score, withscores=True)
+        rows = [(m, s) for m, s in ties if m < last_id][:count]
+        if len(rows) < count:
             rows += await self.r.zrevrangebyscore(
-                index, f"({score}", "-inf", start=0, num=limit + 1 - len(rows), withscores=True
+                index, f"({score}", "-inf", start=0, num=count - len(rows), withscores=True
             )
-        ids = [member for member, _ in rows[:limit]]
-        more = len(rows) > limit
-        next_cursor = f"{int(rows[limit - 1][1])}:{rows[limit - 1][0]}" if more else None
-        return Page(ids, next_cursor)
+        return rows
+
+    async def _filtered_page(
+        self, index: str, tag: str, wanted: dict[str, str], limit: int, cursor: str | None
+    ) -> Page:
+        """`limit` entries of `index` after `cursor` whose task matches `wanted`, checking at most
+        FILTER_SCAN_MAX entries, or four pages' worth for a large `limit` (a bound on the work of
+        one request, whatever the data). Read in batches that double from a page's size."""
+        budget = max(FILTER_SCAN_MAX, 4 * (limit + 1))
+        found: list[tuple[str, float]] = []
+        checked, batch = 0, limit + 1
+        while True:
+            rows = await self._rows_after(index, cursor, batch)
+            for row, keep in zip(rows, await self._matches(rows, wanted), strict=True):
+                if keep:
+                    found.append(row)
+                if len(found) > limit:  # one past the page: there is a next page, and it starts here
+                    return Page([m for m, _ in found[:limit]], _cursor_of(found[limit - 1], tag))
+            checked += len(rows)
+            if len(rows) < batch:
+                return Page([m for m, _ in found], None)
+            cursor = _cursor_of(rows[-1], tag)
+            if checked >= budget:
+                return Page([m for m, _ in found], cursor)
+            batch = min(2 * batch, budget - checked)
+
+    async def _matches(self, rows: list[tuple[str, float]], wanted: dict[str, str]) -> list[bool]:
+        """For each entry, whether its task (still there) has every field value in `wanted`."""
+        pipe = self.r.pipeline(transaction=False)
+        names = list(wanted)
+        for task_id, _ in rows:
+            pipe.hmget(self.keys.task(task_id), names)
+        return [values == [wanted[n] for n in names] for values in await pipe.execute()]
 
     async def depths(self) -> dict[str, int]:
         """Lengths of the queues, read from the structures themselves."""
@@ -700,6 +799,22 @@ class AsyncTaskStore(_Store):
     async def counters(self) -> dict[str, int]:
         """The global counters (submitted, started, completed, failed, dead, retried, …)."""
         return {name: int(value) for name, value in (await self.r.hgetall(self.keys.counters)).items()}
+
+    async def type_counters(self) -> dict[str, dict[str, int]]:
+        """The per-type counters (type → counter → value), as the transition scripts moved them;
+        a type with none moved yet is absent."""
+        by_type: dict[str, dict[str, int]] = {}
+        for field, value in (await self.r.hgetall(self.keys.type_counters)).items():
+            task_type, _, counter = field.rpartition(":")
+            by_type.setdefault(task_type, {})[counter] = int(value)
+        return by_type
+
+    async def type_sizes(self, task_types: list[str]) -> dict[str, int]:
+        """Tasks stored of each type now, from the type indexes (kept by create, delete, purge)."""
+        pipe = self.r.pipeline(transaction=False)
+        for task_type in task_types:
+            pipe.zcard(self.keys.type_tasks(task_type))
+        return dict(zip(task_types, await pipe.execute(), strict=True))
 
     async def durations(self) -> Durations:
         raw = await self.r.hgetall(self.keys.durations)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.auth import Admin
-from api.deps import BreakerDep, SettingsDep, StoreDep
+from api.deps import BreakerDep, SettingsDep, StoreDep, TypeNamesDep
 from api.metrics import Snapshot, render
 from api.schemas import ErrorBody
 from core.policy import retry_share
@@ -25,11 +25,13 @@ router = APIRouter(tags=["metrics"])
     # Queue depths and counters describe everyone's work: an admin key (Prometheus: `authorization`).
     dependencies=[Admin],
 )
-async def metrics(store: StoreDep, settings: SettingsDep, breaker: BreakerDep) -> Response:
+async def metrics(store: StoreDep, settings: SettingsDep, breaker: BreakerDep, type_names: TypeNamesDep) -> Response:
     """Queue depths, tasks per state, transition counters (completed, failed, retried, dead, …),
-    the run-time histogram, the breaker's state, live workers and scheduler. Every figure is read
-    from Redis now, from structures and counters the transition scripts keep; nothing is scanned."""
+    the same counters per task type and the tasks stored per type, the run-time histogram, the
+    breaker's state, live workers and scheduler. Every figure is read from Redis now, from
+    structures and counters the transition scripts keep; nothing is scanned."""
     depths = await store.depths()
+    by_type = await store.type_counters()
     s = settings
     snapshot = Snapshot(
         depths=depths,
@@ -40,5 +42,7 @@ async def metrics(store: StoreDep, settings: SettingsDep, breaker: BreakerDep) -
         workers=len(await store.live_consumers()),
         scheduler_alive=await store.scheduler_info() is not None,
         retry_ratio=retry_share(s.retry_ratio, s.retry_ratio_floor, depths["retry"], s.retry_pressure_threshold),
+        type_counters=by_type,
+        type_sizes=await store.type_sizes(sorted({*type_names, *by_type})),
     )
     return Response(render(snapshot), media_type=CONTENT_TYPE_LATEST)

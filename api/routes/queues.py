@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import StreamingResponse
 
 from api.auth import Admin
-from api.deps import CursorDep, LimitDep, OffsetDep, SettingsDep, StoreDep
+from api.deps import CursorDep, LimitDep, OffsetDep, SettingsDep, StoreDep, TaskTypeDep, registered_type
 from api.errors import REDIS_DOWN, ApiError
 from api.listing import load_page
 from api.schemas import (
@@ -145,9 +145,13 @@ async def status_stream(store: StoreDep, settings: SettingsDep) -> StreamingResp
 
 
 @router.get("/dlq", response_model=TaskPage, responses=_errors(422))
-async def dead_letters(store: StoreDep, limit: LimitDep, cursor: CursorDep) -> TaskPage:
-    """Dead tasks, most recently dead first, with the error that killed each."""
-    return await load_page(store, State.DLQ, limit, cursor)
+async def dead_letters(store: StoreDep, limit: LimitDep, cursor: CursorDep, task_type: TaskTypeDep) -> TaskPage:
+    """Dead tasks, most recently dead first, each with its type and the error that killed it.
+
+    With `task_type`, only that type's dead tasks, in the same order: the DLQ (bounded by
+    DLQ_MAX_SIZE) is read on and each entry's type checked, so pages are full unless some 2,000
+    entries were checked first (FILTER_SCAN_MAX: then short, and `next_cursor` goes on)."""
+    return await load_page(store, State.DLQ, limit, cursor, task_type=task_type, state_order=True)
 
 
 async def _batches(settings: Settings, store: AsyncTaskStore) -> int:
@@ -158,18 +162,22 @@ async def _batches(settings: Settings, store: AsyncTaskStore) -> int:
 
 @router.post("/dlq/requeue", response_model=Requeued, responses=_errors(422))
 async def requeue_dead(
-    store: StoreDep, settings: SettingsDep, body: Annotated[RequeueRequest | None, Body()] = None
+    request: Request, store: StoreDep, settings: SettingsDep, body: Annotated[RequeueRequest | None, Body()] = None
 ) -> Requeued:
     """Re-drive dead tasks to the retry list with a fresh retry budget: the `task_ids` given, or
-    every dead task (without a body). Atomic per batch of SCHEDULER_BATCH_SIZE."""
+    every dead task of `task_type` (an operator who fixed that type's configuration), or every dead
+    task (without a body). Atomic per batch of SCHEDULER_BATCH_SIZE; `not_dead` lists the given
+    ids that were not dead."""
     batch = settings.scheduler_batch_size
     if body is not None and body.task_ids is not None:
-        moved, not_dead = 0, list[str]()
-        for start in range(0, len(body.task_ids), batch):
-            done, skipped = await store.requeue_dead(body.task_ids[start : start + batch], batch)
-            moved, not_dead = moved + done, not_dead + skipped
+        moved, not_dead = await _requeue_ids(store, body.task_ids, batch)
         log.info("%d dead tasks requeued by id", moved)
         return Requeued(requeued=moved, not_dead=not_dead)
+    if body is not None and body.task_type is not None:
+        task_type = registered_type(request, body.task_type, ("body", "task_type"))
+        moved, _moved_on = await _requeue_ids(store, await _dead_of_type(store, task_type, batch), batch)
+        log.info("%d dead %s tasks requeued", moved, task_type)
+        return Requeued(requeued=moved, not_dead=[])
     moved = 0
     for _ in range(await _batches(settings, store)):
         done, _skipped = await store.requeue_dead([], batch)
@@ -178,6 +186,28 @@ async def requeue_dead(
             break
     log.info("%d dead tasks requeued", moved)
     return Requeued(requeued=moved, not_dead=[])
+
+
+async def _requeue_ids(store: AsyncTaskStore, task_ids: list[str], batch: int) -> tuple[int, list[str]]:
+    """Re-drive `task_ids`, a batch per atomic step: how many moved, and the ids that were not dead."""
+    moved, not_dead = 0, list[str]()
+    for start in range(0, len(task_ids), batch):
+        done, skipped = await store.requeue_dead(task_ids[start : start + batch], batch)
+        moved, not_dead = moved + done, not_dead + skipped
+    return moved, not_dead
+
+
+async def _dead_of_type(store: AsyncTaskStore, task_type: str, batch: int) -> list[str]:
+    """The ids of the DLQ as it is now whose task is of `task_type`, read page by page (the DLQ is
+    bounded by DLQ_MAX_SIZE). Read before any moves, so tasks that die again meanwhile (newer than
+    where the walk began) are not re-driven twice."""
+    ids, cursor = list[str](), None
+    while True:
+        page = await store.page(State.DLQ, batch, cursor, task_type=task_type, state_order=True)
+        ids += page.ids
+        if page.cursor is None:
+            return ids
+        cursor = page.cursor
 
 
 @router.delete("/dlq", response_model=Purged, responses=_errors())

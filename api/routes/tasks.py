@@ -13,13 +13,22 @@ import anyio.to_thread
 from fastapi import APIRouter, Response
 
 from api.auth import Admin, Principal, SubmitDep, owns
-from api.deps import CursorDep, LimitDep, SettingsDep, StatusDep, StoreDep, SyncStoreDep, TaskIdDep
+from api.deps import (
+    CursorDep,
+    LimitDep,
+    SettingsDep,
+    StatusDep,
+    StoreDep,
+    SyncStoreDep,
+    TaskIdDep,
+    TaskTypeDep,
+    TypeNamesDep,
+)
 from api.listing import load_page
 from api.routes.submit import PREFIX, add_both_slashes, errors_doc
 from api.schemas import Recovered, Statistics, TaskDetail, TaskPage, TaskPublic
-from api.stats import overview
+from api.stats import overview, type_figures
 from core.errors import TaskNotFound
-from core.states import State
 from core.store import AsyncTaskStore
 
 log = logging.getLogger(__name__)
@@ -28,13 +37,16 @@ _errors = errors_doc
 
 
 @router.get("/statistics/overview", response_model=Statistics, responses=_errors(), dependencies=[Admin])
-async def statistics(store: StoreDep) -> Statistics:
+async def statistics(store: StoreDep, type_names: TypeNamesDep) -> Statistics:
     """Tasks per state, totals since the start, success rate, p50/p95 run time of completed
-    attempts, throughput over the last minute and hour. All from counters and structures the
-    transition scripts keep; the cost does not grow with the number of tasks."""
+    attempts, throughput over the last minute and hour, and per task type its totals (submitted,
+    completed, failed, dead, …), success rate and tasks stored. All from counters and structures
+    the transition scripts keep; the cost does not grow with the number of tasks."""
     states = await store.state_counts()
     totals = await store.counters()
-    return overview(states, totals, await store.durations(), await store.throughput())
+    counters = await store.type_counters()
+    by_type = type_figures(counters, await store.type_sizes(sorted({*type_names, *counters})))
+    return overview(states, totals, await store.durations(), await store.throughput(), by_type)
 
 
 @router.post("/requeue-orphaned", response_model=Recovered, responses=_errors(), dependencies=[Admin])
@@ -49,16 +61,6 @@ async def requeue_orphaned(store: SyncStoreDep, settings: SettingsDep) -> Recove
     return Recovered(recovered=recovered)
 
 
-async def _own_page(
-    store: AsyncTaskStore, owner: str, status: State | None, limit: int, cursor: str | None
-) -> TaskPage:
-    """A page of one key's own tasks, from its owner index (never a scan). A `status` filter is
-    applied to the page read, so a filtered page may be short or empty while `next_cursor` goes on."""
-    page = await store.page(None, limit, cursor, owner=owner)
-    tasks = [t for t in await store.get_many(page.ids) if status is None or t.state is status]
-    return TaskPage(items=[TaskPublic.from_task(t) for t in tasks], next_cursor=page.cursor)
-
-
 async def _check_owner(store: AsyncTaskStore, principal: Principal, task_id: str) -> None:
     """A task another key owns is, to a submit key, a task that does not exist (404, not 403: ids
     must not be probed). An owner never changes, so checking before the transition is safe."""
@@ -67,13 +69,24 @@ async def _check_owner(store: AsyncTaskStore, principal: Principal, task_id: str
 
 
 async def list_tasks(
-    store: StoreDep, principal: SubmitDep, status: StatusDep, limit: LimitDep, cursor: CursorDep
+    store: StoreDep,
+    principal: SubmitDep,
+    status: StatusDep,
+    task_type: TaskTypeDep,
+    limit: LimitDep,
+    cursor: CursorDep,
 ) -> TaskPage:
-    """Tasks newest first, optionally of one state, a page at a time. A submit-scope key sees only
-    its own tasks (read from its own index; with `status`, pages may be short: follow `next_cursor`)."""
-    if not principal.sees_all:
-        return await _own_page(store, principal.owner, status, limit, cursor)
-    return await load_page(store, status, limit, cursor)
+    """Tasks newest first, optionally of one state and of one type, a page at a time; never a scan.
+
+    One filter pages its own index (full pages). A submit-scope key sees only its own tasks, read
+    from its own index, with `status` and `task_type` checked on each entry read. With both
+    `status` and `task_type`, the smaller of the state's and the type's index is read and the other
+    filter checked on each entry. A listing that checks entries fills its page, but stops after
+    some 2,000 entries checked (FILTER_SCAN_MAX; more for a large `limit`): then a page may be
+    short, even empty, while `next_cursor` goes on. The order is the read index's: creation time
+    (type, owner, all tasks), or time of entering the state (state index)."""
+    owner = "" if principal.sees_all else principal.owner
+    return await load_page(store, status, limit, cursor, task_type=task_type, owner=owner)
 
 
 add_both_slashes(router, "GET", "", list_tasks, response_model=TaskPage, responses=_errors(422))

@@ -29,8 +29,10 @@ end
 -- Everything a state change records besides the state itself: one entry in the task's capped
 -- audit trail, the global counter it moves, and one event on the channel the live UIs listen to.
 -- c: id, from, to, at, channel (key), history (key or nil), counters (key), counter (name or nil),
---    also (a second counter's name, optional), error, error_type, worker (optional). The event
---    carries each counter's new value.
+--    also (a second counter's name, optional), error, error_type, worker (optional),
+--    by_type (the per-type counters' key, optional) and task_type (the task's type, optional):
+--    with both, `counter` also moves in field '<task_type>:<counter>' of by_type (not `also`).
+--    The event carries each global counter's new value.
 local function changed(c)
   if c.history then
     local err = c.error
@@ -46,6 +48,9 @@ local function changed(c)
   if c.counter then
     event.counters = {[c.counter] = redis.call('HINCRBY', c.counters, c.counter, 1)}
     if c.also then event.counters[c.also] = redis.call('HINCRBY', c.counters, c.also, 1) end
+    if c.by_type and c.task_type and c.task_type ~= '' then
+      redis.call('HINCRBY', c.by_type, c.task_type .. ':' .. c.counter, 1)
+    end
   end
   redis.call('PUBLISH', c.channel, cjson.encode(event))
 end

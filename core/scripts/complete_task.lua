@@ -2,7 +2,8 @@
 -- model and token usage when the provider reported them.
 -- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 COMPLETED index, 5 events channel,
 --       6 history, 7 counters, 8 consumer's stats, 9 durations histogram,
---       10 per-second throughput ring, 11 per-minute throughput ring
+--       10 per-second throughput ring, 11 per-minute throughput ring, 12 per-type counters
+--       (the task's type is read from its hash)
 -- ARGV: 1 id, 2 attempt token, 3 result, 4 provider name, 5 model ('' = unknown),
 --       6 prompt tokens, 7 completion tokens, 8 total tokens (0 = not reported), 9 consumer id
 -- The errors of earlier attempts stay in the history; the task itself no longer carries one.
@@ -12,7 +13,8 @@ local refused = check_attempt(KEYS[1], ARGV[2])
 if refused then return refused end
 local now = now_ms()
 local id = ARGV[1]
-local started = tonumber(redis.call('HGET', KEYS[1], 'started_at')) or now
+local f = redis.call('HMGET', KEYS[1], 'started_at', 'task_type')
+local started = tonumber(f[1]) or now
 redis.call('HSET', KEYS[1], 'state', 'COMPLETED', 'result', ARGV[3], 'provider', ARGV[4],
   'model', ARGV[5], 'prompt_tokens', ARGV[6], 'completion_tokens', ARGV[7], 'total_tokens', ARGV[8],
   'progress', 100, 'attempt', '', 'finished_at', now, 'updated_at', now)
@@ -28,5 +30,5 @@ consumer_settled(KEYS[8], 'completed')
 observe_duration(KEYS[9], math.max(0, now - started))
 finished(KEYS[10], KEYS[11], now, 'completed')
 changed({id = id, from = 'ACTIVE', to = 'COMPLETED', at = now, channel = KEYS[5], history = KEYS[6],
-  counters = KEYS[7], counter = 'completed', worker = ARGV[9]})
+  counters = KEYS[7], counter = 'completed', worker = ARGV[9], by_type = KEYS[12], task_type = f[2]})
 return {'ok'}

@@ -3,7 +3,8 @@
 -- retention returns the tasks it created instead, so concurrent duplicates create nothing twice.
 -- KEYS: 1 primary list, 2 PENDING index, 3 all-tasks index, 4 events channel, 5 counters,
 --       6 idempotency key ('' = none), 7 the owner's index ('' = no owner: the API runs without
---       keys), then for each task: 8+2i its hash, 9+2i its history
+--       keys), 8 per-type counters, then for each task: 9+3i its hash, 10+3i its history,
+--       11+3i its type's index ('' = a task without a type: in no type index, counted globally only)
 -- ARGV: 1 idempotency retention ms, 2 task key prefix (is a remembered task still there?),
 --       3.. one JSON object per task: its hash fields (with `id` and `owner`; timestamps are set here)
 -- Returns: {'ok', created_at} | {'exists', id} | {'duplicate', JSON array of the ids first created}
@@ -26,13 +27,13 @@ end
 local tasks = {}
 for i = 3, #ARGV do
   local fields = cjson.decode(ARGV[i])
-  if redis.call('EXISTS', KEYS[8 + 2 * (i - 3)]) == 1 then return {'exists', fields.id} end
+  if redis.call('EXISTS', KEYS[9 + 3 * (i - 3)]) == 1 then return {'exists', fields.id} end
   tasks[#tasks + 1] = fields
 end
 local now = now_ms()
 local ids = {}
 for n, fields in ipairs(tasks) do
-  local key, history = KEYS[8 + 2 * (n - 1)], KEYS[9 + 2 * (n - 1)]
+  local key, history, type_index = KEYS[9 + 3 * (n - 1)], KEYS[10 + 3 * (n - 1)], KEYS[11 + 3 * (n - 1)]
   local flat = {}
   for name, value in pairs(fields) do
     flat[#flat + 1] = name
@@ -43,8 +44,9 @@ for n, fields in ipairs(tasks) do
   redis.call('ZADD', KEYS[2], now, fields.id)
   redis.call('ZADD', KEYS[3], now, fields.id)
   if KEYS[7] ~= '' then redis.call('ZADD', KEYS[7], now, fields.id) end
+  if type_index ~= '' then redis.call('ZADD', type_index, now, fields.id) end
   changed({id = fields.id, from = '', to = 'PENDING', at = now, channel = KEYS[4], history = history,
-    counters = KEYS[5], counter = 'submitted'})
+    counters = KEYS[5], counter = 'submitted', by_type = KEYS[8], task_type = fields.task_type})
   ids[n] = fields.id
 end
 if idem ~= '' then redis.call('SET', idem, cjson.encode(ids), 'PX', tonumber(ARGV[1])) end

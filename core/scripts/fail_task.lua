@@ -2,7 +2,7 @@
 -- (out of retries, or a provider problem an operator must fix).
 -- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 index of the target state, 5 events,
 --       6 history, 7 counters, 8 consumer's stats, 9 per-second throughput ring,
---       10 per-minute throughput ring
+--       10 per-minute throughput ring, 11 per-type counters (the task's type is read from its hash)
 -- ARGV: 1 id, 2 attempt token, 3 target state (FAILED | DLQ), 4 error message, 5 error type,
 --       6 consumer id
 -- Returns: {'ok'} | {'stale', state} | {'not_found'}
@@ -11,6 +11,7 @@ local refused = check_attempt(KEYS[1], ARGV[2])
 if refused then return refused end
 local now = now_ms()
 local id = ARGV[1]
+local task_type = redis.call('HGET', KEYS[1], 'task_type')
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'attempt', '', 'last_error', ARGV[4],
   'error_type', ARGV[5], 'finished_at', now, 'updated_at', now)
 -- A run of 429s ends with the task: a re-driven task starts a new one.
@@ -23,5 +24,6 @@ finished(KEYS[9], KEYS[10], now, 'failed')
 local counter = 'failed'
 if ARGV[3] == 'DLQ' then counter = 'dead' end
 changed({id = id, from = 'ACTIVE', to = ARGV[3], at = now, channel = KEYS[5], history = KEYS[6],
-  counters = KEYS[7], counter = counter, error = ARGV[4], error_type = ARGV[5], worker = ARGV[6]})
+  counters = KEYS[7], counter = counter, error = ARGV[4], error_type = ARGV[5], worker = ARGV[6],
+  by_type = KEYS[11], task_type = task_type})
 return {'ok'}

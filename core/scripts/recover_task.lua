@@ -3,13 +3,14 @@
 -- worker every time ends in the DLQ); an id that was moved but never claimed does not.
 -- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 PENDING index, 5 retry list,
 --       6 DLQ index, 7 events channel, 8 history, 9 counters, 10 stats of the consumer that held it,
---       11 per-second throughput ring, 12 per-minute throughput ring
+--       11 per-second throughput ring, 12 per-minute throughput ring, 13 per-type counters
+--       (the task's type is read from its hash)
 -- ARGV: 1 id, 2 expected attempt token ('' = whatever attempt the dead consumer held), 3 reason,
 --       4 consumer that held it (an ACTIVE task claimed by another consumer is left alone)
 -- Returns: {'requeued'} | {'dead'} | {'dropped'} (nothing left to recover) | {'stale', state}
 -- Events: ACTIVE -> PENDING | DLQ
 local id = ARGV[1]
-local f = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'retry_count', 'max_retries', 'consumer')
+local f = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'retry_count', 'max_retries', 'consumer', 'task_type')
 if ARGV[2] ~= '' and (f[1] ~= 'ACTIVE' or f[2] ~= ARGV[2]) then return {'stale', f[1] or ''} end
 local removed = redis.call('LREM', KEYS[2], 0, id)
 local now = now_ms()
@@ -23,7 +24,8 @@ if f[1] ~= 'ACTIVE' or f[5] ~= ARGV[4] then return {'dropped'} end
 redis.call('ZREM', KEYS[3], id)
 consumer_settled(KEYS[10], 'failed')
 local lost = {id = id, from = 'ACTIVE', at = now, channel = KEYS[7], history = KEYS[8],
-  counters = KEYS[9], error = ARGV[3], error_type = 'worker_lost', worker = ARGV[4]}
+  counters = KEYS[9], error = ARGV[3], error_type = 'worker_lost', worker = ARGV[4],
+  by_type = KEYS[13], task_type = f[6]}
 if tonumber(f[3]) >= tonumber(f[4]) then
   redis.call('HSET', KEYS[1], 'state', 'DLQ', 'attempt', '', 'last_error', ARGV[3],
     'error_type', 'worker_lost', 'finished_at', now, 'updated_at', now)

@@ -1,7 +1,8 @@
 -- schedule_retry: a failed attempt waits for its retry, ACTIVE -> SCHEDULED, spending one retry
 -- (or none, when the provider only asked us to wait: a rate limit).
 -- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 scheduled set, 5 events channel,
---       6 history, 7 counters, 8 consumer's stats
+--       6 history, 7 counters, 8 consumer's stats, 9 per-type counters (the task's type is read
+--       from its hash)
 -- ARGV: 1 id, 2 attempt token, 3 delay ms, 4 error message, 5 error type, 6 consumer id,
 --       7 retries spent: 1 | 0, 8 the task's run of provider 429s: 'grow' (one more; its start
 --       is kept in rate_limited_at) | 'keep' (the fleet's own limit) | 'reset' (any other failure)
@@ -13,6 +14,7 @@ local now = now_ms()
 local id = ARGV[1]
 local due = now + tonumber(ARGV[3])
 local spent = tonumber(ARGV[7])
+local task_type = redis.call('HGET', KEYS[1], 'task_type')
 local retries = redis.call('HINCRBY', KEYS[1], 'retry_count', spent)
 redis.call('HSET', KEYS[1], 'state', 'SCHEDULED', 'due_at', due, 'attempt', '',
   'last_error', ARGV[4], 'error_type', ARGV[5], 'updated_at', now)
@@ -27,5 +29,6 @@ redis.call('ZREM', KEYS[3], id)
 redis.call('ZADD', KEYS[4], due, id)
 consumer_settled(KEYS[8], 'failed')
 changed({id = id, from = 'ACTIVE', to = 'SCHEDULED', at = now, channel = KEYS[5], history = KEYS[6],
-  counters = KEYS[7], counter = spent == 1 and 'retried' or 'postponed', error = ARGV[4], error_type = ARGV[5], worker = ARGV[6]})
+  counters = KEYS[7], counter = spent == 1 and 'retried' or 'postponed', error = ARGV[4], error_type = ARGV[5], worker = ARGV[6],
+  by_type = KEYS[9], task_type = task_type})
 return {'ok', retries, due}

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.metrics import TASK_EVENTS, TOKEN_COUNTERS
+from api.metrics import TASK_EVENTS, TOKEN_COUNTERS, TYPE_EVENTS
 from core.states import State
 from core.store import TaskStore
 from tests.api.conftest import Pipeline, submit
@@ -87,20 +87,34 @@ async def test_tokens_have_their_own_counter_not_the_events_one(
     assert events == set(TASK_EVENTS), "no token figure among the events"
 
 
-def test_the_event_list_names_every_counter_the_scripts_move() -> None:
-    """TASK_EVENTS is what the scripts count: each `counter = '…'` and HINCRBY on the counters."""
-    lua = "\n".join(p.read_text() for p in SCRIPTS.glob("*.lua"))
+def counters_named(lua: str) -> set[str]:
+    """The counter names a script's text moves: each `counter = '…'` and HINCRBY on the counters
+    (names built at run time appear as their prefix, e.g. `taken_`)."""
     moved = set(re.findall(r"counter = (?:[^'\n]*?and )?'([a-z_]+)'", lua))
     moved |= set(re.findall(r"or '([a-z_]+)'", lua))  # `spent == 1 and 'retried' or 'postponed'`
     moved |= set(re.findall(r"lost\.counter = '[A-Z]+', '([a-z_]+)'", lua))
     moved |= set(re.findall(r"if ARGV\[\d\] == '[A-Z]+' then counter = '([a-z_]+)'", lua))
     moved |= set(re.findall(r"HINCRBY', KEYS\[\d+\], '([a-z_]+)'", lua)) - {"retry_count", "attempts", "rate_limits"}
+    return moved
+
+
+def test_the_event_list_names_every_counter_the_scripts_move() -> None:
+    """TASK_EVENTS is what the scripts count: each `counter = '…'` and HINCRBY on the counters."""
+    moved = counters_named("\n".join(p.read_text() for p in SCRIPTS.glob("*.lua")))
     # Names built at run time: by the list a claim took from, by the state an operator retried from.
     built = {"taken_": ("primary", "retry"), "requeued_": ("failed", "cancelled")}
     for prefix, endings in built.items():
         assert prefix in moved, f"{prefix}… is no longer built in a script: update this test"
         moved = (moved - {prefix}) | {prefix + ending for ending in endings}
     assert moved - set(TOKEN_COUNTERS) == set(TASK_EVENTS)
+
+
+def test_the_type_event_list_names_every_counter_moved_per_type() -> None:
+    """TYPE_EVENTS is what the scripts that hand `changed()` the task's type count (each such
+    counter also moves per type there); the tokens are counted beside it, not per type."""
+    per_type = {p.stem: p.read_text() for p in SCRIPTS.glob("*.lua") if "by_type = KEYS[" in p.read_text()}
+    assert set(per_type) == {"create_task", "complete_task", "fail_task", "schedule_retry", "recover_task"}
+    assert counters_named("\n".join(per_type.values())) - set(TOKEN_COUNTERS) == set(TYPE_EVENTS)
 
 
 async def test_promtool_finds_nothing_to_fix(client: httpx.AsyncClient, pipeline: Pipeline) -> None:

@@ -36,8 +36,8 @@ class Stores:
         return self.loop.run_until_complete(coro)
 
 
-def new_task(max_retries: int = 3, task_id: str | None = None) -> Task:
-    return Task(id=task_id or uuid.uuid4().hex, task_type="summarize", content="some text", max_retries=max_retries)
+def new_task(max_retries: int = 3, task_id: str | None = None, task_type: str = "summarize") -> Task:
+    return Task(id=task_id or uuid.uuid4().hex, task_type=task_type, content="some text", max_retries=max_retries)
 
 
 def is_fake(store: TaskStore) -> bool:
@@ -73,10 +73,11 @@ def to_retry_list(store: TaskStore, task: Task) -> None:
     assert store.promote_due(100) == 1
 
 
-def make_in_state(stores: Stores, state: State, max_retries: int = 3) -> Task:
-    """A fresh task brought to `state` through the transitions themselves."""
+def make_in_state(stores: Stores, state: State, max_retries: int = 3, task_type: str = "summarize") -> Task:
+    """A fresh task brought to `state` through the transitions themselves (it must be the only
+    task waiting in the primary list, for a state that needs a claim)."""
     store = stores.sync
-    task = store.create(new_task(max_retries))
+    task = store.create(new_task(max_retries, task_type=task_type))
     if state is State.CANCELLED:
         assert stores.run(stores.aio.cancel(task.id)) is State.PENDING
     elif state is not State.PENDING:
@@ -112,6 +113,16 @@ def indexes_holding(store: TaskStore, task_id: str) -> list[State]:
     return [s for s in State if store.r.zscore(store.keys.state_index(s), task_id) is not None]
 
 
+def type_indexes_holding(store: TaskStore, task_id: str) -> dict[str, float]:
+    """Every type index holding `task_id`, by type, with its score there."""
+    prefix, found = store.keys.type_prefix, {}
+    for key in store.r.scan_iter(match=store.keys.type_tasks("*")):
+        score = store.r.zscore(key, task_id)
+        if score is not None:
+            found[key[len(prefix) :]] = score
+    return found
+
+
 def assert_one_place(store: TaskStore, task_id: str) -> Task:
     """The design's invariant: the id is in exactly one place, the one its state names, and in
     exactly one state index (its state's); returns the task."""
@@ -126,6 +137,7 @@ def assert_one_place(store: TaskStore, task_id: str) -> Task:
     assert len(where) == 1 and where[0] in expected, f"{task_id} ({task.state.value}) is in {where}"
     assert indexes_holding(store, task_id) == [task.state]
     assert store.r.zscore(store.keys.all_tasks, task_id) is not None
+    assert type_indexes_holding(store, task_id) == {task.task_type: task.created_at}, "in its type's index only"
     if task.state is State.SCHEDULED:
         assert store.r.zscore(store.keys.scheduled, task_id) == task.due_at
     return task
@@ -137,6 +149,7 @@ def assert_gone(store: TaskStore, task_id: str) -> None:
     assert places(store, task_id) == []
     assert indexes_holding(store, task_id) == []
     assert store.r.zscore(store.keys.all_tasks, task_id) is None
+    assert type_indexes_holding(store, task_id) == {}, "no ghost in a type index"
 
 
 def snapshot(store: TaskStore) -> dict[str, Any]:
