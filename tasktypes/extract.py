@@ -20,7 +20,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from core.errors import LLMInvalidOutput
 from core.settings import Settings
 from tasktypes import register
-from tasktypes.base import Answer, CompletionRequest, Content, Job, Refusal, TaskType, Usage, fill, prompt
+from tasktypes.base import (
+    Answer,
+    CompletionRequest,
+    Content,
+    Job,
+    Refusal,
+    TaskType,
+    Usage,
+    fill,
+    no_lone_surrogates,
+    prompt,
+)
 
 SYSTEM = "You extract structured data from text, faithfully. You answer with one JSON object only."
 # A fenced answer (```json … ```) is common even when only JSON was asked for: its inside is taken.
@@ -46,6 +57,7 @@ class ExtractCreate(BaseModel):
     @field_validator("json_schema")
     @classmethod
     def _an_object_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        no_lone_surrogates(schema)
         try:
             Draft202012Validator.check_schema(schema)
         except SchemaError as e:
