@@ -7,7 +7,7 @@ retry adds an assistant and a user message after the one that holds the task's t
 runs to the first `]]` not followed by another `]`, so it may hold JSON (`[[answer:{"a": [1]}]]`)
 but not `]]` itself (write a nested array as `[ [1] ]`), nor a line break.
 
-    [[tag:XYZ]]       answer "summary:XYZ" (without a tag or one of the next four: "stub summary")
+    [[tag:XYZ]]       answer "summary:XYZ" (without it or one of the next three: "stub summary")
     [[answer:TEXT]]   answer exactly TEXT
     [[answers:A||B]]  the n-th call of this conversation answers the n-th of A, B, …; the last repeats
     [[echo]]          answer the text between the <text> tags of the last user message, upper-cased
