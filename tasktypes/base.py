@@ -40,6 +40,21 @@ def clean_text(text: str) -> str:
     return text
 
 
+def no_lone_surrogates(value: Any) -> Any:
+    """Any JSON value unchanged, unless one of its strings (or keys) holds a lone surrogate, which
+    Redis could not store: for the free-form fields of an input (a schema, a message's parts)."""
+    if isinstance(value, str) and _SURROGATE.search(value):
+        raise ValueError("must be valid Unicode (it holds a lone surrogate)")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            no_lone_surrogates(key)
+            no_lone_surrogates(item)
+    elif isinstance(value, list):
+        for item in value:
+            no_lone_surrogates(item)
+    return value
+
+
 Content = Annotated[str, Field(min_length=1, description="The text to work on."), AfterValidator(clean_text)]
 
 

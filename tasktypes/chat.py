@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.settings import Settings
 from tasktypes import register
-from tasktypes.base import Answer, CompletionRequest, Job, Refusal, TaskType, clean_text
+from tasktypes.base import Answer, CompletionRequest, Job, Refusal, TaskType, clean_text, no_lone_surrogates
 
 
 class ChatMessage(BaseModel):
@@ -28,7 +28,12 @@ class ChatMessage(BaseModel):
     @field_validator("content")
     @classmethod
     def _clean(cls, content: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
-        return clean_text(content) if isinstance(content, str) else content
+        return clean_text(content) if isinstance(content, str) else no_lone_surrogates(content)
+
+    @model_validator(mode="after")
+    def _storable_extras(self) -> ChatMessage:
+        no_lone_surrogates(self.model_extra or {})
+        return self
 
     def text(self) -> str:
         """The message's text (the text parts of a list of parts)."""
@@ -56,7 +61,7 @@ class ChatCreate(BaseModel):
     def _known_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None and value.get("type") not in ("text", "json_object", "json_schema"):
             raise ValueError('"type" must be text, json_object or json_schema')
-        return value
+        return no_lone_surrogates(value)
 
 
 class Chat(TaskType):

@@ -20,12 +20,25 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from core.errors import LLMInvalidOutput
 from core.settings import Settings
 from tasktypes import register
-from tasktypes.base import Answer, CompletionRequest, Content, Job, Refusal, TaskType, Usage, fill, prompt
+from tasktypes.base import (
+    Answer,
+    CompletionRequest,
+    Content,
+    Job,
+    Refusal,
+    TaskType,
+    Usage,
+    fill,
+    no_lone_surrogates,
+    prompt,
+)
 
 SYSTEM = "You extract structured data from text, faithfully. You answer with one JSON object only."
 # A fenced answer (```json … ```) is common even when only JSON was asked for: its inside is taken.
 _FENCE = re.compile(r"^\s*```(?:json)?\s*\n?(.*?)\n?\s*```\s*$", re.S | re.I)
 ERROR_CHARS = 300  # of a validation error, kept in the retry prompt and in last_error
+# JSON's own names for what an answer was instead of an object (the model reads them when asked again).
+_JSON_NAMES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
 
 class ExtractCreate(BaseModel):
@@ -44,6 +57,7 @@ class ExtractCreate(BaseModel):
     @field_validator("json_schema")
     @classmethod
     def _an_object_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        no_lone_surrogates(schema)
         try:
             Draft202012Validator.check_schema(schema)
         except SchemaError as e:
@@ -61,15 +75,21 @@ def response_format(settings: Settings, schema: dict[str, Any]) -> dict[str, Any
     return None
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def invalid(answer: str, validator: Draft202012Validator) -> tuple[Any, str]:
-    """(the parsed answer, "") when it is a JSON object valid against the schema, else (None, why)."""
+    """(the parsed answer, "") when it is a JSON object valid against the schema, else (None, why).
+    NaN and Infinity are refused: Python's parser takes them and a number schema accepts them, but
+    the stored result would not be JSON (and the API would show them as null)."""
     fenced = _FENCE.match(answer)
     try:
-        data = json.loads(fenced.group(1) if fenced else answer)
+        data = json.loads(fenced.group(1) if fenced else answer, parse_constant=_not_json)
     except ValueError as e:
         return None, f"not JSON ({e})"
     if not isinstance(data, dict):
-        return None, f"a JSON {type(data).__name__}, not an object"
+        return None, f"a JSON {_JSON_NAMES.get(type(data), 'value')}, not an object"
     error = best_match(validator.iter_errors(data))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"

@@ -34,8 +34,8 @@ def split_text(text: str, limit: int) -> list[str]:
 
 def split_with_breaks(text: str, limit: int) -> list[tuple[str, str]]:
     """`split_text`'s pieces, each with the break that came before it in the text ("" for the
-    first, "\n\n" after a paragraph, " " inside one), so that pieces worked on one by one can
-    be joined back as the text was laid out."""
+    first, "\n\n" after a paragraph, " " inside one, "" inside a word longer than `limit`), so
+    that pieces worked on one by one can be joined back as the text was laid out."""
     pieces: list[tuple[str, str]] = []
     current, before = "", ""
     for unit, separator in _units(text, limit):
@@ -59,21 +59,26 @@ def _units(text: str, limit: int) -> Iterator[tuple[str, str]]:
         if len(paragraph) <= limit:
             yield paragraph, "\n\n"
             continue
-        for n, sentence in enumerate(_sentences(paragraph, limit)):
-            yield sentence, " " if n else "\n\n"
+        for n, (sentence, glue) in enumerate(_sentences(paragraph, limit)):
+            yield sentence, glue if n else "\n\n"
 
 
-def _sentences(paragraph: str, limit: int) -> Iterator[str]:
-    """The paragraph's sentences; one longer than `limit` cut at the last space that fits."""
+def _sentences(paragraph: str, limit: int) -> Iterator[tuple[str, str]]:
+    """The paragraph's sentences, each with the break before it: " ", or "" after a word cut in
+    two. One longer than `limit` is cut at the last space that fits, else (one endless word, a URL
+    or an encoded blob) anywhere, where no space may be put back."""
+    glue = " "
     for sentence in _SENTENCE_ENDS.split(paragraph):
         sentence = sentence.strip()
         while len(sentence) > limit:
-            cut = sentence.rfind(" ", 0, limit + 1)
-            cut = cut if cut > 0 else limit
-            yield sentence[:cut].rstrip()
+            space = sentence.rfind(" ", 0, limit + 1)
+            cut = space if space > 0 else limit
+            yield sentence[:cut].rstrip(), glue
+            glue = " " if space > 0 else ""
             sentence = sentence[cut:].lstrip()
         if sentence:
-            yield sentence
+            yield sentence, glue
+            glue = " "
 
 
 class Pieces:

@@ -1,18 +1,27 @@
 """A loopback OpenAI-compatible stand-in for the LLM, for unit and integration tests.
 
-Behaviour is scripted per task by directives in the LAST user message's content, so a test
-controls each call through the task it submits:
+Behaviour is scripted per task by directives in the user messages, so a test controls each call
+through the task it submits. Every user message is read, in order (a later directive of the same
+name wins), so a conversation that grows keeps the directives of its first message: extract's
+retry adds an assistant and a user message after the one that holds the task's text. A value
+runs to the first `]]` not followed by another `]`, so it may hold JSON (`[[answer:{"a": [1]}]]`)
+but not `]]` itself (write a nested array as `[ [1] ]`), nor a line break.
 
-    [[tag:XYZ]]       answer "summary:XYZ" (without a tag: "stub summary")
+    [[tag:XYZ]]       answer "summary:XYZ" (without it or one of the next three: "stub summary")
+    [[answer:TEXT]]   answer exactly TEXT
+    [[answers:A||B]]  the n-th call of this conversation answers the n-th of A, B, …; the last repeats
+    [[echo]]          answer the text between the <text> tags of the last user message, upper-cased
+                      (a translation stand-in whose pieces show their order)
+    [[finish:R]]      a 200's finish_reason is R (default "stop")
     [[status:N]]      always answer status N with {"error": {"message": ..., "code": N}}
     [[400]]           400 "stub rejected this input (<digest of the content>)": each input its own words
     [[body:NAME]]     answer one of PROVIDER_BODIES: a real error body of OpenAI, OpenRouter, vLLM,
                       Ollama or LiteLLM, with the status that server sends it with (no Retry-After)
-    [[fail:N]]        the first N calls with this exact content answer 500, later ones 200
-    [[429:S]]         the first call with this content answers 429 with Retry-After: S, later ones 200
+    [[fail:N]]        the first N calls of this conversation answer 500, later ones 200
+    [[429:S]]         the first call of this conversation answers 429 with Retry-After: S, later ones 200
     [[retry_after:S]] add Retry-After: S to any error answer (e.g. with [[status:503]])
     [[delay:S]]       sleep S seconds before answering (added to the base delay)
-    [[trickle:S]]     the first call with this content sends its 200 one byte every 0.2 s for S
+    [[trickle:S]]     the first call of this conversation sends its 200 one byte every 0.2 s for S
                       seconds before the body: no read timeout fires, only a total deadline helps
     [[error200]]      200 with {"error": {"code": 502, "message": "upstream"}}
     [[raw:TEXT]]      error answers carry OpenRouter's error.metadata {raw: TEXT, provider_name: "StubUpstream"}
@@ -30,9 +39,14 @@ Faults for the whole server, for chaos tests (in-process `stub.state.set_fault(.
     seconds=T                    for T seconds, then answer normally again
 A delay range (`max_delay`, or `--max-delay`) draws each call's delay uniformly from [delay, max_delay].
 
+"This conversation": the calls whose FIRST user message is this exact text (for a request with
+one user message, as most are, the calls with this exact content); a retry of extract within an
+attempt, and a later attempt of the same task, are the same conversation.
+
 A request without `Authorization: Bearer <token>` gets a 401. Every call is recorded as
-{content, status, at, model, token, retry_after, headers}; `GET /_calls` lists them, `POST /_reset`
-clears them, the per-content counters and the fault.
+{content (the last user message's text), status, at, model, token, retry_after, headers, request
+(the whole JSON body)}; `GET /_calls` lists them, `POST /_reset` clears them, the per-conversation
+counters and the fault.
 
 `state.context_chars` (> 0) plays a model with a small context: a prompt longer than that many
 characters answers OpenAI's `context_length_exceeded`.
@@ -75,7 +89,10 @@ Send = Callable[[Message], Awaitable[None]]
 Reply = tuple[int, dict[str, str], bytes]
 
 HOST = "127.0.0.1"
-_DIRECTIVE = re.compile(r"\[\[(\w+)(?::([^\]]*))?\]\]")
+# A value runs to the first "]]" that no third "]" follows: JSON ending in an array still fits.
+_DIRECTIVE = re.compile(r"\[\[(\w+)(?::(.*?))?\]\](?!\])")
+# The last <text> … </text> of a prompt (the prompts name the tags in their instructions first).
+_TEXT_TAGS = re.compile(r".*<text>(.*?)</text>", re.S)
 _IDS = itertools.count(1)
 DEFAULT_KEY_INFO: dict[str, Any] = {
     "label": "stub-key", "usage": 1.25, "limit": 10.0, "limit_remaining": 8.75, "is_free_tier": False,
@@ -166,7 +183,7 @@ class Fault:
 
 
 class StubState:
-    """Recorded calls, per-content counters and the current fault, shared by the event loop and
+    """Recorded calls, per-conversation counters and the current fault, shared by the event loop and
     the test thread."""
 
     def __init__(self, delay: float = 0.0, max_delay: float | None = None, seed: int = 1) -> None:
@@ -182,11 +199,12 @@ class StubState:
         self.key_calls = 0
         self.context_chars = 0  # > 0: longer prompts answer openai/context_length_exceeded
 
-    def count(self, content: str) -> int:
-        """How many calls with exactly this content have arrived, this one included."""
+    def count(self, conversation: str) -> int:
+        """How many calls of this conversation (this first user message) have arrived, this one
+        included."""
         with self._lock:
-            self._seen[content] = self._seen.get(content, 0) + 1
-            return self._seen[content]
+            self._seen[conversation] = self._seen.get(conversation, 0) + 1
+            return self._seen[conversation]
 
     def set_fault(
         self, status: int, share: float = 1.0, retry_after: float | None = None, seconds: float | None = None
@@ -232,6 +250,14 @@ class StubState:
 def directives(content: str) -> dict[str, str]:
     """The `[[name:value]]` directives in `content` ("" for a directive without a value)."""
     return {m.group(1): m.group(2) or "" for m in _DIRECTIVE.finditer(content)}
+
+
+def request_directives(request: Any) -> dict[str, str]:
+    """The directives of every user message of a request, in order: a later one of the same name wins."""
+    found: dict[str, str] = {}
+    for text in user_texts(request):
+        found.update(directives(text))
+    return found
 
 
 def _json_reply(status: int, payload: Any, headers: dict[str, str] | None = None) -> Reply:
@@ -298,19 +324,34 @@ def decide(found: dict[str, str], nth: int, model: str, content: str) -> Reply:
         return _error_reply(500, f"stub failure {nth} of {found['fail']}", found)
     if "429" in found and nth == 1:
         return _json_reply(429, {"error": {"message": "rate limited", "code": 429}}, {"retry-after": found["429"]})
-    return _json_reply(200, _completion(found, model, content))
+    return _json_reply(200, _completion(found, model, content, nth))
 
 
-def _completion(found: dict[str, str], model: str, content: str) -> dict[str, Any]:
+def answer_text(found: dict[str, str], content: str, nth: int = 1) -> str:
+    """The text a 200 answers with: scripted ([[answers]], [[answer]], [[echo]], [[tag]]) or "stub summary"."""
+    if "answers" in found:
+        answers = found["answers"].split("||")
+        return answers[min(nth, len(answers)) - 1]
+    if "answer" in found:
+        return found["answer"]
+    if "echo" in found:
+        inside = _TEXT_TAGS.match(content)
+        return (inside.group(1) if inside else content).strip().upper()
+    return f"summary:{found['tag']}" if "tag" in found else "stub summary"
+
+
+def _completion(found: dict[str, str], model: str, content: str, nth: int = 1) -> dict[str, Any]:
     """An OpenAI-shaped chat.completion; token counts are word counts, good enough for tests."""
-    answer = f"summary:{found['tag']}" if "tag" in found else "stub summary"
+    answer = answer_text(found, content, nth)
     prompt_tokens, completion_tokens = len(content.split()), len(answer.split())
+    choice = {"index": 0, "message": {"role": "assistant", "content": answer},
+              "finish_reason": found.get("finish") or "stop"}  # fmt: skip
     return {
         "id": f"chatcmpl-stub-{next(_IDS)}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+        "choices": [choice],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -319,14 +360,29 @@ def _completion(found: dict[str, str], model: str, content: str) -> dict[str, An
     }
 
 
-def last_user_content(request: Any) -> str:
-    """The text of the last user message ("" if the request has none)."""
+def user_texts(request: Any) -> list[str]:
+    """The text of each user message, in order."""
     messages = request.get("messages") if isinstance(request, dict) else None
     users = [m for m in messages or [] if isinstance(m, dict) and m.get("role") == "user"]
-    content = users[-1].get("content", "") if users else ""
+    return [_text(m.get("content", "")) for m in users]
+
+
+def _text(content: Any) -> str:
     if isinstance(content, list):  # OpenAI's content parts
         return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
     return str(content)
+
+
+def last_user_content(request: Any) -> str:
+    """The text of the last user message ("" if the request has none)."""
+    texts = user_texts(request)
+    return texts[-1] if texts else ""
+
+
+def conversation(request: Any) -> str:
+    """What the per-conversation counters count by: the first user message's text."""
+    texts = user_texts(request)
+    return texts[0] if texts else ""
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -406,10 +462,10 @@ class StubApp:
         except ValueError:
             return _json_reply(400, {"error": {"message": "request body is not JSON", "code": 400}}), 0.0
         content = last_user_content(request)
-        found = directives(content)
+        found = request_directives(request)
         model = str(request.get("model", "")) if isinstance(request, dict) else ""
         token = bearer_token(scope)
-        nth = self.state.count(content)
+        nth = self.state.count(conversation(request))
         if not token:
             reply = _json_reply(401, {"error": {"message": "Missing Authentication header", "code": 401}})
         elif 0 < self.state.context_chars < len(content):
@@ -419,7 +475,8 @@ class StubApp:
         retry_after = reply[1].get("retry-after")
         self.state.record(
             {"content": content, "status": reply[0], "at": time.time(), "model": model, "token": token,
-             "retry_after": float(retry_after) if retry_after else None, "headers": _headers(scope)}
+             "retry_after": float(retry_after) if retry_after else None, "headers": _headers(scope),
+             "request": request}
         )
         delay = self.state.call_delay(float(found.get("delay") or 0))
         if delay > 0:
@@ -512,11 +569,12 @@ class StubLLM:
         self._server = self._thread = None
 
     def calls(self) -> list[dict[str, Any]]:
-        """Every call so far: {content, status, at (time.time()), model, token}, in arrival order."""
+        """Every call so far: {content, status, at (time.time()), model, token, retry_after, headers,
+        request}, in arrival order."""
         return self.state.calls()
 
     def reset(self) -> None:
-        """Forget the calls and the per-content counters."""
+        """Forget the calls and the per-conversation counters."""
         self.state.reset()
 
     def __enter__(self) -> StubLLM:

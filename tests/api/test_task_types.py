@@ -195,3 +195,32 @@ async def test_bulk_names_the_item_and_field_and_stores_nothing(api: httpx.Async
     assert (await api.get("/api/v1/tasks/")).json()["items"] == []
     good = await api.post("/api/v1/tasks/translate/bulk", json={"items": items[:1] * 3})
     assert good.status_code == 202 and len(good.json()["items"]) == 3
+
+
+# --- hostile input in the free-form fields --------------------------------------------------------
+SURROGATE = "a\\ud800b"  # a lone surrogate, as JSON writes it: no UTF-8 encoding exists, Redis cannot store it
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("chat", '{"messages": [{"role": "user", "content": [{"type": "text", "text": "%s"}]}]}',
+         "body.messages.0.content"),
+        ("chat", '{"messages": [{"role": "user", "content": "Hi", "name": "%s"}]}', "body.messages.0"),
+        ("chat", '{"messages": [{"role": "user", "content": "Hi"}], "response_format": {"type": "text", "x": "%s"}}',
+         "body.response_format"),
+        ("extract", '{"content": "Ada.", "schema": {"type": "object", "description": "%s"}}', "body.schema"),
+        ("extract", '{"content": "Ada.", "schema": {"type": "object", "properties": {"%s": {}}}}', "body.schema"),
+    ],
+    ids=["chat-content-part", "chat-message-field", "chat-response-format", "extract-schema", "extract-schema-key"],
+)  # fmt: skip
+async def test_a_lone_surrogate_in_a_free_form_field_is_a_422_naming_it(
+    api: httpx.AsyncClient, real_redis: redis.Redis, path: str, body: str, field: str
+) -> None:
+    """Such a body once reached Redis, whose script refused it: a 500, where text fields give a 422."""
+    response = await api.post(f"/api/v1/tasks/{path}/", content=(body % SURROGATE).encode(),
+                              headers={"content-type": "application/json"})  # fmt: skip
+    status, code, fields = problem(response)
+    assert (status, code) == (422, "validation_error") and field in fields, response.text
+    assert "lone surrogate" in response.json()["message"]
+    assert (await api.get("/api/v1/tasks/")).json()["items"] == [], "nothing stored"

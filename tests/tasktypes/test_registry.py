@@ -47,7 +47,10 @@ def test_a_name_taken_by_another_type_is_refused() -> None:
         tasktypes.register(_type("summarize"))
 
 
-def test_load_imports_the_built_ins_and_task_type_modules() -> None:
+def test_load_imports_the_built_ins_and_task_type_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The registry is per process: the toy type must not outlive this test (the API tests check
+    # the exact routes of the built-in types).
+    monkeypatch.setattr(tasktypes, "_types", dict(tasktypes._types))
     names = [t.name for t in tasktypes.load(Settings(task_type_modules=" tests.toy_types.reverse , "))]
     assert {"summarize", "translate", "extract", "chat", "reverse"} <= set(names)
     assert names == sorted(names)

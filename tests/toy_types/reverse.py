@@ -1,5 +1,5 @@
-"""`reverse`: the words of a text in reverse order. The suite's toy type: docs/TASK_TYPES.md
-quotes this module whole, and tests/integration/test_task_types.py runs it through the stack."""
+"""`reverse`: the text backwards. A whole task type in one module: load it with
+TASK_TYPE_MODULES=tests.toy_types.reverse, in the API and in every worker."""
 
 from __future__ import annotations
 
@@ -17,17 +17,20 @@ class ReverseCreate(BaseModel):
 
 class Reverse(TaskType):
     name = "reverse"
-    description = "The words of the text in reverse order."
+    description = "The text backwards, character by character."
     Create = ReverseCreate
+    long_input = "refuse"  # one call: more than CHUNK_CHARS is a 413
     answers_offline = True
 
     def run(self, job: Job) -> Answer:
-        ask = f"Write the words of this text in reverse order, nothing else:\n\n{job.input.content}"
+        """With a provider: the model is asked once."""
+        ask = f"Write this text backwards, character by character. Reply with that only.\n\n{job.input.content}"
         done = job.complete(CompletionRequest([{"role": "user", "content": ask}]))
         return Answer(done.text, done.provider, done.model, done.usage)
 
     def run_offline(self, job: Job) -> Answer:
-        return Answer(" ".join(reversed(job.input.content.split())), "offline", "reverse")
+        """Without one: no model is needed."""
+        return Answer(job.input.content[::-1], "offline", "reverse")
 
 
 register(Reverse())

@@ -183,3 +183,39 @@ def test_openrouter_extras() -> None:
         assert stub.calls()[0]["headers"]["x-title"] == "T" and "authorization" not in stub.calls()[0]["headers"]
         stub.reset()
         assert (stub.state.key_status, stub.state.key_calls) == (200, 0)
+
+
+def test_scripted_answers_and_the_recorded_request() -> None:
+    """[[answer]] (JSON too), [[answers]] by call of the conversation, [[echo]] of the <text>
+    tags, [[finish]]; each call's whole body is recorded, also by `GET /_calls`."""
+    assert directives('[[answer:{"tags": ["a", "b"]}]] [[tag:x]]') == {"answer": '{"tags": ["a", "b"]}', "tag": "x"}
+    assert directives("[[answer:[1, 2]]]") == {"answer": "[1, 2]"}, "a value may end in ]"
+    with StubLLM() as stub, httpx.Client(base_url=stub.url, headers=AUTH) as client:
+
+        def answer(body: dict[str, object]) -> tuple[str, str]:
+            choice = client.post("/chat/completions", json=body).json()["choices"][0]
+            return choice["message"]["content"], choice["finish_reason"]
+
+        assert answer(chat('[[answer:{"a": [1]}]] [[finish:length]]')) == ('{"a": [1]}', "length")
+        scripted = chat("[[answers:first||second]] q")
+        assert [answer(scripted)[0] for _ in range(3)] == ["first", "second", "second"]
+        assert answer(chat("Say it <text>no</text>.\n<text>\n  bonjour [[echo]]\n</text>"))[0] == "BONJOUR [[ECHO]]"
+        body = {**chat("[[answer:x]]", "some/model"), "temperature": 0.5, "response_format": {"type": "json_object"}}
+        client.post("/chat/completions", json=body)
+        assert stub.calls()[-1]["request"] == body
+        assert httpx.get(f"http://127.0.0.1:{stub.port}/_calls").json()[-1]["request"] == body
+
+
+def test_a_growing_conversation_keeps_its_first_messages_directives_and_count() -> None:
+    """Extract's retry: the task's text (and its directives) stay in the first user message while
+    an assistant and a user message are added; its calls count as one conversation."""
+    first = {"role": "user", "content": "[[answers:not json||{}]] [[fail:1]] extract this"}
+    with StubLLM() as stub, httpx.Client(base_url=stub.url, headers=AUTH) as client:
+        messages = [{"role": "system", "content": "sys"}, first]
+        assert client.post("/chat/completions", json={"model": "m", "messages": messages}).status_code == 500
+        reply = client.post("/chat/completions", json={"model": "m", "messages": messages}).json()
+        assert reply["choices"][0]["message"]["content"] == "{}", "the second call of the conversation"
+        messages += [{"role": "assistant", "content": "{}"}, {"role": "user", "content": "again [[tag:later]]"}]
+        reply = client.post("/chat/completions", json={"model": "m", "messages": messages}).json()
+        assert reply["choices"][0]["message"]["content"] == "{}", "[[answers]] still applies; [[tag]] is added"
+        assert [c["content"] for c in stub.calls()][-1] == "again [[tag:later]]", "content: the last user message"
