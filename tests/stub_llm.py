@@ -4,6 +4,7 @@ Behaviour is scripted per task by directives in the LAST user message's content,
 controls each call through the task it submits:
 
     [[tag:XYZ]]       answer "summary:XYZ" (without a tag: "stub summary")
+    [[answer:TEXT]]   answer TEXT itself (e.g. a JSON object for extract; TEXT cannot hold "]")
     [[status:N]]      always answer status N with {"error": {"message": ..., "code": N}}
     [[400]]           400 "stub rejected this input (<digest of the content>)": each input its own words
     [[body:NAME]]     answer one of PROVIDER_BODIES: a real error body of OpenAI, OpenRouter, vLLM,
@@ -303,7 +304,7 @@ def decide(found: dict[str, str], nth: int, model: str, content: str) -> Reply:
 
 def _completion(found: dict[str, str], model: str, content: str) -> dict[str, Any]:
     """An OpenAI-shaped chat.completion; token counts are word counts, good enough for tests."""
-    answer = f"summary:{found['tag']}" if "tag" in found else "stub summary"
+    answer = found.get("answer") or (f"summary:{found['tag']}" if "tag" in found else "stub summary")
     prompt_tokens, completion_tokens = len(content.split()), len(answer.split())
     return {
         "id": f"chatcmpl-stub-{next(_IDS)}",

@@ -224,7 +224,7 @@ def test_tasks_page_filters_and_paginates(open_page: Open, stack: Stack) -> None
 
 def test_keyboard_navigation_reaches_every_page(open_page: Open) -> None:
     page = open_page("/")
-    for name, heading in (("Tasks", "Tasks"), ("DLQ", "Dead-letter queue"), ("Submit", "Submit a text")):
+    for name, heading in (("Tasks", "Tasks"), ("DLQ", "Dead-letter queue"), ("Submit", "Submit a task")):
         page.get_by_role("link", name=name, exact=True).focus()
         page.keyboard.press("Enter")
         expect(page.get_by_role("heading", level=1)).to_have_text(heading)
