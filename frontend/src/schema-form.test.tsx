@@ -202,6 +202,7 @@ describe("SubmitPage", () => {
     await openSubmit(OFFLINE, "extract");
     expect(screen.getByLabelText(/Text to extract/).matches(":disabled")).toBe(true); // its fieldset is
     expect((screen.getByRole("button", { name: "Submit" }) as HTMLButtonElement).disabled).toBe(true);
+    expect(screen.getByTestId("unavailable").textContent).toMatch(/^Task type 'extract' needs an LLM provider; .* Set OPENROUTER_API_KEY/);
   });
 
   it("shows the server's 422 next to the fields it names, and its message", async () => {

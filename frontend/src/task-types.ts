@@ -17,12 +17,17 @@ export function useTaskTypes() {
   return { types: data, error };
 }
 
-/** Why a type cannot be submitted now: the API's `available` is false only for a type that needs
- * an LLM while none is configured, and a submit would get 422 provider_required saying so. */
+/** Why a type cannot be submitted now, in short: the API's `available` is false only for a type
+ * that needs an LLM while none is configured (a submit would get 422 provider_required). */
 export function unavailableReason(type: TaskTypeInfo): string {
+  return type.available ? "" : "Needs an LLM provider: set OPENROUTER_API_KEY (the offline provider runs now).";
+}
+
+/** The same at length, in the words of the API's provider_required refusal. */
+export function unavailableDetail(type: TaskTypeInfo): string {
   if (type.available) return "";
   return (
-    "Needs an LLM provider: the offline provider runs because no OPENROUTER_API_KEY is set (or LLM_PROVIDER=offline). " +
-    "Set OPENROUTER_API_KEY, and OPENROUTER_BASE_URL for a server other than OpenRouter."
+    `Task type '${type.name}' needs an LLM provider; the offline provider runs because no OPENROUTER_API_KEY is set ` +
+    "(or LLM_PROVIDER=offline). Set OPENROUTER_API_KEY, and OPENROUTER_BASE_URL for a server other than OpenRouter."
   );
 }

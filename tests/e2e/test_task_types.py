@@ -121,7 +121,7 @@ def offline_dashboard(offline_api: Stack, dist: Path, tmp_path_factory: pytest.T
 
 
 def test_offline_the_types_needing_an_llm_are_disabled_with_the_reason(
-    browser: Any, offline_dashboard: Dashboard
+    browser: Any, offline_api: Stack, offline_dashboard: Dashboard
 ) -> None:
     context = browser.new_context(viewport=DESKTOP, base_url=offline_dashboard.url)
     try:
@@ -136,6 +136,11 @@ def test_offline_the_types_needing_an_llm_are_disabled_with_the_reason(
         page.goto("/submit?type=translate")
         expect(page.get_by_label("Text to translate")).to_be_disabled()
         expect(page.get_by_role("button", name="Submit")).to_be_disabled()
+        # In the words of the API's own refusal of such a submit.
+        refusal = offline_api.http.post("/api/v1/tasks/translate/", json={"content": "x", "target_language": "French"})
+        assert (refusal.status_code, refusal.json()["code"]) == (422, "provider_required")
+        message = refusal.json()["message"]
+        expect(page.get_by_test_id("unavailable")).to_have_text(message[0].upper() + message[1:])
     finally:
         context.close()
 

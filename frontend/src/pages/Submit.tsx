@@ -9,7 +9,7 @@ import { useTaskEvents } from "../LiveContext";
 import { Link, navigate, useRoute } from "../router";
 import { buildBody, fieldsOf, initialValues, serverFieldErrors, type FieldSpec, type FieldValue, type FormValues } from "../schema-form";
 import { SchemaFields } from "../SchemaFields";
-import { unavailableReason, useTaskTypes } from "../task-types";
+import { unavailableDetail, unavailableReason, useTaskTypes } from "../task-types";
 import { TERMINAL, type TaskAccepted, type TaskDetail, type TaskTypeInfo } from "../types";
 import { TaskProgress, TaskResultView } from "./TaskDetail";
 
@@ -75,15 +75,17 @@ function TypeChoice({ types, chosen, onChoose }: { types: TaskTypeInfo[]; chosen
               onChange={() => onChoose(type.name)}
               aria-describedby={`${id}-about${reason ? ` ${id}-reason` : ""}`}
             />
-            <label htmlFor={id}>{type.name}</label>
-            <span id={`${id}-about`} className="muted small">
-              {type.description}
-            </span>
-            {reason && (
-              <span id={`${id}-reason`} className="reason small" data-testid={`reason-${type.name}`}>
-                {reason}
+            <div>
+              <label htmlFor={id}>{type.name}</label>{" "}
+              <span id={`${id}-about`} className="muted small">
+                {type.description}
               </span>
-            )}
+              {reason && (
+                <p id={`${id}-reason`} className="reason small" data-testid={`reason-${type.name}`}>
+                  {reason}
+                </p>
+              )}
+            </div>
           </div>
         );
       })}
@@ -194,7 +196,11 @@ export function SubmitPage() {
           <fieldset className="type-fields" disabled={unavailable}>
             <SchemaFields fields={fields} values={values} onChange={edit} problems={problems} typeName={type.name} onFileError={setError} />
           </fieldset>
-          {unavailable && <p className="reason">{unavailableReason(type)}</p>}
+          {unavailable && (
+            <p className="reason" data-testid="unavailable">
+              {unavailableDetail(type)}
+            </p>
+          )}
           <button type="submit" disabled={busy || unavailable || contentBlank}>
             Submit
           </button>
