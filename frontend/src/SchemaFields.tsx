@@ -3,6 +3,7 @@
 // form's own (not JSON, out of range…) or the server's 422.
 import { useState, type DragEvent, type ReactNode } from "react";
 import { jsonProblem, type FieldSpec, type FieldValue, type FormValues } from "./schema-form";
+import type { JsonSchema } from "./types";
 
 export function readDroppedText(event: DragEvent<HTMLElement>): Promise<string> | null {
   const file = event.dataTransfer.files[0];
@@ -31,6 +32,15 @@ function placeholderOf(field: FieldSpec): string | undefined {
   return example === undefined ? undefined : `e.g. ${typeof example === "string" ? example : JSON.stringify(example)}`;
 }
 
+/** A number input's min and max: the schema's, an integer's exclusive bounds moved in by one
+ * (a number's exclusive bounds have no equivalent attribute: the form checks them on submit). */
+function bounds(schema: JsonSchema): [number | undefined, number | undefined] {
+  const integer = schema.type === "integer";
+  const above = integer && schema.exclusiveMinimum !== undefined ? schema.exclusiveMinimum + 1 : undefined;
+  const below = integer && schema.exclusiveMaximum !== undefined ? schema.exclusiveMaximum - 1 : undefined;
+  return [schema.minimum ?? above, schema.maximum ?? below];
+}
+
 type ControlProps = FieldProps & { described: string | undefined; invalid: boolean };
 
 function Control({ field, value, onChange, described, invalid }: ControlProps) {
@@ -56,17 +66,16 @@ function Control({ field, value, onChange, described, invalid }: ControlProps) {
         </select>
       );
     case "number": {
-      const low = schema.minimum ?? (schema.type === "integer" && schema.exclusiveMinimum !== undefined ? schema.exclusiveMinimum + 1 : undefined);
-      const high = schema.maximum ?? (schema.type === "integer" && schema.exclusiveMaximum !== undefined ? schema.exclusiveMaximum - 1 : undefined);
+      const [min, max] = bounds(schema);
       const step = schema.type === "integer" ? 1 : "any";
-      return <input {...common} type="number" min={low} max={high} step={step} value={String(value)} onChange={(e) => onChange(e.target.value)} />;
+      return <input {...common} type="number" min={min} max={max} step={step} value={String(value)} onChange={(e) => onChange(e.target.value)} />;
     }
     case "text":
-      return (
-        <input {...common} type="text" maxLength={schema.maxLength} value={String(value)} onChange={(e) => onChange(e.target.value)} />
-      );
+      return <input {...common} type="text" maxLength={schema.maxLength} value={String(value)} onChange={(e) => onChange(e.target.value)} />;
     case "textarea":
-      return <textarea {...common} rows={10} maxLength={schema.maxLength} value={String(value)} onChange={(e) => onChange(e.target.value)} />;
+      return (
+        <textarea {...common} rows={10} maxLength={schema.maxLength} value={String(value)} onChange={(e) => onChange(e.target.value)} />
+      );
     case "json":
       return (
         <textarea
@@ -139,8 +148,8 @@ function Field(props: FieldProps) {
       {field.kind !== "checkbox" && <Control {...props} described={described} invalid={Boolean(problem)} />}
       {problem && (
         <ul id={problem} className="field-problems" data-testid={`problem-${field.name}`}>
-          {shown.map((text) => (
-            <li key={text}>{text}</li>
+          {shown.map((text, i) => (
+            <li key={i}>{text}</li>
           ))}
         </ul>
       )}

@@ -99,11 +99,11 @@ function useFormValues(type: TaskTypeInfo | null, fields: FieldSpec[]) {
   const [byType, setByType] = useState<Record<string, FormValues>>({});
   const [lastContent, setLastContent] = useState("");
   const name = type?.name ?? "";
-  const takesText = fields.some((f) => f.name === "content");
-  const values: FormValues = byType[name] ?? { ...initialValues(fields), ...(lastContent && takesText ? { content: lastContent } : {}) };
+  const carried = lastContent && fields.some((f) => f.name === "content") ? { content: lastContent } : {};
+  const values: FormValues = byType[name] ?? { ...initialValues(fields), ...carried };
   const change = (field: string, value: FieldValue) => {
     if (field === "content") setLastContent(String(value));
-    setByType((all) => ({ ...all, [name]: { ...values, [field]: value } }));
+    setByType((all) => ({ ...all, [name]: { ...(all[name] ?? values), [field]: value } }));
   };
   return { values, change };
 }
