@@ -31,7 +31,7 @@ def test_submit_through_the_ui_completes_with_the_summary(open_page: Open, stack
     expect(timeline).to_contain_text("PENDING")
     expect(timeline).to_contain_text("ACTIVE")
     expect(timeline).to_contain_text("COMPLETED")
-    screenshot(page, "submit")
+    screenshot(page, "submit", full_page=True)  # the type list pushes the result below the fold
 
 
 def test_a_dropped_or_chosen_txt_file_becomes_the_text(open_page: Open, stack: Stack, tmp_path: Path) -> None:
