@@ -4,16 +4,32 @@ import { connection } from "./connection";
 
 const KEY_STORAGE = "atf.apiKey";
 
-/** An API refusal or an unreachable API; `message` is the API's own words when it gave any. */
+/** One entry of a 422's `detail`: where the refused value is (`["body", "target_language"]`) and why. */
+export interface FieldProblem {
+  loc: (string | number)[];
+  msg: string;
+  type?: string;
+}
+
+/** An API refusal or an unreachable API; `message` is the API's own words when it gave any, and
+ * `detail` a 422's list of refused fields. */
 export class ApiError extends Error {
   constructor(
     readonly status: number,
     readonly code: string,
     message: string,
+    readonly detail: FieldProblem[] = [],
   ) {
     super(message);
     this.name = "ApiError";
   }
+}
+
+function fieldProblems(detail: unknown): FieldProblem[] {
+  if (!Array.isArray(detail)) return [];
+  return detail.filter(
+    (d): d is FieldProblem => typeof d === "object" && d !== null && Array.isArray(d.loc) && typeof d.msg === "string",
+  );
 }
 
 export function getApiKey(): string {
@@ -50,15 +66,17 @@ export function authHeaders(): Record<string, string> {
 async function errorFrom(response: Response): Promise<ApiError> {
   let code = `http_${response.status}`;
   let message = `${response.status} ${response.statusText}`.trim();
+  let detail: FieldProblem[] = [];
   try {
     const body = (await response.json()) as { code?: string; message?: string; detail?: unknown };
     if (body.code) code = body.code;
     if (body.message) message = body.message;
     else if (typeof body.detail === "string") message = body.detail;
+    detail = fieldProblems(body.detail);
   } catch {
     // Not JSON (a proxy's page): keep the status line.
   }
-  return new ApiError(response.status, code, message);
+  return new ApiError(response.status, code, message, detail);
 }
 
 /** Whether an answer came from the API itself: a gateway error means the proxy could not reach it. */

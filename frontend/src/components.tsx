@@ -6,6 +6,11 @@ export function StateBadge({ state }: { state: string }) {
   return <span className={`badge state-${state.toLowerCase()}`}>{state}</span>;
 }
 
+/** A task's type (summarize, translate, extract, chat, …). */
+export function TypeBadge({ type }: { type: string }) {
+  return <span className="badge type-badge">{type}</span>;
+}
+
 /** The API's refusal, in its own words, announced to screen readers. */
 export function ErrorNote({ error }: { error: unknown }) {
   if (!error) return null;

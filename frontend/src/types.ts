@@ -27,12 +27,21 @@ export interface HistoryEntry {
   error_type?: string | null;
 }
 
+/** Any JSON value, as a JSON-format type's result or a task's params hold. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+/** A task's result once COMPLETED: text for a type whose `result_format` is "text", the JSON
+ * itself (an object or array) for a "json" type (an older task of a JSON type may hold text). */
+export type TaskResult = string | { [key: string]: JsonValue } | JsonValue[];
+
 export interface Task {
   task_id: string;
   task_type: string;
   state: TaskState;
   content: string;
-  result: string | null;
+  /** The type's other input fields, as submitted (null: it has none; absent from an older API). */
+  params?: { [key: string]: JsonValue } | null;
+  result: TaskResult | null;
   provider: string | null;
   retry_count: number;
   max_retries: number;
@@ -95,14 +104,67 @@ export interface Workers {
 }
 
 export interface Health {
-  status: "ok" | "unhealthy";
+  /** `degraded` (still a 200): working, but slowed down, e.g. by the provider's 429s (see `warnings`). */
+  status: "ok" | "degraded" | "unhealthy";
   redis: "ok" | "unreachable";
   workers: number | null;
   scheduler: "ok" | "missing" | null;
   breaker: Breaker["state"] | null;
   problems: string[];
-  auth?: string;
+  auth?: "api_keys" | "open";
   warnings?: string[];
+  /** Where the API keeps tasks, its password redacted. */
+  redis_url?: string;
+}
+
+/** A JSON Schema as the API sends it (pydantic's): only the keywords the submit form reads are named. */
+export interface JsonSchema {
+  type?: string | string[];
+  title?: string;
+  description?: string;
+  enum?: JsonValue[];
+  const?: JsonValue;
+  default?: JsonValue;
+  examples?: JsonValue[];
+  anyOf?: JsonSchema[];
+  oneOf?: JsonSchema[];
+  allOf?: JsonSchema[];
+  $ref?: string;
+  $defs?: Record<string, JsonSchema>;
+  definitions?: Record<string, JsonSchema>;
+  properties?: Record<string, JsonSchema>;
+  required?: string[];
+  items?: JsonSchema;
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number;
+  exclusiveMaximum?: number;
+  minLength?: number;
+  maxLength?: number;
+  format?: string;
+}
+
+/** GET /api/v1/task-types: a kind of job the API accepts, and the JSON Schema of its submit body. */
+export interface TaskTypeInfo {
+  name: string;
+  description: string;
+  /** POST one input here (`<submit_path>bulk` takes `{"items": [...]}`). */
+  submit_path: string;
+  result_format: "text" | "json";
+  /** split: any length, worked on in pieces; refuse: more than CHUNK_CHARS is a 413. */
+  long_input: "split" | "refuse";
+  answers_offline: boolean;
+  /** False while no LLM provider is configured and the type needs one (a submit is 422 provider_required). */
+  available: boolean;
+  input_schema: JsonSchema;
+}
+
+/** The reply to a submit (202). */
+export interface TaskAccepted {
+  task_id: string;
+  task_type: string;
+  state: TaskState;
+  created_at: number;
 }
 
 /** GET /api/v1/openrouter/status (fields read defensively: older APIs lack the route). */

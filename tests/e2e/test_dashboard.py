@@ -31,7 +31,7 @@ def test_submit_through_the_ui_completes_with_the_summary(open_page: Open, stack
     expect(timeline).to_contain_text("PENDING")
     expect(timeline).to_contain_text("ACTIVE")
     expect(timeline).to_contain_text("COMPLETED")
-    screenshot(page, "submit")
+    screenshot(page, "submit", full_page=True)  # the type list pushes the result below the fold
 
 
 def test_a_dropped_or_chosen_txt_file_becomes_the_text(open_page: Open, stack: Stack, tmp_path: Path) -> None:
@@ -224,7 +224,7 @@ def test_tasks_page_filters_and_paginates(open_page: Open, stack: Stack) -> None
 
 def test_keyboard_navigation_reaches_every_page(open_page: Open) -> None:
     page = open_page("/")
-    for name, heading in (("Tasks", "Tasks"), ("DLQ", "Dead-letter queue"), ("Submit", "Submit a text")):
+    for name, heading in (("Tasks", "Tasks"), ("DLQ", "Dead-letter queue"), ("Submit", "Submit a task")):
         page.get_by_role("link", name=name, exact=True).focus()
         page.keyboard.press("Enter")
         expect(page.get_by_role("heading", level=1)).to_have_text(heading)

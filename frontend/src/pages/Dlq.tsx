@@ -2,7 +2,7 @@
 // or purge them (after a confirmation).
 import { useState } from "react";
 import { getJson, sendJson } from "../api";
-import { ConfirmDialog, ErrorNote, Notice, usePoll } from "../components";
+import { ConfirmDialog, ErrorNote, Notice, TypeBadge, usePoll } from "../components";
 import { ago, shortId } from "../format";
 import { useReloadOnEvents } from "../LiveContext";
 import { Link } from "../router";
@@ -82,6 +82,7 @@ export function DlqPage() {
                 <input type="checkbox" aria-label="Select all" checked={allSelected} onChange={toggleAll} />
               </th>
               <th scope="col">Task</th>
+              <th scope="col">Type</th>
               <th scope="col">Died</th>
               <th scope="col">Retries</th>
               <th scope="col">Last error</th>
@@ -103,6 +104,9 @@ export function DlqPage() {
                     <code>{shortId(task.task_id)}</code>
                   </Link>
                 </td>
+                <td>
+                  <TypeBadge type={task.task_type} />
+                </td>
                 <td>{ago(task.finished_at ?? task.updated_at)}</td>
                 <td>
                   {task.retry_count} / {task.max_retries}
@@ -115,7 +119,7 @@ export function DlqPage() {
             ))}
             {data && items.length === 0 && (
               <tr>
-                <td colSpan={5} className="muted">
+                <td colSpan={6} className="muted">
                   The DLQ is empty.
                 </td>
               </tr>

@@ -1,21 +1,21 @@
-// Submit a text (typed, pasted or dropped as a .txt file) and watch the task move through its
-// states live, then read its summary.
-import { useEffect, useState, type DragEvent, type FormEvent } from "react";
-import { getJson, sendJson } from "../api";
+// Submit a task of any type the API offers (GET /api/v1/task-types): a form built from the type's
+// input schema (a text, typed, pasted or dropped as a .txt file, for the types that take one), then
+// watch the task move through its states live, and read its result.
+import { useEffect, useState, type FormEvent } from "react";
+import { ApiError, getJson, sendJson } from "../api";
 import { ErrorNote, StateBadge } from "../components";
 import { time } from "../format";
 import { useTaskEvents } from "../LiveContext";
-import { Link } from "../router";
-import { TERMINAL, type TaskDetail } from "../types";
-import { TaskProgress } from "./TaskDetail";
-
-interface Accepted {
-  task_id: string;
-  state: string;
-  created_at: number;
-}
+import { Link, navigate, useRoute } from "../router";
+import { buildBody, fieldsOf, initialValues, serverFieldErrors, type FieldSpec, type FieldValue, type FormValues } from "../schema-form";
+import { SchemaFields } from "../SchemaFields";
+import { unavailableDetail, unavailableReason, useTaskTypes } from "../task-types";
+import { TERMINAL, type TaskAccepted, type TaskDetail, type TaskTypeInfo } from "../types";
+import { TaskProgress, TaskResultView } from "./TaskDetail";
 
 const POLL_MS = 1500;
+/** What the page offers first when it can: what it did before it knew other types. */
+const FIRST_CHOICE = "summarize";
 
 /** Watch one task: re-read it on each of its stream events, and poll too while it runs (the stream may be down). */
 function useWatchedTask(taskId: string | null) {
@@ -45,104 +45,169 @@ function useWatchedTask(taskId: string | null) {
   return { task, error };
 }
 
-export function readDroppedText(event: DragEvent<HTMLElement>): Promise<string> | null {
-  const file = event.dataTransfer.files[0];
-  if (!file) return null;
-  if (!(file.type.startsWith("text/") || file.name.endsWith(".txt"))) return Promise.reject(new Error("Drop a .txt file"));
-  return file.text();
+/** The type the page shows: the one the address names, else summarize, else the first one that can run. */
+export function chooseType(types: TaskTypeInfo[], wanted: string | null): TaskTypeInfo | null {
+  return (
+    types.find((t) => t.name === wanted) ??
+    types.find((t) => t.name === FIRST_CHOICE && t.available) ??
+    types.find((t) => t.available) ??
+    types[0] ??
+    null
+  );
+}
+
+function TypeChoice({ types, chosen, onChoose }: { types: TaskTypeInfo[]; chosen: string; onChoose: (name: string) => void }) {
+  return (
+    <fieldset className="type-choice">
+      <legend>Task type</legend>
+      {types.map((type) => {
+        const reason = unavailableReason(type);
+        const id = `type-${type.name}`;
+        return (
+          <div key={type.name} className={`type-option${type.available ? "" : " unavailable"}`} data-type={type.name}>
+            <input
+              type="radio"
+              id={id}
+              name="task-type"
+              value={type.name}
+              checked={chosen === type.name}
+              disabled={!type.available}
+              onChange={() => onChoose(type.name)}
+              aria-describedby={`${id}-about${reason ? ` ${id}-reason` : ""}`}
+            />
+            <div>
+              <label htmlFor={id}>{type.name}</label>{" "}
+              <span id={`${id}-about`} className="muted small">
+                {type.description}
+              </span>
+              {reason && (
+                <p id={`${id}-reason`} className="reason small" data-testid={`reason-${type.name}`}>
+                  {reason}
+                </p>
+              )}
+            </div>
+          </div>
+        );
+      })}
+    </fieldset>
+  );
+}
+
+/** The form of each type keeps its values while another type is shown; a text typed for one type
+ * is offered to the next one that takes a text and has none yet. */
+function useFormValues(type: TaskTypeInfo | null, fields: FieldSpec[]) {
+  const [byType, setByType] = useState<Record<string, FormValues>>({});
+  const [lastContent, setLastContent] = useState("");
+  const name = type?.name ?? "";
+  const carried = lastContent && fields.some((f) => f.name === "content") ? { content: lastContent } : {};
+  const values: FormValues = byType[name] ?? { ...initialValues(fields), ...carried };
+  const change = (field: string, value: FieldValue) => {
+    if (field === "content") setLastContent(String(value));
+    setByType((all) => ({ ...all, [name]: { ...(all[name] ?? values), [field]: value } }));
+  };
+  return { values, change };
+}
+
+function WatchedTask({ taskId }: { taskId: string }) {
+  const { task, error } = useWatchedTask(taskId);
+  return (
+    <section aria-labelledby="watch-title" className="panel" aria-live="polite">
+      <h2 id="watch-title">
+        Task <Link href={`/tasks/${taskId}`}>{taskId}</Link>
+      </h2>
+      <ErrorNote error={error} />
+      {task && (
+        <>
+          <p className="state-line" data-testid="watch-state">
+            State: <StateBadge state={task.state} />
+          </p>
+          <TaskProgress task={task} />
+          <ol className="timeline" aria-label="States so far">
+            {task.history.map((entry, i) => (
+              <li key={`${entry.at}-${i}`}>
+                <StateBadge state={entry.to || "DELETED"} /> <span className="muted">{time(entry.at)}</span>
+                {entry.error && <span className="error-text"> — {entry.error}</span>}
+              </li>
+            ))}
+          </ol>
+          {task.result !== null && task.result !== "" && (
+            <>
+              <h3>Result</h3>
+              <TaskResultView result={task.result} />
+            </>
+          )}
+          {task.last_error && task.state !== "COMPLETED" && <p className="error-text">Last error: {task.last_error}</p>}
+        </>
+      )}
+    </section>
+  );
 }
 
 export function SubmitPage() {
-  const [content, setContent] = useState("");
+  const { query } = useRoute();
+  const { types, error: typesError } = useTaskTypes();
+  const type = types ? chooseType(types, query.get("type")) : null;
+  const fields = type ? fieldsOf(type.input_schema) : [];
+  const { values, change } = useFormValues(type, fields);
   const [taskId, setTaskId] = useState<string | null>(null);
   const [error, setError] = useState<unknown>(null);
+  // Per field: why the form did not send it, or why the API refused it (until the field is edited).
+  const [problems, setProblems] = useState<Record<string, string[]>>({});
   const [busy, setBusy] = useState(false);
-  const [dragging, setDragging] = useState(false);
-  const { task, error: watchError } = useWatchedTask(taskId);
 
+  const choose = (name: string) => {
+    setError(null);
+    setProblems({});
+    navigate(`/submit?type=${encodeURIComponent(name)}`, true);
+  };
+  const edit = (name: string, value: FieldValue) => {
+    change(name, value);
+    setProblems(({ [name]: _edited, ...others }) => others);
+  };
   const submit = async (event: FormEvent) => {
     event.preventDefault();
-    setBusy(true);
+    if (!type) return;
+    const { body, errors } = buildBody(fields, values);
+    setProblems(Object.fromEntries(Object.entries(errors).map(([name, problem]) => [name, [problem]])));
     setError(null);
+    if (Object.keys(errors).length) return;
+    setBusy(true);
     try {
-      const accepted = await sendJson<Accepted>("POST", "/api/v1/tasks/summarize/", { content });
+      const accepted = await sendJson<TaskAccepted>("POST", type.submit_path, body);
       setTaskId(accepted?.task_id ?? null);
     } catch (err) {
       setError(err);
+      setProblems(serverFieldErrors(err instanceof ApiError ? err : null, fields));
     } finally {
       setBusy(false);
     }
   };
-  const takeText = (text: Promise<string> | null) => {
-    text?.then(setContent).catch(setError);
-  };
-  const drop = (event: DragEvent<HTMLElement>) => {
-    event.preventDefault();
-    setDragging(false);
-    takeText(readDroppedText(event));
-  };
+
+  const contentBlank = fields.some((f) => f.name === "content" && f.required && !String(values.content ?? "").trim());
+  const unavailable = type !== null && !type.available;
 
   return (
     <>
-      <h1>Submit a text</h1>
-      <form onSubmit={submit} className="submit-form">
-        <div
-          className={`dropzone${dragging ? " dragging" : ""}`}
-          onDragOver={(e) => {
-            e.preventDefault();
-            setDragging(true);
-          }}
-          onDragLeave={() => setDragging(false)}
-          onDrop={drop}
-        >
-          <label htmlFor="content">Text to summarize (paste it, or drop a .txt file here)</label>
-          <textarea id="content" rows={10} value={content} onChange={(e) => setContent(e.target.value)} required />
-          <div className="file-row">
-            <label htmlFor="file" className="muted">
-              …or choose a file:
-            </label>
-            <input id="file" type="file" accept=".txt,text/plain" onChange={(e) => takeText(e.target.files?.[0]?.text() ?? null)} />
-            <span className="muted small">{content.length.toLocaleString()} characters</span>
-          </div>
-        </div>
-        <button type="submit" disabled={busy || !content.trim()}>
-          Submit
-        </button>
-      </form>
-      <ErrorNote error={error} />
-      {taskId && (
-        <section aria-labelledby="watch-title" className="panel" aria-live="polite">
-          <h2 id="watch-title">
-            Task <Link href={`/tasks/${taskId}`}>{taskId}</Link>
-          </h2>
-          <ErrorNote error={watchError} />
-          {task && (
-            <>
-              <p className="state-line" data-testid="watch-state">
-                State: <StateBadge state={task.state} />
-              </p>
-              <TaskProgress task={task} />
-              <ol className="timeline" aria-label="States so far">
-                {task.history.map((entry, i) => (
-                  <li key={`${entry.at}-${i}`}>
-                    <StateBadge state={entry.to || "DELETED"} /> <span className="muted">{time(entry.at)}</span>
-                    {entry.error && <span className="error-text"> — {entry.error}</span>}
-                  </li>
-                ))}
-              </ol>
-              {task.result && (
-                <>
-                  <h3>Summary</h3>
-                  <p className="result" data-testid="summary">
-                    {task.result}
-                  </p>
-                </>
-              )}
-              {task.last_error && task.state !== "COMPLETED" && <p className="error-text">Last error: {task.last_error}</p>}
-            </>
+      <h1>Submit a task</h1>
+      <ErrorNote error={typesError} />
+      {types && type && (
+        <form onSubmit={submit} className="submit-form" noValidate aria-label={`Submit ${type.name}`}>
+          <TypeChoice types={types} chosen={type.name} onChoose={choose} />
+          <fieldset className="type-fields" disabled={unavailable}>
+            <SchemaFields fields={fields} values={values} onChange={edit} problems={problems} typeName={type.name} onFileError={setError} />
+          </fieldset>
+          {unavailable && (
+            <p className="reason" data-testid="unavailable">
+              {unavailableDetail(type)}
+            </p>
           )}
-        </section>
+          <button type="submit" disabled={busy || unavailable || contentBlank}>
+            Submit
+          </button>
+        </form>
       )}
+      <ErrorNote error={error} />
+      {taskId && <WatchedTask taskId={taskId} />}
     </>
   );
 }

@@ -1,12 +1,14 @@
-// One task: content, summary, progress, timings, attempts, history and errors, and the actions
-// the API allows (each refusal shown in the API's words).
+// One task: its result (text, or JSON shown indented), its input (content and params), progress,
+// timings, attempts, history and errors, and the actions the API allows (each refusal shown in
+// the API's words).
 import { useState } from "react";
 import { ApiError, getJson, sendJson } from "../api";
-import { ErrorNote, Notice, StateBadge, usePoll } from "../components";
+import { ErrorNote, Notice, StateBadge, TypeBadge, usePoll } from "../components";
 import { duration, time } from "../format";
 import { useReloadOnEvents } from "../LiveContext";
 import { Link, navigate } from "../router";
-import type { Task, TaskAction, TaskDetail } from "../types";
+import { pretty } from "../schema-form";
+import type { JsonValue, Task, TaskAction, TaskDetail, TaskResult } from "../types";
 
 function Facts({ task }: { task: TaskDetail }) {
   const rows: [string, string][] = [
@@ -44,6 +46,92 @@ export function TaskProgress({ task }: { task: Pick<Task, "progress" | "current_
       </label>
       <progress id="task-progress" max={100} value={task.progress} />
     </div>
+  );
+}
+
+/** A chat-completions answer as the chat type stores it: {content, finish_reason, usage, model}. */
+interface ChatAnswer {
+  content: string | null;
+  finish_reason?: string | null;
+  usage?: Record<string, number> | null;
+  model?: string | null;
+}
+
+function isChatAnswer(result: TaskResult): result is TaskResult & ChatAnswer {
+  if (typeof result !== "object" || Array.isArray(result)) return false;
+  return "content" in result && "finish_reason" in result && (typeof result.content === "string" || result.content === null);
+}
+
+function tokens(usage: Record<string, number> | null | undefined): string {
+  if (!usage) return "—";
+  const { prompt_tokens: given, completion_tokens: answered, total_tokens: total } = usage;
+  if (given === undefined || answered === undefined) return JSON.stringify(usage);
+  return `${given} in, ${answered} out${total !== undefined ? ` (${total} in all)` : ""}`;
+}
+
+function ChatResult({ answer }: { answer: ChatAnswer }) {
+  return (
+    <div data-testid="chat-result">
+      <p className="result" data-testid="result-content">
+        {answer.content ?? <span className="muted">(no content)</span>}
+      </p>
+      <dl className="facts result-facts">
+        <div>
+          <dt>Finish reason</dt>
+          <dd data-testid="finish-reason">{answer.finish_reason ?? "—"}</dd>
+        </div>
+        <div>
+          <dt>Tokens</dt>
+          <dd>{tokens(answer.usage)}</dd>
+        </div>
+        <div>
+          <dt>Model</dt>
+          <dd>{answer.model || "—"}</dd>
+        </div>
+      </dl>
+      <details>
+        <summary>The whole answer (JSON)</summary>
+        <pre className="json">{pretty(answer)}</pre>
+      </details>
+    </div>
+  );
+}
+
+/** A completed task's result: text as it came; JSON indented; a chat answer's content first, with
+ * why it ended and what it cost. */
+export function TaskResultView({ result }: { result: TaskResult }) {
+  if (typeof result === "string")
+    return (
+      <p className="result" data-testid="summary">
+        {result}
+      </p>
+    );
+  if (isChatAnswer(result)) return <ChatResult answer={result} />;
+  return (
+    <pre className="json" data-testid="result-json">
+      {pretty(result)}
+    </pre>
+  );
+}
+
+function paramValue(value: JsonValue) {
+  if (value === null || typeof value !== "object") return <span>{String(value)}</span>;
+  return <pre className="json">{pretty(value)}</pre>;
+}
+
+/** The type's input fields other than the content, as submitted. */
+export function TaskParams({ params }: { params: Record<string, JsonValue> }) {
+  return (
+    <dl className="params" data-testid="params">
+      {Object.entries(params).map(([name, value]) => (
+        <div key={name}>
+          <dt>
+            <code>{name}</code>
+          </dt>
+          <dd>{paramValue(value)}</dd>
+        </div>
+      ))}
+    </dl>
   );
 }
 
@@ -140,16 +228,14 @@ export function TaskDetailPage({ taskId }: { taskId: string }) {
       {task && (
         <>
           <p className="state-line">
-            State: <StateBadge state={task.state} />
+            State: <StateBadge state={task.state} /> <span className="muted">Type:</span> <TypeBadge type={task.task_type} />
           </p>
           <Actions task={task} onDone={() => void reload()} />
           <TaskProgress task={task} />
-          {task.result && (
-            <section aria-labelledby="summary-title" className="panel">
-              <h2 id="summary-title">Summary</h2>
-              <p className="result" data-testid="summary">
-                {task.result}
-              </p>
+          {task.result !== null && task.result !== "" && (
+            <section aria-labelledby="result-title" className="panel">
+              <h2 id="result-title">Result</h2>
+              <TaskResultView result={task.result} />
             </section>
           )}
           {task.last_error && (
@@ -167,6 +253,12 @@ export function TaskDetailPage({ taskId }: { taskId: string }) {
           <section aria-labelledby="content-title" className="panel">
             <h2 id="content-title">Content</h2>
             <pre className="content">{task.content}</pre>
+            {task.params && Object.keys(task.params).length > 0 && (
+              <>
+                <h3 id="params-title">Parameters</h3>
+                <TaskParams params={task.params} />
+              </>
+            )}
           </section>
           <section aria-labelledby="history-title" className="panel">
             <h2 id="history-title">History</h2>

@@ -1,17 +1,20 @@
-// The task list: filter by state, find one by id, page through newest first.
+// The task list: filter by state and by type, find one by id, page through newest first.
 import { useEffect, useRef, useState, type FormEvent } from "react";
 import { ApiError, getJson } from "../api";
-import { ErrorNote, StateBadge } from "../components";
+import { ErrorNote, StateBadge, TypeBadge } from "../components";
 import { ago, shortId } from "../format";
 import { useReloadOnEvents } from "../LiveContext";
 import { Link, navigate, useRoute } from "../router";
+import { useTaskTypes } from "../task-types";
 import { STATES, type Task, type TaskPage } from "../types";
 
 export const PAGE_SIZE = 20;
 
-export function listUrl(state: string, cursor: string | null): string {
+/** The API's page of tasks in `state` (any when "") of `taskType` (any when ""), from `cursor`. */
+export function listUrl(state: string, cursor: string | null, taskType = ""): string {
   const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
   if (state) params.set("status", state);
+  if (taskType) params.set("task_type", taskType);
   if (cursor) params.set("cursor", cursor);
   return `/api/v1/tasks/?${params}`;
 }
@@ -40,13 +43,13 @@ function SearchById() {
   );
 }
 
-function useTaskPage(state: string, cursor: string | null) {
+function useTaskPage(state: string, taskType: string, cursor: string | null) {
   const [page, setPage] = useState<TaskPage | null>(null);
   const [error, setError] = useState<unknown>(null);
   const load = useRef(async () => {});
   load.current = async () => {
     try {
-      setPage(await getJson<TaskPage>(listUrl(state, cursor)));
+      setPage(await getJson<TaskPage>(listUrl(state, cursor, taskType)));
       setError(null);
     } catch (err) {
       setError(err);
@@ -54,7 +57,7 @@ function useTaskPage(state: string, cursor: string | null) {
   };
   useEffect(() => {
     void load.current();
-  }, [state, cursor]);
+  }, [state, taskType, cursor]);
   // The first page follows the live stream (re-read at most every 2 s); later pages hold still.
   useReloadOnEvents(() => !cursor, () => void load.current(), 2000);
   return { page, error, reload: () => void load.current() };
@@ -63,30 +66,36 @@ function useTaskPage(state: string, cursor: string | null) {
 export function TasksPage() {
   const { query } = useRoute();
   const state = query.get("state") ?? "";
+  const taskType = query.get("type") ?? "";
   const cursor = query.get("cursor");
   const [previous, setPrevious] = useState<(string | null)[]>([]);
-  const { page, error, reload } = useTaskPage(state, cursor);
+  const { page, error, reload } = useTaskPage(state, taskType, cursor);
+  const { types } = useTaskTypes();
 
-  const go = (nextState: string, nextCursor: string | null) => {
+  const go = (nextState: string, nextType: string, nextCursor: string | null) => {
     const params = new URLSearchParams();
     if (nextState) params.set("state", nextState);
+    if (nextType) params.set("type", nextType);
     if (nextCursor) params.set("cursor", nextCursor);
     navigate(`/tasks${params.toString() ? `?${params}` : ""}`);
   };
-  const filter = (value: string) => {
+  const filter = (nextState: string, nextType: string) => {
     setPrevious([]);
-    go(value, null);
+    go(nextState, nextType, null);
   };
   const next = () => {
     setPrevious((stack) => [...stack, cursor]);
-    go(state, page?.next_cursor ?? null);
+    go(state, taskType, page?.next_cursor ?? null);
   };
   const back = () => {
     const stack = [...previous];
     const before = stack.pop() ?? null;
     setPrevious(stack);
-    go(state, before);
+    go(state, taskType, before);
   };
+  // The names the API offers, and the one in the address even before they arrive (or if gone).
+  const typeNames = [...new Set([...(types ?? []).map((t) => t.name), ...(taskType ? [taskType] : [])])];
+  const shownAs = [state && `in ${state}`, taskType && `of type ${taskType}`].filter(Boolean).join(" ");
 
   return (
     <>
@@ -94,11 +103,20 @@ export function TasksPage() {
       <div className="toolbar">
         <div className="inline-form">
           <label htmlFor="state-filter">State</label>
-          <select id="state-filter" value={state} onChange={(e) => filter(e.target.value)}>
+          <select id="state-filter" value={state} onChange={(e) => filter(e.target.value, taskType)}>
             <option value="">All states</option>
             {STATES.map((s) => (
               <option key={s} value={s}>
                 {s}
+              </option>
+            ))}
+          </select>
+          <label htmlFor="type-filter">Type</label>
+          <select id="type-filter" value={taskType} onChange={(e) => filter(state, e.target.value)}>
+            <option value="">All types</option>
+            {typeNames.map((name) => (
+              <option key={name} value={name}>
+                {name}
               </option>
             ))}
           </select>
@@ -110,10 +128,11 @@ export function TasksPage() {
       </div>
       <ErrorNote error={error} />
       <div className="table-scroll">
-        <table className="tasks" aria-label={`Tasks${state ? ` in ${state}` : ""}`}>
+        <table className="tasks" aria-label={`Tasks${shownAs ? ` ${shownAs}` : ""}`}>
           <thead>
             <tr>
               <th scope="col">Task</th>
+              <th scope="col">Type</th>
               <th scope="col">State</th>
               <th scope="col">Progress</th>
               <th scope="col">Retries</th>
@@ -128,7 +147,9 @@ export function TasksPage() {
                   <Link href={`/tasks/${task.task_id}`} title={task.task_id}>
                     <code>{shortId(task.task_id)}</code>
                   </Link>
-                  <div className="muted small">{task.task_type}</div>
+                </td>
+                <td>
+                  <TypeBadge type={task.task_type} />
                 </td>
                 <td>
                   <StateBadge state={task.state} />
@@ -143,8 +164,8 @@ export function TasksPage() {
             ))}
             {page && page.items.length === 0 && (
               <tr>
-                <td colSpan={6} className="muted">
-                  No tasks{state ? ` in ${state}` : ""}.
+                <td colSpan={7} className="muted">
+                  No tasks{shownAs ? ` ${shownAs}` : ""}.
                 </td>
               </tr>
             )}

@@ -8,6 +8,7 @@ import { DashboardPage } from "./Dashboard";
 import { DlqPage } from "./Dlq";
 import { FlowDiagram } from "./FlowDiagram";
 import { TaskDetailPage } from "./TaskDetail";
+import { listUrl, TasksPage } from "./Tasks";
 
 afterEach(() => {
   vi.unstubAllGlobals();
@@ -108,6 +109,118 @@ describe("TaskDetailPage", () => {
     const alert = await screen.findByRole("alert");
     expect(alert.textContent).toContain("task t-1 is COMPLETED; cannot cancel");
     expect(alert.textContent).toContain("409 invalid_transition");
+  });
+});
+
+describe("TaskDetailPage results by type", () => {
+  const show = async (detail: TaskDetail) => {
+    fakeApi((call) => (call.method === "GET" && call.path === "/api/v1/tasks/t-1" ? { status: 200, body: detail } : undefined));
+    render(
+      <LiveProvider>
+        <TaskDetailPage taskId="t-1" />
+      </LiveProvider>,
+    );
+    await screen.findByRole("heading", { name: "Result" });
+  };
+  const schema = { type: "object", properties: { name: { type: "string" }, born: { type: "integer" } }, required: ["name"] };
+
+  it("shows a JSON result indented, and the params", async () => {
+    const result = { name: "Ada Lovelace", born: 1815, works: ["Notes"] };
+    await show(task({ task_type: "extract", content: "Ada Lovelace, born 1815.", params: { schema }, result }));
+    expect(screen.getByTestId("result-json").tagName).toBe("PRE");
+    expect(screen.getByTestId("result-json").textContent).toBe(JSON.stringify(result, null, 2));
+    expect(screen.queryByTestId("summary")).toBeNull();
+    const params = screen.getByTestId("params");
+    expect(within(params).getByText("schema").tagName).toBe("CODE");
+    expect(params.querySelector("dd pre")?.textContent).toBe(JSON.stringify(schema, null, 2));
+    expect(screen.getByText("extract", { selector: ".type-badge" })).toBeTruthy();
+  });
+
+  it("shows a text result as text, and params that are plain values as they are", async () => {
+    await show(task({ task_type: "translate", params: { target_language: "French" }, result: "Un texte." }));
+    expect(screen.getByTestId("summary").textContent).toBe("Un texte.");
+    const params = screen.getByTestId("params");
+    expect(params.textContent).toBe("target_languageFrench");
+    expect(params.querySelector("pre")).toBeNull();
+  });
+
+  it("shows a chat answer's content first, with why it ended, its tokens and the whole JSON", async () => {
+    const result = {
+      content: "Hi there!",
+      finish_reason: "length",
+      usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 },
+      model: "stub/model",
+    };
+    await show(task({ task_type: "chat", params: { messages: [{ role: "user", content: "Say hi" }] }, result }));
+    expect(screen.getByTestId("result-content").textContent).toBe("Hi there!");
+    const chat = screen.getByTestId("chat-result");
+    expect(within(chat).getByTestId("finish-reason").textContent).toBe("length");
+    expect(chat.textContent).toContain("9 in, 3 out (12 in all)");
+    expect(chat.textContent).toContain("stub/model");
+    expect(chat.querySelector("details pre")?.textContent).toBe(JSON.stringify(result, null, 2));
+  });
+
+  it("shows no parameters section for a type that has none", async () => {
+    await show(task({ params: null }));
+    expect(screen.queryByTestId("params")).toBeNull();
+  });
+});
+
+describe("TasksPage types", () => {
+  const types = [{ name: "chat" }, { name: "extract" }, { name: "summarize" }, { name: "translate" }];
+
+  it("shows each task's type, and filters by type with task_type in the request", async () => {
+    const items = [task({ task_id: "t-a", task_type: "extract" }), task({ task_id: "t-b", task_type: "summarize" })];
+    const calls = fakeApi((call) => {
+      if (call.path === "/api/v1/task-types") return { status: 200, body: types };
+      if (call.path.startsWith("/api/v1/tasks/?")) return { status: 200, body: { items, next_cursor: null } };
+      return undefined;
+    });
+    window.history.replaceState(null, "", "/tasks?state=COMPLETED");
+    render(
+      <LiveProvider>
+        <TasksPage />
+      </LiveProvider>,
+    );
+    const table = await screen.findByRole("table", { name: "Tasks in COMPLETED" });
+    const header = [...table.querySelectorAll("thead th")].map((th) => th.textContent);
+    expect(header.slice(0, 3)).toEqual(["Task", "Type", "State"]);
+    await waitFor(() => expect(within(table).getAllByRole("row")).toHaveLength(3));
+    const typeCell = (id: string) => table.querySelector(`tr[data-task-id='${id}'] td:nth-child(2)`)?.textContent;
+    expect([typeCell("t-a"), typeCell("t-b")]).toEqual(["extract", "summarize"]);
+
+    const filter = screen.getByLabelText("Type") as HTMLSelectElement;
+    await waitFor(() => expect([...filter.options].map((o) => o.value)).toEqual(["", "chat", "extract", "summarize", "translate"]));
+    await userEvent.selectOptions(filter, "extract");
+    expect(window.location.pathname + window.location.search).toBe("/tasks?state=COMPLETED&type=extract");
+    await waitFor(() => expect(calls.some((c) => c.path === "/api/v1/tasks/?limit=20&status=COMPLETED&task_type=extract")).toBe(true));
+    expect(await screen.findByRole("table", { name: "Tasks in COMPLETED of type extract" })).toBeTruthy();
+    // Back to every type: the request has no task_type any more.
+    const before = calls.length;
+    await userEvent.selectOptions(filter, "");
+    await waitFor(() => expect(calls.slice(before).some((c) => c.path === "/api/v1/tasks/?limit=20&status=COMPLETED")).toBe(true));
+  });
+
+  it("shows the API's refusal of a type it does not know", async () => {
+    fakeApi((call) => {
+      if (call.path === "/api/v1/task-types") return { status: 200, body: types };
+      if (call.path.includes("task_type=gone"))
+        return { status: 422, body: { code: "validation_error", message: "query.task_type: unknown task type 'gone'" } };
+      return undefined;
+    });
+    window.history.replaceState(null, "", "/tasks?type=gone");
+    render(
+      <LiveProvider>
+        <TasksPage />
+      </LiveProvider>,
+    );
+    expect((await screen.findByRole("alert")).textContent).toContain("unknown task type 'gone'");
+    expect((screen.getByLabelText("Type") as HTMLSelectElement).value).toBe("gone");
+  });
+
+  it("builds the list's URL from the state, the type and the cursor", () => {
+    expect(listUrl("", null)).toBe("/api/v1/tasks/?limit=20");
+    expect(listUrl("DLQ", "c1", "chat")).toBe("/api/v1/tasks/?limit=20&status=DLQ&task_type=chat&cursor=c1");
   });
 });
 
@@ -230,6 +343,7 @@ describe("DlqPage", () => {
       </LiveProvider>,
     );
     const row = (await screen.findByText("HTTP 500")).closest("tr")!;
+    expect(within(row).getByText("summarize").className).toContain("type-badge");
     await userEvent.click(within(row).getByRole("checkbox"));
     await userEvent.click(screen.getByRole("button", { name: "Requeue selected (1)" }));
     await screen.findByText("Requeued 1 task(s).");
