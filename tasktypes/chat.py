@@ -48,7 +48,9 @@ class ChatCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
+    messages: list[ChatMessage] = Field(
+        min_length=1, max_length=1000, examples=[[{"role": "user", "content": "Name three prime numbers."}]]
+    )
     model: str | None = Field(None, min_length=1, max_length=200, description="One of CHAT_ALLOWED_MODELS.")
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(

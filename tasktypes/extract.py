@@ -127,7 +127,7 @@ class Extract(TaskType):
             data, why = invalid(done.text, validator)
             if not why:
                 return Answer(json.dumps(data, ensure_ascii=False), done.provider, done.model, usage.value())
-            messages += [{"role": "assistant", "content": done.text},
+            messages = [*messages, {"role": "assistant", "content": done.text},
                          {"role": "user", "content": fill(prompt("extract_again"), error=why)}]  # fmt: skip
         raise LLMInvalidOutput(f"no answer valid against the schema in {job.settings.extract_attempts} tries: {why}")
 

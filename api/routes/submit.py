@@ -24,7 +24,7 @@ from api.schemas import BulkAccepted, ErrorBody, TaskAccepted, TaskTypeInfo
 from core.settings import Settings
 from core.store import AsyncTaskStore, Created
 from core.task import Task
-from tasktypes.base import TaskType, provider_required
+from tasktypes.base import Refusal, TaskType, provider_required
 
 log = logging.getLogger("api.routes.tasks")
 PREFIX = "/api/v1/tasks"
@@ -73,10 +73,25 @@ def _check_input(task_type: TaskType, body: BaseModel, settings: Settings, loc: 
         message = (f"{where}input has {size} characters; {task_type.name} takes at most CHUNK_CHARS "
                    f"({settings.chunk_chars}) in one call, the model's context")  # fmt: skip
         raise ApiError(413, "input_too_long", message)
-    refusals = task_type.refusals(body, settings)
+    refusals = [*task_type.refusals(body, settings)]
+    if not _storable(task_type, body):
+        refusals.append(Refusal("", "must be valid Unicode (it holds a lone surrogate)"))
     if refusals:
-        errors = [{"type": "value_error", "loc": (*loc, r.field), "msg": r.message, "input": None} for r in refusals]
+        errors = [{"type": "value_error", "loc": (*loc, r.field) if r.field else loc, "msg": r.message, "input": None}
+                  for r in refusals]  # fmt: skip
         raise RequestValidationError(errors)
+
+
+def _storable(task_type: TaskType, body: BaseModel) -> bool:
+    """Whether Redis can store the input: a type's own free-form field (a str of a type loaded by
+    TASK_TYPE_MODULES) may hold a lone surrogate, which JSON allows and UTF-8 cannot encode; its
+    script would refuse it, a 500. The built-in types refuse it field by field."""
+    try:
+        task_type.content_of(body).encode()
+        json.dumps(task_type.params_of(body), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def _rate_limit(store: AsyncTaskStore, settings: Settings, principal: Principal, cost: int) -> None:

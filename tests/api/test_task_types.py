@@ -10,9 +10,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import redis
+from pydantic import BaseModel
 
+import tasktypes
 from api.main import create_app
 from core.settings import Settings
+from tasktypes.base import Content, TaskType
 from tests.api.conftest import Pipeline, serve
 
 pytestmark = pytest.mark.anyio
@@ -224,3 +227,29 @@ async def test_a_lone_surrogate_in_a_free_form_field_is_a_422_naming_it(
     assert (status, code) == (422, "validation_error") and field in fields, response.text
     assert "lone surrogate" in response.json()["message"]
     assert (await api.get("/api/v1/tasks/")).json()["items"] == [], "nothing stored"
+
+
+async def test_a_lone_surrogate_in_a_loaded_types_own_field_is_a_422(
+    networked: Settings, real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A type from TASK_TYPE_MODULES may take a plain str, which JSON lets hold a lone surrogate
+    that Redis cannot store: the submit is refused as a 422, never a 500, and nothing is stored."""
+
+    class NoteCreate(BaseModel):
+        content: Content
+        note: str
+
+    class Noted(TaskType):
+        name = "noted"
+        description = "test"
+        Create = NoteCreate
+        answers_offline = True
+
+    monkeypatch.setattr(tasktypes, "_types", dict(tasktypes._types))
+    tasktypes.register(Noted())
+    async for api in serve(create_app(networked)):
+        response = await api.post("/api/v1/tasks/noted/", content=b'{"content": "x", "note": "a\\ud800b"}',
+                                  headers={"content-type": "application/json"})  # fmt: skip
+        assert problem(response) == (422, "validation_error", ["body"])
+        assert "lone surrogate" in response.json()["message"]
+        assert (await api.post("/api/v1/tasks/noted/", json={"content": "x", "note": "fine"})).status_code == 202
