@@ -81,7 +81,10 @@ describe("fieldsOf (the controls each built-in schema gets)", () => {
     const extract = fieldsOf(schemaOf("extract"));
     expect(initialValues(extract).schema).toBe(pretty({ properties: { name: { type: "string" } }, required: ["name"], type: "object" }));
     const chat = initialValues(fieldsOf(schemaOf("chat")));
-    expect(JSON.parse(String(chat.messages))).toEqual([{ role: "system", content: "" }]);
+    expect(JSON.parse(String(chat.messages))).toEqual([{ role: "user", content: "Name three prime numbers." }]);
+    const bare = structuredClone(schemaOf("chat"));
+    delete (bare.properties!.messages as { examples?: unknown }).examples;
+    expect(JSON.parse(String(initialValues(fieldsOf(bare)).messages))).toEqual([{ role: "system", content: "" }]);
     expect(chat.response_format).toBe(""); // optional: shown as a placeholder, not sent
   });
 
@@ -225,7 +228,7 @@ describe("SubmitPage", () => {
     expect(screen.getByRole("spinbutton", { name: /Max Tokens/ }).getAttribute("aria-invalid")).toBe("true");
     const alert = screen.getAllByRole("alert").find((a) => a.textContent?.includes("422 validation_error"));
     expect(alert?.textContent).toContain("body.max_tokens: at most CHAT_MAX_TOKENS (4096)");
-    expect(posts(calls)[0].body).toEqual({ messages: [{ role: "system", content: "" }], max_tokens: 99999 });
+    expect(posts(calls)[0].body).toEqual({ messages: [{ role: "user", content: "Name three prime numbers." }], max_tokens: 99999 });
     // Editing a field clears its refusal; the other stays until the next submit.
     await userEvent.type(screen.getByRole("spinbutton", { name: /Max Tokens/ }), "{backspace}");
     await waitFor(() => expect(screen.queryByTestId("problem-max_tokens")).toBeNull());
