@@ -13,6 +13,7 @@ import redis
 
 from core.keys import Keys
 from core.store import TaskStore
+from tests.stub_llm import StubLLM
 from utils import redis_server
 
 
@@ -60,6 +61,13 @@ def any_redis(request: pytest.FixtureRequest, redis_url: str) -> Iterator[redis.
 @pytest.fixture
 def store(any_redis: redis.Redis, key_prefix: str) -> TaskStore:
     return TaskStore(any_redis, Keys(key_prefix))
+
+
+@pytest.fixture
+def stub() -> Iterator[StubLLM]:
+    """The loopback LLM stand-in, fresh for each test (a module may keep one for all its tests)."""
+    with StubLLM() as llm:
+        yield llm
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,11 +22,6 @@ from worker.runner import Runner
 CONSUMER = "c1"
 MAIN_MODEL = "main/model"
 
-
-@pytest.fixture
-def stub() -> Iterator[StubLLM]:
-    with StubLLM() as llm:
-        yield llm
 
 
 @pytest.fixture

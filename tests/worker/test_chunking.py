@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -99,11 +98,6 @@ def test_many_chunks_reduce_in_rounds_and_kept_pieces_are_not_asked_again() -> N
 
 
 # --- through the runner, against the stand-in ---------------------------------------------------
-@pytest.fixture
-def stub() -> Iterator[StubLLM]:
-    with StubLLM() as llm:
-        yield llm
-
 
 @pytest.fixture
 def runner(redis_url: str, key_prefix: str, stub: StubLLM, real_redis: redis.Redis) -> Runner:

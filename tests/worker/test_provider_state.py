@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -22,11 +21,6 @@ from worker.runner import Runner
 
 CONSUMER = "c1"
 
-
-@pytest.fixture
-def stub() -> Iterator[StubLLM]:
-    with StubLLM() as llm:
-        yield llm
 
 
 @pytest.fixture

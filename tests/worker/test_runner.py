@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -20,11 +19,6 @@ from worker.runner import Runner
 
 CONSUMER = "c1"
 
-
-@pytest.fixture
-def stub() -> Iterator[StubLLM]:
-    with StubLLM() as llm:
-        yield llm
 
 
 @pytest.fixture
