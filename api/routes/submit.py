@@ -62,8 +62,9 @@ def _check_provider(task_type: TaskType, settings: Settings) -> None:
         raise ApiError(422, "provider_required", provider_required(task_type.name))
 
 
-def _check_input(task_type: TaskType, body: BaseModel, settings: Settings, loc: tuple[str | int, ...]) -> None:
-    """The size limits (413) and what the settings refuse of this input (422, naming the field)."""
+def _checked(task_type: TaskType, body: BaseModel, settings: Settings, loc: tuple[str | int, ...]) -> tuple[str, str]:
+    """(content, params as JSON) of one input, once checked: the size limits (413), what the
+    settings refuse of it and whether Redis can store it (422, naming the field)."""
     size = task_type.size_of(body)
     where = f"item {loc[-1]}: " if len(loc) > 1 else ""
     if size > settings.max_content_chars:
@@ -73,22 +74,24 @@ def _check_input(task_type: TaskType, body: BaseModel, settings: Settings, loc: 
         message = (f"{where}input has {size} characters; {task_type.name} takes at most CHUNK_CHARS "
                    f"({settings.chunk_chars}) in one call, the model's context")  # fmt: skip
         raise ApiError(413, "input_too_long", message)
+    content, params = task_type.content_of(body), task_type.params_of(body)
+    params_json = json.dumps(params, ensure_ascii=False, separators=(",", ":")) if params else ""
     refusals = [*task_type.refusals(body, settings)]
-    if not _storable(task_type, body):
+    if not _storable(content + params_json):
         refusals.append(Refusal("", "must be valid Unicode (it holds a lone surrogate)"))
     if refusals:
         errors = [{"type": "value_error", "loc": (*loc, r.field) if r.field else loc, "msg": r.message, "input": None}
                   for r in refusals]  # fmt: skip
         raise RequestValidationError(errors)
+    return content, params_json
 
 
-def _storable(task_type: TaskType, body: BaseModel) -> bool:
-    """Whether Redis can store the input: a type's own free-form field (a str of a type loaded by
+def _storable(text: str) -> bool:
+    """Whether Redis can store the text: a type's own free-form field (a str of a type loaded by
     TASK_TYPE_MODULES) may hold a lone surrogate, which JSON allows and UTF-8 cannot encode; its
     script would refuse it, a 500. The built-in types refuse it field by field."""
     try:
-        task_type.content_of(body).encode()
-        json.dumps(task_type.params_of(body), ensure_ascii=False).encode()
+        text.encode()
     except UnicodeEncodeError:
         return False
     return True
@@ -108,16 +111,9 @@ async def _rate_limit(store: AsyncTaskStore, settings: Settings, principal: Prin
         raise ApiError(429, "rate_limited", message, {"Retry-After": retry_after})
 
 
-def _new_task(task_type: TaskType, body: BaseModel, settings: Settings, owner: str) -> Task:
-    params = task_type.params_of(body)
-    return Task(
-        id=str(uuid.uuid4()),
-        task_type=task_type.name,
-        content=task_type.content_of(body),
-        params=json.dumps(params, ensure_ascii=False, separators=(",", ":")) if params else "",
-        max_retries=settings.max_retries,
-        owner=owner,
-    )
+def _new_task(task_type: TaskType, content: str, params: str, settings: Settings, owner: str) -> Task:
+    return Task(id=str(uuid.uuid4()), task_type=task_type.name, content=content, params=params,
+                max_retries=settings.max_retries, owner=owner)  # fmt: skip
 
 
 async def submit_tasks(
@@ -133,11 +129,11 @@ async def submit_tasks(
     `principal`'s key. A repeated idempotency key creates nothing; the tasks returned are then the
     stored ones, as they are now."""
     _check_provider(task_type, settings)
-    for n, body in enumerate(bodies):
-        _check_input(task_type, body, settings, ("body", "items", n) if bulk else ("body",))
+    inputs = [_checked(task_type, body, settings, ("body", "items", n) if bulk else ("body",))
+              for n, body in enumerate(bodies)]  # fmt: skip
     await _rate_limit(store, settings, principal, len(bodies))
     owner = principal.owner
-    tasks = [_new_task(task_type, body, settings, owner) for body in bodies]
+    tasks = [_new_task(task_type, content, params, settings, owner) for content, params in inputs]
     # Idempotency keys are per API key: another client's key of the same name is another key.
     scoped_key = f"{owner}:{idempotency_key}" if owner and idempotency_key else idempotency_key or ""
     created = await store.create_many(tasks, scoped_key, settings.idempotency_ttl_seconds * 1000)
