@@ -19,6 +19,7 @@ from core.settings import Settings
 from core.states import State
 from core.store import Claim, TaskStore
 from core.task import Task
+from tests.integration.stack import wait_until
 from worker.breaker import SharedBreaker
 from worker.celery_app import create_celery
 
@@ -222,21 +223,20 @@ def test_an_idle_consumer_takes_nothing_once_the_breaker_opened_during_its_wait(
 ) -> None:
     """Issue 21, 5: an idle consumer blocked in BLMOVE when the breaker opened took the next task
     0.5 s later. It now asks the breaker again before claiming, and gives the id back unclaimed."""
-    idle = settings.model_copy(update={"consumer_block_seconds": 3.0, "circuit_breaker_reset_timeout": 60})
+    # A block far longer than the test: the wait can only end by the task's arrival.
+    idle = settings.model_copy(update={"consumer_block_seconds": 60.0, "circuit_breaker_reset_timeout": 60})
     breaker = SharedBreaker(idle, redis.Redis.from_url(redis_url))
     dispatched: list[str] = []
     consumer = Consumer(idle, store, lambda tid, tok, cid, fields: dispatched.append(tid), gate=BreakerGate(breaker))
-    arrived: list[str] = []
-
-    def open_then_submit() -> None:
-        _open(breaker)
-        time.sleep(0.5)
-        arrived.extend(submit(store, 1))
-
-    threading.Timer(0.3, open_then_submit).start()  # while the consumer blocks in BLMOVE
-    started = time.monotonic()
-    assert consumer.run_once() is None
-    assert time.monotonic() - started < 3.0, "BLMOVE did hand it the task"
+    outcome: list[str | None] = []
+    waiting = threading.Thread(target=lambda: outcome.append(consumer.run_once()))
+    waiting.start()
+    wait_until(lambda: any(c.get("cmd") == "blmove" for c in store.r.client_list()), 60, what="the consumer in BLMOVE")
+    _open(breaker)
+    time.sleep(0.5)  # the gate's view of the breaker is at most 0.05 s old
+    arrived = submit(store, 1)
+    waiting.join(30)
+    assert not waiting.is_alive() and outcome == [None], "BLMOVE handed it the task, and it was not claimed"
 
     [task_id] = arrived
     task = store.get(task_id)
