@@ -33,8 +33,7 @@ def clean_text(text: str) -> str:
     """A text Redis can store and a model can read: not blank, valid Unicode, no control characters."""
     if not text.strip():
         raise ValueError("must not be blank")
-    if _SURROGATE.search(text):
-        raise ValueError("must be valid Unicode (it holds a lone surrogate)")
+    no_lone_surrogates(text)
     if _CONTROL.search(text):
         raise ValueError("must not hold control characters other than tab and line breaks")
     return text

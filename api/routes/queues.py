@@ -21,6 +21,7 @@ from api.auth import Admin
 from api.deps import CursorDep, LimitDep, OffsetDep, SettingsDep, StoreDep, TaskTypeDep, registered_type
 from api.errors import REDIS_DOWN, ApiError
 from api.listing import load_page
+from api.routes import errors_doc
 from api.schemas import (
     ErrorBody,
     Purged,
@@ -47,10 +48,6 @@ QUEUES = (*LIST_QUEUES, *ZSET_QUEUES)
 SSE_EVENTS = ("snapshot", "transition", "progress", "ping")
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorBody} for status in (*statuses, 503)}
-
-
 async def read_status(store: AsyncTaskStore, settings: Settings) -> QueueStatus:
     """Depths read from the structures, counts per state, the live consumers, and the retry share
     they use now (the same function of the retry backlog every consumer computes)."""
@@ -68,13 +65,13 @@ async def read_status(store: AsyncTaskStore, settings: Settings) -> QueueStatus:
     )
 
 
-@router.get("/status", response_model=QueueStatus, responses=_errors())
+@router.get("/status", response_model=QueueStatus, responses=errors_doc())
 async def queue_status(store: StoreDep, settings: SettingsDep) -> QueueStatus:
     """The pipeline at a glance: queue depths, tasks per state, retry ratio, live workers."""
     return await read_status(store, settings)
 
 
-@router.get("/throughput", response_model=ThroughputHistory, responses=_errors())
+@router.get("/throughput", response_model=ThroughputHistory, responses=errors_doc())
 async def throughput(store: StoreDep) -> ThroughputHistory:
     """Tasks completed and failed per second (the last minute) and per minute (the last hour),
     from the rings the finishing scripts tick: what a chart shows before the live stream adds to it."""
@@ -144,7 +141,7 @@ async def status_stream(store: StoreDep, settings: SettingsDep) -> StreamingResp
     return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
 
-@router.get("/dlq", response_model=TaskPage, responses=_errors(422))
+@router.get("/dlq", response_model=TaskPage, responses=errors_doc(422))
 async def dead_letters(store: StoreDep, limit: LimitDep, cursor: CursorDep, task_type: TaskTypeDep) -> TaskPage:
     """Dead tasks, most recently dead first, each with its type and the error that killed it.
 
@@ -160,7 +157,7 @@ async def _batches(settings: Settings, store: AsyncTaskStore) -> int:
     return math.ceil((await store.depths())["dlq"] / settings.scheduler_batch_size)
 
 
-@router.post("/dlq/requeue", response_model=Requeued, responses=_errors(422))
+@router.post("/dlq/requeue", response_model=Requeued, responses=errors_doc(422))
 async def requeue_dead(
     request: Request, store: StoreDep, settings: SettingsDep, body: Annotated[RequeueRequest | None, Body()] = None
 ) -> Requeued:
@@ -210,7 +207,7 @@ async def _dead_of_type(store: AsyncTaskStore, task_type: str, batch: int) -> li
         cursor = page.cursor
 
 
-@router.delete("/dlq", response_model=Purged, responses=_errors())
+@router.delete("/dlq", response_model=Purged, responses=errors_doc())
 async def purge_dead(store: StoreDep, settings: SettingsDep) -> Purged:
     """Delete every dead task (hash, history, index entries), oldest first, a batch per atomic step."""
     batch, deleted = settings.scheduler_batch_size, 0
@@ -224,7 +221,7 @@ async def purge_dead(store: StoreDep, settings: SettingsDep) -> Purged:
     return Purged(deleted=deleted)
 
 
-@router.get("/{name}/tasks", response_model=QueueTasks, responses=_errors(404, 422))
+@router.get("/{name}/tasks", response_model=QueueTasks, responses=errors_doc(404, 422))
 async def queue_tasks(name: str, store: StoreDep, limit: LimitDep, offset: OffsetDep) -> QueueTasks:
     """The ids in one queue (`primary`, `retry`, `scheduled`, `dlq`), in queue order, a page at a
     time: FIFO for the pending lists, by due time for `scheduled`, by time of death for `dlq`."""

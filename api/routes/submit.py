@@ -18,9 +18,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from api.auth import ANONYMOUS, Principal, SubmitDep
-from api.deps import SettingsDep, StoreDep
+from api.deps import SettingsDep, StoreDep, type_names
 from api.errors import ApiError
-from api.schemas import BulkAccepted, ErrorBody, TaskAccepted, TaskTypeInfo
+from api.routes import add_both_slashes, errors_doc
+from api.schemas import BulkAccepted, TaskAccepted, TaskTypeInfo
 from core.settings import Settings
 from core.store import AsyncTaskStore, Created
 from core.task import Task
@@ -41,17 +42,6 @@ IdempotencyKey = Annotated[
 
 types_router = APIRouter(prefix="/api/v1/task-types", tags=["tasks"])
 unknown_router = APIRouter(prefix=PREFIX, tags=["tasks"])
-
-
-def errors_doc(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error bodies a route can return (plus 503, which every route can)."""
-    return {status: {"model": ErrorBody} for status in (*statuses, 503)}
-
-
-def add_both_slashes(router: APIRouter, method: str, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-    """Serve `path/` and `path` alike; a redirect between them would turn some clients' POST into a GET."""
-    router.add_api_route(f"{path}/", endpoint, methods=[method], **kwargs)
-    router.add_api_route(path, endpoint, methods=[method], include_in_schema=False, **kwargs)
 
 
 # --- the checks of a submit, in the order a client meets them --------------------------------
@@ -265,7 +255,7 @@ async def list_task_types(request: Request, settings: SettingsDep, principal: Su
 
 async def _unknown(task_type: str, request: Request, principal: SubmitDep) -> Response:
     """A submit to a type that is not registered: 404 naming the types there are."""
-    names = ", ".join(t.name for t in request.app.state.task_types)
+    names = ", ".join(type_names(request))
     raise ApiError(404, "unknown_task_type", f"no task type {task_type!r}; the types are: {names}")
 
 

@@ -25,7 +25,8 @@ from api.deps import (
     TypeNamesDep,
 )
 from api.listing import load_page
-from api.routes.submit import PREFIX, add_both_slashes, errors_doc
+from api.routes import add_both_slashes, errors_doc
+from api.routes.submit import PREFIX
 from api.schemas import Recovered, Statistics, TaskDetail, TaskPage, TaskPublic
 from api.stats import overview, type_figures
 from core.errors import TaskNotFound
@@ -33,10 +34,9 @@ from core.store import AsyncTaskStore
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix=PREFIX, tags=["tasks"])
-_errors = errors_doc
 
 
-@router.get("/statistics/overview", response_model=Statistics, responses=_errors(), dependencies=[Admin])
+@router.get("/statistics/overview", response_model=Statistics, responses=errors_doc(), dependencies=[Admin])
 async def statistics(store: StoreDep, type_names: TypeNamesDep) -> Statistics:
     """Tasks per state, totals since the start, success rate, p50/p95 run time of completed
     attempts, throughput over the last minute and hour, and per task type its totals (submitted,
@@ -49,7 +49,7 @@ async def statistics(store: StoreDep, type_names: TypeNamesDep) -> Statistics:
     return overview(states, totals, await store.durations(), await store.throughput(), by_type)
 
 
-@router.post("/requeue-orphaned", response_model=Recovered, responses=_errors(), dependencies=[Admin])
+@router.post("/requeue-orphaned", response_model=Recovered, responses=errors_doc(), dependencies=[Admin])
 async def requeue_orphaned(store: SyncStoreDep, settings: SettingsDep) -> Recovered:
     """Run the reaper's sweep now: tasks of dead consumers, or past their lease, go back to the
     retry list. The scheduler does this by itself; this is the operator's button."""
@@ -89,10 +89,10 @@ async def list_tasks(
     return await load_page(store, status, limit, cursor, task_type=task_type, owner=owner)
 
 
-add_both_slashes(router, "GET", "", list_tasks, response_model=TaskPage, responses=_errors(422))
+add_both_slashes(router, "GET", "", list_tasks, response_model=TaskPage, responses=errors_doc(422))
 
 
-@router.get("/{task_id}", name="get_task", response_model=TaskDetail, responses=_errors(404))
+@router.get("/{task_id}", name="get_task", response_model=TaskDetail, responses=errors_doc(404))
 async def get_task(task_id: TaskIdDep, store: StoreDep, principal: SubmitDep) -> TaskDetail:
     """One task, with its result once COMPLETED or its last error, its progress, timings, attempts,
     model and token usage, and its audit trail (state changes and errors, the newest 50)."""
@@ -102,7 +102,9 @@ async def get_task(task_id: TaskIdDep, store: StoreDep, principal: SubmitDep) ->
     return TaskDetail.build(task, await store.history(task_id))
 
 
-@router.delete("/{task_id}", status_code=204, response_class=Response, response_model=None, responses=_errors(404, 409))
+@router.delete(
+    "/{task_id}", status_code=204, response_class=Response, response_model=None, responses=errors_doc(404, 409)
+)
 async def delete_task(task_id: TaskIdDep, store: StoreDep, principal: SubmitDep) -> Response:
     """Remove a task that is not running, with every trace of it; an ACTIVE task is refused (409)."""
     await _check_owner(store, principal, task_id)
@@ -111,7 +113,7 @@ async def delete_task(task_id: TaskIdDep, store: StoreDep, principal: SubmitDep)
     return Response(status_code=204)
 
 
-@router.post("/{task_id}/retry", status_code=202, response_model=TaskPublic, responses=_errors(404, 409))
+@router.post("/{task_id}/retry", status_code=202, response_model=TaskPublic, responses=errors_doc(404, 409))
 async def retry_task(task_id: TaskIdDep, store: StoreDep, principal: SubmitDep) -> TaskPublic:
     """Re-drive a FAILED, DLQ or CANCELLED task with a fresh retry budget."""
     await _check_owner(store, principal, task_id)
@@ -120,7 +122,7 @@ async def retry_task(task_id: TaskIdDep, store: StoreDep, principal: SubmitDep) 
     return TaskPublic.from_task(await store.get(task_id))
 
 
-@router.post("/{task_id}/cancel", response_model=TaskPublic, responses=_errors(404, 409))
+@router.post("/{task_id}/cancel", response_model=TaskPublic, responses=errors_doc(404, 409))
 async def cancel_task(task_id: TaskIdDep, store: StoreDep, principal: SubmitDep) -> TaskPublic:
     """Cancel a task that has not finished: PENDING and SCHEDULED become CANCELLED at once; an ACTIVE
     one too, and the worker's result, when it comes, is refused. A finished task is refused (409)."""
