@@ -28,6 +28,13 @@ BROKER_DB = 3
 CONSUMER = "box:1:abc"
 
 
+@pytest.fixture(scope="module")
+def redis_url(redis_proc: tuple[subprocess.Popen[bytes], int]) -> str:
+    """A database of its own (4): these tests compare every key in it, and another test's
+    leftover timer (a runner's metrics flush) may still write into the shared database 2."""
+    return f"redis://127.0.0.1:{redis_proc[1]}/4"
+
+
 @pytest.fixture
 def settings(redis_url: str, key_prefix: str) -> Settings:
     return Settings(_env_file=None, redis_url=redis_url, redis_key_prefix=key_prefix, celery_broker_db=BROKER_DB)
