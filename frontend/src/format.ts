@@ -27,3 +27,16 @@ export function shortId(id: string): string {
 export function percent(ratio: number | null | undefined): string {
   return ratio === null || ratio === undefined ? "—" : `${(ratio * 100).toFixed(ratio < 0.1 ? 1 : 0)} %`;
 }
+
+/** A priority level as the pages name it: 0 runs first, 5 is what a task gets when none is given. */
+export function priorityLabel(priority: number): string {
+  if (priority === 0) return "0 (runs first)";
+  if (priority === 5) return "5 (default)";
+  if (priority === 9) return "9 (runs last)";
+  return String(priority);
+}
+
+/** An API key's id; "" is the work submitted while no API keys are configured. */
+export function ownerLabel(owner: string): string {
+  return owner === "" ? "(no key)" : owner;
+}

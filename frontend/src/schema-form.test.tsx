@@ -102,6 +102,10 @@ describe("fieldsOf (the controls each built-in schema gets)", () => {
       messages: ["0.content: Value error, must not be blank"],
       model: ["model 'x' is not allowed"],
     });
+    // A body field the form sends besides the schema's (the priority) is found when named.
+    const priority = new ApiError(422, "validation_error", "…", [{ loc: ["body", "priority"], msg: "too high" }]);
+    expect(serverFieldErrors(priority, chat)).toEqual({});
+    expect(serverFieldErrors(priority, chat, ["priority"])).toEqual({ priority: ["too high"] });
   });
 });
 
@@ -142,7 +146,9 @@ describe("SubmitPage", () => {
     await userEvent.click(screen.getByRole("button", { name: "Submit" }));
     await waitFor(() => expect(posts(calls)).toHaveLength(1));
     expect(posts(calls)[0]).toMatchObject({ path: "/api/v1/tasks/translate/", body: { content: "Bonjour tout le monde.", target_language: "English" } });
-    expect(Object.keys(posts(calls)[0].body as object)).toEqual(["content", "target_language"]);
+    // The priority is sent too: the default, 5, when none was chosen.
+    expect(Object.keys(posts(calls)[0].body as object)).toEqual(["content", "target_language", "priority"]);
+    expect((posts(calls)[0].body as { priority: number }).priority).toBe(5);
     expect(await screen.findByRole("link", { name: "t-new" })).toBeTruthy();
 
     await userEvent.click(screen.getByRole("radio", { name: "summarize" }));
@@ -159,7 +165,7 @@ describe("SubmitPage", () => {
     await userEvent.click(screen.getByRole("button", { name: "Submit" }));
     await waitFor(() => expect(posts(calls)).toHaveLength(1));
     expect(posts(calls)[0]).toMatchObject({ path: "/api/v1/tasks/chat/" });
-    expect(posts(calls)[0].body).toEqual({ messages: [{ role: "user", content: "Say hi" }], temperature: 0.7 });
+    expect(posts(calls)[0].body).toEqual({ messages: [{ role: "user", content: "Say hi" }], temperature: 0.7, priority: 5 });
   });
 
   it("checks a JSON field as it is typed and sends nothing while it is not the JSON wanted", async () => {
@@ -187,6 +193,7 @@ describe("SubmitPage", () => {
     expect(posts(calls)[0].body).toEqual({
       content: "Ada Lovelace, born 1815.",
       schema: { type: "object", properties: { born: { type: "integer" } } },
+      priority: 5,
     });
   });
 
@@ -228,10 +235,63 @@ describe("SubmitPage", () => {
     expect(screen.getByRole("spinbutton", { name: /Max Tokens/ }).getAttribute("aria-invalid")).toBe("true");
     const alert = screen.getAllByRole("alert").find((a) => a.textContent?.includes("422 validation_error"));
     expect(alert?.textContent).toContain("body.max_tokens: at most CHAT_MAX_TOKENS (4096)");
-    expect(posts(calls)[0].body).toEqual({ messages: [{ role: "user", content: "Name three prime numbers." }], max_tokens: 99999 });
+    expect(posts(calls)[0].body).toEqual({ messages: [{ role: "user", content: "Name three prime numbers." }], max_tokens: 99999, priority: 5 });
     // Editing a field clears its refusal; the other stays until the next submit.
     await userEvent.type(screen.getByRole("spinbutton", { name: /Max Tokens/ }), "{backspace}");
     await waitFor(() => expect(screen.queryByTestId("problem-max_tokens")).toBeNull());
+  });
+
+  it("offers a priority 0–9 (5 first), sends the one chosen, and keeps it across types", async () => {
+    const calls = await openSubmit(ONLINE, "summarize", (call) => (call.method === "POST" ? accepted("summarize") : undefined));
+    // The priority is the page's own control: no type's schema has it.
+    expect(OFFLINE.every((t) => !("priority" in (t.input_schema.properties ?? {})))).toBe(true);
+    const priority = screen.getByRole("combobox", { name: "Priority" }) as HTMLSelectElement;
+    expect(priority.value).toBe("5");
+    expect([...priority.options].map((o) => [o.value, o.textContent])).toEqual([
+      ["0", "0 (runs first)"], ["1", "1"], ["2", "2"], ["3", "3"], ["4", "4"],
+      ["5", "5 (default)"], ["6", "6"], ["7", "7"], ["8", "8"], ["9", "9 (runs last)"],
+    ]);
+    expect(screen.getByText("0 runs first, 9 last; 5 is the default.").id).toBe(priority.getAttribute("aria-describedby"));
+    await userEvent.selectOptions(priority, "0");
+    await userEvent.type(screen.getByLabelText(/Text to summarize/), "Urgent text.");
+    await userEvent.click(screen.getByRole("button", { name: "Submit" }));
+    await waitFor(() => expect(posts(calls)).toHaveLength(1));
+    expect(posts(calls)[0]).toMatchObject({ path: "/api/v1/tasks/summarize/" });
+    expect(posts(calls)[0].body).toEqual({ content: "Urgent text.", priority: 0 });
+
+    await userEvent.click(screen.getByRole("radio", { name: "translate" }));
+    expect((screen.getByRole("combobox", { name: "Priority" }) as HTMLSelectElement).value).toBe("0");
+    await userEvent.selectOptions(screen.getByRole("combobox", { name: "Priority" }), "9");
+    await userEvent.type(screen.getByRole("textbox", { name: "Target Language" }), "French");
+    await userEvent.click(screen.getByRole("button", { name: "Submit" }));
+    await waitFor(() => expect(posts(calls)).toHaveLength(2));
+    expect(posts(calls)[1]).toMatchObject({ path: "/api/v1/tasks/translate/", body: { content: "Urgent text.", target_language: "French", priority: 9 } });
+  });
+
+  it("shows the server's 422 on the priority beside the control", async () => {
+    const refusal = {
+      status: 422,
+      body: {
+        code: "validation_error",
+        message: "body.priority: Input should be less than or equal to 9",
+        detail: [{ type: "less_than_equal", loc: ["body", "priority"], msg: "Input should be less than or equal to 9" }],
+      },
+    };
+    const calls = await openSubmit(ONLINE, "summarize", (call) => (call.method === "POST" ? refusal : undefined));
+    await userEvent.type(screen.getByLabelText(/Text to summarize/), "Some text.");
+    await userEvent.selectOptions(screen.getByRole("combobox", { name: "Priority" }), "3");
+    await userEvent.click(screen.getByRole("button", { name: "Submit" }));
+    expect((await screen.findByTestId("problem-priority")).textContent).toBe("Input should be less than or equal to 9");
+    const priority = screen.getByRole("combobox", { name: "Priority" });
+    expect(priority.getAttribute("aria-invalid")).toBe("true");
+    expect(priority.getAttribute("aria-describedby")).toBe("task-priority-hint task-priority-problem");
+    expect(screen.getByTestId("problem-priority").closest("[data-field]")?.getAttribute("data-field")).toBe("priority");
+    expect(screen.queryByTestId("problem-content")).toBeNull();
+    expect(posts(calls)[0].body).toEqual({ content: "Some text.", priority: 3 });
+    // Choosing another level clears the refusal.
+    await userEvent.selectOptions(priority, "4");
+    expect(screen.queryByTestId("problem-priority")).toBeNull();
+    expect(priority.getAttribute("aria-invalid")).toBeNull();
   });
 
   it("shows a submit refused for want of a provider in the API's words", async () => {

@@ -213,9 +213,10 @@ export function buildBody(fields: FieldSpec[], values: FormValues): { body: Reco
 }
 
 /** A 422's refusals by the field they name (`loc: ["body", field, …]`), each with the path inside
- * the field when there is one (`0.content: …` for chat's first message). */
-export function serverFieldErrors(error: ApiError | null, fields: FieldSpec[]): Record<string, string[]> {
-  const names = new Set(fields.map((f) => f.name));
+ * the field when there is one (`0.content: …` for chat's first message). `others` names the body's
+ * fields the form sends besides the schema's (the priority). */
+export function serverFieldErrors(error: ApiError | null, fields: FieldSpec[], others: string[] = []): Record<string, string[]> {
+  const names = new Set([...fields.map((f) => f.name), ...others]);
   const found: Record<string, string[]> = {};
   for (const problem of error?.detail ?? []) {
     const [where, name, ...inside] = problem.loc;

@@ -11,11 +11,34 @@ export interface QueueDepths {
   dlq: number;
 }
 
+/** A task's priority: 0 runs first, 9 last; a task submitted without one gets DEFAULT_PRIORITY. */
+export const PRIORITIES = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] as const;
+export const DEFAULT_PRIORITY = 5;
+
+/** The pending work of one priority level: new work (primary) and due retries (retry). */
+export interface PriorityDepth {
+  priority: number;
+  primary: number;
+  retry: number;
+}
+
+/** One API key's pending tasks (`backlog`) and its tasks running now (`active`); owner "" is the
+ * work submitted while no API keys are configured. */
+export interface OwnerBacklog {
+  owner: string;
+  backlog: number;
+  active: number;
+}
+
 export interface QueueStatus {
   queues: QueueDepths;
   states: Partial<Record<TaskState, number>>;
   retry_ratio: number;
   workers: number;
+  /** Levels 0–9, each once (absent from an older API). `queues.primary`/`retry` are the totals. */
+  priorities?: PriorityDepth[];
+  /** Up to 10 keys with the most pending tasks, most first (absent from an older API). */
+  top_owners?: OwnerBacklog[];
 }
 
 export interface HistoryEntry {
@@ -38,6 +61,8 @@ export interface Task {
   task_id: string;
   task_type: string;
   state: TaskState;
+  /** 0–9, lower runs first (absent from an older API). */
+  priority?: number;
   content: string;
   /** The type's other input fields, as submitted (null: it has none; absent from an older API). */
   params?: { [key: string]: JsonValue } | null;
@@ -157,6 +182,22 @@ export interface TaskTypeInfo {
   /** False while no LLM provider is configured and the type needs one (a submit is 422 provider_required). */
   available: boolean;
   input_schema: JsonSchema;
+}
+
+/** GET /api/v1/usage: the calling key's limits (null: none) and what it uses now. */
+export interface KeyUsage {
+  /** The key's id; "" when no API keys are configured. */
+  key: string;
+  /** The day `tokens_today` counts (the server's, YYYY-MM-DD). */
+  day: string;
+  limits: { concurrency: number | null; daily_tokens: number | null };
+  active: number;
+  backlog: number;
+  tokens_today: number;
+  /** Why this key's tasks wait now, if they do. */
+  waiting: "concurrency" | "daily_tokens" | null;
+  /** Epoch ms when they run again (the daily tokens' reset), or null. */
+  resumes_at: number | null;
 }
 
 /** The reply to a submit (202). */

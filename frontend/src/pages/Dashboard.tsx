@@ -1,18 +1,20 @@
-// The dashboard: the live flow diagram, queue depths, the retry ratio, throughput, the workers
-// with the shared breaker and its reset, the provider, and what /health says is wrong.
+// The dashboard: the live flow diagram, queue depths (in all, and by priority), the keys with the
+// most pending work, the retry ratio, throughput, the workers with the shared breaker and its
+// reset, the provider, this key's usage, and what /health says is wrong.
 import { useEffect, useState } from "react";
 import { ApiError, getJson, sendJson } from "../api";
 import { ErrorNote, usePoll } from "../components";
-import { ago, percent, time } from "../format";
+import { ago, ownerLabel, percent, priorityLabel, time } from "../format";
 import { useLive, useReloadOnEvents } from "../LiveContext";
 import { Link } from "../router";
-import type { Breaker, ProviderStatus, QueueStatus, TaskEvent, Workers } from "../types";
+import type { Breaker, KeyUsage, ProviderStatus, QueueStatus, TaskEvent, Workers } from "../types";
 import { FlowDiagram } from "./FlowDiagram";
 import { ThroughputChart } from "./ThroughputChart";
 
 const WORKERS_POLL_MS = 2000;
 const PROVIDER_POLL_MS = 10000;
 const PROVIDER_AFTER_EVENT_MS = 1500;
+const USAGE_POLL_MS = 5000;
 
 const finished = (event: TaskEvent) => event.event === "transition" && event.from === "ACTIVE";
 
@@ -45,6 +47,161 @@ function QueueCards({ status }: { status: QueueStatus | null }) {
         <span className="card-value">{status?.workers ?? "…"}</span>
       </li>
     </ul>
+  );
+}
+
+/** The pending work of each priority level with any (primary: new work, retry: due retries), with
+ * a bar of its share against the fullest level; the empty levels are left out. */
+export function PriorityPanel({ status }: { status: QueueStatus | null }) {
+  const levels = status?.priorities ? [...status.priorities].sort((a, b) => a.priority - b.priority) : null;
+  const shown = (levels ?? []).filter((level) => level.primary + level.retry > 0);
+  const most = Math.max(1, ...shown.map((level) => level.primary + level.retry));
+  const width = (n: number) => `${((100 * n) / most).toFixed(1)}%`;
+  return (
+    <section aria-labelledby="priorities-title" className="panel">
+      <h2 id="priorities-title">Pending by priority</h2>
+      {!status && <p className="muted">…</p>}
+      {status && !levels && <p className="muted">This API does not report pending work by priority.</p>}
+      {levels && shown.length === 0 && (
+        <p className="muted" data-testid="priorities-empty">
+          Nothing pending at any priority.
+        </p>
+      )}
+      {shown.length > 0 && (
+        <div className="table-scroll">
+          <table aria-label="Pending by priority" data-testid="priorities">
+            <thead>
+              <tr>
+                <th scope="col">Priority</th>
+                <th scope="col" className="num">
+                  <span className="swatch bar-primary" aria-hidden="true" />
+                  Primary
+                </th>
+                <th scope="col" className="num">
+                  <span className="swatch bar-retry" aria-hidden="true" />
+                  Retry
+                </th>
+                <th scope="col">Pending</th>
+              </tr>
+            </thead>
+            <tbody>
+              {shown.map((level) => (
+                <tr key={level.priority} data-priority={level.priority}>
+                  <td>
+                    <Link href={`/tasks?state=PENDING&priority=${level.priority}`}>{priorityLabel(level.priority)}</Link>
+                  </td>
+                  <td className="num" data-testid="priority-primary">
+                    {level.primary.toLocaleString()}
+                  </td>
+                  <td className="num" data-testid="priority-retry">
+                    {level.retry.toLocaleString()}
+                  </td>
+                  <td>
+                    <div className="bar-cell">
+                      <span className="num">{(level.primary + level.retry).toLocaleString()}</span>
+                      <span className="bar" aria-hidden="true">
+                        <span className="bar-primary" style={{ width: width(level.primary) }} />
+                        <span className="bar-retry" style={{ width: width(level.retry) }} />
+                      </span>
+                    </div>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {levels && (
+        <p className="muted small">
+          0 runs first, 9 last; a task submitted without a priority gets 5.
+          {shown.length > 0 && shown.length < levels.length && " The empty levels are not listed."}
+        </p>
+      )}
+    </section>
+  );
+}
+
+/** The keys with the most pending tasks, most first, with their tasks running now. */
+export function OwnersPanel({ status }: { status: QueueStatus | null }) {
+  const owners = status?.top_owners;
+  return (
+    <section aria-labelledby="owners-title" className="panel">
+      <h2 id="owners-title">Top owners by backlog</h2>
+      {!status && <p className="muted">…</p>}
+      {status && !owners && <p className="muted">This API does not report pending work by owner.</p>}
+      {owners && owners.length === 0 && (
+        <p className="muted" data-testid="owners-empty">
+          No key has pending work.
+        </p>
+      )}
+      {owners && owners.length > 0 && (
+        <div className="table-scroll">
+          <table aria-label="Top owners by backlog" data-testid="owners">
+            <thead>
+              <tr>
+                <th scope="col">Owner (API key)</th>
+                <th scope="col" className="num">
+                  Backlog
+                </th>
+                <th scope="col" className="num">
+                  Active
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {owners.map((owner) => (
+                <tr key={owner.owner} data-owner={owner.owner}>
+                  <td className={owner.owner ? "clip" : "clip muted"}>{ownerLabel(owner.owner)}</td>
+                  <td className="num">{owner.backlog.toLocaleString()}</td>
+                  <td className="num">{owner.active.toLocaleString()}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
+
+/** The key's usage as label/value rows. */
+export function usageRows(u: KeyUsage): [string, string][] {
+  const of = (n: number, limit: number | null) => `${n.toLocaleString()}${limit === null ? " (no limit)" : ` of ${limit.toLocaleString()}`}`;
+  const waiting =
+    u.waiting === "concurrency"
+      ? "yes: as many running as the key may run at once"
+      : u.waiting === "daily_tokens"
+        ? `yes: today's tokens are used up${u.resumes_at ? `, until ${time(u.resumes_at)}` : ""}`
+        : "no";
+  return [
+    ["Key", ownerLabel(u.key)],
+    ["Running now", of(u.active, u.limits.concurrency)],
+    ["Pending", u.backlog.toLocaleString()],
+    [`Tokens today (${u.day})`, of(u.tokens_today, u.limits.daily_tokens)],
+    ["Held back", waiting],
+  ];
+}
+
+/** This dashboard's key: its limits and what it uses (GET /api/v1/usage). */
+export function UsagePanel() {
+  const { data, error } = usePoll(() => getJson<KeyUsage>("/api/v1/usage"), USAGE_POLL_MS);
+  const missing = error instanceof ApiError && (error.status === 404 || error.status === 405);
+  return (
+    <section aria-labelledby="usage-title" className="panel">
+      <h2 id="usage-title">Your key's usage</h2>
+      {missing && <p className="muted">This API does not report usage.</p>}
+      {!missing && <ErrorNote error={error} />}
+      {data && (
+        <dl className="facts" data-testid="usage">
+          {usageRows(data).map(([label, value]) => (
+            <div key={label}>
+              <dt>{label}</dt>
+              <dd>{value}</dd>
+            </div>
+          ))}
+        </dl>
+      )}
+    </section>
   );
 }
 
@@ -212,6 +369,13 @@ export function DashboardPage() {
         <h2 id="flow-heading">Task flow</h2>
         <FlowDiagram status={model.status} counters={model.countersRead ? model.counters : null} />
       </section>
+      <div className="two-columns">
+        <PriorityPanel status={model.status} />
+        <div className="stack">
+          <OwnersPanel status={model.status} />
+          <UsagePanel />
+        </div>
+      </div>
       <section aria-labelledby="throughput-title" className="panel">
         <h2 id="throughput-title">Throughput (per second, last 15 minutes)</h2>
         <ThroughputChart throughput={model.throughput} />

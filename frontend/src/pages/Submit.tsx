@@ -1,19 +1,22 @@
 // Submit a task of any type the API offers (GET /api/v1/task-types): a form built from the type's
-// input schema (a text, typed, pasted or dropped as a .txt file, for the types that take one), then
-// watch the task move through its states live, and read its result.
+// input schema (a text, typed, pasted or dropped as a .txt file, for the types that take one) and
+// the task's priority (every type takes one, outside its schema), then watch the task move through
+// its states live, and read its result.
 import { useEffect, useState, type FormEvent } from "react";
 import { ApiError, getJson, sendJson } from "../api";
 import { ErrorNote, StateBadge } from "../components";
-import { time } from "../format";
+import { priorityLabel, time } from "../format";
 import { useTaskEvents } from "../LiveContext";
 import { Link, navigate, useRoute } from "../router";
 import { buildBody, fieldsOf, initialValues, serverFieldErrors, type FieldSpec, type FieldValue, type FormValues } from "../schema-form";
 import { SchemaFields } from "../SchemaFields";
 import { unavailableDetail, unavailableReason, useTaskTypes } from "../task-types";
-import { TERMINAL, type TaskAccepted, type TaskDetail, type TaskTypeInfo } from "../types";
+import { DEFAULT_PRIORITY, PRIORITIES, TERMINAL, type TaskAccepted, type TaskDetail, type TaskTypeInfo } from "../types";
 import { TaskProgress, TaskResultView } from "./TaskDetail";
 
 const POLL_MS = 1500;
+/** The body's field the priority goes in (not in any type's input schema), and the key of its problems. */
+const PRIORITY = "priority";
 /** What the page offers first when it can: what it did before it knew other types. */
 const FIRST_CHOICE = "summarize";
 
@@ -93,6 +96,39 @@ function TypeChoice({ types, chosen, onChoose }: { types: TaskTypeInfo[]; chosen
   );
 }
 
+/** The task's priority, 0–9 (every type's body takes it), with the server's refusal beside it. */
+function PriorityField({ value, onChange, problems }: { value: number; onChange: (value: number) => void; problems: string[] }) {
+  const problem = problems.length ? "task-priority-problem" : undefined;
+  return (
+    <div className="field" data-field={PRIORITY}>
+      <label htmlFor="task-priority">Priority</label>
+      <span id="task-priority-hint" className="muted small">
+        0 runs first, 9 last; 5 is the default.
+      </span>
+      <select
+        id="task-priority"
+        value={String(value)}
+        onChange={(e) => onChange(Number(e.target.value))}
+        aria-describedby={["task-priority-hint", problem].filter(Boolean).join(" ")}
+        aria-invalid={problem ? true : undefined}
+      >
+        {PRIORITIES.map((level) => (
+          <option key={level} value={String(level)}>
+            {priorityLabel(level)}
+          </option>
+        ))}
+      </select>
+      {problem && (
+        <ul id={problem} className="field-problems" data-testid="problem-priority">
+          {problems.map((text, i) => (
+            <li key={i}>{text}</li>
+          ))}
+        </ul>
+      )}
+    </div>
+  );
+}
+
 /** The form of each type keeps its values while another type is shown; a text typed for one type
  * is offered to the next one that takes a text and has none yet. */
 function useFormValues(type: TaskTypeInfo | null, fields: FieldSpec[]) {
@@ -149,6 +185,8 @@ export function SubmitPage() {
   const type = types ? chooseType(types, query.get("type")) : null;
   const fields = type ? fieldsOf(type.input_schema) : [];
   const { values, change } = useFormValues(type, fields);
+  // One priority for every type: it stays when another type is chosen.
+  const [priority, setPriority] = useState<number>(DEFAULT_PRIORITY);
   const [taskId, setTaskId] = useState<string | null>(null);
   const [error, setError] = useState<unknown>(null);
   // Per field: why the form did not send it, or why the API refused it (until the field is edited).
@@ -173,11 +211,11 @@ export function SubmitPage() {
     if (Object.keys(errors).length) return;
     setBusy(true);
     try {
-      const accepted = await sendJson<TaskAccepted>("POST", type.submit_path, body);
+      const accepted = await sendJson<TaskAccepted>("POST", type.submit_path, { ...body, [PRIORITY]: priority });
       setTaskId(accepted?.task_id ?? null);
     } catch (err) {
       setError(err);
-      setProblems(serverFieldErrors(err instanceof ApiError ? err : null, fields));
+      setProblems(serverFieldErrors(err instanceof ApiError ? err : null, fields, [PRIORITY]));
     } finally {
       setBusy(false);
     }
@@ -195,6 +233,14 @@ export function SubmitPage() {
           <TypeChoice types={types} chosen={type.name} onChoose={choose} />
           <fieldset className="type-fields" disabled={unavailable}>
             <SchemaFields fields={fields} values={values} onChange={edit} problems={problems} typeName={type.name} onFileError={setError} />
+            <PriorityField
+              value={priority}
+              onChange={(value) => {
+                setPriority(value);
+                setProblems(({ [PRIORITY]: _edited, ...others }) => others);
+              }}
+              problems={problems[PRIORITY] ?? []}
+            />
           </fieldset>
           {unavailable && (
             <p className="reason" data-testid="unavailable">

@@ -4,7 +4,7 @@
 import { useState } from "react";
 import { ApiError, getJson, sendJson } from "../api";
 import { ErrorNote, Notice, StateBadge, TypeBadge, usePoll } from "../components";
-import { duration, time } from "../format";
+import { duration, priorityLabel, time } from "../format";
 import { useReloadOnEvents } from "../LiveContext";
 import { Link, navigate } from "../router";
 import { pretty } from "../schema-form";
@@ -229,6 +229,12 @@ export function TaskDetailPage({ taskId }: { taskId: string }) {
         <>
           <p className="state-line">
             State: <StateBadge state={task.state} /> <span className="muted">Type:</span> <TypeBadge type={task.task_type} />
+            {task.priority !== undefined && (
+              <>
+                {" "}
+                <span className="muted">Priority:</span> <span data-testid="task-priority">{priorityLabel(task.priority)}</span>
+              </>
+            )}
           </p>
           <Actions task={task} onDone={() => void reload()} />
           <TaskProgress task={task} />

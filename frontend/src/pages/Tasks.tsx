@@ -1,20 +1,22 @@
-// The task list: filter by state and by type, find one by id, page through newest first.
+// The task list: filter by state, by type and by priority, find one by id, page through newest first.
 import { useEffect, useRef, useState, type FormEvent } from "react";
 import { ApiError, getJson } from "../api";
 import { ErrorNote, StateBadge, TypeBadge } from "../components";
-import { ago, shortId } from "../format";
+import { ago, priorityLabel, shortId } from "../format";
 import { useReloadOnEvents } from "../LiveContext";
 import { Link, navigate, useRoute } from "../router";
 import { useTaskTypes } from "../task-types";
-import { STATES, type Task, type TaskPage } from "../types";
+import { PRIORITIES, STATES, type Task, type TaskPage } from "../types";
 
 export const PAGE_SIZE = 20;
 
-/** The API's page of tasks in `state` (any when "") of `taskType` (any when ""), from `cursor`. */
-export function listUrl(state: string, cursor: string | null, taskType = ""): string {
+/** The API's page of tasks in `state` (any when "") of `taskType` (any when "") at `priority`
+ * (0–9; any when ""), from `cursor`. */
+export function listUrl(state: string, cursor: string | null, taskType = "", priority = ""): string {
   const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
   if (state) params.set("status", state);
   if (taskType) params.set("task_type", taskType);
+  if (priority) params.set("priority", priority);
   if (cursor) params.set("cursor", cursor);
   return `/api/v1/tasks/?${params}`;
 }
@@ -43,13 +45,13 @@ function SearchById() {
   );
 }
 
-function useTaskPage(state: string, taskType: string, cursor: string | null) {
+function useTaskPage(state: string, taskType: string, priority: string, cursor: string | null) {
   const [page, setPage] = useState<TaskPage | null>(null);
   const [error, setError] = useState<unknown>(null);
   const load = useRef(async () => {});
   load.current = async () => {
     try {
-      setPage(await getJson<TaskPage>(listUrl(state, cursor, taskType)));
+      setPage(await getJson<TaskPage>(listUrl(state, cursor, taskType, priority)));
       setError(null);
     } catch (err) {
       setError(err);
@@ -57,7 +59,7 @@ function useTaskPage(state: string, taskType: string, cursor: string | null) {
   };
   useEffect(() => {
     void load.current();
-  }, [state, taskType, cursor]);
+  }, [state, taskType, priority, cursor]);
   // The first page follows the live stream (re-read at most every 2 s); later pages hold still.
   useReloadOnEvents(() => !cursor, () => void load.current(), 2000);
   return { page, error, reload: () => void load.current() };
@@ -67,35 +69,39 @@ export function TasksPage() {
   const { query } = useRoute();
   const state = query.get("state") ?? "";
   const taskType = query.get("type") ?? "";
+  const priority = query.get("priority") ?? "";
   const cursor = query.get("cursor");
   const [previous, setPrevious] = useState<(string | null)[]>([]);
-  const { page, error, reload } = useTaskPage(state, taskType, cursor);
+  const { page, error, reload } = useTaskPage(state, taskType, priority, cursor);
   const { types } = useTaskTypes();
 
-  const go = (nextState: string, nextType: string, nextCursor: string | null) => {
+  const go = (nextState: string, nextType: string, nextPriority: string, nextCursor: string | null) => {
     const params = new URLSearchParams();
     if (nextState) params.set("state", nextState);
     if (nextType) params.set("type", nextType);
+    if (nextPriority) params.set("priority", nextPriority);
     if (nextCursor) params.set("cursor", nextCursor);
     navigate(`/tasks${params.toString() ? `?${params}` : ""}`);
   };
-  const filter = (nextState: string, nextType: string) => {
+  const filter = (nextState: string, nextType: string, nextPriority: string) => {
     setPrevious([]);
-    go(nextState, nextType, null);
+    go(nextState, nextType, nextPriority, null);
   };
   const next = () => {
     setPrevious((stack) => [...stack, cursor]);
-    go(state, taskType, page?.next_cursor ?? null);
+    go(state, taskType, priority, page?.next_cursor ?? null);
   };
   const back = () => {
     const stack = [...previous];
     const before = stack.pop() ?? null;
     setPrevious(stack);
-    go(state, taskType, before);
+    go(state, taskType, priority, before);
   };
   // The names the API offers, and the one in the address even before they arrive (or if gone).
   const typeNames = [...new Set([...(types ?? []).map((t) => t.name), ...(taskType ? [taskType] : [])])];
-  const shownAs = [state && `in ${state}`, taskType && `of type ${taskType}`].filter(Boolean).join(" ");
+  // The levels 0–9, and the one in the address even if it is not one of them (the API says why).
+  const levels = [...new Set([...PRIORITIES.map(String), ...(priority ? [priority] : [])])];
+  const shownAs = [state && `in ${state}`, taskType && `of type ${taskType}`, priority && `at priority ${priority}`].filter(Boolean).join(" ");
 
   return (
     <>
@@ -103,7 +109,7 @@ export function TasksPage() {
       <div className="toolbar">
         <div className="inline-form">
           <label htmlFor="state-filter">State</label>
-          <select id="state-filter" value={state} onChange={(e) => filter(e.target.value, taskType)}>
+          <select id="state-filter" value={state} onChange={(e) => filter(e.target.value, taskType, priority)}>
             <option value="">All states</option>
             {STATES.map((s) => (
               <option key={s} value={s}>
@@ -112,11 +118,20 @@ export function TasksPage() {
             ))}
           </select>
           <label htmlFor="type-filter">Type</label>
-          <select id="type-filter" value={taskType} onChange={(e) => filter(state, e.target.value)}>
+          <select id="type-filter" value={taskType} onChange={(e) => filter(state, e.target.value, priority)}>
             <option value="">All types</option>
             {typeNames.map((name) => (
               <option key={name} value={name}>
                 {name}
+              </option>
+            ))}
+          </select>
+          <label htmlFor="priority-filter">Priority</label>
+          <select id="priority-filter" value={priority} onChange={(e) => filter(state, taskType, e.target.value)}>
+            <option value="">All priorities</option>
+            {levels.map((level) => (
+              <option key={level} value={level}>
+                {/^\d$/.test(level) ? priorityLabel(Number(level)) : level}
               </option>
             ))}
           </select>
@@ -134,6 +149,7 @@ export function TasksPage() {
               <th scope="col">Task</th>
               <th scope="col">Type</th>
               <th scope="col">State</th>
+              <th scope="col">Priority</th>
               <th scope="col">Progress</th>
               <th scope="col">Retries</th>
               <th scope="col">Updated</th>
@@ -154,6 +170,7 @@ export function TasksPage() {
                 <td>
                   <StateBadge state={task.state} />
                 </td>
+                <td data-testid="task-priority">{task.priority ?? "—"}</td>
                 <td>{task.progress} %</td>
                 <td>
                   {task.retry_count} / {task.max_retries}
@@ -164,7 +181,7 @@ export function TasksPage() {
             ))}
             {page && page.items.length === 0 && (
               <tr>
-                <td colSpan={7} className="muted">
+                <td colSpan={8} className="muted">
                   No tasks{shownAs ? ` ${shownAs}` : ""}.
                 </td>
               </tr>

@@ -3,8 +3,8 @@ import userEvent from "@testing-library/user-event";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { fakeApi, fakeStream } from "../fake-api";
 import { LiveProvider } from "../LiveContext";
-import type { QueueStatus, TaskDetail } from "../types";
-import { DashboardPage } from "./Dashboard";
+import type { KeyUsage, QueueStatus, TaskDetail } from "../types";
+import { DashboardPage, OwnersPanel, PriorityPanel, usageRows } from "./Dashboard";
 import { DlqPage } from "./Dlq";
 import { FlowDiagram } from "./FlowDiagram";
 import { TaskDetailPage } from "./TaskDetail";
@@ -20,12 +20,22 @@ const status: QueueStatus = {
   states: { PENDING: 5, ACTIVE: 6, COMPLETED: 70, FAILED: 8, DLQ: 3, SCHEDULED: 2, CANCELLED: 0 },
   retry_ratio: 0.25,
   workers: 2,
+  // The pending work by level (primary 4 and retry 1 in all, as in `queues`) and by key.
+  priorities: Array.from({ length: 10 }, (_, priority) => ({
+    priority,
+    primary: priority === 0 ? 1 : priority === 5 ? 3 : 0,
+    retry: priority === 9 ? 1 : 0,
+  })),
+  top_owners: [
+    { owner: "alice", backlog: 4, active: 5 },
+    { owner: "", backlog: 1, active: 1 },
+  ],
 };
 
 function task(overrides: Partial<TaskDetail> = {}): TaskDetail {
   return {
     task_id: "t-1", task_type: "summarize", state: "COMPLETED", content: "Some text.", result: "A summary.",
-    provider: "offline", retry_count: 1, max_retries: 3, last_error: null, error_type: null, worker: "w1",
+    priority: 5, provider: "offline", retry_count: 1, max_retries: 3, last_error: null, error_type: null, worker: "w1",
     created_at: 1, updated_at: 2, started_at: 1, finished_at: 2, due_at: null, attempts: 2, progress: 100,
     current_step: null, model: null, usage: null, timings: { queued_ms: 5, run_ms: 1200, total_ms: 1300 },
     history: [{ at: 1, from: "", to: "PENDING" }, { at: 2, from: "ACTIVE", to: "SCHEDULED", error: "boom", error_type: "transient" }],
@@ -387,5 +397,228 @@ describe("providerRows", () => {
       "Last success": "none yet",
       "Last error": "auth: invalid key (1 min ago)",
     });
+  });
+});
+
+describe("DashboardPage priorities and owners", () => {
+  const rows = (table: HTMLElement) =>
+    within(table)
+      .getAllByRole("row")
+      .slice(1)
+      .map((row) => [...row.querySelectorAll("td")].map((td) => td.textContent));
+
+  it("shows the pending work of each level with any, and the keys with the most, from the status the stream sends", async () => {
+    const stream = fakeStream();
+    fakeApi((call) => (call.path === "/api/v1/queues/status/stream" ? stream.response : undefined));
+    render(
+      <LiveProvider>
+        <DashboardPage />
+      </LiveProvider>,
+    );
+    stream.send("snapshot", {
+      ...status,
+      priorities: status.priorities!.map((level) => (level.priority === 2 ? { ...level, primary: 1200, retry: 7 } : level)),
+      top_owners: [
+        { owner: "alice", backlog: 2000, active: 4 },
+        { owner: "bob", backlog: 30, active: 0 },
+        { owner: "", backlog: 3, active: 0 },
+      ],
+    });
+    const levels = await screen.findByRole("table", { name: "Pending by priority" });
+    // Levels in order, the empty ones left out; each: primary, retry, and their sum.
+    expect(rows(levels)).toEqual([
+      ["0 (runs first)", "1", "0", "1"],
+      ["2", (1200).toLocaleString(), "7", (1207).toLocaleString()],
+      ["5 (default)", "3", "0", "3"],
+      ["9 (runs last)", "0", "1", "1"],
+    ]);
+    expect([...levels.querySelectorAll("tbody tr")].map((tr) => tr.getAttribute("data-priority"))).toEqual(["0", "2", "5", "9"]);
+    // The fullest level's bar is the whole width, the others a share of it.
+    const bar = (level: number, side: string) => (levels.querySelector(`tr[data-priority='${level}'] .bar-${side}`) as HTMLElement).style.width;
+    expect([bar(2, "primary"), bar(2, "retry"), bar(5, "primary")]).toEqual([`${((100 * 1200) / 1207).toFixed(1)}%`, `${((100 * 7) / 1207).toFixed(1)}%`, `${((100 * 3) / 1207).toFixed(1)}%`]);
+    expect(screen.getByText(/The empty levels are not listed/)).toBeTruthy();
+
+    const owners = screen.getByRole("table", { name: "Top owners by backlog" });
+    expect(rows(owners)).toEqual([
+      ["alice", (2000).toLocaleString(), "4"],
+      ["bob", "30", "0"],
+      ["(no key)", "3", "0"],
+    ]);
+
+    // A level's link opens the pending tasks of that level.
+    await userEvent.click(within(levels).getByRole("link", { name: "5 (default)" }));
+    expect(window.location.pathname + window.location.search).toBe("/tasks?state=PENDING&priority=5");
+  });
+
+  it("follows the next status: a level emptied leaves the table", async () => {
+    const stream = fakeStream();
+    fakeApi((call) => (call.path === "/api/v1/queues/status/stream" ? stream.response : undefined));
+    render(
+      <LiveProvider>
+        <DashboardPage />
+      </LiveProvider>,
+    );
+    stream.send("snapshot", status);
+    const levels = await screen.findByRole("table", { name: "Pending by priority" });
+    await waitFor(() => expect(rows(levels).map((r) => r[0])).toEqual(["0 (runs first)", "5 (default)", "9 (runs last)"]));
+    stream.send("snapshot", { ...status, priorities: status.priorities!.map((l) => (l.priority === 0 ? { ...l, primary: 0 } : l)) });
+    await waitFor(() => expect(rows(levels).map((r) => r[0])).toEqual(["5 (default)", "9 (runs last)"]));
+  });
+
+  it("says so when nothing is pending, and when the API does not report levels or owners", () => {
+    const idle = { ...status, priorities: status.priorities!.map((l) => ({ ...l, primary: 0, retry: 0 })), top_owners: [] };
+    const { unmount } = render(
+      <>
+        <PriorityPanel status={idle} />
+        <OwnersPanel status={idle} />
+      </>,
+    );
+    expect(screen.getByTestId("priorities-empty").textContent).toBe("Nothing pending at any priority.");
+    expect(screen.getByTestId("owners-empty").textContent).toBe("No key has pending work.");
+    expect(screen.queryByRole("table")).toBeNull();
+    unmount();
+
+    const { priorities: _levels, top_owners: _owners, ...older } = status;
+    render(
+      <>
+        <PriorityPanel status={older} />
+        <OwnersPanel status={older} />
+      </>,
+    );
+    expect(screen.getByText("This API does not report pending work by priority.")).toBeTruthy();
+    expect(screen.getByText("This API does not report pending work by owner.")).toBeTruthy();
+  });
+});
+
+describe("DashboardPage usage", () => {
+  const usage: KeyUsage = {
+    key: "alice",
+    day: "2026-12-03",
+    limits: { concurrency: 4, daily_tokens: 200000 },
+    active: 2,
+    backlog: 130,
+    tokens_today: 1234,
+    waiting: null,
+    resumes_at: null,
+  };
+
+  it("shows the key's limits and use from GET /api/v1/usage", async () => {
+    const calls = fakeApi((call) => (call.path === "/api/v1/usage" ? { status: 200, body: usage } : undefined));
+    render(
+      <LiveProvider>
+        <DashboardPage />
+      </LiveProvider>,
+    );
+    const panel = await screen.findByTestId("usage");
+    const facts = Object.fromEntries([...panel.querySelectorAll("div")].map((d) => [d.querySelector("dt")?.textContent, d.querySelector("dd")?.textContent]));
+    expect(facts).toEqual({
+      Key: "alice",
+      "Running now": "2 of 4",
+      Pending: "130",
+      "Tokens today (2026-12-03)": `${(1234).toLocaleString()} of ${(200000).toLocaleString()}`,
+      "Held back": "no",
+    });
+    expect(calls.some((c) => c.method === "GET" && c.path === "/api/v1/usage")).toBe(true);
+  });
+
+  it("says why the key's tasks wait, and no limit where there is none", () => {
+    const rows = (u: KeyUsage) => Object.fromEntries(usageRows(u));
+    const open = rows({ ...usage, key: "", limits: { concurrency: null, daily_tokens: null } });
+    expect([open.Key, open["Running now"], open["Tokens today (2026-12-03)"]]).toEqual(["(no key)", "2 (no limit)", `${(1234).toLocaleString()} (no limit)`]);
+    expect(rows({ ...usage, waiting: "concurrency" })["Held back"]).toBe("yes: as many running as the key may run at once");
+    const resumes = Date.UTC(2026, 11, 4);
+    expect(rows({ ...usage, waiting: "daily_tokens", resumes_at: resumes })["Held back"]).toBe(
+      `yes: today's tokens are used up, until ${new Date(resumes).toLocaleString()}`,
+    );
+  });
+
+  it("says so when the API does not report usage", async () => {
+    fakeApi(() => undefined); // every route 404
+    render(
+      <LiveProvider>
+        <DashboardPage />
+      </LiveProvider>,
+    );
+    expect(await screen.findByText("This API does not report usage.")).toBeTruthy();
+    expect(screen.queryByTestId("usage")).toBeNull();
+  });
+});
+
+describe("TasksPage priorities", () => {
+  it("shows each task's priority, and filters by priority with priority= in the request", async () => {
+    const items = [task({ task_id: "t-a", priority: 0 }), task({ task_id: "t-b", priority: 9 })];
+    const calls = fakeApi((call) => {
+      if (call.path === "/api/v1/task-types") return { status: 200, body: [{ name: "summarize" }] };
+      if (call.path.startsWith("/api/v1/tasks/?")) return { status: 200, body: { items, next_cursor: null } };
+      return undefined;
+    });
+    window.history.replaceState(null, "", "/tasks?state=PENDING&type=summarize");
+    render(
+      <LiveProvider>
+        <TasksPage />
+      </LiveProvider>,
+    );
+    const table = await screen.findByRole("table", { name: "Tasks in PENDING of type summarize" });
+    const header = [...table.querySelectorAll("thead th")].map((th) => th.textContent);
+    expect(header.slice(0, 4)).toEqual(["Task", "Type", "State", "Priority"]);
+    await waitFor(() => expect(within(table).getAllByRole("row")).toHaveLength(3));
+    const priorityCell = (id: string) => table.querySelector(`tr[data-task-id='${id}'] td:nth-child(4)`)?.textContent;
+    expect([priorityCell("t-a"), priorityCell("t-b")]).toEqual(["0", "9"]);
+
+    const filter = screen.getByLabelText("Priority") as HTMLSelectElement;
+    expect([...filter.options].map((o) => o.value)).toEqual(["", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+    expect(filter.options[1].textContent).toBe("0 (runs first)");
+    await userEvent.selectOptions(filter, "3");
+    expect(window.location.pathname + window.location.search).toBe("/tasks?state=PENDING&type=summarize&priority=3");
+    await waitFor(() =>
+      expect(calls.some((c) => c.path === "/api/v1/tasks/?limit=20&status=PENDING&task_type=summarize&priority=3")).toBe(true),
+    );
+    expect(await screen.findByRole("table", { name: "Tasks in PENDING of type summarize at priority 3" })).toBeTruthy();
+    // Level 0 is a filter too (not "any").
+    await userEvent.selectOptions(filter, "0");
+    await waitFor(() => expect(calls.some((c) => c.path === "/api/v1/tasks/?limit=20&status=PENDING&task_type=summarize&priority=0")).toBe(true));
+    // Back to every priority: the request has no priority any more; the other filters stay.
+    const before = calls.length;
+    await userEvent.selectOptions(filter, "");
+    await waitFor(() => expect(calls.slice(before).some((c) => c.path === "/api/v1/tasks/?limit=20&status=PENDING&task_type=summarize")).toBe(true));
+    expect(window.location.search).toBe("?state=PENDING&type=summarize");
+  });
+
+  it("keeps the priority when another filter changes, and shows the API's refusal of a level out of range", async () => {
+    const calls = fakeApi((call) => {
+      if (call.path.includes("priority=12"))
+        return { status: 422, body: { code: "validation_error", message: "query.priority: Input should be less than or equal to 9" } };
+      if (call.path.startsWith("/api/v1/tasks/?")) return { status: 200, body: { items: [], next_cursor: null } };
+      return undefined;
+    });
+    window.history.replaceState(null, "", "/tasks?priority=12");
+    render(
+      <LiveProvider>
+        <TasksPage />
+      </LiveProvider>,
+    );
+    expect((await screen.findByRole("alert")).textContent).toContain("less than or equal to 9");
+    expect((screen.getByLabelText("Priority") as HTMLSelectElement).value).toBe("12");
+    await userEvent.selectOptions(screen.getByLabelText("Priority"), "7");
+    await userEvent.selectOptions(screen.getByLabelText("State"), "DLQ");
+    expect(window.location.search).toBe("?state=DLQ&priority=7");
+    await waitFor(() => expect(calls.some((c) => c.path === "/api/v1/tasks/?limit=20&status=DLQ&priority=7")).toBe(true));
+  });
+
+  it("builds the list's URL with the priority", () => {
+    expect(listUrl("PENDING", null, "", "0")).toBe("/api/v1/tasks/?limit=20&status=PENDING&priority=0");
+    expect(listUrl("DLQ", "c1", "chat", "9")).toBe("/api/v1/tasks/?limit=20&status=DLQ&task_type=chat&priority=9&cursor=c1");
+  });
+});
+
+describe("TaskDetailPage priority", () => {
+  it("shows the task's priority", async () => {
+    fakeApi((call) => (call.path === "/api/v1/tasks/t-1" ? { status: 200, body: task({ priority: 0 }) } : undefined));
+    render(
+      <LiveProvider>
+        <TaskDetailPage taskId="t-1" />
+      </LiveProvider>,
+    );
+    expect((await screen.findByTestId("task-priority")).textContent).toBe("0 (runs first)");
   });
 });
