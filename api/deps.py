@@ -19,6 +19,7 @@ from api.auth import KeyRing
 from api.breaker import BreakerControl
 from api.errors import ApiError
 from core.errors import TaskNotFound
+from core.keys import PRIORITIES
 from core.settings import Settings
 from core.states import State
 from core.store import CURSOR_SOURCES, AsyncTaskStore, TaskStore
@@ -142,6 +143,11 @@ async def _offset(
     return int(cursor)
 
 
+# A plain query parameter (FastAPI checks the range: a 422 naming `["query", "priority"]`); give it `= None`.
+PriorityQuery = Annotated[
+    int | None,
+    Query(ge=min(PRIORITIES), le=max(PRIORITIES), description="Only tasks of this priority (0 runs first, 9 last)."),
+]
 TaskIdDep = Annotated[str, Depends(_task_id)]
 OffsetDep = Annotated[int, Depends(_offset)]
 StatusDep = Annotated[State | None, Depends(_status)]

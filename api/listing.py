@@ -16,15 +16,18 @@ async def load_page(
     task_type: str | None = None,
     owner: str = "",
     state_order: bool = False,
+    priority: int | None = None,
 ) -> TaskPage:
-    """Newest first, the tasks in `state`, of `task_type` and of `owner` (each unset: any), from
-    an index (AsyncTaskStore.page says which). The tasks are read after their ids, so one deleted,
+    """Newest first, the tasks in `state`, of `task_type`, of `owner` and at `priority` (each
+    unset: any), from an index (AsyncTaskStore.page says which). The tasks are read after their ids, so one deleted,
     or moved to another state, in between is left out: a page may be short, never holds a ghost
     or a task of another state. `state_order`: see AsyncTaskStore.page."""
-    page = await store.page(state, limit, cursor, owner=owner, task_type=task_type or "", state_order=state_order)
+    page = await store.page(state, limit, cursor, owner=owner, task_type=task_type or "", state_order=state_order,
+                            priority=priority)  # fmt: skip
 
     def kept(task: Task) -> bool:
-        return (state is None or task.state is state) and (not task_type or task.task_type == task_type)
+        matches = (state is None or task.state is state) and (not task_type or task.task_type == task_type)
+        return matches and (priority is None or task.priority == priority)
 
     tasks = [t for t in await store.get_many(page.ids) if kept(t)]
     return TaskPage(items=[TaskPublic.from_task(t) for t in tasks], next_cursor=page.cursor)

@@ -17,7 +17,7 @@ from api import errors
 from api.auth import OPEN_WARNING, KeyRing, check_routes
 from api.breaker import BreakerControl
 from api.middleware import BodyLimit, SettingsCors
-from api.routes import health, metrics, openrouter, queues, submit, tasks
+from api.routes import health, metrics, openrouter, queues, submit, tasks, usage
 from api.schemas import ErrorBody
 from core.keys import Keys
 from core.logs import setup_logging
@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The types' submit routes first and the catch-all for unknown types last: neither may shadow
     # a route of the tasks router.
     routers = [submit.router_for(app.state.task_types), submit.types_router]
-    routers += [m.router for m in (tasks, queues, health, metrics, openrouter)] + [submit.unknown_router]
+    routers += [m.router for m in (tasks, queues, usage, health, metrics, openrouter)] + [submit.unknown_router]
     for router in routers:
         check_routes(router.routes, ErrorBody)  # a route without an access decision stops here
         app.include_router(router)

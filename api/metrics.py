@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from core.keys import PRIORITIES, SIDES
 from core.store import DURATION_BUCKETS_MS, Durations
 
 BREAKER_STATES = ("closed", "open", "half-open")
@@ -44,6 +45,7 @@ class Snapshot:
     retry_ratio: float
     type_counters: dict[str, dict[str, int]] = field(default_factory=dict)  # type -> counter -> value
     type_sizes: dict[str, int] = field(default_factory=dict)  # tasks stored per type (every registered one)
+    priorities: list[dict[str, int]] = field(default_factory=list)  # PENDING per level: {priority, primary, retry}
 
 
 # Run times are whole milliseconds, so a run of m ms stands for [m - 0.5, m + 0.5). Below this
@@ -74,6 +76,22 @@ def _gauge(name: str, doc: str, label: str, values: dict[str, int]) -> GaugeMetr
     family = GaugeMetricFamily(name, doc, labels=[label])
     for key, value in values.items():
         family.add_metric([key], value)
+    return family
+
+
+def _queue_depth(s: Snapshot) -> GaugeMetricFamily:
+    """Each queue's length; the pending sides (primary, retry) per priority level, every level from
+    the first scrape (0 when empty), so `sum by (queue)` gives the totals; the sorted sets (scheduled,
+    dlq) have no level: one sample each, with `priority=""`."""
+    family = GaugeMetricFamily("atf_queue_depth", "Length of each queue structure, per priority level.",
+                               labels=["queue", "priority"])  # fmt: skip
+    levels = {level["priority"]: level for level in s.priorities}
+    for side in SIDES:
+        for priority in PRIORITIES:
+            family.add_metric([side, str(priority)], levels.get(priority, {}).get(side, 0))
+    for queue, depth in s.depths.items():
+        if queue not in SIDES:
+            family.add_metric([queue, ""], depth)
     return family
 
 
@@ -109,7 +127,7 @@ def _per_type(s: Snapshot) -> Iterator[Metric]:
 
 def families(s: Snapshot) -> Iterator[Metric]:
     """The metric families of one snapshot."""
-    yield _gauge("atf_queue_depth", "Length of each queue structure.", "queue", s.depths)
+    yield _queue_depth(s)
     yield _gauge("atf_tasks", "Tasks in each state now.", "state", s.states)
     yield from _counters(s.totals)
     yield from _per_type(s)

@@ -71,6 +71,7 @@ class TaskPublic(BaseModel):
     task_id: str
     task_type: str
     state: State
+    priority: int = Field(description="0-9: pending work runs by priority, lower first; 5 when submitted without one.")
     content: str
     params: dict[str, Any] | None = Field(description="The type's other input fields, as submitted.")
     result: str | dict[str, Any] | list[Any] | None = Field(
@@ -114,6 +115,7 @@ class TaskPublic(BaseModel):
             task_id=task.id,
             task_type=task.task_type,
             state=task.state,
+            priority=task.priority,
             content=task.content,
             params=json.loads(task.params) if task.params else None,
             result=result_of(task),
@@ -193,6 +195,22 @@ class QueueDepths(BaseModel):
     dlq: int
 
 
+class PriorityDepth(BaseModel):
+    """PENDING tasks of one priority level: new work (`primary`) and due retries (`retry`)."""
+
+    priority: int = Field(ge=0, le=9)
+    primary: int
+    retry: int
+
+
+class OwnerBacklog(BaseModel):
+    """One API key's PENDING tasks and its tasks running now (fleet-wide)."""
+
+    owner: str = Field(description='The key\'s id; "" for the tasks submitted while the API ran without keys.')
+    backlog: int
+    active: int
+
+
 class QueueStatus(BaseModel):
     """The pipeline at a glance."""
 
@@ -200,6 +218,10 @@ class QueueStatus(BaseModel):
     states: dict[State, int]
     retry_ratio: float = Field(description="Current probability that a consumer prefers the retry list.")
     workers: int = Field(description="Consumers whose heartbeat is alive.")
+    priorities: list[PriorityDepth] = Field(
+        description="PENDING per priority level, 0 (runs first) to 9, each level once; `queues` has the totals."
+    )
+    top_owners: list[OwnerBacklog] = Field(description="Up to 10 keys with the most PENDING tasks, most first.")
 
 
 class QueueEntry(BaseModel):
@@ -368,6 +390,31 @@ class Diagnostics(BaseModel):
     redis: dict[str, Any]
 
 
+# --- a key's limits and use (api/routes/usage.py) ----------------------------------------------
+class UsageLimits(BaseModel):
+    """A key's limits as the claim enforces them (API_KEY_LIMITS: field by field, the key's own
+    entry's, else the `*` entry's); null: no limit."""
+
+    concurrency: int | None = Field(description="The most of its tasks ACTIVE at once, fleet-wide.")
+    daily_tokens: int | None = Field(description="Tokens its completed tasks may use per UTC day.")
+
+
+class KeyUsage(BaseModel):
+    """One API key's limits, what it uses of them now, and whether its pending work waits on one."""
+
+    key: str = Field(description='The key\'s id; "" while the API runs without keys.')
+    day: str = Field(description="The UTC day `tokens_today` counts (YYYY-MM-DD, the Redis server's clock).")
+    limits: UsageLimits
+    active: int = Field(description="Its tasks ACTIVE now, fleet-wide.")
+    backlog: int = Field(description="Its tasks PENDING now.")
+    tokens_today: int = Field(description="Tokens its completed tasks used today.")
+    waiting: Literal["concurrency", "daily_tokens"] | None = Field(
+        description="Why its pending work is held back now: `concurrency` (until one of its running tasks ends) "
+        "or `daily_tokens` (until the next UTC day); null: not held."
+    )
+    resumes_at: int | None = Field(description="With `daily_tokens`: when its work is taken again (epoch ms).")
+
+
 # --- LLM provider (api/routes/openrouter.py) ---------------------------------------------------
 class ProviderAccount(BaseModel):
     """The key as the provider reports it (OpenRouter's `GET /key`), cached for
@@ -447,7 +494,10 @@ class TaskTypeInfo(BaseModel):
 
     name: str
     description: str
-    submit_path: str = Field(description="POST one input here; `<submit_path>bulk` takes `{\"items\": [...]}`.")
+    submit_path: str = Field(
+        description='POST one input here; `<submit_path>bulk` takes `{"items": [...]}`. Every body and item also '
+        "takes `priority` (0-9, default 5), which `input_schema` leaves out: it orders the queue, it is no input."
+    )
     result_format: Literal["text", "json"]
     long_input: Literal["split", "refuse"] = Field(
         description="split: any length, worked on in pieces; refuse: more than CHUNK_CHARS is a 413."

@@ -50,6 +50,8 @@ def serve(settings: Settings, stop: threading.Event, worker_died: Callable[[], b
     worker = WorkerWatch(lambda: store.worker_beat(settings.worker_id), grace=2 * settings.heartbeat_interval)
     consumer = Consumer(settings, store, celery_dispatch(celery_app, queue), gate, worker=worker)
     repeat(consumer.beat, stop, once=True)  # registered before the first task can be moved in flight
+    # The per-key limits its claims enforce are this consumer's settings (API_KEY_LIMITS).
+    repeat(lambda: store.set_limits(settings.limit_fields), stop, once=True)
     # The heartbeat outlives the fetch loop: while the consumer drains, its tasks are still its
     # own, and an expired heartbeat would let the reaper take them (spending a retry each).
     left = threading.Event()

@@ -1,9 +1,10 @@
 """The consumer: takes task ids from the pending lists and dispatches them to the Celery worker
 in the same container.
 
-The hand-off is crash-safe: the id moves from a pending list into this consumer's own in-flight
-list in one Redis step (LMOVE inside `claim_task`, or BLMOVE while idle, the reliable form of
-BLPOP), so a crash at any instant leaves it where the reaper finds it.
+The hand-off is crash-safe: the id moves from its pending list into this consumer's own in-flight
+list in one Redis step (`claim_task`), so a crash at any instant leaves it where the reaper finds
+it. While there is nothing to take, the consumer blocks in Redis on a wake-up mark (BLPOP) that
+every step adding pending work pushes: no polling, and nothing taken out of a queue meanwhile.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from core.errors import AsyncTaskFlowError
 from core.policy import retry_share
 from core.settings import Settings
-from core.store import Claim, TaskStore, new_token
+from core.store import TaskStore, new_token
 
 log = logging.getLogger("asynctaskflow.consumer")
 
@@ -132,7 +133,6 @@ class Consumer:
         self.started_at = time.time()
         self._inflight_estimate = 0  # an upper bound: completions only lower the real count
         self._undispatched: list[tuple[str, str]] = []  # claimed, but the broker refused them
-        self._moved: str | None = None  # moved into our in-flight list by BLMOVE, not yet claimed
         self._claim_token: str | None = None  # the token of a claim not yet answered
 
     # --- one iteration ------------------------------------------------------------------------
@@ -141,7 +141,6 @@ class Consumer:
         Returns the task id, or None when nothing was taken (full, paused, idle or skipped)."""
         self._release_undispatched()
         if not self._worker_ready() or self._paused():
-            self._return_moved()
             time.sleep(_PAUSED_WAIT)
             return None
         if not self._has_free_slot():
@@ -151,24 +150,18 @@ class Consumer:
         # token, returns the task it took (claim_task.lua), which would otherwise sit ACTIVE in
         # flight with no attempt running until its lease ran out.
         token = self._claim_token = self._claim_token or new_token()
-        prefer_retry = self.rng() < self.ratio
-        claim = self._claim_moved(token) if self._moved else self.store.claim(self.id, token, prefer_retry)
-        if claim.status == "empty":
-            self._moved = self.store.wait_for_new(self.id, self.settings.consumer_block_seconds)
-            if self._moved is None:
-                return None
-            # The wait lasted up to CONSUMER_BLOCK_SECONDS: ask again before claiming, or an idle
-            # consumer would start a task the breaker opened against meanwhile.
-            if not self._worker_ready() or self._paused():
-                self._return_moved()
-                return None
-            claim = self._claim_moved(token)
+        claim = self.store.claim(self.id, token, prefer_retry=self.rng() < self.ratio)
         self._claim_token = None
         self._adapt_ratio(claim.retry_backlog)
+        if claim.status == "empty":
+            # Woken by new work (or after CONSUMER_BLOCK_SECONDS), the next iteration asks the
+            # worker and the breaker again before it claims.
+            self.store.wait_for_work(self.settings.consumer_block_seconds)
+            return None
         if claim.status != "ok":
             return None
         self._inflight_estimate += 1
-        self._count_source(prefer_retry, claim.source)
+        self.taken["retry" if claim.source == "retry" else "primary"] += 1
         try:
             self.dispatch(claim.task_id, token, self.id, claim.fields or {})
         except Exception as e:  # Celery's broker is unreachable: this attempt never started
@@ -177,21 +170,6 @@ class Consumer:
             return None
         log.debug("task %s dispatched (attempt %s)", claim.task_id, token)
         return claim.task_id
-
-    def _claim_moved(self, token: str) -> Claim:
-        """Claim the id BLMOVE put in our in-flight list. It stays remembered until the claim went
-        through: if Redis goes away between the two steps, the next iteration claims it again, so
-        it cannot be stranded there (PENDING, in no queue, in a live consumer's list)."""
-        claim = self.store.claim(self.id, token, False, moved_id=self._moved or "")
-        self._moved = None
-        return claim
-
-    def _return_moved(self) -> None:
-        """Give an id BLMOVE moved in, unclaimed, back to the head of the primary list."""
-        if self._moved:
-            self.store.return_moved(self.id, self._moved)
-            log.debug("task %s returned to the queue unclaimed: not taking work now", self._moved)
-            self._moved = None
 
     def _worker_ready(self) -> bool:
         """True while this container's Celery worker beats. When the worker dispatched to is
@@ -210,7 +188,6 @@ class Consumer:
         tasks still in flight can have reached the LLM: those are recovered as the reaper would
         (a retry spent, so a task that kills its worker every time still ends in the DLQ); the
         rest were only waiting and go back to the head of the queue, spending nothing."""
-        self._return_moved()
         reason = "the Celery worker of this consumer stopped or was replaced"
         ids = self.store.inflight_ids(self.id)  # oldest claim first
         running = self.settings.celery_worker_concurrency
@@ -247,12 +224,6 @@ class Consumer:
         s = self.settings
         self.ratio = retry_share(s.retry_ratio, s.retry_ratio_floor, retry_backlog, s.retry_pressure_threshold)
 
-    def _count_source(self, prefer_retry: bool, source: str) -> None:
-        """Count which list the id came from, for the heartbeat's figures and the ratio test."""
-        preferred_list = "retry" if prefer_retry else "primary"
-        other_list = "primary" if prefer_retry else "retry"
-        self.taken[{"preferred": preferred_list, "other": other_list}.get(source, "primary")] += 1
-
     # --- heartbeat ----------------------------------------------------------------------------
     def heartbeat_info(self) -> dict[str, Any]:
         return {
@@ -282,7 +253,6 @@ class Consumer:
         while self.store.inflight_count(self.id) and time.monotonic() < deadline:
             time.sleep(0.1)
         self._release_undispatched()
-        self._return_moved()
         reason = "consumer stopped before the task finished"
         # Newest first: each goes to the head of the queue, so they end there in their own order.
         returned = sum(self._hand_back(task_id, reason) for task_id in reversed(self.store.inflight_ids(self.id)))

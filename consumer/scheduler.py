@@ -44,6 +44,16 @@ class Scheduler:
             log.info("promoted %d due retries", total)
         return total
 
+    def adopt_once(self) -> int:
+        """Move the ids a deployment from before priorities left in its single pending lists into
+        the per-owner lists (priority 5 of their owner); nothing to do, one cheap step."""
+        batch, total = self.settings.scheduler_batch_size, 0
+        while (adopted := self.store.adopt_legacy(batch)) > 0:
+            total += adopted
+        if total:
+            log.info("adopted %d ids queued before priorities into the per-owner lists", total)
+        return total
+
     def reap_once(self) -> int:
         """Return orphaned work (dead consumers, expired leases) to the retry list.
 
@@ -75,12 +85,13 @@ class Scheduler:
         self.store.beat_scheduler(info, self.settings.heartbeat_ttl)
 
     def run_once(self) -> None:
-        """One round: promote always; beat and reap every heartbeat interval; clean once a minute
-        (sooner while a full batch was deleted, so a backlog of expired tasks drains)."""
+        """One round: promote always; beat, adopt and reap every heartbeat interval; clean once a
+        minute (sooner while a full batch was deleted, so a backlog of expired tasks drains)."""
         self.promote_once()
         now = time.monotonic()
         if now >= self._next_reap:
             self.beat()
+            self.adopt_once()
             self.reap_once()
             self._next_reap = now + self.settings.heartbeat_interval
         if now >= self._next_clean:

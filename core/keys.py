@@ -18,6 +18,11 @@ HISTORY_SUFFIX = ":history"
 # redoes only the chunk that failed. Deleted with the task, like the history.
 CHUNKS_SUFFIX = ":chunks"
 
+# The two sides of pending work: new tasks, and retries that are due.
+SIDES = ("primary", "retry")
+PRIORITIES = range(10)  # 0 runs first
+DEFAULT_PRIORITY = 5
+
 # A state whose index is one of the design's own structures rather than `tasks:state:{STATE}`.
 _STATE_INDEX_OVERRIDES = {State.SCHEDULED: "tasks:scheduled", State.DLQ: "dlq:tasks"}
 
@@ -48,15 +53,82 @@ class Keys:
         """Hash of one task's finished pieces of a long input (field per piece), with a TTL; deleted with the task."""
         return self.task(task_id) + CHUNKS_SUFFIX
 
+    def pending(self, side: str, priority: int, owner: str) -> str:
+        """List of one owner's PENDING ids at one priority on one side (SIDES: `primary` for new
+        work, `retry` for due retries), FIFO (push right, pop left)."""
+        return f"{self.pending_prefix}{side}:{priority}:{owner}"
+
     @property
-    def pending_primary(self) -> str:
-        """List of new task ids, FIFO (RPUSH, pop left)."""
+    def pending_prefix(self) -> str:
+        """`pending(side, priority, owner)` minus `side:priority:owner`: the scripts learn those
+        from the task's hash and build the list's key from this."""
+        return self._k("tasks:pending:")
+
+    def ready(self, side: str) -> str:
+        """Sorted set of the owners whose turn may come on one side: member `<priority><owner>`,
+        score `priority * LEVEL_SPAN + turn`, so the lowest score is the most urgent level's
+        owner whose turn is oldest (strict priority, then round-robin). An owner is in it, per
+        level, exactly while it has PENDING work there and is not held (`owners_held`)."""
+        return self._k(f"tasks:ready:{side}")
+
+    @property
+    def turns(self) -> str:
+        """Counter: the turn number an owner takes when it (re)joins the end of its level's round."""
+        return self._k("tasks:ready:turn")
+
+    @property
+    def depth(self) -> str:
+        """Hash of PENDING ids per side (`primary`, `retry`) and per side and level
+        (`primary:0` … `retry:9`), moved in the same steps as the lists."""
+        return self._k("tasks:depth")
+
+    @property
+    def wake(self) -> str:
+        """List of wake-up marks (bounded): every step that adds PENDING work pushes one, and an
+        idle consumer blocks on it (BLPOP) instead of polling."""
+        return self._k("tasks:wake")
+
+    @property
+    def legacy_primary(self) -> str:
+        """The one FIFO list of new work before priorities (issue 18): its ids are adopted into
+        the per-owner lists by the scheduler (`adopt_legacy`), as priority 5 of their owner."""
         return self._k("tasks:pending:primary")
 
     @property
-    def pending_retry(self) -> str:
-        """List of retries that are due, FIFO."""
+    def legacy_retry(self) -> str:
+        """As `legacy_primary`, for the due retries."""
         return self._k("tasks:pending:retry")
+
+    @property
+    def owners_backlog(self) -> str:
+        """Sorted set: PENDING ids per owner (API key id; "" without keys), for the top owners."""
+        return self._k("owners:backlog")
+
+    @property
+    def owners_active(self) -> str:
+        """Hash: ACTIVE tasks per owner, fleet-wide (for the per-key concurrency cap)."""
+        return self._k("owners:active")
+
+    @property
+    def owners_held(self) -> str:
+        """Sorted set of the owners whose work waits on a limit, score = when to look again (ms;
+        +inf: until one of their running tasks ends). A held owner is in no `ready` set."""
+        return self._k("owners:held")
+
+    @property
+    def owner_limits(self) -> str:
+        """Hash of the per-key limits the claim enforces (`<owner>:concurrency`,
+        `<owner>:daily_tokens`; owner `*`: the default of each), written from API_KEY_LIMITS."""
+        return self._k("owners:limits")
+
+    def owner_tokens(self, day: int) -> str:
+        """Hash with a TTL: tokens used per owner on one UTC day (`day`: days since the epoch)."""
+        return f"{self.owner_tokens_prefix}{day}"
+
+    @property
+    def owner_tokens_prefix(self) -> str:
+        """`owner_tokens(day)` minus the day: the scripts learn the day from the server's clock."""
+        return self._k("owners:tokens:")
 
     @property
     def scheduled(self) -> str:
@@ -215,4 +287,4 @@ class Keys:
     def all_patterns(self) -> list[str]:
         """Glob patterns that cover every key this application writes (for operator tools)."""
         patterns = ("task:*", "tasks:*", "dlq:*", "worker:*", "workers:*", "breaker:*", "stats:*", "scheduler:*")
-        return [self._k(p) for p in (*patterns, "idempotency:*", "ratelimit:*", "llm:*")]
+        return [self._k(p) for p in (*patterns, "owners:*", "idempotency:*", "ratelimit:*", "llm:*")]

@@ -170,7 +170,7 @@ def sync_client(
     db: int | None = None,
 ) -> redis.Redis:
     """Client for consumer, worker, scheduler and tools. `blocking_seconds` widens the socket
-    timeout for a connection that will sit in BLMOVE that long. A `patient` client (the worker's)
+    timeout for a connection that will sit in a blocking wait (BLPOP) that long. A `patient` client (the worker's)
     keeps retrying for REDIS_OUTAGE_PATIENCE seconds, so an attempt that finished while Redis
     restarts or fails over is still recorded, instead of waiting for its lease to expire and
     running again. `db` picks another database than REDIS_URL's (Celery's broker)."""

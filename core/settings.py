@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,6 +15,15 @@ def _url_db(url: str) -> int:
     """Database number in the URL's path; redis-py uses 0 when the path names none."""
     path = urlsplit(url).path.strip("/")
     return int(path) if path.isdigit() else 0
+
+
+class KeyLimits(BaseModel):
+    """One key's limits; None is no limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int | None = Field(None, ge=1, description="the most of its tasks ACTIVE at once, fleet-wide")
+    daily_tokens: int | None = Field(None, ge=1, description="tokens its completed tasks may use per UTC day")
 
 
 class Settings(BaseSettings):
@@ -54,6 +63,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(2 * 1024 * 1024, gt=0)
     submit_rate_per_second: float = Field(20.0, gt=0)
     submit_rate_burst: int = Field(200, gt=0)
+    # Per-key limits, a JSON object by key id ("*": the default of each limit a key does not set),
+    # enforced by the claim:
+    # {"alice": {"concurrency": 4, "daily_tokens": 200000}, "*": {"concurrency": 20}}
+    api_key_limits: dict[str, KeyLimits] = Field(default_factory=dict)
 
     # LLM provider
     llm_provider: Literal["auto", "openrouter", "offline"] = "auto"
@@ -140,6 +153,15 @@ class Settings(BaseSettings):
         if self.submit_rate_burst < self.bulk_max_items:
             raise ValueError("SUBMIT_RATE_BURST must be at least BULK_MAX_ITEMS, or a full bulk could never pass")
         return self
+
+    @property
+    def limit_fields(self) -> dict[str, int]:
+        """API_KEY_LIMITS as the claim reads them: `<key id>:concurrency`, `<key id>:daily_tokens`."""
+        fields: dict[str, int] = {}
+        for owner, limits in self.api_key_limits.items():
+            for name, value in limits.model_dump(exclude_none=True).items():
+                fields[f"{owner}:{name}"] = value
+        return fields
 
     @property
     def cors_origin_list(self) -> list[str]:

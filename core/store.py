@@ -16,7 +16,7 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from core.errors import InvalidTransition, NotReplicated, StaleAttempt, TaskNotFound
-from core.keys import CHUNKS_SUFFIX, HISTORY_SUFFIX, Keys
+from core.keys import CHUNKS_SUFFIX, DEFAULT_PRIORITY, HISTORY_SUFFIX, PRIORITIES, SIDES, Keys
 from core.lua import register_all, source
 from core.redis import Durability
 from core.states import ACTIONS, State
@@ -36,9 +36,8 @@ class Call:
 
 @dataclass(frozen=True)
 class Claim:
-    """What `claim_task` did: `status` is ok | skip | empty; `source` says which list the id came
-    from: preferred | other | moved (by a blocking BLMOVE on the primary list) | again (this
-    very claim, sent twice, took it the first time)."""
+    """What `claim_task` did: `status` is ok | skip | empty; `source` says which side the id came
+    from: primary | retry | again (this very claim, sent twice, took it the first time)."""
 
     status: str
     task_id: str
@@ -66,6 +65,22 @@ class Durations:
     overflow: int
     sum_ms: int
     count: int
+
+
+@dataclass(frozen=True)
+class OwnerUsage:
+    """An owner's limits (None: no limit) and use: `day` is days since the epoch (UTC);
+    `held_until` is when a held owner's work is looked at again (epoch ms; inf: when one of its
+    running tasks ends; None: not held)."""
+
+    owner: str
+    day: int
+    concurrency: int | None
+    daily_tokens: int | None
+    active: int
+    backlog: int
+    tokens_today: int
+    held_until: float | None
 
 
 @dataclass(frozen=True)
@@ -141,36 +156,34 @@ class Ops:
         self.k = keys
         self._states = [s.value for s in State]
         self._indexes = [keys.state_index(s) for s in State]
+        # The pending-work keys and prefixes, in the order _lib.lua queues() reads them.
+        self._q = [*(keys.ready(side) for side in SIDES), keys.turns, keys.depth, keys.owners_backlog]
+        self._q += [keys.owners_active, keys.owners_held, keys.owner_limits, keys.wake]
+        self._qa = [keys.pending_prefix, keys.owner_tokens_prefix]
 
     def create(self, tasks: list[Task], idempotency_key: str = "", retention_ms: int = 0) -> Call:
         k = self.k
-        keys = [k.pending_primary, k.state_index(State.PENDING), k.all_tasks, k.events, k.counters]
+        keys = [k.state_index(State.PENDING), k.all_tasks, k.events, k.counters]
         keys.append(k.idempotency(idempotency_key) if idempotency_key else "")
         # One submit has one owner; an owner-less task (the API without keys) is in no owner index.
         owner = tasks[0].owner if tasks else ""
         if any(t.owner != owner for t in tasks):
             raise ValueError("tasks created in one step must share their owner")
-        keys += [k.owner_tasks(owner) if owner else "", k.type_counters]
+        keys += [k.owner_tasks(owner) if owner else "", k.type_counters, *self._q]
         fields = []
         for task in tasks:
             keys += [k.task(task.id), k.history(task.id), k.type_tasks(task.task_type) if task.task_type else ""]
             stored = {n: v for n, v in task.to_hash().items() if n not in ("created_at", "updated_at")}
             fields.append(json.dumps(stored))
-        return Call("create_task", keys, [retention_ms, k.task_prefix, *fields])
+        return Call("create_task", keys, [retention_ms, k.task_prefix, *self._qa, *fields])
 
-    def claim(self, consumer_id: str, token: str, prefer_retry: bool, moved_id: str = "") -> Call:
-        lists = [self.k.pending_primary, self.k.pending_retry]
-        if prefer_retry:
-            lists.reverse()
-        keys = [*lists, self.k.inflight(consumer_id), self.k.state_index(State.PENDING)]
-        keys += [self.k.state_index(State.ACTIVE), self.k.pending_retry, self.k.events, self.k.counters]
-        keys.append(self.k.consumer_stats(consumer_id))
-        args = [self.k.task_prefix, token, consumer_id, moved_id, HISTORY_SUFFIX, *DISPATCH_FIELDS]
+    def claim(self, consumer_id: str, token: str, prefer_retry: bool) -> Call:
+        k = self.k
+        keys = [k.inflight(consumer_id), k.state_index(State.PENDING), k.state_index(State.ACTIVE), k.events]
+        keys += [k.counters, k.consumer_stats(consumer_id), *self._q]
+        side = "retry" if prefer_retry else "primary"
+        args = [k.task_prefix, token, consumer_id, side, HISTORY_SUFFIX, *self._qa, *DISPATCH_FIELDS]
         return Call("claim_task", keys, args)
-
-    def return_moved(self, consumer_id: str, task_id: str) -> Call:
-        keys = [self.k.inflight(consumer_id), self.k.pending_primary]
-        return Call("return_moved", keys, [self.k.task_prefix, task_id])
 
     def _report_keys(self, task_id: str, consumer_id: str, target: str) -> list[str]:
         k = self.k
@@ -184,58 +197,67 @@ class Ops:
         keys = self._report_keys(task_id, consumer_id, self.k.state_index(State.COMPLETED))
         keys += [self.k.durations, self.k.throughput_seconds, self.k.throughput_minutes, self.k.type_counters]
         prompt, completion, total = usage_figures(usage)
-        args = [task_id, token, result, provider, model, prompt, completion, total, consumer_id]
-        return Call("complete_task", keys, args)
+        args = [task_id, token, result, provider, model, prompt, completion, total, consumer_id, *self._qa]
+        return Call("complete_task", [*keys, *self._q], args)
 
     def schedule_retry(
         self, task_id: str, consumer_id: str, token: str, delay_ms: int, error: str, error_type: str, spend: bool,
         streak: str = "reset",
     ) -> Call:  # fmt: skip
-        keys = [*self._report_keys(task_id, consumer_id, self.k.scheduled), self.k.type_counters]
-        args = [task_id, token, delay_ms, error, error_type, consumer_id, int(spend), streak]
+        keys = [*self._report_keys(task_id, consumer_id, self.k.scheduled), self.k.type_counters, *self._q]
+        args = [task_id, token, delay_ms, error, error_type, consumer_id, int(spend), streak, *self._qa]
         return Call("schedule_retry", keys, args)
 
     def fail(self, task_id: str, consumer_id: str, token: str, target: State, error: str, error_type: str) -> Call:
         keys = self._report_keys(task_id, consumer_id, self.k.state_index(target))
-        keys += [self.k.throughput_seconds, self.k.throughput_minutes, self.k.type_counters]
-        return Call("fail_task", keys, [task_id, token, target.value, error, error_type, consumer_id])
+        keys += [self.k.throughput_seconds, self.k.throughput_minutes, self.k.type_counters, *self._q]
+        args = [task_id, token, target.value, error, error_type, consumer_id, *self._qa]
+        return Call("fail_task", keys, args)
 
     def release(self, task_id: str, consumer_id: str, token: str, reason: str, error_type: str) -> Call:
         k = self.k
         keys = [k.task(task_id), k.inflight(consumer_id), k.state_index(State.ACTIVE), k.state_index(State.PENDING)]
-        keys += [k.pending_primary, k.events, k.history(task_id), k.counters]
-        return Call("release_task", keys, [task_id, token, reason, error_type, consumer_id])
+        keys += [k.events, k.history(task_id), k.counters, *self._q]
+        return Call("release_task", keys, [task_id, token, reason, error_type, consumer_id, *self._qa])
 
     def set_progress(self, task_id: str, token: str, progress: int, step: str) -> Call:
         return Call("set_progress", [self.k.task(task_id), self.k.events], [task_id, token, progress, step])
 
     def promote_due(self, batch: int) -> Call:
-        keys = [self.k.scheduled, self.k.pending_retry, self.k.state_index(State.PENDING), self.k.events]
-        return Call("promote_due", [*keys, self.k.counters], [self.k.task_prefix, batch, HISTORY_SUFFIX])
+        keys = [self.k.scheduled, self.k.state_index(State.PENDING), self.k.events, self.k.counters, *self._q]
+        return Call("promote_due", keys, [self.k.task_prefix, batch, HISTORY_SUFFIX, *self._qa])
+
+    def adopt_legacy(self, batch: int) -> Call:
+        keys = [self.k.legacy_primary, self.k.legacy_retry, *self._q]
+        return Call("adopt_legacy", keys, [self.k.task_prefix, batch, *self._qa])
+
+    def set_limits(self, limits: dict[str, int]) -> Call:
+        args = [item for field, value in sorted(limits.items()) for item in (field, value)]
+        return Call("set_limits", [self.k.owner_limits, self.k.owners_held], args)
 
     def recover(self, task_id: str, consumer_id: str, token: str, reason: str) -> Call:
         k = self.k
         keys = [k.task(task_id), k.inflight(consumer_id), k.state_index(State.ACTIVE)]
-        keys += [k.state_index(State.PENDING), k.pending_retry, k.dlq, k.events, k.history(task_id), k.counters]
-        keys += [k.consumer_stats(consumer_id), k.throughput_seconds, k.throughput_minutes, k.type_counters]
-        return Call("recover_task", keys, [task_id, token, reason, consumer_id])
+        keys += [k.state_index(State.PENDING), k.dlq, k.events, k.history(task_id), k.counters]
+        keys += [k.consumer_stats(consumer_id), k.throughput_seconds, k.throughput_minutes, k.type_counters, *self._q]
+        return Call("recover_task", keys, [task_id, token, reason, consumer_id, *self._qa])
 
     def retry(self, task_id: str) -> Call:
-        keys = [self.k.task(task_id), self.k.pending_retry, self.k.events, self.k.history(task_id), self.k.counters]
-        return Call("retry_task", [*keys, *self._indexes], [task_id, _names(ACTIONS["retry"]), *self._states])
+        keys = [self.k.task(task_id), self.k.events, self.k.history(task_id), self.k.counters, *self._q]
+        args = [task_id, _names(ACTIONS["retry"]), *self._qa, *self._states]
+        return Call("retry_task", [*keys, *self._indexes], args)
 
     def cancel(self, task_id: str) -> Call:
         k = self.k
-        keys = [k.task(task_id), k.pending_primary, k.pending_retry, k.scheduled]
-        keys += [k.state_index(State.PENDING), k.state_index(State.CANCELLED), k.events]
-        keys += [k.state_index(State.ACTIVE), k.history(task_id), k.counters]
-        return Call("cancel_task", keys, [task_id, k.inflight_prefix, _names(ACTIONS["cancel"])])
+        keys = [k.task(task_id), k.scheduled, k.state_index(State.PENDING), k.state_index(State.CANCELLED)]
+        keys += [k.events, k.state_index(State.ACTIVE), k.history(task_id), k.counters, *self._q]
+        return Call("cancel_task", keys, [task_id, k.inflight_prefix, _names(ACTIONS["cancel"]), *self._qa])
 
     def delete(self, task_id: str) -> Call:
         k = self.k
-        keys = [k.task(task_id), k.pending_primary, k.pending_retry, k.all_tasks, k.events, k.history(task_id)]
-        keys += [k.counters, *self._indexes, k.task_chunks(task_id)]
-        args = [task_id, k.owner_prefix, k.type_prefix, _names(ACTIONS["delete"]), *self._states]
+        keys = [k.task(task_id), k.all_tasks, k.events, k.history(task_id), k.counters, k.task_chunks(task_id)]
+        keys += [*self._q, *self._indexes]
+        args = [task_id, k.owner_prefix, k.type_prefix, _names(ACTIONS["delete"]), *self._qa, *self._states]
         return Call("delete_task", keys, args)
 
     def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> Call:
@@ -263,8 +285,8 @@ class Ops:
 
     def requeue_dead(self, task_ids: list[str], batch: int) -> Call:
         k = self.k
-        keys = [k.dlq, k.state_index(State.PENDING), k.pending_retry, k.events, k.counters]
-        return Call("requeue_dead", keys, [k.task_prefix, HISTORY_SUFFIX, batch, *task_ids])
+        keys = [k.dlq, k.state_index(State.PENDING), k.events, k.counters, *self._q]
+        return Call("requeue_dead", keys, [k.task_prefix, HISTORY_SUFFIX, batch, *self._qa, *task_ids])
 
 
 def _cursor_of(row: tuple[str, float], tag: str) -> str:
@@ -395,22 +417,26 @@ class TaskStore(_Store):
         return self._loaded(task_id, self.r.hgetall(self.keys.task(task_id)))
 
     # --- consumer -------------------------------------------------------------------------
-    def claim(self, consumer_id: str, token: str, prefer_retry: bool, moved_id: str = "") -> Claim:
-        reply = self._run(self.ops.claim(consumer_id, token, prefer_retry, moved_id))
+    def claim(self, consumer_id: str, token: str, prefer_retry: bool) -> Claim:
+        reply = self._run(self.ops.claim(consumer_id, token, prefer_retry))
         fields = {k: v or "" for k, v in zip(DISPATCH_FIELDS, reply[4], strict=True)} if reply[0] == "ok" else None
         return Claim(reply[0], reply[1], int(reply[2]), reply[3], fields)
 
-    def wait_for_new(self, consumer_id: str, timeout: float) -> str | None:
-        """Block until a new task arrives and move its id into this consumer's in-flight list."""
-        moved: str | None = self.r.blmove(
-            self.keys.pending_primary, self.keys.inflight(consumer_id), timeout, "LEFT", "RIGHT"
-        )
-        return moved
+    def wait_for_work(self, timeout: float) -> bool:
+        """Block until a step adds pending work (it pushes a wake-up mark), up to `timeout`
+        seconds; True when woken. The work itself stays queued until a claim takes it, so a
+        consumer that dies here loses nothing."""
+        return self.r.blpop([self.keys.wake], timeout) is not None
 
-    def return_moved(self, consumer_id: str, task_id: str) -> str:
-        """Put an id `wait_for_new` moved in, unclaimed, back at the head of the primary list
-        (the consumer may not take work now): 'returned' | 'dropped' | 'absent'."""
-        return str(self._run(self.ops.return_moved(consumer_id, task_id)))
+    def adopt_legacy(self, batch: int) -> int:
+        """Move ids left in the pending lists of before priorities into the per-owner lists (those
+        no longer PENDING are dropped); returns how many ids were taken out."""
+        return int(self._run(self.ops.adopt_legacy(batch)))
+
+    def set_limits(self, limits: dict[str, int]) -> int:
+        """Replace the per-key limits the claim enforces (fields `<owner>:concurrency`,
+        `<owner>:daily_tokens`); every held owner is looked at again. Returns how many were held."""
+        return int(self._run(self.ops.set_limits(limits)))
 
     def beat_worker(self, worker_id: str, boot: str, ttl: float) -> None:
         """The Celery worker of container `worker_id` is alive; `boot` names this very process, so
@@ -660,6 +686,7 @@ class AsyncTaskStore(_Store):
         owner: str = "",
         task_type: str = "",
         state_order: bool = False,
+        priority: int | None = None,
     ) -> Page:
         """Newest first, a page of the tasks in `state`, of `task_type` and of `owner` (each unset:
         any), from an index (see `_source`); never an unbounded scan.
@@ -674,9 +701,12 @@ class AsyncTaskStore(_Store):
         order Redis keeps them, so a page boundary never skips or repeats an entry), plus ":state"
         or ":type" when the listing picked between two indexes, so every page reads the same one.
         `state_order` makes a listing by state and type read the state index whatever the sizes
-        (the DLQ view: most recently dead first).
+        (the DLQ view: most recently dead first). `priority` is always checked entry by entry (no
+        index per level: a listing by priority alone walks all tasks, FILTER_SCAN_MAX a page).
         """
         index, tag, wanted = await self._source(state, owner, task_type, cursor, state_order)
+        if priority is not None:
+            wanted["priority"] = str(priority)
         if not wanted:
             rows = await self._rows_after(index, cursor, limit + 1)
             more = len(rows) > limit
@@ -753,18 +783,56 @@ class AsyncTaskStore(_Store):
         pipe = self.r.pipeline(transaction=False)
         names = list(wanted)
         for task_id, _ in rows:
-            pipe.hmget(self.keys.task(task_id), names)
-        return [values == [wanted[n] for n in names] for values in await pipe.execute()]
+            pipe.hmget(self.keys.task(task_id), [*names, "state"])
+        expected = [wanted[n] for n in names]
+        # A task stored before priorities has none, and runs at the default.
+        default = {"priority": str(DEFAULT_PRIORITY)}
+
+        def values(found: list[str | None]) -> list[str | None]:
+            return [v if v is not None else default.get(n) for n, v in zip(names, found, strict=True)]
+
+        return [found[-1] is not None and values(found[:-1]) == expected for found in await pipe.execute()]
 
     async def depths(self) -> dict[str, int]:
-        """Lengths of the queues, read from the structures themselves."""
+        """Lengths of the queues: PENDING per side (moved with the lists in the same scripts),
+        and the scheduled set and the DLQ themselves."""
         pipe = self.r.pipeline(transaction=False)
-        pipe.llen(self.keys.pending_primary)
-        pipe.llen(self.keys.pending_retry)
+        pipe.hmget(self.keys.depth, list(SIDES))
         pipe.zcard(self.keys.scheduled)
         pipe.zcard(self.keys.dlq)
-        primary, retry, scheduled, dlq = await pipe.execute()
-        return {"primary": primary, "retry": retry, "scheduled": scheduled, "dlq": dlq}
+        (primary, retry), scheduled, dlq = await pipe.execute()
+        return {"primary": int(primary or 0), "retry": int(retry or 0), "scheduled": scheduled, "dlq": dlq}
+
+    async def priority_depths(self) -> list[dict[str, int]]:
+        """PENDING per priority level (0 first) on each side: [{priority, primary, retry}, …]."""
+        raw = await self.r.hgetall(self.keys.depth)
+        return [{"priority": p, **{side: int(raw.get(f"{side}:{p}", 0)) for side in SIDES}} for p in PRIORITIES]
+
+    async def top_owners(self, count: int) -> list[dict[str, Any]]:
+        """The `count` owners with the most PENDING tasks, most first: [{owner, backlog, active}]."""
+        rows = await self.r.zrevrange(self.keys.owners_backlog, 0, count - 1, withscores=True)
+        if not rows:
+            return []
+        active = await self.r.hmget(self.keys.owners_active, [owner for owner, _ in rows])
+        return [{"owner": owner, "backlog": int(backlog), "active": int(running or 0)}
+                for (owner, backlog), running in zip(rows, active, strict=True)]  # fmt: skip
+
+    async def usage(self, owner: str) -> OwnerUsage:
+        """One owner's limits as the claim enforces them, and what it uses of them now."""
+        (seconds, _), limits = await self.r.time(), self.keys.owner_limits
+        day = seconds // 86400
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hmget(limits, [f"{owner}:concurrency", f"{owner}:daily_tokens", "*:concurrency", "*:daily_tokens"])
+        pipe.hget(self.keys.owners_active, owner)
+        pipe.zscore(self.keys.owners_backlog, owner)
+        pipe.hget(self.keys.owner_tokens(day), owner)
+        pipe.zscore(self.keys.owners_held, owner)
+        (cap, budget, any_cap, any_budget), active, backlog, tokens, held = await pipe.execute()
+        return OwnerUsage(
+            owner=owner, day=day, concurrency=_int_or_none(cap or any_cap),
+            daily_tokens=_int_or_none(budget or any_budget), active=int(active or 0), backlog=int(backlog or 0),
+            tokens_today=int(tokens or 0), held_until=None if held is None else float(held),
+        )  # fmt: skip
 
     async def state_counts(self) -> dict[str, int]:
         """Tasks per state, from the state indexes (changed only inside the transition scripts)."""
@@ -861,15 +929,12 @@ class AsyncTaskStore(_Store):
         return json.loads(raw) if raw else None
 
     async def queue_ids(self, queue: str, offset: int, limit: int) -> tuple[int, list[tuple[str, int | None]]]:
-        """(length, one page of entries) of a queue structure, in queue order: FIFO for the lists,
-        by score (due time, time of death) for the sorted sets. Each entry is (id, score or None)."""
+        """(length, one page of entries) of a queue, in queue order; each entry is (id, score or
+        None). For `primary` and `retry`, owner by owner in the order their turns come: the most
+        urgent level first, each owner's tasks FIFO (the claims interleave the owners), the held
+        owners last. For the sorted sets, by score (due time, time of death)."""
         if queue in LIST_QUEUES:
-            key = self.keys.pending_primary if queue == "primary" else self.keys.pending_retry
-            pipe = self.r.pipeline(transaction=False)
-            pipe.llen(key)
-            pipe.lrange(key, offset, offset + limit - 1)
-            total, ids = await pipe.execute()
-            return int(total), [(i, None) for i in ids]
+            return await self._pending_ids(queue, offset, limit)
         key = self.keys.scheduled if queue == "scheduled" else self.keys.dlq
         pipe = self.r.pipeline(transaction=False)
         pipe.zcard(key)
@@ -877,12 +942,39 @@ class AsyncTaskStore(_Store):
         total, rows = await pipe.execute()
         return int(total), [(i, int(score)) for i, score in rows]
 
+    async def _pending_ids(self, side: str, offset: int, limit: int) -> tuple[int, list[tuple[str, int | None]]]:
+        """A page of one side's PENDING ids (see `queue_ids`); reads every owner's list length,
+        an operator's view, not a hot path."""
+        ready = await self.r.zrange(self.keys.ready(side), 0, -1)
+        lists = [self.keys.pending(side, int(member[0]), member[1:]) for member in ready]
+        held = await self.r.zrange(self.keys.owners_held, 0, -1)
+        lists += [self.keys.pending(side, level, owner) for level in PRIORITIES for owner in held]
+        pipe = self.r.pipeline(transaction=False)
+        for key in lists:
+            pipe.llen(key)
+        lengths = await pipe.execute()
+        ids: list[str] = []
+        skip = offset
+        for key, length in zip(lists, lengths, strict=True):
+            if len(ids) >= limit:
+                break
+            if skip >= length:
+                skip -= length
+                continue
+            ids += await self.r.lrange(key, skip, skip + limit - len(ids) - 1)
+            skip = 0
+        return sum(lengths), [(i, None) for i in ids]
+
     async def server_info(self) -> dict[str, Any]:
         """Redis's version, memory and clients, for the diagnostics page."""
         info = await self.r.info()
         fields = ["redis_version", "uptime_in_seconds", "used_memory", "used_memory_human", "maxmemory"]
         fields += ["connected_clients", "blocked_clients", "role"]
         return {name: info.get(name) for name in fields}
+
+
+def _int_or_none(raw: str | None) -> int | None:
+    return None if raw is None else int(raw)
 
 
 def _consumer_figures(row: dict[str, str]) -> dict[str, Any]:

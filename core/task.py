@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from core.keys import DEFAULT_PRIORITY
 from core.states import State
 
 _INT_FIELDS = frozenset(
     {"retry_count", "max_retries", "created_at", "updated_at", "started_at", "finished_at", "due_at"}
-    | {"attempts", "progress", "prompt_tokens", "completion_tokens", "total_tokens"}
+    | {"attempts", "progress", "prompt_tokens", "completion_tokens", "total_tokens", "priority"}
 )
 
 
@@ -41,6 +42,7 @@ class Task:
     prompt_tokens: int = 0  # token usage of the answering call; 0 = not reported
     completion_tokens: int = 0
     total_tokens: int = 0
+    priority: int = DEFAULT_PRIORITY  # 0-9, lower runs first
     owner: str = ""  # id of the API key that submitted it ("" when the API runs without keys); never the key
 
     def to_hash(self) -> dict[str, str]:

@@ -28,7 +28,7 @@ import redis
 from kombu.transport.redis import Channel
 
 from core.errors import AsyncTaskFlowError
-from core.keys import Keys
+from core.keys import SIDES, Keys
 from core.redis import redis_location, sync_client
 from core.settings import Settings, get_settings
 from core.states import State
@@ -75,13 +75,13 @@ def inflight_lists(client: redis.Redis, keys: Keys) -> dict[str, list[str]]:
 
 def snapshot(client: redis.Redis, keys: Keys) -> Snapshot:
     pipe = client.pipeline(transaction=False)
-    for queue in (keys.pending_primary, keys.pending_retry):
-        pipe.llen(queue)
+    pipe.hmget(keys.depth, list(SIDES))
     for index in (keys.scheduled, keys.dlq):
         pipe.zcard(index)
     for state in State:
         pipe.zcard(keys.state_index(state))
-    replies = pipe.execute()
+    pending, *replies = pipe.execute()
+    replies = [int(n or 0) for n in pending] + replies
     registered = [str(c) for c in client.smembers(keys.consumers)]
     live = sum(1 for c in registered if client.exists(keys.heartbeat(c)) > 0)
     return Snapshot(
@@ -106,8 +106,9 @@ def describe(snap: Snapshot) -> list[str]:
 
 def drain(store: TaskStore, client: redis.Redis, keys: Keys) -> int:
     """Hand every task in flight back to the queue, as a stopping consumer does: an ACTIVE attempt
-    is released to the head of the primary list (no retry spent); an id moved but never claimed
-    goes back through `recover`. A worker still running such an attempt has its result refused."""
+    is released to the head of its owner's new-work list (no retry spent); an id an old consumer
+    moved but never claimed goes back through `recover`. A worker still running such an attempt
+    has its result refused."""
     returned = 0
     reason = "handed back by the reset tool"
     for consumer_id, task_ids in inflight_lists(client, keys).items():

@@ -1,4 +1,4 @@
-"""One router per resource: tasks (and their submit routes), queues, health, metrics, provider;
+"""One router per resource: tasks (and their submit routes), queues, a key's usage, health, metrics, provider;
 the helpers every router's routes share."""
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ from api.listing import load_page
 from api.routes import errors_doc
 from api.schemas import (
     ErrorBody,
+    OwnerBacklog,
+    PriorityDepth,
     Purged,
     QueueDepths,
     QueueEntry,
@@ -45,12 +47,15 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/queues", tags=["queues"], dependencies=[Admin])
 
 QUEUES = (*LIST_QUEUES, *ZSET_QUEUES)
+TOP_OWNERS = 10  # a dashboard's panel: the keys that hold most of the backlog
 SSE_EVENTS = ("snapshot", "transition", "progress", "ping")
 
 
 async def read_status(store: AsyncTaskStore, settings: Settings) -> QueueStatus:
-    """Depths read from the structures, counts per state, the live consumers, and the retry share
-    they use now (the same function of the retry backlog every consumer computes)."""
+    """Depths read from the structures (in all and per priority level), counts per state, the keys
+    with the most pending work, the live consumers, and the retry share they use now (the same
+    function of the retry backlog every consumer computes). Both the status route and the live
+    stream's snapshot are this."""
     depths = await store.depths()
     states = await store.state_counts()
     workers = await store.live_consumers()
@@ -62,12 +67,15 @@ async def read_status(store: AsyncTaskStore, settings: Settings) -> QueueStatus:
         states={State(name): count for name, count in states.items()},
         retry_ratio=ratio,
         workers=len(workers),
+        priorities=[PriorityDepth(**level) for level in await store.priority_depths()],
+        top_owners=[OwnerBacklog(**row) for row in await store.top_owners(TOP_OWNERS)],
     )
 
 
 @router.get("/status", response_model=QueueStatus, responses=errors_doc())
 async def queue_status(store: StoreDep, settings: SettingsDep) -> QueueStatus:
-    """The pipeline at a glance: queue depths, tasks per state, retry ratio, live workers."""
+    """The pipeline at a glance: queue depths (in all and per priority level), tasks per state, the
+    keys with the most pending tasks, retry ratio, live workers."""
     return await read_status(store, settings)
 
 

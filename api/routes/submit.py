@@ -22,6 +22,7 @@ from api.deps import SettingsDep, StoreDep, type_names
 from api.errors import ApiError
 from api.routes import add_both_slashes, errors_doc
 from api.schemas import BulkAccepted, TaskAccepted, TaskTypeInfo
+from core.keys import DEFAULT_PRIORITY, PRIORITIES
 from core.settings import Settings
 from core.store import AsyncTaskStore, Created
 from core.task import Task
@@ -39,6 +40,12 @@ IdempotencyKey = Annotated[
         "the first submit created (with `Idempotent-Replayed: true`), even for concurrent duplicates.",
     ),
 ]
+
+# The one body field every type's submit takes beside the type's own input: where the task stands
+# in the queue, not what it asks, so it is stored on the task and never in its `params`.
+PRIORITY = "priority"
+PRIORITY_DOC = (f"0-9: pending work runs by priority, lower first (strictly), then in turns between API keys; "
+                f"{DEFAULT_PRIORITY} when absent. A JSON integer: " '"5", 5.0 and true are refused.')  # fmt: skip
 
 types_router = APIRouter(prefix="/api/v1/task-types", tags=["tasks"])
 unknown_router = APIRouter(prefix=PREFIX, tags=["tasks"])
@@ -65,6 +72,7 @@ def _checked(task_type: TaskType, body: BaseModel, settings: Settings, loc: tupl
                    f"({settings.chunk_chars}) in one call, the model's context")  # fmt: skip
         raise ApiError(413, "input_too_long", message)
     content, params = task_type.content_of(body), task_type.params_of(body)
+    params.pop(PRIORITY, None)  # the queue's, not the type's: the worker rebuilds its input from params
     params_json = json.dumps(params, ensure_ascii=False, separators=(",", ":")) if params else ""
     refusals = [*task_type.refusals(body, settings)]
     if not _storable(content + params_json):
@@ -101,9 +109,16 @@ async def _rate_limit(store: AsyncTaskStore, settings: Settings, principal: Prin
         raise ApiError(429, "rate_limited", message, {"Retry-After": retry_after})
 
 
-def _new_task(task_type: TaskType, content: str, params: str, settings: Settings, owner: str) -> Task:
+def _priority_of(body: BaseModel) -> int:
+    """The body's priority (a body built from the type's own input model has none: the default)."""
+    priority: int = getattr(body, PRIORITY, DEFAULT_PRIORITY)
+    return priority
+
+
+def _new_task(task_type: TaskType, checked: tuple[str, str], priority: int, settings: Settings, owner: str) -> Task:
+    content, params = checked
     return Task(id=str(uuid.uuid4()), task_type=task_type.name, content=content, params=params,
-                max_retries=settings.max_retries, owner=owner)  # fmt: skip
+                max_retries=settings.max_retries, priority=priority, owner=owner)  # fmt: skip
 
 
 async def submit_tasks(
@@ -116,14 +131,15 @@ async def submit_tasks(
     bulk: bool = False,
 ) -> tuple[Created, list[Task]]:
     """Check, then store and queue new tasks of `task_type` in one atomic step, owned by
-    `principal`'s key. A repeated idempotency key creates nothing; the tasks returned are then the
-    stored ones, as they are now."""
+    `principal`'s key, each at its body's priority. A repeated idempotency key creates nothing;
+    the tasks returned are then the stored ones, as they are now."""
     _check_provider(task_type, settings)
     inputs = [_checked(task_type, body, settings, ("body", "items", n) if bulk else ("body",))
               for n, body in enumerate(bodies)]  # fmt: skip
     await _rate_limit(store, settings, principal, len(bodies))
     owner = principal.owner
-    tasks = [_new_task(task_type, content, params, settings, owner) for content, params in inputs]
+    tasks = [_new_task(task_type, checked, _priority_of(body), settings, owner)
+             for checked, body in zip(inputs, bodies, strict=True)]  # fmt: skip
     # Idempotency keys are per API key: another client's key of the same name is another key.
     scoped_key = f"{owner}:{idempotency_key}" if owner and idempotency_key else idempotency_key or ""
     created = await store.create_many(tasks, scoped_key, settings.idempotency_ttl_seconds * 1000)
@@ -184,17 +200,33 @@ def _signature(body_model: type[BaseModel], *, with_request: bool) -> inspect.Si
     return inspect.Signature(params)
 
 
-def bulk_model(task_type: TaskType) -> type[BaseModel]:
-    """`{"items": [<the type's input>, …]}`, named after the type's input model."""
+def body_model(task_type: TaskType) -> type[BaseModel]:
+    """The body of one submit: the type's input model plus `priority` (so every type takes it, and
+    no type has to declare it). Named as the input model, whose place it takes in the OpenAPI
+    document. A type whose input already has a `priority` field is refused: the two would clash."""
+    create = task_type.Create
+    if any(PRIORITY in (name, field.alias) for name, field in create.model_fields.items()):
+        raise ValueError(f"task type {task_type.name!r}: its input model {create.__name__} has a {PRIORITY!r} field, "
+                         "which every submit takes for the queue's order; rename the type's field")  # fmt: skip
+    # strict: a priority is a JSON integer; lax mode would take true as 1 and "5" as 5.
+    field = Field(DEFAULT_PRIORITY, ge=min(PRIORITIES), le=max(PRIORITIES), strict=True, description=PRIORITY_DOC)
+    model: type[BaseModel] = create_model(create.__name__, __base__=create, __doc__=create.__doc__,
+                                          priority=(int, field))  # fmt: skip
+    return model
+
+
+def bulk_model(task_type: TaskType, body: type[BaseModel]) -> type[BaseModel]:
+    """`{"items": [<body>, …]}` (`body`: see `body_model`), named after the type's input model."""
     name = task_type.Create.__name__.removesuffix("Create") + "BulkCreate"
-    doc = f"Body of a bulk submit of {task_type.name}: up to BULK_MAX_ITEMS inputs, stored and queued in one step."
-    items: Any = list[task_type.Create]  # type: ignore[name-defined]  # a model known only at run time
+    doc = (f"Body of a bulk submit of {task_type.name}: up to BULK_MAX_ITEMS inputs, stored and queued in one step, "
+           "each at its own priority.")  # fmt: skip
+    items: Any = list[body]  # type: ignore[valid-type]  # a model known only at run time
     model: type[BaseModel] = create_model(name, __config__=ConfigDict(title=name), __doc__=doc,
                                           items=(items, Field(min_length=1)))  # fmt: skip
     return model
 
 
-def _one(task_type: TaskType) -> Callable[..., Any]:
+def _one(task_type: TaskType, body_type: type[BaseModel]) -> Callable[..., Any]:
     async def submit(
         body: BaseModel, store: AsyncTaskStore, settings: Settings, principal: Principal, response: Response,
         request: Request, idempotency_key: str | None = None,
@@ -204,13 +236,13 @@ def _one(task_type: TaskType) -> Callable[..., Any]:
         response.headers["Location"] = _task_path(request.app).replace(_ANY_ID, tasks[0].id)
         return accepted_body(tasks[0])
 
-    submit.__signature__ = _signature(task_type.Create, with_request=True)  # type: ignore[attr-defined]
+    submit.__signature__ = _signature(body_type, with_request=True)  # type: ignore[attr-defined]
     submit.__doc__ = (f"Queue one {task_type.name} task. {task_type.description} "
                       "Its result appears on the task at the `Location` header.")  # fmt: skip
     return submit
 
 
-def _bulk(task_type: TaskType) -> Callable[..., Any]:
+def _bulk(task_type: TaskType, body_type: type[BaseModel]) -> Callable[..., Any]:
     async def submit_bulk(
         body: Any, store: AsyncTaskStore, settings: Settings, principal: Principal, response: Response,
         idempotency_key: str | None = None,
@@ -221,7 +253,8 @@ def _bulk(task_type: TaskType) -> Callable[..., Any]:
         _replayed(response, created, tasks)
         return BulkAccepted(items=[accepted_body(t) for t in tasks])
 
-    submit_bulk.__signature__ = _signature(bulk_model(task_type), with_request=False)  # type: ignore[attr-defined]
+    signature = _signature(bulk_model(task_type, body_type), with_request=False)
+    submit_bulk.__signature__ = signature  # type: ignore[attr-defined]
     submit_bulk.__doc__ = (f"Queue up to BULK_MAX_ITEMS {task_type.name} tasks in one atomic step: "
                            "all are stored, or (413, 422) none.")  # fmt: skip
     return submit_bulk
@@ -229,15 +262,15 @@ def _bulk(task_type: TaskType) -> Callable[..., Any]:
 
 def router_for(types: list[TaskType]) -> APIRouter:
     """The submit routes of every registered type (registered before `/{task_id}`, so that no
-    id can shadow them)."""
+    id can shadow them). Raises ValueError for a type whose input clashes with `priority`."""
     router = APIRouter(prefix=PREFIX, tags=["tasks"])
     statuses = errors_doc(409, 413, 422, 429)
     for task_type in types:
-        path = f"/{task_type.name}"
-        add_both_slashes(router, "POST", path, _one(task_type), status_code=202, response_model=TaskAccepted,
-                         responses=statuses, name=f"submit_{task_type.name}",
+        path, body_type = f"/{task_type.name}", body_model(task_type)
+        add_both_slashes(router, "POST", path, _one(task_type, body_type), status_code=202,
+                         response_model=TaskAccepted, responses=statuses, name=f"submit_{task_type.name}",
                          summary=f"Submit {task_type.name}")  # fmt: skip
-        router.add_api_route(f"{path}/bulk", _bulk(task_type), methods=["POST"], status_code=202,
+        router.add_api_route(f"{path}/bulk", _bulk(task_type, body_type), methods=["POST"], status_code=202,
                              response_model=BulkAccepted, responses=statuses, name=f"submit_{task_type.name}_bulk",
                              summary=f"Submit {task_type.name} in bulk")  # fmt: skip
     return router
@@ -247,7 +280,8 @@ def router_for(types: list[TaskType]) -> APIRouter:
 @types_router.get("", response_model=list[TaskTypeInfo], responses=errors_doc())
 async def list_task_types(request: Request, settings: SettingsDep, principal: SubmitDep) -> list[TaskTypeInfo]:
     """Every task type this API accepts, with its input's JSON Schema (the body of its submit
-    route), its result format, what it does with long input, and whether it can run now (a type
+    route, which also takes `priority`: 0-9, default 5, the same for every type and so not in the
+    schema), its result format, what it does with long input, and whether it can run now (a type
     without an offline answer cannot while no LLM provider is configured)."""
     types: list[TaskType] = request.app.state.task_types
     return [TaskTypeInfo.of(t, settings.llm_uses_offline, f"{PREFIX}/{t.name}/") for t in types]

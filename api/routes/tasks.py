@@ -16,6 +16,7 @@ from api.auth import Admin, Principal, SubmitDep, owns
 from api.deps import (
     CursorDep,
     LimitDep,
+    PriorityQuery,
     SettingsDep,
     StatusDep,
     StoreDep,
@@ -75,18 +76,21 @@ async def list_tasks(
     task_type: TaskTypeDep,
     limit: LimitDep,
     cursor: CursorDep,
+    priority: PriorityQuery = None,
 ) -> TaskPage:
-    """Tasks newest first, optionally of one state and of one type, a page at a time; never a scan.
+    """Tasks newest first, optionally of one state, of one type and of one priority, a page at a
+    time; never a scan.
 
-    One filter pages its own index (full pages). A submit-scope key sees only its own tasks, read
-    from its own index, with `status` and `task_type` checked on each entry read. With both
+    `status` or `task_type` alone pages its own index (full pages). A submit-scope key sees only
+    its own tasks, read from its own index, with the filters checked on each entry read. With both
     `status` and `task_type`, the smaller of the state's and the type's index is read and the other
-    filter checked on each entry. A listing that checks entries fills its page, but stops after
-    some 2,000 entries checked (FILTER_SCAN_MAX; more for a large `limit`): then a page may be
-    short, even empty, while `next_cursor` goes on. The order is the read index's: creation time
+    filter checked on each entry. `priority` has no index: it is always checked on each entry of
+    the index read (all tasks, without another filter). A listing that checks entries fills its
+    page, but stops after some 2,000 entries checked (FILTER_SCAN_MAX; more for a large `limit`):
+    then a page may be short, even empty, while `next_cursor` goes on. The order is the read index's: creation time
     (type, owner, all tasks), or time of entering the state (state index)."""
     owner = "" if principal.sees_all else principal.owner
-    return await load_page(store, status, limit, cursor, task_type=task_type, owner=owner)
+    return await load_page(store, status, limit, cursor, task_type=task_type, owner=owner, priority=priority)
 
 
 add_both_slashes(router, "GET", "", list_tasks, response_model=TaskPage, responses=errors_doc(422))

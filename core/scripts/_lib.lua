@@ -121,3 +121,165 @@ local function index_of(state, first_key, first_arg)
   end
   return nil
 end
+
+-- === Pending work: priorities, owners' turns, per-key limits (issue 18) =========================
+-- A PENDING id sits in its owner's list for its side and level (`<lists><side>:<level>:<owner>`).
+-- Each side's `ready` set holds, per level, the owners with work there, member `<level><owner>`,
+-- score `level * LEVEL_SPAN + turn`: its lowest entry is the most urgent level's owner whose turn
+-- is oldest. Taking a task gives the owner a new turn at the end of its level's round, so owners
+-- alternate (round-robin) within a level, and a level goes first while it has work (strict).
+-- An owner over a limit is held (`held`, score = when to look again, +inf = when one of its
+-- running tasks ends) and out of every `ready` set meanwhile, so a claim never walks past it.
+local LEVEL_SPAN = 1e13        -- turns per level: scores stay exact doubles (< 2^53)
+local WAKE_MAX = 64            -- wake-up marks kept for idle consumers (more wake no one more)
+local DAY_MS = 86400000
+local TOKENS_TTL = 3 * 86400   -- seconds a day's per-owner token counts are kept
+local SIDES = {'primary', 'retry'}
+
+-- The pending-work keys, in the order core/store.py Ops.queue_keys() passes them from KEYS[first],
+-- and the two key prefixes Ops.queue_args() passes from ARGV[afirst].
+local function queues(first, afirst)
+  return {ready = {primary = KEYS[first], retry = KEYS[first + 1]}, turns = KEYS[first + 2],
+    depth = KEYS[first + 3], backlog = KEYS[first + 4], active = KEYS[first + 5],
+    held = KEYS[first + 6], limits = KEYS[first + 7], wake = KEYS[first + 8],
+    lists = ARGV[afirst], tokens = ARGV[afirst + 1]}
+end
+
+-- A task's level from its hash: a task stored before priorities has none and runs at 5.
+local function level_of(raw)
+  local p = tonumber(raw)
+  if p == nil or p < 0 or p > 9 then return 5 end
+  return math.floor(p)
+end
+
+local function list_of(Q, side, level, owner)
+  return Q.lists .. side .. ':' .. level .. ':' .. owner
+end
+
+-- The owner (re)joins the end of its level's round on `side`.
+local function take_turn(Q, side, level, owner)
+  redis.call('ZADD', Q.ready[side], level * LEVEL_SPAN + redis.call('INCR', Q.turns), level .. owner)
+end
+
+local function count_pending(Q, side, level, owner, delta)
+  redis.call('HINCRBY', Q.depth, side, delta)
+  redis.call('HINCRBY', Q.depth, side .. ':' .. level, delta)
+  if tonumber(redis.call('ZINCRBY', Q.backlog, delta, owner)) <= 0 then
+    redis.call('ZREM', Q.backlog, owner)
+  end
+end
+
+local function wake_one(Q)
+  if redis.call('LLEN', Q.wake) < WAKE_MAX then redis.call('RPUSH', Q.wake, 1) end
+end
+
+-- A PENDING id enters its owner's list at the tail, or at the head (`at_head`: a task given back
+-- unspent, in its place), and wakes an idle consumer.
+local function enqueue(Q, side, id, level, owner, at_head)
+  local len = redis.call(at_head and 'LPUSH' or 'RPUSH', list_of(Q, side, level, owner), id)
+  if len == 1 and not redis.call('ZSCORE', Q.held, owner) then take_turn(Q, side, level, owner) end
+  count_pending(Q, side, level, owner, 1)
+  wake_one(Q)
+end
+
+-- A PENDING id leaves its list, on whichever side it waits (a cancel, a delete).
+local function withdraw(Q, id, level, owner)
+  for _, side in ipairs(SIDES) do
+    local list = list_of(Q, side, level, owner)
+    if redis.call('LREM', list, 0, id) > 0 then
+      count_pending(Q, side, level, owner, -1)
+      if redis.call('LLEN', list) == 0 then redis.call('ZREM', Q.ready[side], level .. owner) end
+    end
+  end
+end
+
+-- Until when (ms) the owner's work must wait, or nil: its tasks running fleet-wide reached its
+-- concurrency cap ('+inf': until one ends), or its tokens today reached its daily budget (until
+-- the next UTC midnight). A limit of the owner's own, else of '*' (every key).
+local function hold_of(Q, owner, now)
+  local l = redis.call('HMGET', Q.limits, owner .. ':concurrency', owner .. ':daily_tokens',
+    '*:concurrency', '*:daily_tokens')
+  local cap, budget = tonumber(l[1] or l[3]), tonumber(l[2] or l[4])
+  if cap and tonumber(redis.call('HGET', Q.active, owner) or 0) >= cap then return '+inf' end
+  if budget then
+    local day = math.floor(now / DAY_MS)
+    if tonumber(redis.call('HGET', Q.tokens .. day, owner) or 0) >= budget then return (day + 1) * DAY_MS end
+  end
+  return nil
+end
+
+local function hold(Q, owner, until_ms)
+  redis.call('ZADD', Q.held, until_ms, owner)
+  for _, side in ipairs(SIDES) do
+    local members = {}
+    for level = 0, 9 do members[#members + 1] = level .. owner end
+    redis.call('ZREM', Q.ready[side], unpack(members))
+  end
+end
+
+-- The owner's work may run again: it takes a turn at the end of each level where it waits.
+local function release_hold(Q, owner)
+  redis.call('ZREM', Q.held, owner)
+  for _, side in ipairs(SIDES) do
+    for level = 0, 9 do
+      if redis.call('LLEN', list_of(Q, side, level, owner)) > 0 then
+        take_turn(Q, side, level, owner)
+        wake_one(Q)
+      end
+    end
+  end
+end
+
+-- One of the owner's tasks stopped running (finished, rescheduled, given back, recovered,
+-- cancelled): a hold that no longer applies ends.
+local function left_active(Q, owner, now)
+  owner = owner or ''
+  if redis.call('HINCRBY', Q.active, owner, -1) <= 0 then redis.call('HDEL', Q.active, owner) end
+  if redis.call('ZSCORE', Q.held, owner) and not hold_of(Q, owner, now) then release_hold(Q, owner) end
+end
+
+-- The next PENDING id to run, taken out of its list: the most urgent level of either side; at
+-- the same level, `prefer` ('primary' | 'retry'), the consumer's draw. Owners held past their
+-- time are looked at again first. Returns id, side, owner (nil when nothing may run).
+local function dequeue(Q, prefer, now)
+  for _, owner in ipairs(redis.call('ZRANGEBYSCORE', Q.held, '-inf', now, 'LIMIT', 0, 10)) do
+    release_hold(Q, owner)
+  end
+  while true do
+    local heads = {}
+    for _, side in ipairs(SIDES) do
+      local h = redis.call('ZRANGE', Q.ready[side], 0, 0)[1]
+      if h then heads[side] = {member = h, level = tonumber(string.sub(h, 1, 1))} end
+    end
+    local side = prefer
+    if not heads.primary and not heads.retry then return nil end
+    if not heads.retry or (heads.primary and heads.primary.level < heads.retry.level) then side = 'primary'
+    elseif not heads.primary or heads.retry.level < heads.primary.level then side = 'retry' end
+    local h = heads[side]
+    local owner = string.sub(h.member, 2)
+    local until_ms = hold_of(Q, owner, now)
+    if until_ms then
+      hold(Q, owner, until_ms)   -- out of every round: this loop meets it no more
+    else
+      local list = list_of(Q, side, h.level, owner)
+      local id = redis.call('LPOP', list)
+      if redis.call('LLEN', list) == 0 then
+        redis.call('ZREM', Q.ready[side], h.member)
+      else
+        take_turn(Q, side, h.level, owner)
+      end
+      if id then
+        count_pending(Q, side, h.level, owner, -1)
+        return id, side, owner
+      end
+    end
+  end
+end
+
+-- A completed task's tokens count against its owner's budget for the day.
+local function spend_tokens(Q, owner, tokens, now)
+  if tokens <= 0 then return end
+  local key = Q.tokens .. math.floor(now / DAY_MS)
+  redis.call('HINCRBY', key, owner or '', tokens)
+  redis.call('EXPIRE', key, TOKENS_TTL)
+end

@@ -3,17 +3,20 @@
 -- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 COMPLETED index, 5 events channel,
 --       6 history, 7 counters, 8 consumer's stats, 9 durations histogram,
 --       10 per-second throughput ring, 11 per-minute throughput ring, 12 per-type counters
---       (the task's type is read from its hash)
+--       (the task's type is read from its hash), 13..21 the pending-work keys (_lib.lua queues():
+--       its owner's running count and tokens today)
 -- ARGV: 1 id, 2 attempt token, 3 result, 4 provider name, 5 model ('' = unknown),
---       6 prompt tokens, 7 completion tokens, 8 total tokens (0 = not reported), 9 consumer id
+--       6 prompt tokens, 7 completion tokens, 8 total tokens (0 = not reported), 9 consumer id,
+--       10..11 the pending-work prefixes (queues())
 -- The errors of earlier attempts stay in the history; the task itself no longer carries one.
 -- Returns: {'ok'} | {'stale', state} (another attempt owns the task: result refused) | {'not_found'}
 -- Events: ACTIVE -> COMPLETED
+local Q = queues(13, 10)
 local refused = check_attempt(KEYS[1], ARGV[2])
 if refused then return refused end
 local now = now_ms()
 local id = ARGV[1]
-local f = redis.call('HMGET', KEYS[1], 'started_at', 'task_type')
+local f = redis.call('HMGET', KEYS[1], 'started_at', 'task_type', 'owner')
 local started = tonumber(f[1]) or now
 redis.call('HSET', KEYS[1], 'state', 'COMPLETED', 'result', ARGV[3], 'provider', ARGV[4],
   'model', ARGV[5], 'prompt_tokens', ARGV[6], 'completion_tokens', ARGV[7], 'total_tokens', ARGV[8],
@@ -26,6 +29,8 @@ if tonumber(ARGV[8]) > 0 then
   redis.call('HINCRBY', KEYS[7], 'prompt_tokens', tonumber(ARGV[6]))
   redis.call('HINCRBY', KEYS[7], 'completion_tokens', tonumber(ARGV[7]))
 end
+spend_tokens(Q, f[3], tonumber(ARGV[8]), now)
+left_active(Q, f[3], now)
 consumer_settled(KEYS[8], 'completed')
 observe_duration(KEYS[9], math.max(0, now - started))
 finished(KEYS[10], KEYS[11], now, 'completed')

@@ -1,15 +1,18 @@
--- create_task: new tasks enter PENDING at the tail of the primary list, all of them in one step
--- (a single submit is a batch of one). With an idempotency key, a key already used within its
+-- create_task: new tasks enter PENDING at the tail of their owner's new-work list at their
+-- priority, all of them in one step (a single submit is a batch of one). With an idempotency key, a key already used within its
 -- retention returns the tasks it created instead, so concurrent duplicates create nothing twice.
--- KEYS: 1 primary list, 2 PENDING index, 3 all-tasks index, 4 events channel, 5 counters,
---       6 idempotency key ('' = none), 7 the owner's index ('' = no owner: the API runs without
---       keys), 8 per-type counters, then for each task: 9+3i its hash, 10+3i its history,
---       11+3i its type's index ('' = a task without a type: in no type index, counted globally only)
+-- KEYS: 1 PENDING index, 2 all-tasks index, 3 events channel, 4 counters,
+--       5 idempotency key ('' = none), 6 the owner's index ('' = no owner: the API runs without
+--       keys), 7 per-type counters, 8..16 the pending-work keys (_lib.lua queues()), then for each
+--       task: 17+3i its hash, 18+3i its history, 19+3i its type's index ('' = a task without a
+--       type: in no type index, counted globally only)
 -- ARGV: 1 idempotency retention ms, 2 task key prefix (is a remembered task still there?),
---       3.. one JSON object per task: its hash fields (with `id` and `owner`; timestamps are set here)
+--       3..4 the pending-work prefixes (queues()), 5.. one JSON object per task: its hash fields
+--       (with `id`, `owner` and `priority`; timestamps are set here)
 -- Returns: {'ok', created_at} | {'exists', id} | {'duplicate', JSON array of the ids first created}
 -- Events: none -> PENDING, per task
-local idem = KEYS[6]
+local Q = queues(8, 3)
+local idem = KEYS[5]
 if idem ~= '' then
   local seen = redis.call('GET', idem)
   if seen then
@@ -25,28 +28,28 @@ if idem ~= '' then
   end
 end
 local tasks = {}
-for i = 3, #ARGV do
+for i = 5, #ARGV do
   local fields = cjson.decode(ARGV[i])
-  if redis.call('EXISTS', KEYS[9 + 3 * (i - 3)]) == 1 then return {'exists', fields.id} end
+  if redis.call('EXISTS', KEYS[17 + 3 * (i - 5)]) == 1 then return {'exists', fields.id} end
   tasks[#tasks + 1] = fields
 end
 local now = now_ms()
 local ids = {}
 for n, fields in ipairs(tasks) do
-  local key, history, type_index = KEYS[9 + 3 * (n - 1)], KEYS[10 + 3 * (n - 1)], KEYS[11 + 3 * (n - 1)]
+  local key, history, type_index = KEYS[17 + 3 * (n - 1)], KEYS[18 + 3 * (n - 1)], KEYS[19 + 3 * (n - 1)]
   local flat = {}
   for name, value in pairs(fields) do
     flat[#flat + 1] = name
     flat[#flat + 1] = value
   end
   redis.call('HSET', key, 'created_at', now, 'updated_at', now, unpack(flat))
-  redis.call('RPUSH', KEYS[1], fields.id)
+  enqueue(Q, 'primary', fields.id, level_of(fields.priority), fields.owner or '', false)
+  redis.call('ZADD', KEYS[1], now, fields.id)
   redis.call('ZADD', KEYS[2], now, fields.id)
-  redis.call('ZADD', KEYS[3], now, fields.id)
-  if KEYS[7] ~= '' then redis.call('ZADD', KEYS[7], now, fields.id) end
+  if KEYS[6] ~= '' then redis.call('ZADD', KEYS[6], now, fields.id) end
   if type_index ~= '' then redis.call('ZADD', type_index, now, fields.id) end
-  changed({id = fields.id, from = '', to = 'PENDING', at = now, channel = KEYS[4], history = history,
-    counters = KEYS[5], counter = 'submitted', by_type = KEYS[8], task_type = fields.task_type})
+  changed({id = fields.id, from = '', to = 'PENDING', at = now, channel = KEYS[3], history = history,
+    counters = KEYS[4], counter = 'submitted', by_type = KEYS[7], task_type = fields.task_type})
   ids[n] = fields.id
 end
 if idem ~= '' then redis.call('SET', idem, cjson.encode(ids), 'PX', tonumber(ARGV[1])) end

@@ -2,16 +2,18 @@
 -- (out of retries, or a provider problem an operator must fix).
 -- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 index of the target state, 5 events,
 --       6 history, 7 counters, 8 consumer's stats, 9 per-second throughput ring,
---       10 per-minute throughput ring, 11 per-type counters (the task's type is read from its hash)
+--       10 per-minute throughput ring, 11 per-type counters (the task's type is read from its hash),
+--       12..20 the pending-work keys (_lib.lua queues(): its owner's running count)
 -- ARGV: 1 id, 2 attempt token, 3 target state (FAILED | DLQ), 4 error message, 5 error type,
---       6 consumer id
+--       6 consumer id, 7..8 the pending-work prefixes (queues())
 -- Returns: {'ok'} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> FAILED | DLQ
+local Q = queues(12, 7)
 local refused = check_attempt(KEYS[1], ARGV[2])
 if refused then return refused end
 local now = now_ms()
 local id = ARGV[1]
-local task_type = redis.call('HGET', KEYS[1], 'task_type')
+local task_type, owner = unpack(redis.call('HMGET', KEYS[1], 'task_type', 'owner'))
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'attempt', '', 'last_error', ARGV[4],
   'error_type', ARGV[5], 'finished_at', now, 'updated_at', now)
 -- A run of 429s ends with the task: a re-driven task starts a new one.
@@ -19,6 +21,7 @@ redis.call('HDEL', KEYS[1], 'rate_limits', 'rate_limited_at')
 redis.call('LREM', KEYS[2], 1, id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZADD', KEYS[4], now, id)
+left_active(Q, owner, now)
 consumer_settled(KEYS[8], 'failed')
 finished(KEYS[9], KEYS[10], now, 'failed')
 local counter = 'failed'

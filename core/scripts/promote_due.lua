@@ -1,21 +1,24 @@
--- promote_due: retries whose time has come move to the retry list, SCHEDULED -> PENDING.
--- Atomic per batch, so any number of schedulers may run at once.
--- KEYS: 1 scheduled set, 2 retry list, 3 PENDING index, 4 events channel, 5 counters
--- ARGV: 1 task key prefix, 2 batch size, 3 history key suffix
+-- promote_due: retries whose time has come move to their owner's retry list at their priority,
+-- SCHEDULED -> PENDING. Atomic per batch, so any number of schedulers may run at once.
+-- KEYS: 1 scheduled set, 2 PENDING index, 3 events channel, 4 counters,
+--       5..13 the pending-work keys (_lib.lua queues())
+-- ARGV: 1 task key prefix, 2 batch size, 3 history key suffix, 4..5 the pending-work prefixes
 -- Returns: number of tasks promoted
 -- Events: SCHEDULED -> PENDING
+local Q = queues(5, 4)
 local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local promoted = 0
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   local key = ARGV[1] .. id
-  if redis.call('HGET', key, 'state') == 'SCHEDULED' then
+  local f = redis.call('HMGET', key, 'state', 'priority', 'owner')
+  if f[1] == 'SCHEDULED' then
     redis.call('HSET', key, 'state', 'PENDING', 'due_at', 0, 'updated_at', now)
-    redis.call('RPUSH', KEYS[2], id)
-    redis.call('ZADD', KEYS[3], now, id)
-    changed({id = id, from = 'SCHEDULED', to = 'PENDING', at = now, channel = KEYS[4],
-      history = key .. ARGV[3], counters = KEYS[5], counter = 'promoted'})
+    enqueue(Q, 'retry', id, level_of(f[2]), f[3] or '', false)
+    redis.call('ZADD', KEYS[2], now, id)
+    changed({id = id, from = 'SCHEDULED', to = 'PENDING', at = now, channel = KEYS[3],
+      history = key .. ARGV[3], counters = KEYS[4], counter = 'promoted'})
     promoted = promoted + 1
   end
 end

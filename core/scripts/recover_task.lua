@@ -1,36 +1,42 @@
 -- recover_task: an orphan (its consumer's heartbeat expired, or it outlived its lease) goes back
--- to the retry list. A recovered ACTIVE attempt counts as a retry (so a task that kills its
--- worker every time ends in the DLQ); an id that was moved but never claimed does not.
--- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 PENDING index, 5 retry list,
---       6 DLQ index, 7 events channel, 8 history, 9 counters, 10 stats of the consumer that held it,
---       11 per-second throughput ring, 12 per-minute throughput ring, 13 per-type counters
---       (the task's type is read from its hash)
+-- to its owner's retry list at its priority. A recovered ACTIVE attempt counts as a retry (so a
+-- task that kills its worker every time ends in the DLQ); an id that was in flight but never
+-- claimed (left by a consumer of before issue 18) does not.
+-- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 PENDING index, 5 DLQ index,
+--       6 events channel, 7 history, 8 counters, 9 stats of the consumer that held it,
+--       10 per-second throughput ring, 11 per-minute throughput ring, 12 per-type counters
+--       (the task's type is read from its hash), 13..21 the pending-work keys (_lib.lua queues())
 -- ARGV: 1 id, 2 expected attempt token ('' = whatever attempt the dead consumer held), 3 reason,
---       4 consumer that held it (an ACTIVE task claimed by another consumer is left alone)
+--       4 consumer that held it (an ACTIVE task claimed by another consumer is left alone),
+--       5..6 the pending-work prefixes (queues())
 -- Returns: {'requeued'} | {'dead'} | {'dropped'} (nothing left to recover) | {'stale', state}
 -- Events: ACTIVE -> PENDING | DLQ
+local Q = queues(13, 5)
 local id = ARGV[1]
-local f = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'retry_count', 'max_retries', 'consumer', 'task_type')
+local f = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'retry_count', 'max_retries', 'consumer',
+  'task_type', 'priority', 'owner')
 if ARGV[2] ~= '' and (f[1] ~= 'ACTIVE' or f[2] ~= ARGV[2]) then return {'stale', f[1] or ''} end
 local removed = redis.call('LREM', KEYS[2], 0, id)
 local now = now_ms()
+local level, owner = level_of(f[7]), f[8] or ''
 if f[1] == 'PENDING' then
   -- Requeue only an id this call took out of flight: a second reaper must not push a duplicate.
   if removed == 0 then return {'dropped'} end
-  redis.call('RPUSH', KEYS[5], id)
+  enqueue(Q, 'retry', id, level, owner, false)
   return {'requeued'}
 end
 if f[1] ~= 'ACTIVE' or f[5] ~= ARGV[4] then return {'dropped'} end
 redis.call('ZREM', KEYS[3], id)
-consumer_settled(KEYS[10], 'failed')
-local lost = {id = id, from = 'ACTIVE', at = now, channel = KEYS[7], history = KEYS[8],
-  counters = KEYS[9], error = ARGV[3], error_type = 'worker_lost', worker = ARGV[4],
-  by_type = KEYS[13], task_type = f[6]}
+left_active(Q, owner, now)
+consumer_settled(KEYS[9], 'failed')
+local lost = {id = id, from = 'ACTIVE', at = now, channel = KEYS[6], history = KEYS[7],
+  counters = KEYS[8], error = ARGV[3], error_type = 'worker_lost', worker = ARGV[4],
+  by_type = KEYS[12], task_type = f[6]}
 if tonumber(f[3]) >= tonumber(f[4]) then
   redis.call('HSET', KEYS[1], 'state', 'DLQ', 'attempt', '', 'last_error', ARGV[3],
     'error_type', 'worker_lost', 'finished_at', now, 'updated_at', now)
-  redis.call('ZADD', KEYS[6], now, id)
-  finished(KEYS[11], KEYS[12], now, 'failed')
+  redis.call('ZADD', KEYS[5], now, id)
+  finished(KEYS[10], KEYS[11], now, 'failed')
   lost.to, lost.counter = 'DLQ', 'dead'
   changed(lost)
   return {'dead'}
@@ -38,7 +44,7 @@ end
 redis.call('HINCRBY', KEYS[1], 'retry_count', 1)
 redis.call('HSET', KEYS[1], 'state', 'PENDING', 'attempt', '', 'last_error', ARGV[3],
   'error_type', 'worker_lost', 'updated_at', now)
-redis.call('RPUSH', KEYS[5], id)
+enqueue(Q, 'retry', id, level, owner, false)
 redis.call('ZADD', KEYS[4], now, id)
 lost.to, lost.counter = 'PENDING', 'recovered'
 changed(lost)

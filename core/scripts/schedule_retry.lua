@@ -2,19 +2,21 @@
 -- (or none, when the provider only asked us to wait: a rate limit).
 -- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 scheduled set, 5 events channel,
 --       6 history, 7 counters, 8 consumer's stats, 9 per-type counters (the task's type is read
---       from its hash)
+--       from its hash), 10..18 the pending-work keys (_lib.lua queues(): its owner's running count)
 -- ARGV: 1 id, 2 attempt token, 3 delay ms, 4 error message, 5 error type, 6 consumer id,
 --       7 retries spent: 1 | 0, 8 the task's run of provider 429s: 'grow' (one more; its start
---       is kept in rate_limited_at) | 'keep' (the fleet's own limit) | 'reset' (any other failure)
+--       is kept in rate_limited_at) | 'keep' (the fleet's own limit) | 'reset' (any other failure),
+--       9..10 the pending-work prefixes (queues())
 -- Returns: {'ok', retry_count, due_at} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> SCHEDULED
+local Q = queues(10, 9)
 local refused = check_attempt(KEYS[1], ARGV[2])
 if refused then return refused end
 local now = now_ms()
 local id = ARGV[1]
 local due = now + tonumber(ARGV[3])
 local spent = tonumber(ARGV[7])
-local task_type = redis.call('HGET', KEYS[1], 'task_type')
+local task_type, owner = unpack(redis.call('HMGET', KEYS[1], 'task_type', 'owner'))
 local retries = redis.call('HINCRBY', KEYS[1], 'retry_count', spent)
 redis.call('HSET', KEYS[1], 'state', 'SCHEDULED', 'due_at', due, 'attempt', '',
   'last_error', ARGV[4], 'error_type', ARGV[5], 'updated_at', now)
@@ -27,6 +29,7 @@ end
 redis.call('LREM', KEYS[2], 1, id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZADD', KEYS[4], due, id)
+left_active(Q, owner, now)
 consumer_settled(KEYS[8], 'failed')
 changed({id = id, from = 'ACTIVE', to = 'SCHEDULED', at = now, channel = KEYS[5], history = KEYS[6],
   counters = KEYS[7], counter = spent == 1 and 'retried' or 'postponed', error = ARGV[4], error_type = ARGV[5], worker = ARGV[6],

@@ -39,6 +39,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/ready"): "public",
     ("GET", "/health"): "public",
     ("GET", "/api/v1/task-types"): "submit",
+    ("GET", "/api/v1/usage"): "submit",
     ("POST", "/api/v1/tasks/{task_type}"): "submit",  # an unknown type: 404 once the key is accepted
     ("POST", "/api/v1/tasks/{task_type}/"): "submit",
     ("POST", "/api/v1/tasks/{task_type}/bulk"): "submit",

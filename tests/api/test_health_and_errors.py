@@ -82,6 +82,8 @@ REDIS_ROUTES = [
     ("POST", "/health/workers/reset-circuit-breaker", None),
     ("POST", "/health/workers/open-circuit-breaker", None),
     ("GET", "/metrics", None),
+    ("GET", "/api/v1/usage", None),
+    ("GET", "/api/v1/tasks/?priority=3", None),
 ]
 
 
@@ -161,7 +163,7 @@ def test_openapi_documents_every_route() -> None:
         "/health/workers/open-circuit-breaker", "/live", "/ready", "/metrics",
         "/api/v1/openrouter/status", "/api/v1/openrouter/metrics", "/api/v1/task-types",
         "/api/v1/tasks/translate/", "/api/v1/tasks/translate/bulk", "/api/v1/tasks/extract/",
-        "/api/v1/tasks/extract/bulk", "/api/v1/tasks/chat/", "/api/v1/tasks/chat/bulk",
+        "/api/v1/tasks/extract/bulk", "/api/v1/tasks/chat/", "/api/v1/tasks/chat/bulk", "/api/v1/usage",
     }  # fmt: skip
     assert paths["/api/v1/tasks/summarize/"]["post"]["responses"]["413"]
 

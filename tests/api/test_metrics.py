@@ -21,6 +21,12 @@ pytestmark = pytest.mark.anyio
 SCRIPTS = Path(__file__).resolve().parents[2] / "core" / "scripts"
 
 
+def depth(queue: str, priority: str = "") -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The key of one `atf_queue_depth` sample in `samples`: the pending lists per level, the
+    sorted sets with `priority=""`."""
+    return ("atf_queue_depth", (("priority", priority), ("queue", queue)))
+
+
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of the exposition, keyed by (name, sorted labels)."""
     return {
@@ -45,9 +51,9 @@ async def test_metrics_parse_and_match_the_pipeline(
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     got = samples(response.text)
-    assert got[("atf_queue_depth", (("queue", "primary"),))] == 1
-    assert got[("atf_queue_depth", (("queue", "scheduled"),))] == 1
-    assert got[("atf_queue_depth", (("queue", "dlq"),))] == 1
+    assert got[depth("primary", "5")] == 1
+    assert got[depth("scheduled")] == 1
+    assert got[depth("dlq")] == 1
     assert got[("atf_tasks", (("state", "COMPLETED"),))] == 2
     for event, value in (("submitted", 5), ("completed", 2), ("dead", 1), ("retried", 1), ("started", 4)):
         assert got[("atf_task_events_total", (("event", event),))] == value, event
@@ -65,11 +71,33 @@ async def test_metrics_parse_and_match_the_pipeline(
 async def test_metrics_of_an_empty_system_still_parse(client: httpx.AsyncClient) -> None:
     got = samples((await client.get("/metrics")).text)
     assert got[("atf_task_duration_seconds_count", ())] == 0
-    assert got[("atf_queue_depth", (("queue", "retry"),))] == 0
+    levels = {dict(labels)["priority"] for (name, labels) in got if name == "atf_queue_depth"}
+    assert levels == {str(p) for p in range(10)} | {""}
+    for queue in ("primary", "retry"):
+        assert [got[depth(queue, str(p))] for p in range(10)] == [0] * 10, "every level from the start, at 0"
+    assert got[depth("scheduled")] == got[depth("dlq")] == 0
     events = {dict(labels)["event"]: v for (name, labels), v in got.items() if name == "atf_task_events_total"}
     assert events == dict.fromkeys(TASK_EVENTS, 0), "every event series exists from the start, at 0"
     assert got[("atf_llm_tokens_total", (("kind", "prompt"),))] == 0
     assert got[("atf_llm_tokens_total", (("kind", "completion"),))] == 0
+
+
+async def test_queue_depth_is_per_priority_level_for_the_pending_lists(
+    client: httpx.AsyncClient, pipeline: Pipeline
+) -> None:
+    for priority in (0, 0, 3, 9):
+        response = await client.post("/api/v1/tasks/summarize/", json={"content": "text", "priority": priority})
+        assert response.status_code == 202, response.text
+    retried = await submit(client, "to retry")  # the default level, 5
+    await client.post(f"/api/v1/tasks/{retried}/cancel")
+    await client.post(f"/api/v1/tasks/{retried}/retry")  # CANCELLED → PENDING, on the retry side
+
+    got = samples((await client.get("/metrics")).text)
+
+    primary = {p: got[depth("primary", str(p))] for p in range(10)}
+    assert primary == {0: 2, 1: 0, 2: 0, 3: 1, 4: 0, 5: 0, 6: 0, 7: 0, 8: 0, 9: 1}
+    assert [got[depth("retry", str(p))] for p in range(10)] == [0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+    assert {depth("primary"), depth("scheduled", "5")} & got.keys() == set(), "no level-less list, no levelled set"
 
 
 async def test_tokens_have_their_own_counter_not_the_events_one(

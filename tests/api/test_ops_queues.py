@@ -176,6 +176,9 @@ def test_the_stream_sends_a_snapshot_then_each_change_then_keep_alives(
         [(name, snapshot)] = read_events(lines, 1)
         assert name == "snapshot"
         assert snapshot["queues"] == {"primary": 0, "retry": 0, "scheduled": 0, "dlq": 0}
+        # The same body as GET /queues/status (one function builds both).
+        assert snapshot["priorities"] == [{"priority": p, "primary": 0, "retry": 0} for p in range(10)]
+        assert snapshot["top_owners"] == []
 
         task_id = http.post("/api/v1/tasks/summarize/", json={"content": "live"}).json()["task_id"]
         pipeline.claim(task_id)

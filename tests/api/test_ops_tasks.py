@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from core.errors import StaleAttempt
+from core.keys import DEFAULT_PRIORITY
 from core.states import State
 from core.store import TaskStore
 from tests.api.conftest import Pipeline, submit
@@ -125,7 +126,9 @@ async def test_bulk_submit_queues_every_item_in_order(client: httpx.AsyncClient,
     items = response.json()["items"]
     assert [i["state"] for i in items] == ["PENDING"] * 5
     assert len({i["created_at"] for i in items}) == 1, "one atomic step"
-    assert real_redis.lrange(sync_store.keys.pending_primary, 0, -1) == [i["task_id"] for i in items]
+    # No priority and no API keys: the default level's list of the owner "".
+    queued = real_redis.lrange(sync_store.keys.pending("primary", DEFAULT_PRIORITY, ""), 0, -1)
+    assert queued == [i["task_id"] for i in items]
 
 
 async def test_bulk_with_an_idempotency_key_replays(client: httpx.AsyncClient) -> None:

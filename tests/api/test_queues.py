@@ -26,6 +26,8 @@ async def test_status_of_an_empty_system(client: httpx.AsyncClient) -> None:
         "states": {state.value: 0 for state in State},
         "retry_ratio": 0.3,
         "workers": 0,
+        "priorities": [{"priority": p, "primary": 0, "retry": 0} for p in range(10)],
+        "top_owners": [],
     }
 
 

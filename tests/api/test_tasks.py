@@ -14,9 +14,9 @@ from tests.api.conftest import Pipeline, state_of, submit
 pytestmark = pytest.mark.anyio
 
 PUBLIC_FIELDS = {
-    "task_id", "task_type", "state", "content", "params", "result", "provider", "retry_count", "max_retries",
-    "last_error", "error_type", "worker", "created_at", "updated_at", "started_at", "finished_at", "due_at",
-    "attempts", "progress", "current_step", "model", "usage", "timings", "history", "errors", "actions",
+    "task_id", "task_type", "state", "priority", "content", "params", "result", "provider", "retry_count",
+    "max_retries", "last_error", "error_type", "worker", "created_at", "updated_at", "started_at", "finished_at",
+    "due_at", "attempts", "progress", "current_step", "model", "usage", "timings", "history", "errors", "actions",
 }  # fmt: skip
 
 
@@ -28,6 +28,7 @@ async def test_get_pending_task_has_nulls_for_not_yet(client: httpx.AsyncClient)
     assert set(body) == PUBLIC_FIELDS
     assert body["task_id"] == task_id
     assert body["state"] == "PENDING"
+    assert body["priority"] == 5, "submitted without one: the default"
     assert body["content"] == "Some text."
     assert body["created_at"] == body["updated_at"] > 0
     for field in ("result", "provider", "last_error", "error_type", "worker", "started_at", "finished_at", "due_at"):

@@ -19,6 +19,7 @@ from core.settings import Settings
 from core.states import State
 from core.store import Claim, TaskStore
 from core.task import Task
+from tests.core.helpers import queued
 from tests.integration.stack import wait_until
 from worker.breaker import SharedBreaker
 from worker.celery_app import create_celery
@@ -108,7 +109,7 @@ def test_drain_hands_back_what_did_not_finish(settings: Settings, store: TaskSto
 
     task = store.get(ids[1])
     assert (task.state, task.retry_count, task.error_type) == (State.PENDING, 0, "shutdown")
-    assert store.r.lrange(store.keys.pending_primary, 0, -1) == [ids[1]]
+    assert queued(store.r, store.keys) == [ids[1]]
     assert not store.r.exists(store.keys.heartbeat(consumer.id))
 
 
@@ -117,49 +118,21 @@ def _fail() -> None:
 
 
 
-class _DropsOnce(TaskStore):
-    """The store as a consumer meets it when Redis goes away right after BLMOVE moved an id in."""
-
-    dropped = False
-
-    def claim(self, consumer_id: str, token: str, prefer_retry: bool, moved_id: str = "") -> Claim:
-        if moved_id and not self.dropped:
-            self.dropped = True
-            raise redis.ConnectionError("Redis went away")
-        return super().claim(consumer_id, token, prefer_retry, moved_id)
-
-
-def test_an_id_moved_in_just_before_redis_went_away_is_claimed_next_time(
-    settings: Settings, store: TaskStore
-) -> None:
-    dispatched: list[str] = []
-    blocking = settings.model_copy(update={"consumer_block_seconds": 5.0})
-    consumer = Consumer(blocking, _DropsOnce(store.r, store.keys), lambda tid, tok, cid, fields: dispatched.append(tid))
-    threading.Timer(0.2, submit, args=(store, 1)).start()  # arrives while the consumer blocks in BLMOVE
-    with pytest.raises(redis.ConnectionError):
-        consumer.run_once()
-    [task_id] = store.inflight_ids(consumer.id)
-    assert store.get(task_id).state == State.PENDING, "moved in, not yet claimed"
-
-    assert consumer.run_once() == task_id
-    assert dispatched == [task_id] and store.get(task_id).state == State.ACTIVE
-
-
 class _LosesOneReply(TaskStore):
     """The store as a consumer meets it when Redis ran a claim that took a task but the connection
     dropped before its reply arrived (redis-py's own retries spent)."""
 
     lost = False
 
-    def claim(self, consumer_id: str, token: str, prefer_retry: bool, moved_id: str = "") -> Claim:
-        claim = super().claim(consumer_id, token, prefer_retry, moved_id)
+    def claim(self, consumer_id: str, token: str, prefer_retry: bool) -> Claim:
+        claim = super().claim(consumer_id, token, prefer_retry)
         if claim.status == "ok" and not self.lost:
             self.lost = True
             raise redis.ConnectionError("connection dropped before the reply")
         return claim
 
 
-@pytest.mark.parametrize("blocking", [False, True], ids=["claimed from the list", "moved in by BLMOVE"])
+@pytest.mark.parametrize("blocking", [False, True], ids=["queued before", "arrived while the consumer waited"])
 def test_a_claim_whose_reply_was_lost_dispatches_the_task_it_took(
     settings: Settings, store: TaskStore, blocking: bool
 ) -> None:
@@ -169,8 +142,9 @@ def test_a_claim_whose_reply_was_lost_dispatches_the_task_it_took(
         _LosesOneReply(store.r, store.keys),
         lambda tid, tok, cid, fields: dispatched.append((tid, tok)),
     )
-    if blocking:  # arrives while the consumer blocks in BLMOVE
+    if blocking:  # arrives while the consumer waits for work
         threading.Timer(0.2, submit, args=(store, 2)).start()
+        assert consumer.run_once() is None, "woken by the new work: the next step claims it"
     else:
         submit(store, 2)
     with pytest.raises(redis.ConnectionError):
@@ -221,8 +195,8 @@ def _open(breaker: SharedBreaker) -> None:
 def test_an_idle_consumer_takes_nothing_once_the_breaker_opened_during_its_wait(
     settings: Settings, store: TaskStore, redis_url: str
 ) -> None:
-    """Issue 21, 5: an idle consumer blocked in BLMOVE when the breaker opened took the next task
-    0.5 s later. It now asks the breaker again before claiming, and gives the id back unclaimed."""
+    """Issue 21, 5: an idle consumer blocked in Redis when the breaker opened took the next task
+    0.5 s later. Woken by the task's arrival, it now asks the breaker again before claiming."""
     # A block far longer than the test: the wait can only end by the task's arrival.
     idle = settings.model_copy(update={"consumer_block_seconds": 60.0, "circuit_breaker_reset_timeout": 60})
     breaker = SharedBreaker(idle, redis.Redis.from_url(redis_url))
@@ -231,17 +205,17 @@ def test_an_idle_consumer_takes_nothing_once_the_breaker_opened_during_its_wait(
     outcome: list[str | None] = []
     waiting = threading.Thread(target=lambda: outcome.append(consumer.run_once()))
     waiting.start()
-    wait_until(lambda: any(c.get("cmd") == "blmove" for c in store.r.client_list()), 60, what="the consumer in BLMOVE")
+    wait_until(lambda: any(c.get("cmd") == "blpop" for c in store.r.client_list()), 60, what="the consumer waiting")
     _open(breaker)
     time.sleep(0.5)  # the gate's view of the breaker is at most 0.05 s old
     arrived = submit(store, 1)
     waiting.join(30)
-    assert not waiting.is_alive() and outcome == [None], "BLMOVE handed it the task, and it was not claimed"
+    assert not waiting.is_alive() and outcome == [None], "woken by the task, and it did not claim it"
 
     [task_id] = arrived
     task = store.get(task_id)
     assert dispatched == [] and (task.state, task.attempts, task.retry_count) == (State.PENDING, 0, 0)
-    assert store.r.lrange(store.keys.pending_primary, 0, -1) == [task_id], "back at the head of the queue"
+    assert queued(store.r, store.keys) == [task_id], "still in the queue"
     assert store.inflight_count(consumer.id) == 0
     assert [consumer.run_once() for _ in range(3)] == [None] * 3 and dispatched == [], "and stays there"
     breaker.close()
@@ -277,8 +251,8 @@ def test_no_work_is_taken_without_a_worker_and_a_lost_worker_gets_its_tasks_back
     assert [(t.retry_count, t.error_type) for t in tasks] == [(1, "worker_lost")] * 2 + [(0, "worker_lost")] * 2, \
         "the two that may have run spend a retry (as the reaper would); the two waiting ones do not"
     assert [t.state for t in tasks] == [State.PENDING, State.PENDING, State.ACTIVE, State.PENDING]
-    assert store.r.lrange(store.keys.pending_primary, 0, -1) == [ids[3], ids[4]], "in their order, at the head"
-    assert store.r.lrange(store.keys.pending_retry, 0, -1) == ids[:2]
+    assert queued(store.r, store.keys) == [ids[3], ids[4]], "in their order, at the head"
+    assert queued(store.r, store.keys, "retry") == ids[:2]
 
     worker.boot = None
     assert consumer.run_once() is None

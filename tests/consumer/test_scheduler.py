@@ -16,6 +16,7 @@ from core.settings import Settings
 from core.states import State
 from core.store import TaskStore, new_token
 from core.task import Task
+from tests.core.helpers import queued
 
 
 def scheduled_tasks(store: TaskStore, count: int) -> list[str]:
@@ -42,8 +43,8 @@ def test_two_schedulers_promote_each_due_task_exactly_once(real_redis: redis.Red
     for t in threads:
         t.join()
 
-    queued = real_redis.lrange(store.keys.pending_retry, 0, -1)
-    assert sorted(queued) == sorted(ids), "every task once, none twice"
+    retries = queued(real_redis, store.keys, "retry")
+    assert sorted(retries) == sorted(ids), "every task once, none twice"
     assert sum(counts) == 1000
     assert real_redis.zcard(store.keys.scheduled) == 0
 
@@ -60,7 +61,7 @@ def test_reap_returns_the_tasks_of_a_dead_consumer(real_redis: redis.Redis, key_
 
     task = store.get(claim.task_id)
     assert (task.state, task.retry_count, task.error_type) == (State.PENDING, 1, "worker_lost")
-    assert real_redis.lrange(store.keys.pending_retry, 0, -1) == [claim.task_id]
+    assert queued(real_redis, store.keys, "retry") == [claim.task_id]
 
 
 def test_clean_deletes_finished_tasks_past_retention(real_redis: redis.Redis, key_prefix: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import fakeredis
 
+from core.keys import DEFAULT_PRIORITY, SIDES, Keys
 from core.states import State
 from core.store import AsyncTaskStore, TaskStore, new_token
 from core.task import Task
@@ -44,17 +45,31 @@ def is_fake(store: TaskStore) -> bool:
     return isinstance(store.r, fakeredis.FakeRedis)
 
 
-def move_to_inflight(store: TaskStore, consumer: str) -> str:
-    """What the consumer's blocking wait does: the next new id moves into its in-flight list, unclaimed.
+def stored_before_priorities(store: TaskStore, list_key: str) -> str:
+    """A PENDING task as a deployment from before issue 18 left it: no `priority` field, its id in
+    `list_key` (the old single pending list, or a consumer's in-flight list where an idle
+    consumer's blocking BLMOVE moved it unclaimed); returns its id."""
+    task = new_task()
+    store.r.hset(store.keys.task(task.id), mapping={k: v for k, v in task.to_hash().items() if k != "priority"})
+    for index in (store.keys.state_index(State.PENDING), store.keys.all_tasks, store.keys.type_tasks(task.task_type)):
+        store.r.zadd(index, {task.id: 0})
+    store.r.rpush(list_key, task.id)
+    return task.id
 
-    fakeredis does not block, so there the same move is made with the non-blocking LMOVE.
-    """
-    if is_fake(store):
-        moved = store.r.lmove(store.keys.pending_primary, store.keys.inflight(consumer), "LEFT", "RIGHT")
-    else:
-        moved = store.wait_for_new(consumer, 0.1)
-    assert moved
-    return str(moved)
+
+def queued(r: Any, keys: Keys, side: str = "primary", priority: int = DEFAULT_PRIORITY, owner: str = "") -> list[str]:
+    """The ids waiting in one owner's list on one side at one priority, in claim order (FIFO)."""
+    return list(r.lrange(keys.pending(side, priority, owner), 0, -1))
+
+
+def pending_lists(store: TaskStore) -> dict[str, list[str]]:
+    """Every per-owner pending list (side:priority:owner → ids), the old single lists aside."""
+    prefix, legacy = store.keys.pending_prefix, {store.keys.legacy_primary, store.keys.legacy_retry}
+    found = {}
+    for key in store.r.scan_iter(match=prefix + "*"):
+        if key not in legacy:
+            found[key[len(prefix) :]] = list(store.r.lrange(key, 0, -1))
+    return found
 
 
 def claim_one(store: TaskStore, task_id: str, consumer: str = CONSUMER) -> str:
@@ -96,8 +111,7 @@ def make_in_state(stores: Stores, state: State, max_retries: int = 3, task_type:
 def places(store: TaskStore, task_id: str) -> list[str]:
     """Every queue structure holding `task_id` (one entry per occurrence), state indexes aside."""
     k, r = store.keys, store.r
-    found = ["primary"] * r.lrange(k.pending_primary, 0, -1).count(task_id)
-    found += ["retry"] * r.lrange(k.pending_retry, 0, -1).count(task_id)
+    found = [name.split(":")[0] for name, ids in pending_lists(store).items() for i in ids if i == task_id]
     prefix = k.inflight("")
     for key in sorted(r.scan_iter(match=k.inflight("*"))):
         found += [f"inflight:{key[len(prefix) :]}"] * r.lrange(key, 0, -1).count(task_id)
@@ -140,7 +154,40 @@ def assert_one_place(store: TaskStore, task_id: str) -> Task:
     assert type_indexes_holding(store, task_id) == {task.task_type: task.created_at}, "in its type's index only"
     if task.state is State.SCHEDULED:
         assert store.r.zscore(store.keys.scheduled, task_id) == task.due_at
+    assert_queues_consistent(store)
     return task
+
+
+def assert_queues_consistent(store: TaskStore) -> None:
+    """The pending-work structures agree with the tasks: each list holds PENDING ids of its own
+    priority and owner; the depths and backlogs are the lists' lengths; an owner is in a side's
+    ready set at a level exactly while it has work there and is not held; the running counts per
+    owner are the ACTIVE tasks'."""
+    r, k = store.r, store.keys
+    depth: dict[str, int] = {}
+    backlog: dict[str, int] = {}
+    ready: dict[str, set[str]] = {side: set() for side in SIDES}
+    held = set(r.zrange(k.owners_held, 0, -1))
+    for name, ids in pending_lists(store).items():
+        side, level, owner = name.split(":", 2)
+        for task_id in ids:
+            state, priority, task_owner = r.hmget(k.task(task_id), ["state", "priority", "owner"])
+            assert (state, priority or "5", task_owner or "") == ("PENDING", level, owner), f"{task_id} in {name}"
+        if ids:
+            depth[side] = depth.get(side, 0) + len(ids)
+            depth[f"{side}:{level}"] = depth.get(f"{side}:{level}", 0) + len(ids)
+            backlog[owner] = backlog.get(owner, 0) + len(ids)
+            if owner not in held:
+                ready[side].add(level + owner)
+    assert {f: int(n) for f, n in r.hgetall(k.depth).items() if int(n)} == depth
+    assert {o: int(n) for o, n in r.zrange(k.owners_backlog, 0, -1, withscores=True)} == backlog
+    for side in SIDES:
+        assert set(r.zrange(k.ready(side), 0, -1)) == ready[side], side
+    running: dict[str, int] = {}
+    for task_id in r.zrange(k.state_index(State.ACTIVE), 0, -1):
+        owner = r.hget(k.task(task_id), "owner") or ""
+        running[owner] = running.get(owner, 0) + 1
+    assert {o: int(n) for o, n in r.hgetall(k.owners_active).items()} == running
 
 
 def assert_gone(store: TaskStore, task_id: str) -> None:

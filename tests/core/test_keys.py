@@ -19,7 +19,8 @@ KEY_MODULE = ROOT / "core" / "keys.py"
 # or continues like one right after an f-string placeholder (`f"{prefix}task:{id}"`).
 KEY_LITERAL = re.compile(
     r"""((?<![\w])[rbfRBF]{0,2}['"]|\})"""
-    r"(task:|tasks:|dlq:|worker:heartbeat|worker:stats|workers:|queue-updates|stats:|idempotency:|scheduler:heartbeat)"
+    r"(task:|tasks:|dlq:|worker:heartbeat|worker:stats|workers:|queue-updates|stats:|idempotency:|scheduler:heartbeat"
+    r"|owners:)"
 )
 
 
@@ -36,8 +37,13 @@ def every_name(keys: Keys) -> dict[str, str]:
             else:
                 names[attr] = value
         elif inspect.isfunction(member):
-            if "state" in inspect.signature(member).parameters:
+            parameters = inspect.signature(member).parameters
+            if "state" in parameters:
                 names.update({f"{attr}({s.value})": member(keys, s) for s in State})
+            elif "priority" in parameters:
+                names[attr] = member(keys, "primary", 3, "alice")
+            elif "day" in parameters:
+                names[attr] = member(keys, 20790)
             else:
                 names[attr] = member(keys, "some-id")
     return names
@@ -45,7 +51,7 @@ def every_name(keys: Keys) -> dict[str, str]:
 
 def test_introspection_finds_the_keys() -> None:
     names = every_name(Keys())
-    for expected in ("task", "pending_primary", "pending_retry", "scheduled", "dlq", "inflight", "heartbeat"):
+    for expected in ("task", "pending", "ready", "legacy_primary", "scheduled", "dlq", "inflight", "heartbeat"):
         assert expected in names
     assert len([n for n in names if n.startswith("state_index(")]) == len(State)
 
@@ -54,7 +60,11 @@ def test_default_names_keep_the_designs_spelling() -> None:
     k = Keys()
     assert k.task("42") == "task:42"
     assert k.task_prefix + "42" == k.task("42")
-    assert (k.pending_primary, k.pending_retry) == ("tasks:pending:primary", "tasks:pending:retry")
+    assert (k.legacy_primary, k.legacy_retry) == ("tasks:pending:primary", "tasks:pending:retry")
+    assert k.pending("primary", 3, "alice") == "tasks:pending:primary:3:alice"
+    assert k.pending_prefix + "retry:5:" == k.pending("retry", 5, "")
+    assert (k.ready("primary"), k.owners_held) == ("tasks:ready:primary", "owners:held")
+    assert k.owner_tokens(20790) == "owners:tokens:20790"
     assert (k.scheduled, k.dlq, k.events) == ("tasks:scheduled", "dlq:tasks", "queue-updates")
     assert k.heartbeat("w1") == "worker:heartbeat:w1"
     assert k.state_index(State.SCHEDULED) == k.scheduled and k.state_index(State.DLQ) == k.dlq
@@ -76,7 +86,7 @@ def test_state_indexes_are_distinct() -> None:
     k = Keys()
     indexes = [k.state_index(s) for s in State]
     assert len(set(indexes)) == len(State)
-    assert k.all_tasks not in indexes and k.pending_primary not in indexes
+    assert k.all_tasks not in indexes and k.legacy_primary not in indexes
 
 
 @pytest.mark.parametrize("prefix", ["t1234:", "prod:", "a:b:"])
@@ -90,7 +100,8 @@ def test_every_name_starts_with_the_prefix(prefix: str) -> None:
 def test_operator_patterns_cover_every_key_we_write() -> None:
     """The reset tool deletes what `all_patterns` matches; every stored key must be among it."""
     k = Keys("p:")
-    skipped = {"events", "dispatch_queue", "task_prefix", "inflight_prefix"}  # a channel, a broker-db queue, fragments
+    skipped = {"events", "dispatch_queue", "task_prefix", "inflight_prefix", "pending_prefix", "owner_tokens_prefix"}
+    # (a channel, a broker-db queue, fragments)
     skipped |= {n for n in every_name(k) if n.startswith("all_patterns")}
     for attr, name in every_name(k).items():
         if attr not in skipped:

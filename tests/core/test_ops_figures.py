@@ -22,8 +22,8 @@ from tests.core.helpers import (
     assert_one_place,
     claim_one,
     make_in_state,
-    move_to_inflight,
     new_task,
+    queued,
     snapshot,
     to_retry_list,
 )
@@ -213,7 +213,7 @@ def test_the_same_idempotency_key_returns_the_first_tasks(stores: Stores) -> Non
     assert not first.replayed and first.created_at > 0
     assert again.replayed and again.ids == first.ids
     assert other.ids != first.ids
-    assert stores.sync.r.llen(stores.sync.keys.pending_primary) == 2
+    assert len(queued(stores.sync.r, stores.sync.keys)) == 2
     assert counters(stores.sync)["submitted"] == 2
 
 
@@ -231,7 +231,7 @@ def test_concurrent_duplicates_create_one_task(stores: Stores) -> None:
 
     ids = stores.run(race())
     assert len({tuple(i) for i in ids}) == 1
-    assert stores.sync.r.llen(stores.sync.keys.pending_primary) == 1
+    assert len(queued(stores.sync.r, stores.sync.keys)) == 1
 
 
 def test_bulk_create_is_one_atomic_step_in_order(stores: Stores) -> None:
@@ -239,7 +239,7 @@ def test_bulk_create_is_one_atomic_step_in_order(stores: Stores) -> None:
     tasks = [new_task() for _ in range(5)]
     created = stores.run(stores.aio.create_many(tasks))
     assert created.ids == [t.id for t in tasks]
-    assert store.r.lrange(store.keys.pending_primary, 0, -1) == created.ids
+    assert queued(store.r, store.keys) == created.ids
     for task in tasks:
         assert assert_one_place(store, task.id).created_at == created.created_at
 
@@ -262,7 +262,7 @@ def test_requeue_dead_moves_the_given_ids_and_reports_the_rest(stores: Stores) -
     assert (moved, skipped) == (1, [done.id, "nope"])
     got = assert_one_place(store, dead[0].id)
     assert (got.state, got.retry_count) == (State.PENDING, 0)
-    assert store.r.lrange(store.keys.pending_retry, 0, -1) == [dead[0].id]
+    assert queued(store.r, store.keys, "retry") == [dead[0].id]
 
 
 def test_requeue_dead_without_ids_takes_the_oldest_batch(stores: Stores) -> None:
@@ -271,17 +271,16 @@ def test_requeue_dead_without_ids_takes_the_oldest_batch(stores: Stores) -> None
     assert stores.run(stores.aio.requeue_dead([], batch=2)) == (2, [])
     assert stores.run(stores.aio.requeue_dead([], batch=2)) == (1, [])
     assert stores.run(stores.aio.requeue_dead([], batch=2)) == (0, [])
-    assert sorted(store.r.lrange(store.keys.pending_retry, 0, -1)) == sorted(dead)  # ties on the ms go by id
+    assert sorted(queued(store.r, store.keys, "retry")) == sorted(dead)  # ties on the ms go by id
     assert trail(store, dead[0])[-1] == ("DLQ", "PENDING")
 
 
 def test_each_claim_counts_the_list_it_took_from_on_every_path(store: TaskStore) -> None:
     """The flow diagram's Primary → Active and Retry → Active, and each consumer's own figures:
-    the preferred list, the fallback, and the idle consumer's BLMOVE (a moved id)."""
+    the preferred side and the fallback."""
     first, second = store.create(new_task()), store.create(new_task())
     assert store.claim("c-a", new_token(), prefer_retry=True).task_id == first.id  # retry empty: primary
-    moved = move_to_inflight(store, "c-b")  # the idle path
-    assert store.claim("c-b", new_token(), prefer_retry=False, moved_id=moved).task_id == second.id
+    assert store.claim("c-b", new_token(), prefer_retry=False).task_id == second.id
     retried = new_task()
     to_retry_list(store, retried)  # claimed once from primary by CONSUMER, then promoted
     assert store.claim("c-a", new_token(), prefer_retry=True).task_id == retried.id

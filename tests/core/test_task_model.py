@@ -44,8 +44,13 @@ def test_defaults_round_trip() -> None:
 
 
 def test_unknown_fields_are_ignored() -> None:
-    raw = {**full_task().to_hash(), "legacy_field": "1", "priority": "high"}
+    raw = {**full_task().to_hash(), "legacy_field": "1", "colour": "blue"}
     assert Task.from_hash(raw) == full_task()
+
+
+def test_a_task_stored_before_priorities_reads_as_priority_5() -> None:
+    raw = {k: v for k, v in full_task().to_hash().items() if k != "priority"}
+    assert Task.from_hash(raw).priority == 5
 
 
 def test_missing_fields_take_defaults_and_empty_numbers_read_as_zero() -> None:

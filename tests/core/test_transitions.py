@@ -24,12 +24,14 @@ from tests.core.helpers import (
     Stores,
     assert_gone,
     assert_one_place,
+    assert_queues_consistent,
     claim_one,
     make_in_state,
-    move_to_inflight,
     new_task,
     places,
+    queued,
     snapshot,
+    stored_before_priorities,
     to_retry_list,
 )
 
@@ -46,7 +48,7 @@ def test_create_stores_the_task_pending_at_the_tail_of_the_primary_list(store: T
     assert (got.content, got.task_type, got.max_retries, got.retry_count) == ("some text", "summarize", 5, 0)
     assert got.created_at == got.updated_at == task.created_at > 0
     assert (got.started_at, got.finished_at, got.attempt) == (0, 0, "")
-    assert store.r.lrange(store.keys.pending_primary, 0, -1) == [first.id, task.id]
+    assert queued(store.r, store.keys) == [first.id, task.id]
     assert store.r.zscore(store.keys.all_tasks, task.id) == task.created_at
 
 
@@ -69,7 +71,7 @@ def test_claim_moves_the_task_to_the_consumers_inflight_list(store: TaskStore) -
     assert (got.attempt, got.consumer) == ("tok-1", CONSUMER)
     assert got.started_at >= got.created_at and got.updated_at == got.started_at
     assert store.inflight_count(CONSUMER) == 1
-    assert store.r.llen(store.keys.pending_primary) == 0
+    assert len(queued(store.r, store.keys)) == 0
     assert store.r.zscore(store.keys.state_index(State.ACTIVE), task.id) == got.started_at
 
 
@@ -84,29 +86,13 @@ def test_claim_returns_what_the_attempt_needs_of_the_task(store: TaskStore) -> N
         assert getattr(attempt, name) == getattr(stored, name), name
 
 
-def test_an_id_moved_in_flight_by_an_unanswered_blmove_is_claimed_once_the_lists_are_empty(store: TaskStore) -> None:
-    """Redis stopped after a consumer's BLMOVE moved an id but before it answered: the client's
-    retry knows nothing of it. The next claim that finds the lists empty takes it, so it cannot
-    stay PENDING in a live consumer's in-flight list (seen in the chaos suite's Redis restart)."""
-    stranded = store.create(new_task())
-    assert store.wait_for_new(CONSUMER, 0.1) == stranded.id  # its reply lost: the consumer never saw it
-    queued = store.create(new_task())
-    assert store.claim(CONSUMER, "tok-1", prefer_retry=False).task_id == queued.id, "the queue first"
-    claim = store.claim(CONSUMER, "tok-2", prefer_retry=False)
-    assert (claim.status, claim.task_id, claim.source) == ("ok", stranded.id, "moved")
-    assert store.get(stranded.id).state is State.ACTIVE and store.inflight_count(CONSUMER) == 2
-    assert store.claim(CONSUMER, "tok-3", prefer_retry=False).status == "empty", "claimed ids are not taken twice"
-
-
-@pytest.mark.parametrize("moved", [False, True], ids=["from the list", "moved in by BLMOVE"])
-def test_a_claim_sent_twice_returns_the_task_it_took_the_first_time(store: TaskStore, moved: bool) -> None:
+def test_a_claim_sent_twice_returns_the_task_it_took_the_first_time(store: TaskStore) -> None:
     """Its reply lost, the client sends the same claim (same token) again: the first run's task,
     counted and recorded once, stays in flight; the next task is left in the queue."""
     first, second = store.create(new_task()), store.create(new_task())
-    moved_id = (store.wait_for_new(CONSUMER, 0.1) or "") if moved else ""
-    claim = store.claim(CONSUMER, "tok-1", prefer_retry=False, moved_id=moved_id)
+    claim = store.claim(CONSUMER, "tok-1", prefer_retry=False)
     history = store.r.lrange(store.keys.history(first.id), 0, -1)
-    again = store.claim(CONSUMER, "tok-1", prefer_retry=False, moved_id=moved_id)
+    again = store.claim(CONSUMER, "tok-1", prefer_retry=False)
 
     assert (again.status, again.task_id, again.source, again.fields) == ("ok", first.id, "again", claim.fields)
     got = assert_one_place(store, first.id)
@@ -136,9 +122,9 @@ def test_claim_prefers_the_retry_list_and_falls_back_to_primary(store: TaskStore
     store.create(fresh)
 
     first = store.claim(CONSUMER, new_token(), prefer_retry=True)
-    assert (first.status, first.task_id, first.retry_backlog, first.source) == ("ok", retried.id, 0, "preferred")
+    assert (first.status, first.task_id, first.retry_backlog, first.source) == ("ok", retried.id, 0, "retry")
     second = store.claim(CONSUMER, new_token(), prefer_retry=True)
-    assert (second.status, second.task_id, second.source) == ("ok", fresh.id, "other")
+    assert (second.status, second.task_id, second.source) == ("ok", fresh.id, "primary")
     assert store.claim(CONSUMER, new_token(), prefer_retry=True).status == "empty"
 
 
@@ -148,64 +134,56 @@ def test_claim_prefers_primary_and_falls_back_to_the_retry_list(store: TaskStore
     store.create(fresh)
 
     first = store.claim(CONSUMER, new_token(), prefer_retry=False)
-    assert (first.status, first.task_id, first.retry_backlog, first.source) == ("ok", fresh.id, 1, "preferred")
+    assert (first.status, first.task_id, first.retry_backlog, first.source) == ("ok", fresh.id, 1, "primary")
     second = store.claim(CONSUMER, new_token(), prefer_retry=False)
-    assert (second.status, second.task_id, second.retry_backlog, second.source) == ("ok", retried.id, 0, "other")
+    assert (second.status, second.task_id, second.retry_backlog, second.source) == ("ok", retried.id, 0, "retry")
     assert store.claim(CONSUMER, new_token(), prefer_retry=False).status == "empty"
 
 
-def test_claim_of_a_moved_id_claims_it_as_is(store: TaskStore) -> None:
-    task = store.create(new_task())
-    moved = move_to_inflight(store, CONSUMER)
-    assert moved == task.id
-
-    claim = store.claim(CONSUMER, "tok", prefer_retry=False, moved_id=moved)
-    assert (claim.status, claim.task_id, claim.source) == ("ok", task.id, "moved")
-    got = assert_one_place(store, task.id)
-    assert (got.state, got.attempt) == (State.ACTIVE, "tok")
-
-
 @pytest.mark.parametrize("withdraw", ["cancel", "delete"])
-def test_claim_skips_a_withdrawn_id_and_drops_it_from_inflight(stores: Stores, withdraw: str) -> None:
+def test_a_withdrawn_task_leaves_its_list_and_is_never_claimed(stores: Stores, withdraw: str) -> None:
     store = stores.sync
-    task = store.create(new_task())
-    move_to_inflight(store, CONSUMER)
+    task, other = store.create(new_task()), store.create(new_task())
     stores.run(getattr(stores.aio, withdraw)(task.id))
 
-    claim = store.claim(CONSUMER, new_token(), prefer_retry=False, moved_id=task.id)
-    assert (claim.status, claim.task_id) == ("skip", task.id)
-    assert store.inflight_count(CONSUMER) == 0
+    assert queued(store.r, store.keys) == [other.id]
+    assert store.claim(CONSUMER, new_token(), prefer_retry=False).task_id == other.id
+    assert store.claim(CONSUMER, new_token(), prefer_retry=False).status == "empty"
     if withdraw == "cancel":
         assert assert_one_place(store, task.id).state is State.CANCELLED
     else:
         assert_gone(store, task.id)
+        assert_queues_consistent(store)
 
 
-def test_claim_skips_a_popped_id_whose_task_is_gone(store: TaskStore) -> None:
-    """Defensive path: a stray id in a pending list (no hash behind it) is dropped, not claimed."""
-    store.r.rpush(store.keys.pending_primary, "ghost")
+def test_claim_skips_a_queued_id_whose_task_is_gone(store: TaskStore) -> None:
+    """Defensive path: an id whose hash vanished behind the scripts' back is dropped, not claimed."""
+    task = store.create(new_task())
+    store.r.delete(store.keys.task(task.id))
     claim = store.claim(CONSUMER, new_token(), prefer_retry=False)
-    assert (claim.status, claim.task_id) == ("skip", "ghost")
+    assert (claim.status, claim.task_id) == ("skip", task.id)
     assert store.inflight_count(CONSUMER) == 0
-    assert store.r.llen(store.keys.pending_primary) == 0
+    assert queued(store.r, store.keys) == []
+    assert store.claim(CONSUMER, new_token(), prefer_retry=False).status == "empty"
 
 
-def test_wait_for_new_blocks_until_a_task_arrives(real_redis: redis.Redis, redis_url: str, key_prefix: str) -> None:
-    """BLMOVE really blocks only on a real server; the consumer then claims the moved id."""
+def test_wait_for_work_blocks_until_a_task_arrives(real_redis: redis.Redis, redis_url: str, key_prefix: str) -> None:
+    """BLPOP on the wake-up marks really blocks only on a real server; woken, the consumer claims.
+    An empty claim clears stale marks, so an idle consumer does not spin on them."""
     store = TaskStore(real_redis, Keys(key_prefix))
-    assert store.wait_for_new(CONSUMER, 0.05) is None
+    assert store.claim(CONSUMER, "tok-0", prefer_retry=False).status == "empty"
+    assert store.wait_for_work(0.05) is False
 
     task = new_task()
     producer = TaskStore(redis.Redis.from_url(redis_url, decode_responses=True), store.keys)
     timer = threading.Timer(0.1, producer.create, args=(task,))
     started = time.monotonic()
     timer.start()
-    moved = store.wait_for_new(CONSUMER, 2.0)
+    woken = store.wait_for_work(2.0)
     timer.join()
     producer.r.close()
-    assert moved == task.id
-    assert 0.05 < time.monotonic() - started < 1.5
-    assert store.claim(CONSUMER, "tok", prefer_retry=False, moved_id=moved).status == "ok"
+    assert woken and 0.05 < time.monotonic() - started < 1.5
+    assert store.claim(CONSUMER, "tok", prefer_retry=False).task_id == task.id
     assert assert_one_place(store, task.id).state is State.ACTIVE
 
 
@@ -267,7 +245,7 @@ def test_release_puts_the_task_back_at_the_head_of_the_queue_without_spending_a_
 
     got = assert_one_place(store, first.id)
     assert (got.state, got.retry_count, got.error_type, got.attempt) == (State.PENDING, 0, "circuit_open", "")
-    assert store.r.lrange(store.keys.pending_primary, 0, -1) == [first.id, second.id]
+    assert queued(store.r, store.keys) == [first.id, second.id]
     assert store.inflight_count(CONSUMER) == 0
 
 
@@ -336,7 +314,7 @@ def test_promote_due_moves_only_due_tasks(store: TaskStore) -> None:
 
     got = assert_one_place(store, due)
     assert (got.state, got.due_at, got.retry_count) == (State.PENDING, 0, 1)
-    assert store.r.lrange(store.keys.pending_retry, 0, -1) == [due]
+    assert queued(store.r, store.keys, "retry") == [due]
     assert assert_one_place(store, later).state is State.SCHEDULED
     assert store.promote_due(100) == 0
 
@@ -345,10 +323,10 @@ def test_promote_due_respects_the_batch_size_and_due_order(store: TaskStore) -> 
     """Due times already past and distinct (a negative delay), scheduled out of due order."""
     ids = [_scheduled(store, delay) for delay in (-1, -3, -2)]
     assert store.promote_due(2) == 2
-    assert store.r.lrange(store.keys.pending_retry, 0, -1) == [ids[1], ids[2]]
+    assert queued(store.r, store.keys, "retry") == [ids[1], ids[2]]
     assert store.r.zrange(store.keys.scheduled, 0, -1) == [ids[0]]
     assert store.promote_due(2) == 1
-    assert store.r.lrange(store.keys.pending_retry, 0, -1) == [ids[1], ids[2], ids[0]]
+    assert queued(store.r, store.keys, "retry") == [ids[1], ids[2], ids[0]]
     for task_id in ids:
         assert assert_one_place(store, task_id).state is State.PENDING
 
@@ -362,19 +340,18 @@ def test_promote_due_drops_ids_no_longer_scheduled(store: TaskStore) -> None:
 
     assert store.promote_due(100) == 0
     assert store.r.zcard(store.keys.scheduled) == 0
-    assert store.r.llen(store.keys.pending_retry) == 0
+    assert len(queued(store.r, store.keys, "retry")) == 0
     assert store.r.hgetall(store.keys.task(task.id)) == before
 
 
 # --- recover --------------------------------------------------------------------------------------
-def test_recover_of_a_moved_but_unclaimed_id_spends_no_retry(store: TaskStore) -> None:
-    task = store.create(new_task())
-    move_to_inflight(store, CONSUMER)
-    assert store.recover(task.id, CONSUMER, "", "consumer stopped") == "requeued"
+def test_recover_of_an_id_an_old_consumer_moved_but_never_claimed_spends_no_retry(store: TaskStore) -> None:
+    task_id = stored_before_priorities(store, store.keys.inflight(CONSUMER))
+    assert store.recover(task_id, CONSUMER, "", "consumer stopped") == "requeued"
 
-    got = assert_one_place(store, task.id)
-    assert (got.state, got.retry_count, got.error_type) == (State.PENDING, 0, "")
-    assert store.r.lrange(store.keys.pending_retry, 0, -1) == [task.id]
+    got = assert_one_place(store, task_id)
+    assert (got.state, got.retry_count, got.error_type, got.priority) == (State.PENDING, 0, "", 5)
+    assert queued(store.r, store.keys, "retry") == [task_id]
     assert store.inflight_count(CONSUMER) == 0
 
 
@@ -386,7 +363,7 @@ def test_recover_of_an_active_task_requeues_it_as_a_spent_retry(store: TaskStore
     got = assert_one_place(store, task.id)
     assert got.state is State.PENDING
     assert (got.retry_count, got.error_type, got.last_error, got.attempt) == (1, "worker_lost", "worker died", "")
-    assert store.r.lrange(store.keys.pending_retry, 0, -1) == [task.id]
+    assert queued(store.r, store.keys, "retry") == [task.id]
     assert store.inflight_count(CONSUMER) == 0
 
 
@@ -420,31 +397,30 @@ def test_recover_leaves_a_task_another_consumer_holds(store: TaskStore) -> None:
     assert (got.state, got.consumer, got.retry_count) == (State.ACTIVE, "c2", 0)
 
 
-@pytest.mark.parametrize("claimed", [True, False], ids=["active", "moved"])
+@pytest.mark.parametrize("claimed", [True, False], ids=["active", "moved by an old consumer"])
 def test_recover_twice_requeues_once(store: TaskStore, claimed: bool) -> None:
     """Two reapers both read the dead consumer's in-flight list, then both recover the same id:
     the second call finds nothing to recover and must not push a duplicate."""
-    task = store.create(new_task())
     if claimed:
-        claim_one(store, task.id)
+        task_id = store.create(new_task()).id
+        claim_one(store, task_id)
     else:
-        move_to_inflight(store, CONSUMER)
-    assert store.recover(task.id, CONSUMER, "", "consumer stopped") == "requeued"
+        task_id = stored_before_priorities(store, store.keys.inflight(CONSUMER))
+    assert store.recover(task_id, CONSUMER, "", "consumer stopped") == "requeued"
     before = snapshot(store)
-    assert store.recover(task.id, CONSUMER, "", "consumer stopped") == "dropped"
+    assert store.recover(task_id, CONSUMER, "", "consumer stopped") == "dropped"
     assert snapshot(store) == before
-    assert store.r.lrange(store.keys.pending_retry, 0, -1) == [task.id]
-    assert assert_one_place(store, task.id).retry_count == int(claimed)
+    assert queued(store.r, store.keys, "retry") == [task_id]
+    assert assert_one_place(store, task_id).retry_count == int(claimed)
 
 
 def test_recover_of_a_deleted_task_only_drops_the_id(stores: Stores) -> None:
     store = stores.sync
-    task = store.create(new_task())
-    move_to_inflight(store, CONSUMER)
-    stores.run(stores.aio.delete(task.id))
-    assert store.recover(task.id, CONSUMER, "", "consumer stopped") == "dropped"
+    task_id = stored_before_priorities(store, store.keys.inflight(CONSUMER))
+    stores.run(stores.aio.delete(task_id))
+    assert store.recover(task_id, CONSUMER, "", "consumer stopped") == "dropped"
     assert store.inflight_count(CONSUMER) == 0
-    assert_gone(store, task.id)
+    assert_gone(store, task_id)
 
 
 # --- recover_orphans ------------------------------------------------------------------------------
@@ -459,7 +435,7 @@ def test_recover_orphans_returns_the_tasks_of_a_dead_consumer_only(store: TaskSt
     time.sleep(0.3)
 
     assert store.recover_orphans(lease_seconds=3600, batch=100) == 2
-    assert store.r.lrange(store.keys.pending_retry, 0, -1) == orphans
+    assert queued(store.r, store.keys, "retry") == orphans
     for task_id in orphans:
         got = assert_one_place(store, task_id)
         assert (got.state, got.retry_count, got.error_type) == (State.PENDING, 1, "worker_lost")
@@ -470,11 +446,10 @@ def test_recover_orphans_returns_the_tasks_of_a_dead_consumer_only(store: TaskSt
 
 def test_recover_orphans_returns_an_unclaimed_id_of_a_dead_consumer(store: TaskStore) -> None:
     store.beat("dead", {}, ttl=0.1)
-    task = store.create(new_task())
-    move_to_inflight(store, "dead")
+    task_id = stored_before_priorities(store, store.keys.inflight("dead"))
     time.sleep(0.2)
     assert store.recover_orphans(lease_seconds=3600, batch=100) == 1
-    got = assert_one_place(store, task.id)
+    got = assert_one_place(store, task_id)
     assert (got.state, got.retry_count) == (State.PENDING, 0)
 
 
@@ -519,7 +494,7 @@ def test_retry_re_drives_a_finished_task(stores: Stores, state: State) -> None:
 
     got = assert_one_place(store, task.id)
     assert (got.state, got.retry_count, got.finished_at, got.attempt) == (State.PENDING, 0, 0, "")
-    assert store.r.lrange(store.keys.pending_retry, 0, -1) == [task.id]
+    assert queued(store.r, store.keys, "retry") == [task.id]
     assert store.claim(CONSUMER, new_token(), prefer_retry=False).task_id == task.id
 
 
@@ -549,7 +524,7 @@ def test_cancel_withdraws_a_pending_task(stores: Stores) -> None:
     got = assert_one_place(store, task.id)
     assert (got.state, got.due_at) == (State.CANCELLED, 0)
     assert got.finished_at == got.updated_at > 0
-    assert store.r.llen(store.keys.pending_primary) == 0
+    assert len(queued(store.r, store.keys)) == 0
 
 
 def test_cancel_withdraws_a_task_from_the_retry_list(stores: Stores) -> None:
@@ -558,7 +533,7 @@ def test_cancel_withdraws_a_task_from_the_retry_list(stores: Stores) -> None:
     to_retry_list(store, task)
     assert stores.run(stores.aio.cancel(task.id)) is State.PENDING
     assert assert_one_place(store, task.id).state is State.CANCELLED
-    assert store.r.llen(store.keys.pending_retry) == 0
+    assert len(queued(store.r, store.keys, "retry")) == 0
 
 
 def test_cancel_withdraws_a_scheduled_task(stores: Stores) -> None:

@@ -112,7 +112,7 @@ def test_the_flow_diagram_counts_live_and_its_nodes_open_the_task_list(open_page
     ids = [stack.submit(f"Live count {i}. [[tag:n{i}]]") for i in range(3)]
     stack.wait_terminal(ids, 30)
     # Without reloading: the stream's events moved the figures. The stack is idle, so its consumer
-    # took these three in its blocking wait (BLMOVE): they count on Primary → Active too.
+    # took these three when its blocking wait woke: they count on Primary → Active too.
     expect(completed).to_have_text(str(before_completed + 3))
     expect(submitted).to_have_text(str(before_submitted + 3))
     expect(taken).to_have_text(str(before_taken + 3))

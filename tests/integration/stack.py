@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import redis
 
-from core.keys import Keys
+from core.keys import SIDES, Keys
 from core.states import TERMINAL, State
 from core.store import TaskStore
 from utils.probe import api_ready
@@ -198,8 +198,10 @@ class Stack:
 
     def assert_nothing_left(self) -> None:
         """Every list and in-flight structure is empty: no task is stranded anywhere."""
-        assert self.redis.llen(self.keys.pending_primary) == 0
-        assert self.redis.llen(self.keys.pending_retry) == 0
+        assert list(self.redis.scan_iter(match=self.keys.pending_prefix + "*")) == [], "no pending list"
+        assert all(int(n) == 0 for n in self.redis.hvals(self.keys.depth))
+        assert self.redis.zcard(self.keys.owners_backlog) == 0 and self.redis.hlen(self.keys.owners_active) == 0
+        assert all(self.redis.zcard(self.keys.ready(side)) == 0 for side in SIDES), "no owner left in turn"
         assert self.redis.zcard(self.keys.scheduled) == 0
         assert self.redis.zcard(self.keys.state_index(State.ACTIVE)) == 0
         assert self.redis.zcard(self.keys.state_index(State.PENDING)) == 0

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from core.states import State
+from tests.core.helpers import queued
 from tests.integration.stack import Stack, wait_until
 from tests.stub_llm import StubLLM
 
@@ -30,13 +31,13 @@ def test_open_breaker_stops_every_consumer_without_spending_retries(
 
     wait_until(lambda: breaker_seen_by_consumers(stack) == ["open", "open"], 15, what="both consumers to see it open")
     calls_at_open = len(stub.calls())
-    queued_at_open = stack.redis.llen(stack.keys.pending_primary)
+    queued_at_open = len(queued(stack.redis, stack.keys))
     time.sleep(2.0)
 
     assert len(stub.calls()) == calls_at_open, "no LLM call while the breaker is open"
     assert calls_at_open <= 3 + 2, "at most the threshold plus one call per slot in flight"
-    assert stack.redis.llen(stack.keys.pending_primary) == queued_at_open >= 20 - 5
-    queued = [stack.store.get(tid) for tid in stack.redis.lrange(stack.keys.pending_primary, 0, -1)]
-    assert {t.state for t in queued} == {State.PENDING} and {t.retry_count for t in queued} == {0}
+    assert len(queued(stack.redis, stack.keys)) == queued_at_open >= 20 - 5
+    waiting = [stack.store.get(tid) for tid in queued(stack.redis, stack.keys)]
+    assert {t.state for t in waiting} == {State.PENDING} and {t.retry_count for t in waiting} == {0}
     spent = sum(stack.store.get(tid).retry_count for tid in ids)
     assert spent <= calls_at_open, "only calls that reached the provider spent retries"

@@ -21,6 +21,7 @@ from core.settings import Settings
 from core.states import State
 from core.store import TaskStore, new_token
 from core.task import Task
+from tests.core.helpers import queued
 from utils.reset_redis import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,8 +117,8 @@ def test_keep_tasks_with_drain_hands_work_back_and_resets_only_the_runtime(
     assert "handed back to the queue: 1" in capsys.readouterr().out
     active = store.get(tasks["active"])
     assert active.state == State.PENDING and active.retry_count == 0, "no retry spent"
-    assert store.r.lrange(store.keys.pending_primary, 0, 0) == [tasks["active"]], "back at the head of the queue"
-    assert store.r.llen(store.keys.pending_primary) == 4
+    assert queued(store.r, store.keys)[:1] == [tasks["active"]], "back at the head of the queue"
+    assert len(queued(store.r, store.keys)) == 4
     assert store.r.zcard(store.keys.state_index(State.ACTIVE)) == 0
     k = store.keys
     for pattern in (k.consumers, k.heartbeat("*"), k.inflight("*"), f"{k.breaker_namespace}:*"):

@@ -18,6 +18,7 @@ from core.settings import Settings
 from core.states import State
 from core.store import TaskStore, new_token
 from core.task import Task
+from tests.core.helpers import queued
 from tests.stub_llm import StubLLM
 from worker.breaker import SharedBreaker
 from worker.runner import Runner
@@ -132,7 +133,7 @@ def test_401_402_pause_every_consumer_until_the_pause_ends(runner: Runner, setti
     open for PROVIDER_PAUSE_SECONDS: the next attempt is the probe after the pause."""
     task_id, token = claimed(runner.store, f"Paused ({uuid.uuid4().hex}) [[status:{status}]]")
     assert runner.execute(task_id, token, CONSUMER) == "released"
-    assert runner.store.r.lindex(runner.store.keys.pending_primary, 0) == task_id
+    assert queued(runner.store.r, runner.store.keys)[0] == task_id
     seen_by_a_consumer = SharedBreaker(settings, redis.Redis.from_url(settings.redis_url))
     assert seen_by_a_consumer.state == "open"
     assert PAUSE - 2 <= seen_by_a_consumer.seconds_left() <= PAUSE

@@ -14,6 +14,7 @@ from core.states import State
 from core.store import TaskStore, new_token
 from core.task import Task
 from tasktypes.summarize import Summarize
+from tests.core.helpers import queued
 from tests.stub_llm import StubLLM
 from worker.runner import Runner
 
@@ -188,7 +189,7 @@ def trip(runner: Runner) -> list[str]:
 def test_the_failure_that_opens_the_breaker_spends_no_retry(runner: Runner) -> None:
     assert trip(runner) == ["scheduled", "scheduled", "released"]
     assert runner.breaker.state == "open"
-    assert runner.store.get(runner.store.r.lindex(runner.store.keys.pending_primary, 0)).retry_count == 0
+    assert runner.store.get(queued(runner.store.r, runner.store.keys)[0]).retry_count == 0
 
 
 def test_a_failed_probe_spends_no_retry(settings: Settings, stub: StubLLM) -> None:
@@ -213,7 +214,7 @@ def test_open_breaker_puts_the_task_back_without_spending_a_retry(runner: Runner
 
     task = runner.store.get(task_id)
     assert (task.state, task.retry_count, task.error_type) == (State.PENDING, 0, "circuit_open")
-    assert runner.store.r.lindex(Keys(runner.store.keys.prefix).pending_primary, 0) == task_id
+    assert queued(runner.store.r, Keys(runner.store.keys.prefix))[0] == task_id
     assert len(stub.calls()) == calls
     runner.breaker.close()
     assert runner.breaker.state == "closed"
