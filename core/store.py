@@ -127,7 +127,8 @@ FILTER_SCAN_MAX = 2000
 # The tags a listing's cursor may end with: which of two indexes it pages (AsyncTaskStore._source).
 CURSOR_SOURCES = ("state", "type")
 
-# The queue structures `queue_ids` can page through: lists (FIFO order) and sorted sets (by score).
+# The queues `queue_ids` can page through: the pending sides (per-owner lists, in turn order) and
+# sorted sets (by score).
 LIST_QUEUES = ("primary", "retry")
 ZSET_QUEUES = ("scheduled", "dlq")
 

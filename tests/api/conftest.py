@@ -43,6 +43,20 @@ async def client(settings: Settings, real_redis: redis.Redis) -> AsyncIterator[h
         yield c
 
 
+@pytest.fixture
+def networked(settings: Settings) -> Settings:
+    """A provider is configured (the types without an offline answer are accepted); none is called here."""
+    fields = {**settings.model_dump(), "openrouter_api_key": "k", "openrouter_fallback_models": "backup/model"}
+    return Settings(**fields)
+
+
+@pytest.fixture
+async def api(networked: Settings, real_redis: redis.Redis) -> AsyncIterator[httpx.AsyncClient]:
+    """The API with a provider configured (`networked`)."""
+    async for c in serve(create_app(networked)):
+        yield c
+
+
 class Pipeline:
     """Plays the consumer and the worker with the sync store on the same keys as the app."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -29,18 +28,6 @@ BODIES = {
     "summarize": {"content": "A text worth summarizing."},
     "translate": {"content": "Bonjour", "target_language": "en"},
 }
-
-
-@pytest.fixture
-def networked(settings: Settings) -> Settings:
-    """A provider is configured, so every built-in type is accepted; none is called here."""
-    return Settings(**{**settings.model_dump(), "openrouter_api_key": "k"})
-
-
-@pytest.fixture
-async def api(networked: Settings, real_redis: redis.Redis) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in serve(create_app(networked)):
-        yield c
 
 
 async def submit(client: httpx.AsyncClient, task_type: str, headers: dict[str, str] | None = None) -> str:

@@ -37,18 +37,6 @@ INPUTS: dict[str, dict[str, Any]] = {
 
 
 @pytest.fixture
-def networked(settings: Settings) -> Settings:
-    """A provider is configured, so every built-in type is accepted; none is called here."""
-    return Settings(**{**settings.model_dump(), "openrouter_api_key": "k"})
-
-
-@pytest.fixture
-async def api(networked: Settings, real_redis: redis.Redis) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in serve(create_app(networked)):
-        yield c
-
-
-@pytest.fixture
 async def keyed_api(settings: Settings, real_redis: redis.Redis) -> AsyncIterator[httpx.AsyncClient]:
     async for c in serve(create_app(keyed(settings))):
         yield c

@@ -5,7 +5,6 @@ result shown as JSON, and the listing of the types."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -22,19 +21,6 @@ pytestmark = pytest.mark.anyio
 
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
           "required": ["name"]}  # fmt: skip
-
-
-@pytest.fixture
-def networked(settings: Settings) -> Settings:
-    """A provider is configured (the types without an offline answer are accepted); none is called here."""
-    fields = {**settings.model_dump(), "openrouter_api_key": "k", "openrouter_fallback_models": "backup/model"}
-    return Settings(**fields)
-
-
-@pytest.fixture
-async def api(networked: Settings, real_redis: redis.Redis) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in serve(create_app(networked)):
-        yield c
 
 
 def problem(response: httpx.Response) -> tuple[int, str, list[str]]:
