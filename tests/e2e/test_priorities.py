@@ -53,7 +53,7 @@ def test_pending_work_shows_per_level_and_owner_and_the_ui_submits_and_filters_b
         assert stack.task(ids[-1])["priority"] == 0
 
         page = open_page("/tasks?state=PENDING&priority=7")
-        expect(page.get_by_label("Priority")).to_have_value("7")
+        expect(page.get_by_label("Priority", exact=True)).to_have_value("7")
         for task_id in ids[1:3]:
             expect(page.locator(f"tr[data-task-id='{task_id}'] td[data-testid='task-priority']")).to_contain_text("7")
         expect(page.locator(f"tr[data-task-id='{ids[0]}']")).to_have_count(0)
