@@ -58,8 +58,10 @@ screenshots: install
 chaos: install
 	CHAOS_PROFILE=long $(PY) -m pytest tests/chaos -p no:cacheprovider
 
-# Issue 9's benchmark: AsyncTaskFlow against FastAPI→.delay() and bare Celery in the same run
-# (~15 min; prints Markdown, writes bench/results/<timestamp>.md). BENCH_ARGS="--quick --only io,noop".
+# Issue 9's benchmark: AsyncTaskFlow against FastAPI→.delay() and bare Celery in the same run, and
+# issue 18's `priorities` section: the claim with 1 vs 1,000 owners holding backlog, and no-op
+# throughput against the code before issue 18 (run from a temporary `git worktree`). ~20 min; prints
+# Markdown, writes bench/results/<timestamp>.md. BENCH_ARGS="--quick --only io,noop" or "--only priorities".
 bench: install
 	$(PY) -m bench.run $(BENCH_ARGS)
 

@@ -17,12 +17,13 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def spawn(argv: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start `argv` (`python` = this interpreter) in the repository, output to `log`."""
+def spawn(argv: list[str], env: Mapping[str, str], log: Path, root: Path = ROOT) -> subprocess.Popen[bytes]:
+    """Start `argv` (`python` = this interpreter) in the source tree `root` (this repository, or
+    another checkout of it: its own code then runs, first on the path), output to `log`."""
     argv = [sys.executable, *argv[1:]] if argv[0] == "python" else argv
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **env}
+    full_env = {**os.environ, "PYTHONPATH": str(root), "PYTHONUNBUFFERED": "1", **env}
     with log.open("ab") as out:
-        return subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=out, stderr=out, start_new_session=True)
+        return subprocess.Popen(argv, cwd=root, env=full_env, stdout=out, stderr=out, start_new_session=True)
 
 
 def stop(procs: list[subprocess.Popen[bytes]], timeout: float = 20) -> None:

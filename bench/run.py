@@ -4,8 +4,9 @@ Sections (`--only` picks some): io (I/O-bound drain at concurrency 16/64/256, an
 task events), noop (no-op overhead end to end, vs FastAPI → .delay() and bare .delay()), submit
 (POST latency at a fixed offered rate while workers run), pickup (idle submit → the stand-in
 receives the call), scale (status/list/SSE with 0…1,000,000 finished tasks), rtt (Redis
-commands per task by process). Repetitions are interleaved: every configuration once, then again.
-Prints Markdown and writes it to bench/results/<timestamp>.md.
+commands per task by process), priorities (issue 18: the claim with 1 vs 1,000 owners holding
+backlog; no-op throughput against the code before issue 18). Repetitions are interleaved: every
+configuration once, then again. Prints Markdown and writes it to bench/results/<timestamp>.md.
 
     .venv/bin/python -m bench.run [--quick] [--only io,noop] [--reps 3]
 """
@@ -22,12 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import report, scale, sections, trace
+from bench import priorities, report, scale, sections, trace
 from bench.report import IO_BASELINE
 from bench.stack import Env
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("io", "noop", "submit", "pickup", "scale", "rtt")
+ALL = ("io", "noop", "submit", "pickup", "scale", "rtt", "priorities")
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,14 @@ class Plan:
     sizes: list[int]
     scale_requests: int
     trace_tasks: int
+    claim_backlog: int  # pending tasks each backlog shape holds (priorities)
+    claims: int  # claims timed on each backlog shape per repetition (priorities)
 
 
 def plan(quick: bool, reps: int | None) -> Plan:
     if quick:
-        return Plan(reps or 1, 600, 1000, 300, 5, 30, [0, 50, 20_000], 50, 100)
-    return Plan(reps or 3, 2000, 5000, 300, 20, 100, [0, 50, 100_000, 1_000_000], 200, 300)
+        return Plan(reps or 1, 600, 1000, 300, 5, 30, [0, 50, 20_000], 50, 100, 10_000, 1000)
+    return Plan(reps or 3, 2000, 5000, 300, 20, 100, [0, 50, 100_000, 1_000_000], 200, 300, 20_000, 3000)
 
 
 Runs = dict[str, list[dict[str, float]]]
@@ -99,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     p = plan(args.quick, args.reps)
-    command = "make bench" if argv is None and len(sys.argv) == 1 else "python -m bench.run " + " ".join(sys.argv[1:])
+    given = sys.argv[1:] if argv is None else argv
+    command = "make bench" if not given else "python -m bench.run " + " ".join(given)
     started, load_before = time.time(), os.getloadavg()
     env = Env()
     parts: list[str] = []
@@ -146,6 +150,8 @@ def run_section(section: str, env: Env, p: Plan) -> tuple[str, object]:
         }
         runs = repeat(configs, p.reps)
         return report.pickup_table(runs, p.pickups), runs
+    if section == "priorities":
+        return priorities.section(env, p.claim_backlog, p.claims, p.noop_tasks, p.reps, log)
     if section == "scale":
         found = scale.scale_runs(env, p.sizes, max(3, p.reps), p.scale_requests)
         return report.scale_table(found, p.scale_requests), found

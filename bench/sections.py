@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -151,10 +152,11 @@ def _drain_figures(poller: Poller, started: float, count: int) -> Figures:
 
 
 # --- 2. No-op overhead, end to end, while the workers run ---------------------------------------
-def noop_run(env: Env, kind: str, count: int, events: bool = False) -> Figures:
-    """kind: `atf` (our API), `fastapi` (FastAPI → .delay()), `bare` (.delay() from a script)."""
+def noop_run(env: Env, kind: str, count: int, events: bool = False, root: Path = ROOT) -> Figures:
+    """kind: `atf` (our API), `fastapi` (FastAPI → .delay()), `bare` (.delay() from a script);
+    `root`: the source tree the product runs from (another checkout: an older version of it)."""
     env.reset()
-    system: System = Product(env, 0.0, 64, events) if kind == "atf" else Baseline(env, 0.0, 64, events)
+    system: System = Product(env, 0.0, 64, events, root) if kind == "atf" else Baseline(env, 0.0, 64, events)
     try:
         system.start_api()
         system.start_workers()

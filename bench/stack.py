@@ -78,8 +78,9 @@ class System:
     name = "system"
     alone: frozenset[str] = frozenset()  # roles measured without their children (see Meter)
 
-    def __init__(self, env: Env, delay: float, concurrency: int = 64, events: bool = False) -> None:
-        self.env, self.delay, self.concurrency, self.events = env, delay, concurrency, events
+    def __init__(self, env: Env, delay: float, concurrency: int = 64, events: bool = False, root: Path = ROOT) -> None:
+        """`root`: the source tree whose processes run (another checkout compares its code)."""
+        self.env, self.delay, self.concurrency, self.events, self.root = env, delay, concurrency, events, root
         self.api_port = redis_server.free_port()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.vars = {
@@ -98,7 +99,7 @@ class System:
         return f"http://127.0.0.1:{self.api_port}"
 
     def _start(self, role: str, argv: list[str]) -> None:
-        self.procs[role] = spawn(argv, self.vars, self.env.workdir / f"{self.name}-{role}.log")
+        self.procs[role] = spawn(argv, self.vars, self.env.workdir / f"{self.name}-{role}.log", self.root)
 
     def start_api(self) -> None:
         raise NotImplementedError
@@ -136,8 +137,8 @@ class Product(System):
     name = "atf"
     alone = frozenset({"consumer"})
 
-    def __init__(self, env: Env, delay: float, concurrency: int = 64, events: bool = False) -> None:
-        super().__init__(env, delay, concurrency, events)
+    def __init__(self, env: Env, delay: float, concurrency: int = 64, events: bool = False, root: Path = ROOT) -> None:
+        super().__init__(env, delay, concurrency, events, root)
         self.keys = Keys(PREFIX)
 
     def start_api(self) -> None:
