@@ -234,10 +234,21 @@ def redis_location(settings: Settings) -> str:
     return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}/{database}"
 
 
+def broker_client(settings: Settings) -> redis.Redis | None:
+    """Celery's broker as a Redis client, for the reset tool: database CELERY_BROKER_DB of our
+    server, or CELERY_BROKER_URL when it names a Redis; None for another broker (RabbitMQ, a
+    `sentinel://` URL of its own), whose queues its own tools manage."""
+    if not settings.celery_broker_url:
+        return sync_client(settings, db=settings.celery_broker_db)
+    if urlsplit(settings.celery_broker_url).scheme in ("redis", "rediss"):
+        return redis.Redis.from_url(settings.celery_broker_url, decode_responses=True)
+    return None
+
+
 def celery_transport_options(settings: Settings) -> dict[str, Any]:
-    """kombu's transport options for the broker URL (`Settings.celery_broker_url`): under
-    Sentinel, the master's name and the sentinels' password."""
-    if not settings.sentinel_addresses:
+    """kombu's transport options for the broker URL (`Settings.broker_url`): for a `sentinel://`
+    broker, the master's name and the sentinels' password."""
+    if not settings.broker_url.startswith("sentinel://") or not settings.redis_sentinel_master:
         return {}
     options: dict[str, Any] = {"master_name": settings.redis_sentinel_master}
     sentinel = _sentinel_options(settings)

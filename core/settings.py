@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _url_db(url: str) -> int:
     """Database number in the URL's path; redis-py uses 0 when the path names none."""
     path = urlsplit(url).path.strip("/")
     return int(path) if path.isdigit() else 0
+
+
+def _same_redis_database(broker_url: str, redis_url: str) -> bool:
+    """Whether a Redis broker URL names the very database (host, port, number) of REDIS_URL."""
+    broker, ours = urlsplit(broker_url), urlsplit(redis_url)
+    if broker.scheme not in ("redis", "rediss"):
+        return False
+    where = (broker.hostname, broker.port or 6379, _url_db(broker_url))
+    return where == (ours.hostname, ours.port or 6379, _url_db(redis_url))
 
 
 class KeyLimits(BaseModel):
@@ -35,6 +45,9 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_key_prefix: str = ""
     celery_broker_db: int = Field(1, ge=0, le=15)
+    # Any kombu URL (a Redis, a Sentinel set, RabbitMQ's amqp://); empty: database CELERY_BROKER_DB
+    # of REDIS_URL's server (or of the Sentinel master).
+    celery_broker_url: str = ""
     redis_socket_timeout: float = Field(5.0, gt=0)
     redis_outage_patience: float = Field(60.0, ge=0)
     redis_sentinels: str = ""
@@ -66,7 +79,7 @@ class Settings(BaseSettings):
     # Per-key limits, a JSON object by key id ("*": the default of each limit a key does not set),
     # enforced by the claim:
     # {"alice": {"concurrency": 4, "daily_tokens": 200000}, "*": {"concurrency": 20}}
-    api_key_limits: dict[str, KeyLimits] = Field(default_factory=dict)
+    api_key_limits: Annotated[dict[str, KeyLimits], NoDecode] = Field(default_factory=dict)
 
     # LLM provider
     llm_provider: Literal["auto", "openrouter", "offline"] = "auto"
@@ -137,6 +150,17 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    @field_validator("api_key_limits", mode="before")
+    @classmethod
+    def _limits_json(cls, raw: object) -> object:
+        """API_KEY_LIMITS arrives as JSON text; empty means no limits (as `{}`)."""
+        if not isinstance(raw, str):
+            return raw
+        try:
+            return json.loads(raw) if raw.strip() else {}
+        except ValueError as e:
+            raise ValueError(f"API_KEY_LIMITS must be a JSON object by key id: {e}") from None
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.celery_task_soft_time_limit >= self.celery_task_time_limit:
@@ -148,8 +172,10 @@ class Settings(BaseSettings):
         if self.redis_sentinels and not self.redis_sentinel_master:
             raise ValueError("REDIS_SENTINEL_MASTER must name the master when REDIS_SENTINELS is set")
         self.sentinel_addresses  # noqa: B018 - raises on a malformed REDIS_SENTINELS
-        if self.celery_broker_db == _url_db(self.redis_url):
+        if not self.celery_broker_url and self.celery_broker_db == _url_db(self.redis_url):
             raise ValueError("CELERY_BROKER_DB must differ from the database in REDIS_URL")
+        if _same_redis_database(self.celery_broker_url, self.redis_url):
+            raise ValueError("CELERY_BROKER_URL must not name REDIS_URL's database: a reset of one would hit the other")
         if self.submit_rate_burst < self.bulk_max_items:
             raise ValueError("SUBMIT_RATE_BURST must be at least BULK_MAX_ITEMS, or a full bulk could never pass")
         return self
@@ -180,10 +206,13 @@ class Settings(BaseSettings):
         return addresses
 
     @property
-    def celery_broker_url(self) -> str:
-        """Celery's broker lives in its own database number, so resets of our keys never touch it.
-        Under Sentinel it is kombu's `sentinel://` URL, one per sentinel, with REDIS_URL's
-        credentials and the broker's database (the master's name goes in the transport options)."""
+    def broker_url(self) -> str:
+        """Celery's broker: CELERY_BROKER_URL when set, else its own database number of our Redis, so
+        resets of our keys never touch it. Under Sentinel that is kombu's `sentinel://` URL, one per
+        sentinel, with REDIS_URL's credentials and the broker's database (the master's name goes in
+        the transport options)."""
+        if self.celery_broker_url:
+            return self.celery_broker_url
         parts = urlsplit(self.redis_url)
         if not self.sentinel_addresses:
             return urlunsplit(parts._replace(path=f"/{self.celery_broker_db}"))

@@ -12,7 +12,8 @@ deployment sharing the server keeps its data.
 - `--drain` (with `--keep-tasks`) first hands every task in flight back to the queue, the way a
   consumer does on shutdown (no retry spent), so the reset loses nothing it was not asked to.
 - `--broker` also deletes this deployment's Celery queues (and their bindings and unacked
-  messages) in the broker database CELERY_BROKER_DB; other Celery apps there are left alone.
+  messages) in the broker database CELERY_BROKER_DB, or CELERY_BROKER_URL when that is a Redis;
+  other Celery apps there are left alone.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from kombu.transport.redis import Channel
 
 from core.errors import AsyncTaskFlowError
 from core.keys import SIDES, Keys
-from core.redis import redis_location, sync_client
+from core.redis import broker_client, redis_location, sync_client
 from core.settings import Settings, get_settings
 from core.states import State
 from core.store import TaskStore
@@ -156,6 +157,10 @@ def report(title: str, deleted: dict[str, int]) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     keys = Keys(settings.redis_key_prefix)
+    broker = broker_client(settings) if args.broker else None
+    if args.broker and broker is None:
+        print("--broker: CELERY_BROKER_URL is not a Redis; clean its queues with that broker's own tools")
+        return 2
     client = sync_client(settings)
     print(f"Redis {redis_location(settings)}, key prefix {settings.redis_key_prefix!r}")
     print("\n".join(describe(snapshot(client, keys))))
@@ -165,9 +170,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.drain:
         print(f"handed back to the queue: {drain(TaskStore(client, keys), client, keys)}")
     report("deleted keys", delete(client, runtime_patterns(keys) if args.keep_tasks else keys.all_patterns))
-    if args.broker:
-        broker = sync_client(settings, db=settings.celery_broker_db)
-        report(f"deleted from the broker (database {settings.celery_broker_db})", reset_broker(broker, keys))
+    if broker is not None:
+        where = "CELERY_BROKER_URL" if settings.celery_broker_url else f"database {settings.celery_broker_db}"
+        report(f"deleted from the broker ({where})", reset_broker(broker, keys))
     print("\n".join(describe(snapshot(client, keys))))
     return 0
 

@@ -4,6 +4,7 @@ dispatch from a consumer to the worker in the same container and keeps no result
 from __future__ import annotations
 
 import math
+from urllib.parse import urlsplit
 
 from celery import Celery
 
@@ -14,11 +15,18 @@ from core.settings import Settings, get_settings
 RUN_TASK = "asynctaskflow.run"
 
 
+def broker_transport(broker_url: str) -> str | None:
+    """Our Redis transports (no ack emulation: see worker/transport.py) for a Redis or Sentinel
+    broker; None for any other (RabbitMQ…): kombu's own, from the URL's scheme."""
+    scheme = urlsplit(broker_url.split(";", 1)[0]).scheme
+    return {"redis": "Transport", "rediss": "Transport", "sentinel": "SentinelTransport"}.get(scheme)
+
+
 def create_celery(settings: Settings) -> Celery:
-    app = Celery("asynctaskflow", broker=settings.celery_broker_url, include=["worker.tasks"])
+    app = Celery("asynctaskflow", broker=settings.broker_url, include=["worker.tasks"])
+    if transport := broker_transport(settings.broker_url):
+        app.conf.broker_transport = f"worker.transport:{transport}"
     app.conf.update(
-        # No ack emulation (see there); under Sentinel, kombu's Sentinel transport underneath.
-        broker_transport=f"worker.transport:{'SentinelTransport' if settings.sentinel_addresses else 'Transport'}",
         broker_transport_options=celery_transport_options(settings),
         # Reconnect for ever, never stop the worker: a Redis failover or restart is a pause.
         broker_connection_max_retries=None,

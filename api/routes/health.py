@@ -164,7 +164,7 @@ def _inspect(settings: Settings, expected: int) -> dict[str, dict[str, Any] | No
     the `expected` workers (one per live consumer) answered, or after DIAGNOSTICS_TIMEOUT."""
     from celery import Celery  # only this route needs Celery: the API process never loads it otherwise
 
-    app = Celery("asynctaskflow-inspect", broker=settings.celery_broker_url, set_as_current=False)
+    app = Celery("asynctaskflow-inspect", broker=settings.broker_url, set_as_current=False)
     app.conf.broker_connection_retry = False
     app.conf.broker_transport_options = celery_transport_options(settings)
     app.conf.broker_connection_timeout = settings.diagnostics_timeout
@@ -182,7 +182,7 @@ async def _celery(settings: Settings, expected: int) -> dict[str, Any]:
             replies = await anyio.to_thread.run_sync(_inspect, settings, expected, abandon_on_cancel=True)
     except Exception as exc:  # the broker is away or slow: say so, the rest of the page still answers
         # The broker's error text may quote its URL, password included.
-        detail = scrub(f"{type(exc).__name__}: {exc}", [settings.redis_url, settings.celery_broker_url])
+        detail = scrub(f"{type(exc).__name__}: {exc}", [settings.redis_url, settings.broker_url])
         log.warning("celery inspect failed: %s", detail)
         return {"error": f"celery inspect failed: {detail}", "workers": {}, "answered": 0}
     return _summarize(replies)

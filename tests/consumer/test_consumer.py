@@ -167,7 +167,7 @@ def test_a_dispatch_names_its_attempt_and_keeps_the_text_out_of_celerys_headers(
     settings = settings.model_copy(update={"celery_broker_db": 3})
     app = create_celery(settings)
     queue = Keys(settings.redis_key_prefix).dispatch_queue(settings.worker_id)
-    broker = redis.Redis.from_url(settings.celery_broker_url, decode_responses=True)
+    broker = redis.Redis.from_url(settings.broker_url, decode_responses=True)
     task = store.create(Task(id=str(uuid.uuid4()), task_type="summarize", content="a private letter", max_retries=3))
     consumer = Consumer(settings, store, celery_dispatch(app, queue))
     try:

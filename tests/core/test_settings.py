@@ -13,14 +13,14 @@ def test_defaults_are_valid() -> None:
     assert (s.celery_broker_db, s.retry_ratio, s.max_retries) == (1, 0.3, 3)
     assert s.celery_task_soft_time_limit < s.celery_task_time_limit
     assert s.task_lease_seconds == 2 * s.celery_task_time_limit + s.task_lease_margin, "a prefetched task may wait"
-    assert s.celery_broker_url == "redis://127.0.0.1:6379/1"
+    assert s.broker_url == "redis://127.0.0.1:6379/1"
     assert s.llm_uses_offline
 
 
 def test_defaults_from_the_environment_alone_are_valid() -> None:
     s = Settings()  # REDIS_URL comes from the test environment, everything else is a default
     assert s.redis_url == "redis://127.0.0.1:1/0"
-    assert s.celery_broker_url == "redis://127.0.0.1:1/1"
+    assert s.broker_url == "redis://127.0.0.1:1/1"
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def test_broker_db_from_the_environment_is_checked(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ValidationError, match="CELERY_BROKER_DB"):
         Settings()
     monkeypatch.setenv("CELERY_BROKER_DB", "4")
-    assert Settings().celery_broker_url == "redis://h:6379/4"
+    assert Settings().broker_url == "redis://h:6379/4"
 
 
 @pytest.mark.parametrize(("hard", "soft"), [(100.0, 100.0), (100.0, 150.0)])
@@ -75,7 +75,28 @@ def test_other_cross_checks() -> None:
     ],
 )
 def test_celery_broker_url_is_our_url_in_another_database(url: str, db: int, broker: str) -> None:
-    assert Settings(redis_url=url, celery_broker_db=db).celery_broker_url == broker
+    assert Settings(redis_url=url, celery_broker_db=db).broker_url == broker
+
+
+def test_celery_broker_url_names_any_kombu_broker_but_never_our_database() -> None:
+    rabbit = Settings(_env_file=None, celery_broker_url="amqp://guest:guest@127.0.0.1:5672//", celery_broker_db=0)
+    assert rabbit.broker_url == "amqp://guest:guest@127.0.0.1:5672//", "CELERY_BROKER_DB no longer matters"
+    other_db = Settings(_env_file=None, redis_url="redis://h:6379/2", celery_broker_url="redis://h:6379/3")
+    assert other_db.broker_url == "redis://h:6379/3"
+    with pytest.raises(ValidationError, match="CELERY_BROKER_URL"):
+        Settings(_env_file=None, redis_url="redis://h:6379/2", celery_broker_url="redis://:pw@h/2")
+
+
+def test_api_key_limits_are_json_by_key_and_empty_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEY_LIMITS", "")
+    assert Settings(_env_file=None).limit_fields == {}
+    monkeypatch.setenv("API_KEY_LIMITS", '{"alice": {"concurrency": 2}, "*": {"daily_tokens": 9}}')
+    assert Settings(_env_file=None).limit_fields == {"alice:concurrency": 2, "*:daily_tokens": 9}
+    for bad, why in (("{alice: 2}", "JSON object"), ('{"alice": {"concurency": 2}}', "concurency"),
+                     ('{"alice": {"concurrency": 0}}', "greater than or equal to 1")):  # fmt: skip
+        monkeypatch.setenv("API_KEY_LIMITS", bad)
+        with pytest.raises(ValidationError, match=why):
+            Settings(_env_file=None)
 
 
 def test_llm_is_offline_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,7 +136,7 @@ def test_sentinel_settings_give_the_sentinels_and_kombus_broker_url() -> None:
     )
     assert s.sentinel_addresses == [("s1", 26379), ("::1", 26380)]
     # One sentinel:// URL per sentinel, REDIS_URL's password, the broker's database.
-    assert s.celery_broker_url == "sentinel://:pw@s1:26379/3;sentinel://:pw@[::1]:26380/3"
+    assert s.broker_url == "sentinel://:pw@s1:26379/3;sentinel://:pw@[::1]:26380/3"
 
 
 @pytest.mark.parametrize(

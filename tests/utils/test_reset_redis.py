@@ -159,6 +159,27 @@ def test_broker_flag_removes_only_our_celery_queues(
         broker.zrem("unacked_index", "t-ours", "t-other")
 
 
+def test_broker_flag_cleans_a_redis_named_by_celery_broker_url_and_refuses_another_broker(
+    store: TaskStore, settings: Settings, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    elsewhere = redis_url.rsplit("/", 1)[0] + "/6"
+    broker = redis.Redis.from_url(elsewhere, decode_responses=True)
+    queue = store.keys.dispatch_queue("box")
+    broker.rpush(queue, "message")
+    try:
+        assert main(["--confirm", "--broker"], settings.model_copy(update={"celery_broker_url": elsewhere})) == 0
+        assert not broker.exists(queue)
+        assert "deleted from the broker (CELERY_BROKER_URL): 1" in capsys.readouterr().out
+        busy_deployment(store)
+        rabbit = settings.model_copy(update={"celery_broker_url": "amqp://guest:guest@127.0.0.1:5672//"})
+        assert main(["--confirm", "--broker"], rabbit) == 2
+        assert "not a Redis" in capsys.readouterr().out
+        assert ours(store.r, store.keys), "refused before anything was deleted"
+    finally:
+        broker.delete(queue)
+        broker.close()
+
+
 def test_the_module_runs_as_a_command(store: TaskStore, settings: Settings, tmp_path: Path) -> None:
     """`docker compose run --rm reset` runs exactly this."""
     busy_deployment(store)
