@@ -5,8 +5,10 @@ task events), noop (no-op overhead end to end, vs FastAPI → .delay() and bare 
 (POST latency at a fixed offered rate while workers run), pickup (idle submit → the stand-in
 receives the call), scale (status/list/SSE with 0…1,000,000 finished tasks), rtt (Redis
 commands per task by process), priorities (issue 18: the claim with 1 vs 1,000 owners holding
-backlog; no-op throughput against the code before issue 18). Repetitions are interleaved: every
-configuration once, then again. Prints Markdown and writes it to bench/results/<timestamp>.md.
+backlog; no-op throughput against the code before issue 18), redis_cost (issue 19: Redis µs and
+commands per completed task from INFO commandstats, beside a reference script; about a minute).
+Repetitions are interleaved: every configuration once, then again. Prints Markdown and writes it
+to bench/results/<timestamp>.md.
 
     .venv/bin/python -m bench.run [--quick] [--only io,noop] [--reps 3]
 """
@@ -23,12 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import priorities, report, scale, sections, trace
+from bench import priorities, redis_cost, report, scale, sections, trace
 from bench.report import IO_BASELINE
 from bench.stack import Env
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("io", "noop", "submit", "pickup", "scale", "rtt", "priorities")
+ALL = ("io", "noop", "submit", "pickup", "scale", "rtt", "priorities", "redis_cost")
 
 
 @dataclass(frozen=True)
@@ -44,12 +46,13 @@ class Plan:
     trace_tasks: int
     claim_backlog: int  # pending tasks each backlog shape holds (priorities)
     claims: int  # claims timed on each backlog shape per repetition (priorities)
+    cost_tasks: int  # tasks through their whole life per repetition (redis_cost)
 
 
 def plan(quick: bool, reps: int | None) -> Plan:
     if quick:
-        return Plan(reps or 1, 600, 1000, 300, 5, 30, [0, 50, 20_000], 50, 100, 10_000, 1000)
-    return Plan(reps or 3, 2000, 5000, 300, 20, 100, [0, 50, 100_000, 1_000_000], 200, 300, 20_000, 3000)
+        return Plan(reps or 1, 600, 1000, 300, 5, 30, [0, 50, 20_000], 50, 100, 10_000, 1000, 1000)
+    return Plan(reps or 3, 2000, 5000, 300, 20, 100, [0, 50, 100_000, 1_000_000], 200, 300, 20_000, 3000, 3000)
 
 
 Runs = dict[str, list[dict[str, float]]]
@@ -152,6 +155,8 @@ def run_section(section: str, env: Env, p: Plan) -> tuple[str, object]:
         return report.pickup_table(runs, p.pickups), runs
     if section == "priorities":
         return priorities.section(env, p.claim_backlog, p.claims, p.noop_tasks, p.reps, log)
+    if section == "redis_cost":
+        return redis_cost.section(env, p.cost_tasks, p.reps, log)
     if section == "scale":
         found = scale.scale_runs(env, p.sizes, max(3, p.reps), p.scale_requests)
         return report.scale_table(found, p.scale_requests), found
