@@ -2,6 +2,20 @@
 import { useCallback, useEffect, useRef, useState, type ReactNode } from "react";
 import { ApiError } from "./api";
 
+/** Label → value facts, laid out as the `facts` grid (a task's, the provider's, a key's usage). */
+export function FactList({ rows, testId }: { rows: [string, string][]; testId?: string }) {
+  return (
+    <dl className="facts" data-testid={testId}>
+      {rows.map(([label, value]) => (
+        <div key={label}>
+          <dt>{label}</dt>
+          <dd>{value}</dd>
+        </div>
+      ))}
+    </dl>
+  );
+}
+
 export function StateBadge({ state }: { state: string }) {
   return <span className={`badge state-${state.toLowerCase()}`}>{state}</span>;
 }

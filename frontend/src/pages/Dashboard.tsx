@@ -3,7 +3,7 @@
 // reset, the provider, this key's usage, and what /health says is wrong.
 import { useEffect, useState } from "react";
 import { ApiError, getJson, sendJson } from "../api";
-import { ErrorNote, usePoll } from "../components";
+import { ErrorNote, FactList, usePoll } from "../components";
 import { ago, ownerLabel, percent, priorityLabel, time } from "../format";
 import { useLive, useReloadOnEvents } from "../LiveContext";
 import { Link } from "../router";
@@ -192,14 +192,7 @@ export function UsagePanel() {
       {missing && <p className="muted">This API does not report usage.</p>}
       {!missing && <ErrorNote error={error} />}
       {data && (
-        <dl className="facts" data-testid="usage">
-          {usageRows(data).map(([label, value]) => (
-            <div key={label}>
-              <dt>{label}</dt>
-              <dd>{value}</dd>
-            </div>
-          ))}
-        </dl>
+        <FactList rows={usageRows(data)} testId="usage" />
       )}
     </section>
   );
@@ -326,14 +319,7 @@ export function ProviderPanel() {
       {missing && <p className="muted">This API does not report provider status.</p>}
       {!missing && <ErrorNote error={error} />}
       {data && (
-        <dl className="facts" data-testid="provider">
-          {providerRows(data).map(([label, value]) => (
-            <div key={label}>
-              <dt>{label}</dt>
-              <dd>{value}</dd>
-            </div>
-          ))}
-        </dl>
+        <FactList rows={providerRows(data)} testId="provider" />
       )}
     </section>
   );

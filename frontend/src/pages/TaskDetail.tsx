@@ -3,7 +3,7 @@
 // the API's words).
 import { useState } from "react";
 import { ApiError, getJson, sendJson } from "../api";
-import { ErrorNote, Notice, StateBadge, TypeBadge, usePoll } from "../components";
+import { ErrorNote, FactList, Notice, StateBadge, TypeBadge, usePoll } from "../components";
 import { duration, priorityLabel, time } from "../format";
 import { useReloadOnEvents } from "../LiveContext";
 import { Link, navigate } from "../router";
@@ -26,16 +26,7 @@ function Facts({ task }: { task: TaskDetail }) {
     ["Ran for", duration(task.timings.run_ms)],
     ["Total", duration(task.timings.total_ms)],
   ];
-  return (
-    <dl className="facts">
-      {rows.map(([label, value]) => (
-        <div key={label}>
-          <dt>{label}</dt>
-          <dd>{value}</dd>
-        </div>
-      ))}
-    </dl>
-  );
+  return <FactList rows={rows} />;
 }
 
 export function TaskProgress({ task }: { task: Pick<Task, "progress" | "current_step" | "state"> }) {
