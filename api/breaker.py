@@ -7,7 +7,7 @@ redis), so the routes call these methods in a thread.
 
 from __future__ import annotations
 
-from worker.breaker import SharedBreaker
+from core.breaker import SharedBreaker
 
 
 class BreakerControl(SharedBreaker):

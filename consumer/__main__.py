@@ -12,12 +12,12 @@ from redis.exceptions import RedisError
 
 from consumer.consumer import BreakerGate, Consumer, Dispatch, WorkerWatch
 from consumer.service import every, repeat, stop_on_signals
+from core.breaker import SharedBreaker
 from core.keys import Keys
 from core.logs import setup_logging
 from core.redis import sync_client
 from core.settings import Settings, get_settings
 from core.store import TaskStore
-from worker.breaker import SharedBreaker
 from worker.celery_app import RUN_TASK, celery_app
 
 log = logging.getLogger("asynctaskflow.consumer")

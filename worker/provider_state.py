@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
+from core.breaker import SharedBreaker
 from core.errors import CircuitOpen
 from core.keys import Keys
-from worker.breaker import SharedBreaker
 from worker.providers import CallRecord
 from worker.ratelimit import FleetRateLimit
 

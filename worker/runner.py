@@ -34,7 +34,7 @@ from worker.ratelimit import AttemptTokens, FleetRateLimit
 
 log = logging.getLogger("asynctaskflow.worker")
 
-# How stale the worker's view of the shared breaker may be (see worker/breaker.py); consumers
+# How stale the worker's view of the shared breaker may be (see core/breaker.py); consumers
 # look as often (consumer.BreakerGate).
 BREAKER_READ_SECONDS = 0.05
 

@@ -11,12 +11,12 @@ import pytest
 import redis
 
 from api.main import create_app
+from core.breaker import SharedBreaker
 from core.redis import sync_client
 from core.settings import Settings
 from core.states import State
 from core.store import TaskStore
 from tests.api.conftest import Pipeline, serve, submit
-from worker.breaker import SharedBreaker
 
 pytestmark = pytest.mark.anyio
 

@@ -13,6 +13,7 @@ import redis
 
 from consumer.__main__ import celery_dispatch
 from consumer.consumer import BreakerGate, Consumer, WorkerWatch
+from core.breaker import SharedBreaker
 from core.errors import CircuitOpen, LLMTransient
 from core.keys import Keys
 from core.settings import Settings
@@ -21,7 +22,6 @@ from core.store import Claim, TaskStore
 from core.task import Task
 from tests.core.helpers import queued
 from tests.integration.stack import wait_until
-from worker.breaker import SharedBreaker
 from worker.celery_app import create_celery
 
 

@@ -14,13 +14,13 @@ import pytest
 import redis
 
 from consumer.consumer import BreakerGate
+from core.breaker import SharedBreaker
 from core.settings import Settings
 from core.states import State
 from core.store import TaskStore, new_token
 from core.task import Task
 from tests.core.helpers import queued
 from tests.stub_llm import StubLLM
-from worker.breaker import SharedBreaker
 from worker.runner import Runner
 
 CONSUMER = "c1"

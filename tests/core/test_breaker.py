@@ -9,9 +9,9 @@ import time
 import pytest
 import redis
 
+from core.breaker import SharedBreaker
 from core.errors import CircuitOpen, LLMTransient
 from core.settings import Settings
-from worker.breaker import SharedBreaker
 
 
 @pytest.fixture
