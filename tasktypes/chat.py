@@ -28,7 +28,11 @@ class ChatMessage(BaseModel):
     @field_validator("content")
     @classmethod
     def _clean(cls, content: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
-        return clean_text(content) if isinstance(content, str) else no_lone_surrogates(content)
+        if isinstance(content, str):
+            return clean_text(content)
+        if not content:
+            raise ValueError("must hold at least one content part")
+        return no_lone_surrogates(content)
 
     @model_validator(mode="after")
     def _storable_extras(self) -> ChatMessage:
@@ -36,10 +40,11 @@ class ChatMessage(BaseModel):
         return self
 
     def text(self) -> str:
-        """The message's text (the text parts of a list of parts)."""
+        """The message's text (the text parts of a list of parts; "" for parts without text, such
+        as images)."""
         if isinstance(self.content, str):
             return self.content
-        return " ".join(str(part.get("text", "")) for part in self.content)
+        return " ".join(text for part in self.content if (text := str(part.get("text") or "").strip()))
 
 
 class ChatCreate(BaseModel):
@@ -76,10 +81,11 @@ class Chat(TaskType):
     long_input = "refuse"
 
     def content_of(self, body: BaseModel) -> str:
-        """The last user message: what a list of tasks shows of a chat."""
+        """The last user message: what a list of tasks shows of a chat (never blank: a message of
+        parts without text, such as an image, is named as such)."""
         assert isinstance(body, ChatCreate)
-        users = [m for m in body.messages if m.role == "user"] or body.messages
-        return users[-1].text()
+        last = ([m for m in body.messages if m.role == "user"] or body.messages)[-1]
+        return last.text() or f"({last.role} message without text)"
 
     def size_of(self, body: BaseModel) -> int:
         assert isinstance(body, ChatCreate)

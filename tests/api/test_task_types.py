@@ -149,6 +149,15 @@ async def test_chat_with_an_allowed_model_is_accepted(api: httpx.AsyncClient, ne
     assert task["params"] == body
 
 
+async def test_a_chat_message_of_parts_without_text_is_listed_by_what_it_is(api: httpx.AsyncClient) -> None:
+    """Found by the schemathesis run: parts without text (an image) made a blank `content`."""
+    parts = [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}, {"type": "text", "text": " "}]
+    accepted = await api.post("/api/v1/tasks/chat/", json={"messages": [{"role": "user", "content": parts}]})
+    assert accepted.status_code == 202, accepted.text
+    task = (await api.get(accepted.headers["Location"])).json()
+    assert task["content"] == "(user message without text)"
+
+
 async def test_chat_with_a_model_not_allowed_is_a_422(api: httpx.AsyncClient) -> None:
     response = await api.post("/api/v1/tasks/chat/", json={**CHAT, "model": "someone/expensive"})
     assert problem(response) == (422, "validation_error", ["body.model"])
@@ -165,6 +174,7 @@ async def test_chat_max_tokens_over_the_cap_is_a_422(api: httpx.AsyncClient) -> 
     [
         ({"messages": []}, "body.messages"),
         ({"messages": [{"role": "robot", "content": "x"}]}, "body.messages.0.role"),
+        ({"messages": [{"role": "user", "content": []}]}, "body.messages.0.content"),
         ({**CHAT, "stream": True}, "body.stream"),
         ({**CHAT, "response_format": {"type": "yaml"}}, "body.response_format"),
     ],
