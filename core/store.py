@@ -165,18 +165,19 @@ class Ops:
     def create(self, tasks: list[Task], idempotency_key: str = "", retention_ms: int = 0) -> Call:
         k = self.k
         keys = [k.state_index(State.PENDING), k.all_tasks, k.events, k.counters]
-        keys.append(k.idempotency(idempotency_key) if idempotency_key else "")
+        keys.append(k.idempotency(idempotency_key))
         # One submit has one owner; an owner-less task (the API without keys) is in no owner index.
         owner = tasks[0].owner if tasks else ""
         if any(t.owner != owner for t in tasks):
             raise ValueError("tasks created in one step must share their owner")
-        keys += [k.owner_tasks(owner) if owner else "", k.type_counters, *self._q]
+        keys += [k.owner_tasks(owner), k.type_counters, *self._q]
         fields = []
         for task in tasks:
-            keys += [k.task(task.id), k.history(task.id), k.type_tasks(task.task_type) if task.task_type else ""]
+            keys += [k.task(task.id), k.history(task.id), k.type_tasks(task.task_type)]
             stored = {n: v for n, v in task.to_hash().items() if n not in ("created_at", "updated_at")}
             fields.append(json.dumps(stored))
-        return Call("create_task", keys, [retention_ms, k.task_prefix, *self._qa, *fields])
+        args = [retention_ms, k.task_prefix, *self._qa, "1" if idempotency_key else "", *fields]
+        return Call("create_task", keys, args)
 
     def claim(self, consumer_id: str, token: str, prefer_retry: bool) -> Call:
         k = self.k

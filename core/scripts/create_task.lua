@@ -2,18 +2,20 @@
 -- priority, all of them in one step (a single submit is a batch of one). With an idempotency key, a key already used within its
 -- retention returns the tasks it created instead, so concurrent duplicates create nothing twice.
 -- KEYS: 1 PENDING index, 2 all-tasks index, 3 events channel, 4 counters,
---       5 idempotency key ('' = none), 6 the owner's index ('' = no owner: the API runs without
---       keys), 7 per-type counters, 8..16 the pending-work keys (_lib.lua queues()), then for each
---       task: 17+3i its hash, 18+3i its history, 19+3i its type's index ('' = a task without a
---       type: in no type index, counted globally only)
+--       5 idempotency key (written and read only when ARGV[5] says one was given), 6 the owner's
+--       index (untouched for owner '': the API runs without keys), 7 per-type counters,
+--       8..16 the pending-work keys (_lib.lua queues()), then for each task: 17+3i its hash,
+--       18+3i its history, 19+3i its type's index (untouched for a task without a type: counted
+--       globally only). No key is ever '' (a Redis Cluster routes by every key).
 -- ARGV: 1 idempotency retention ms, 2 task key prefix (is a remembered task still there?),
---       3..4 the pending-work prefixes (queues()), 5.. one JSON object per task: its hash fields
---       (with `id`, `owner` and `priority`; timestamps are set here)
+--       3..4 the pending-work prefixes (queues()), 5 '1' when an idempotency key was given, else '',
+--       6.. one JSON object per task: its hash fields (with `id`, `owner` and `priority`;
+--       timestamps are set here)
 -- Returns: {'ok', created_at} | {'exists', id} | {'duplicate', JSON array of the ids first created}
 -- Events: none -> PENDING, per task
 local Q = queues(8, 3)
-local idem = KEYS[5]
-if idem ~= '' then
+local idem = ARGV[5] ~= '' and KEYS[5]
+if idem then
   local seen = redis.call('GET', idem)
   if seen then
     local ids = cjson.decode(seen)
@@ -28,9 +30,9 @@ if idem ~= '' then
   end
 end
 local tasks = {}
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local fields = cjson.decode(ARGV[i])
-  if redis.call('EXISTS', KEYS[17 + 3 * (i - 5)]) == 1 then return {'exists', fields.id} end
+  if redis.call('EXISTS', KEYS[17 + 3 * (i - 6)]) == 1 then return {'exists', fields.id} end
   tasks[#tasks + 1] = fields
 end
 local now = now_ms()
@@ -46,11 +48,11 @@ for n, fields in ipairs(tasks) do
   enqueue(Q, 'primary', fields.id, level_of(fields.priority), fields.owner or '', false)
   redis.call('ZADD', KEYS[1], now, fields.id)
   redis.call('ZADD', KEYS[2], now, fields.id)
-  if KEYS[6] ~= '' then redis.call('ZADD', KEYS[6], now, fields.id) end
-  if type_index ~= '' then redis.call('ZADD', type_index, now, fields.id) end
+  if (fields.owner or '') ~= '' then redis.call('ZADD', KEYS[6], now, fields.id) end
+  if (fields.task_type or '') ~= '' then redis.call('ZADD', type_index, now, fields.id) end
   changed({id = fields.id, from = '', to = 'PENDING', at = now, channel = KEYS[3], history = history,
     counters = KEYS[4], counter = 'submitted', by_type = KEYS[7], task_type = fields.task_type})
   ids[n] = fields.id
 end
-if idem ~= '' then redis.call('SET', idem, cjson.encode(ids), 'PX', tonumber(ARGV[1])) end
+if idem then redis.call('SET', idem, cjson.encode(ids), 'PX', tonumber(ARGV[1])) end
 return {'ok', now}
