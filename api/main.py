@@ -19,7 +19,7 @@ from api.breaker import BreakerControl
 from api.middleware import BodyLimit, SettingsCors
 from api.routes import health, metrics, openrouter, queues, submit, tasks, usage
 from api.schemas import ErrorBody
-from core.keys import Keys
+from core.keys import deployment_keys
 from core.logs import setup_logging
 from core.redis import Durability, async_client, redis_location, sync_client
 from core.settings import Settings, get_settings
@@ -37,7 +37,7 @@ def _lifespan(settings: Settings | None) -> Lifespan:
         # A no-op when logging is already set up (`python -m api`, a test runner); needed under bare uvicorn.
         setup_logging(resolved.log_level)
         app.state.keyring = _keyring(resolved)
-        keys = Keys(resolved.redis_key_prefix)
+        keys = deployment_keys(resolved)
         aio, sync = async_client(resolved), sync_client(resolved)
         app.state.settings = resolved
         app.state.store = AsyncTaskStore(aio, keys, Durability(resolved))

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from consumer.consumer import BreakerGate, Consumer, Dispatch, WorkerWatch
 from consumer.service import every, repeat, stop_on_signals
 from core.breaker import SharedBreaker
-from core.keys import Keys
+from core.keys import deployment_keys
 from core.logs import setup_logging
 from core.redis import sync_client
 from core.settings import Settings, get_settings
@@ -42,7 +42,7 @@ def serve(settings: Settings, stop: threading.Event, worker_died: Callable[[], b
     for the tasks in flight, and hand back the rest. When `worker_died()` says the worker is
     already gone (the container's supervisor saw it exit), what it held is handed back at once,
     as when the worker's beat stops (Consumer.worker_lost)."""
-    keys = Keys(settings.redis_key_prefix)
+    keys = deployment_keys(settings)
     store = TaskStore(sync_client(settings, blocking_seconds=settings.consumer_block_seconds), keys)
     queue = keys.dispatch_queue(settings.worker_id)
     gate = BreakerGate(SharedBreaker(settings, sync_client(settings, decode=False)))

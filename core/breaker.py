@@ -23,9 +23,11 @@ from typing import Any, TypeVar, cast
 
 import pybreaker
 import redis
+from redis.cluster import RedisCluster
 
 from core.errors import CircuitOpen, LLMProviderProblem, LLMTransient
-from core.keys import Keys
+from core.keys import deployment_keys
+from core.redis import SyncClient
 from core.settings import Settings
 
 T = TypeVar("T")
@@ -69,11 +71,18 @@ class _Reading:
             self._read_at = -math.inf
 
 
+def _storage_client(client: SyncClient) -> tuple[redis.Redis, bool]:
+    """The client as pybreaker's storage takes it, and whether it is a cluster's: pybreaker then
+    writes the opening time without a WATCH transaction."""
+    return cast(redis.Redis, client), isinstance(client, RedisCluster)
+
+
 class _CachedStorage(pybreaker.CircuitRedisStorage):
     """pybreaker's Redis storage with reads served from the process's `_Reading`."""
 
-    def __init__(self, client: redis.Redis, namespace: str, reading: _Reading) -> None:
-        super().__init__(pybreaker.STATE_CLOSED, client, namespace=namespace)
+    def __init__(self, client: SyncClient, namespace: str, reading: _Reading) -> None:
+        redis_client, cluster = _storage_client(client)
+        super().__init__(pybreaker.STATE_CLOSED, redis_client, namespace=namespace, cluster_mode=cluster)
         self._reading = reading
 
     @property
@@ -104,9 +113,9 @@ class _CachedStorage(pybreaker.CircuitRedisStorage):
 class SharedBreaker:
     """One logical breaker over Redis; `call` runs a synchronous function under it."""
 
-    def __init__(self, settings: Settings, client: redis.Redis, cache_seconds: float = 0.0) -> None:
+    def __init__(self, settings: Settings, client: SyncClient, cache_seconds: float = 0.0) -> None:
         self._client = client  # without decode_responses, as pybreaker's Redis storage expects
-        self._namespace = Keys(settings.redis_key_prefix).breaker_namespace
+        self._namespace = deployment_keys(settings).breaker_namespace
         self._fail_max = settings.circuit_breaker_fail_max
         self.reset_timeout = settings.circuit_breaker_reset_timeout
         self._reading = _Reading(cache_seconds) if cache_seconds else None
@@ -114,7 +123,10 @@ class SharedBreaker:
 
     def _storage(self) -> pybreaker.CircuitRedisStorage:
         if self._reading is None:
-            return pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, self._client, namespace=self._namespace)
+            client, cluster = _storage_client(self._client)
+            return pybreaker.CircuitRedisStorage(
+                pybreaker.STATE_CLOSED, client, namespace=self._namespace, cluster_mode=cluster
+            )
         return _CachedStorage(self._client, self._namespace, self._reading)
 
     def _breaker(self) -> pybreaker.CircuitBreaker:

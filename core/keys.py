@@ -1,15 +1,21 @@
 """Every Redis key name of the application, and nowhere else.
 
 Names keep the design's spelling so operators can read them with `redis-cli`; an optional
-prefix (REDIS_KEY_PREFIX, empty by default) namespaces a deployment.
+prefix (REDIS_KEY_PREFIX, empty by default) namespaces a deployment. On a Redis Cluster every
+name also carries one hash tag (`{atf}` after the prefix), so that all the keys one transition
+script touches live in one slot, as a cluster requires of a script.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.states import State
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 # Appended to a task's key: its audit trail lives beside its hash, so `redis-cli` shows them together.
 # Scripts that learn an id mid-script build the trail's key as `task_prefix .. id .. HISTORY_SUFFIX`.
@@ -25,16 +31,19 @@ DEFAULT_PRIORITY = 5
 
 # A state whose index is one of the design's own structures rather than `tasks:state:{STATE}`.
 _STATE_INDEX_OVERRIDES = {State.SCHEDULED: "tasks:scheduled", State.DLQ: "dlq:tasks"}
+# The hash tag of every key on a Redis Cluster (REDIS_CLUSTER_NODES).
+CLUSTER_TAG = "atf"
 
 
 @dataclass(frozen=True)
 class Keys:
-    """Builds key names under one prefix."""
+    """Builds key names under one prefix, and on a cluster under one hash tag (`tag`)."""
 
     prefix: str = ""
+    tag: str = ""
 
     def _k(self, name: str) -> str:
-        return f"{self.prefix}{name}"
+        return f"{self.prefix}{{{self.tag}}}{name}" if self.tag else f"{self.prefix}{name}"
 
     def task(self, task_id: str) -> str:
         """Hash holding one task (state, content, result, attempts, timestamps)."""
@@ -280,11 +289,18 @@ class Keys:
         return self._k("breaker:llm")
 
     def dispatch_queue(self, worker_id: str) -> str:
-        """Celery queue (in the broker's own database) that only one container's worker consumes."""
-        return self._k(f"atf.dispatch.{worker_id}")
+        """Celery queue (in the broker's own database) that only one container's worker consumes.
+        No hash tag: the broker is never the cluster."""
+        return f"{self.prefix}atf.dispatch.{worker_id}"
 
     @property
     def all_patterns(self) -> list[str]:
         """Glob patterns that cover every key this application writes (for operator tools)."""
         patterns = ("task:*", "tasks:*", "dlq:*", "worker:*", "workers:*", "breaker:*", "stats:*", "scheduler:*")
         return [self._k(p) for p in (*patterns, "owners:*", "idempotency:*", "ratelimit:*", "llm:*")]
+
+
+def deployment_keys(settings: Settings) -> Keys:
+    """The key names of the deployment `settings` describe: REDIS_KEY_PREFIX, and the hash tag on
+    a Redis Cluster."""
+    return Keys(settings.redis_key_prefix, CLUSTER_TAG if settings.cluster_addresses else "")

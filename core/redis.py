@@ -4,6 +4,10 @@
 - Sentinel (high availability): `REDIS_SENTINELS` and `REDIS_SENTINEL_MASTER`. Every client
   asks the sentinels for the master on each new connection, and drops its connections when a
   failover moves the master; `REDIS_URL` still gives the database, the password and TLS.
+- Redis Cluster: `REDIS_CLUSTER_NODES` (seed nodes). The client learns the slots' masters and
+  follows MOVED/ASK and failovers itself; `REDIS_URL` still gives the password and TLS. Every
+  key carries the deployment's hash tag (`core.keys.deployment_keys`), so a script's keys share
+  one slot.
 
 Either way a failover reads as "Redis unavailable for a moment": the error codes a demoted or
 isolated server answers with are ConnectionErrors here (see `core.errors`), so clients reconnect
@@ -22,10 +26,13 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 import redis.asyncio as aioredis
 from redis._parsers.base import BaseParser
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.asyncio.sentinel import SentinelManagedConnection as AsyncSentinelConnection
 from redis.asyncio.sentinel import SentinelManagedSSLConnection as AsyncSentinelSSLConnection
 from redis.backoff import ExponentialBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -50,6 +57,10 @@ _WAIT_ON_REPLICA = (
 _ERR_CLASSES = BaseParser.EXCEPTION_CLASSES["ERR"]
 assert isinstance(_ERR_CLASSES, dict)
 _ERR_CLASSES[_WAIT_ON_REPLICA] = ReplicaNotMaster
+
+# A client of one Redis (or its Sentinel-managed master), or of a Redis Cluster.
+SyncClient = redis.Redis | RedisCluster
+AsyncClient = aioredis.Redis | AsyncRedisCluster
 
 # Retry a dropped connection a few times with backoff before the error reaches the caller,
 # so a Redis restart is a pause, not a crash; loops above this retry forever on their own.
@@ -76,6 +87,15 @@ def _master_options(settings: Settings, db: int | None, plain: type, tls: type) 
     parsed = parse_url(_with_db(settings.redis_url, db))
     options = {k: v for k, v in parsed.items() if k not in ("host", "port", "connection_class")}
     options["connection_class"] = tls if urlsplit(settings.redis_url).scheme == "rediss" else plain
+    return options
+
+
+def _cluster_options(settings: Settings) -> dict[str, Any]:
+    """What REDIS_URL says besides where the server is, for a cluster client: credentials and TLS."""
+    parsed = parse_url(settings.redis_url)
+    options = {k: v for k, v in parsed.items() if k in ("username", "password") or k.startswith("ssl_")}
+    if urlsplit(settings.redis_url).scheme == "rediss":
+        options["ssl"] = True
     return options
 
 
@@ -162,13 +182,24 @@ class _AsyncMasterSSLConnection(_AsyncMasterConnection, AsyncSentinelSSLConnecti
     pass
 
 
+class AsyncCluster(AsyncRedisCluster):
+    """redis-py's asyncio cluster client, learning the cluster before its first command: many first
+    commands at once (a burst of submits) otherwise share the seed node's one connection while it
+    is still being set up, and fail ('NoneType' object has no attribute 'writelines')."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._initialize:
+            await self.initialize()
+        return await super().execute_command(*args, **kwargs)
+
+
 def sync_client(
     settings: Settings,
     decode: bool = True,
     blocking_seconds: float = 0.0,
     patient: bool = False,
     db: int | None = None,
-) -> redis.Redis:
+) -> SyncClient:
     """Client for consumer, worker, scheduler and tools. `blocking_seconds` widens the socket
     timeout for a connection that will sit in a blocking wait (BLPOP) that long. A `patient` client (the worker's)
     keeps retrying for REDIS_OUTAGE_PATIENCE seconds, so an attempt that finished while Redis
@@ -182,6 +213,9 @@ def sync_client(
     # Every worker thread may hold a connection at once (all of them do as the worker starts);
     # redis-py 8 caps a pool at 100 and refuses the 101st ("Too many connections").
     options["max_connections"] = max(100, settings.celery_worker_concurrency + 16)
+    if settings.cluster_addresses:
+        nodes = [ClusterNode(host, port) for host, port in settings.cluster_addresses]
+        return RedisCluster(startup_nodes=nodes, decode_responses=decode, **_cluster_options(settings), **options)
     if settings.sentinel_addresses:
         sentinel = _Sentinel(settings.sentinel_addresses, sentinel_kwargs=_sentinel_options(settings))
         master_options = _master_options(settings, db, MasterConnection, MasterSSLConnection)
@@ -197,11 +231,20 @@ def sync_client(
 API_CONNECTIONS = 1000
 
 
-def async_client(settings: Settings) -> aioredis.Redis:
+def async_client(settings: Settings) -> AsyncClient:
     """Client for the API: it retries once and then fails fast, so a request gets its 503 quickly."""
     from redis.asyncio.retry import Retry as AsyncRetry
 
     retry = AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), retries=1)
+    if settings.cluster_addresses:
+        return AsyncCluster(
+            startup_nodes=[AsyncClusterNode(host, port) for host, port in settings.cluster_addresses],
+            max_connections=API_CONNECTIONS,
+            decode_responses=True,
+            retry=retry,
+            **_cluster_options(settings),
+            **_options(settings),
+        )
     if settings.sentinel_addresses:
         sentinel = _AsyncSentinel(settings.sentinel_addresses, sentinel_kwargs=_sentinel_options(settings))
         master_options = _master_options(settings, None, _AsyncMasterConnection, _AsyncMasterSSLConnection)
@@ -228,13 +271,15 @@ def redis_location(settings: Settings) -> str:
     """Where the data lives, fit for a log line or a reply: no password."""
     parts = urlsplit(settings.redis_url)
     database = parts.path.strip("/") or "0"
+    if settings.cluster_addresses:
+        return "Redis Cluster via " + ",".join(f"{host}:{port}" for host, port in settings.cluster_addresses)
     if settings.sentinel_addresses:
         sentinels = ",".join(f"{host}:{port}" for host, port in settings.sentinel_addresses)
         return f"sentinel master {settings.redis_sentinel_master!r} via {sentinels}, database {database}"
     return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}/{database}"
 
 
-def broker_client(settings: Settings) -> redis.Redis | None:
+def broker_client(settings: Settings) -> SyncClient | None:
     """Celery's broker as a Redis client, for the reset tool: database CELERY_BROKER_DB of our
     server, or CELERY_BROKER_URL when it names a Redis; None for another broker (RabbitMQ, a
     `sentinel://` URL of its own), whose queues its own tools manage."""

@@ -27,6 +27,17 @@ def _same_redis_database(broker_url: str, redis_url: str) -> bool:
     return where == (ours.hostname, ours.port or 6379, _url_db(redis_url))
 
 
+def _addresses(setting: str, raw: str) -> list[tuple[str, int]]:
+    """A comma-separated host:port list as pairs (an IPv6 host may be in brackets)."""
+    addresses = []
+    for entry in filter(None, (e.strip() for e in raw.split(","))):
+        host, _, port = entry.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{setting} entries are host:port, not {entry!r}")
+        addresses.append((host.strip("[]"), int(port)))
+    return addresses
+
+
 class KeyLimits(BaseModel):
     """One key's limits; None is no limit."""
 
@@ -53,6 +64,7 @@ class Settings(BaseSettings):
     redis_sentinels: str = ""
     redis_sentinel_master: str = ""
     redis_sentinel_password: SecretStr | None = None
+    redis_cluster_nodes: str = ""
     redis_min_replicas_ack: int = Field(0, ge=0)
     redis_replica_ack_timeout_ms: int = Field(1000, gt=0)
 
@@ -172,6 +184,8 @@ class Settings(BaseSettings):
         if self.redis_sentinels and not self.redis_sentinel_master:
             raise ValueError("REDIS_SENTINEL_MASTER must name the master when REDIS_SENTINELS is set")
         self.sentinel_addresses  # noqa: B018 - raises on a malformed REDIS_SENTINELS
+        if self.cluster_addresses:
+            self._check_cluster()
         if not self.celery_broker_url and self.celery_broker_db == _url_db(self.redis_url):
             raise ValueError("CELERY_BROKER_DB must differ from the database in REDIS_URL")
         if _same_redis_database(self.celery_broker_url, self.redis_url):
@@ -194,16 +208,27 @@ class Settings(BaseSettings):
         """CORS_ORIGINS as a list (comma-separated in the environment)."""
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
+    def _check_cluster(self) -> None:
+        """A Redis Cluster has one database and no Celery transport of its own (kombu has none)."""
+        if self.redis_sentinels:
+            raise ValueError("REDIS_CLUSTER_NODES and REDIS_SENTINELS exclude each other: a cluster fails over alone")
+        if _url_db(self.redis_url) != 0:
+            raise ValueError("REDIS_URL must name database 0 with REDIS_CLUSTER_NODES: a cluster has no other")
+        if not self.celery_broker_url:
+            raise ValueError(
+                "REDIS_CLUSTER_NODES needs CELERY_BROKER_URL: kombu has no Redis Cluster transport, so Celery's "
+                "broker is a plain or Sentinel Redis, or RabbitMQ (docs/DEPLOYMENT.md)"
+            )
+
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:
         """REDIS_SENTINELS as (host, port) pairs; empty without Sentinel."""
-        addresses = []
-        for entry in filter(None, (e.strip() for e in self.redis_sentinels.split(","))):
-            host, _, port = entry.rpartition(":")
-            if not host or not port.isdigit():
-                raise ValueError(f"REDIS_SENTINELS entries are host:port, not {entry!r}")
-            addresses.append((host.strip("[]"), int(port)))
-        return addresses
+        return _addresses("REDIS_SENTINELS", self.redis_sentinels)
+
+    @property
+    def cluster_addresses(self) -> list[tuple[str, int]]:
+        """REDIS_CLUSTER_NODES as (host, port) pairs; empty without a Redis Cluster."""
+        return _addresses("REDIS_CLUSTER_NODES", self.redis_cluster_nodes)
 
     @property
     def broker_url(self) -> str:

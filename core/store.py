@@ -892,12 +892,13 @@ class AsyncTaskStore(_Store):
         return Durations(counts, int(raw.get("inf", 0)), int(raw.get("sum", 0)), int(raw.get("count", 0)))
 
     async def _rings(self) -> tuple[int, dict[str, str], dict[str, str]]:
-        """The server's time in ms and both throughput rings, in one round trip."""
+        """The server's time in ms and both throughput rings (TIME has no key, so a cluster
+        pipeline refuses it: it is asked first)."""
+        seconds, micros = await self.r.time()
         pipe = self.r.pipeline(transaction=False)
-        pipe.time()
         pipe.hgetall(self.keys.throughput_seconds)
         pipe.hgetall(self.keys.throughput_minutes)
-        (seconds, micros), by_second, by_minute = await pipe.execute()
+        by_second, by_minute = await pipe.execute()
         return seconds * 1000 + micros // 1000, by_second, by_minute
 
     async def throughput(self) -> dict[str, dict[str, int]]:

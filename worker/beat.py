@@ -22,7 +22,7 @@ from typing import Any
 from celery.signals import worker_ready, worker_shutdown
 from redis.exceptions import RedisError
 
-from core.keys import Keys
+from core.keys import deployment_keys
 from core.redis import sync_client
 from core.settings import Settings
 from core.store import TaskStore
@@ -41,7 +41,7 @@ class WorkerBeat:
 
     def beat(self) -> None:
         if self._store is None:
-            self._store = TaskStore(sync_client(self.settings), Keys(self.settings.redis_key_prefix))
+            self._store = TaskStore(sync_client(self.settings), deployment_keys(self.settings))
         self._store.beat_worker(self.settings.worker_id, self.boot, self.settings.heartbeat_ttl)
 
     def _loop(self) -> None:

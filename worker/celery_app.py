@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from celery import Celery
 
-from core.keys import Keys
+from core.keys import deployment_keys
 from core.redis import celery_transport_options
 from core.settings import Settings, get_settings
 
@@ -44,7 +44,7 @@ def create_celery(settings: Settings) -> Celery:
         task_soft_time_limit=settings.celery_task_soft_time_limit,
         worker_max_tasks_per_child=settings.worker_max_tasks_per_child or None,
         worker_max_memory_per_child=settings.worker_max_memory_per_child or None,
-        task_default_queue=Keys(settings.redis_key_prefix).dispatch_queue(settings.worker_id),
+        task_default_queue=deployment_keys(settings).dispatch_queue(settings.worker_id),
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         # Task events let `celery flower` / `celery events` follow our workers (remote control,

@@ -36,7 +36,7 @@ from redis.exceptions import RedisError
 
 from consumer.__main__ import serve
 from consumer.service import stop_on_signals
-from core.keys import Keys
+from core.keys import deployment_keys
 from core.logs import setup_logging
 from core.redis import sync_client
 from core.settings import Settings, get_settings
@@ -122,7 +122,7 @@ def run(settings: Settings, command: Sequence[str] = WORKER_COMMAND) -> int:
 def healthy(settings: Settings) -> bool:
     """True while a consumer of this container (its id starts with WORKER_ID) has a live heartbeat.
     Reads the small consumer registry, never scans the keyspace."""
-    keys = Keys(settings.redis_key_prefix)
+    keys = deployment_keys(settings)
     client = sync_client(settings)
     try:
         members: set[str] = client.smembers(keys.consumers)  # type: ignore[assignment]

@@ -20,7 +20,7 @@ from core.errors import (
     TaskNotFound,
     UnknownTaskType,
 )
-from core.keys import Keys
+from core.keys import deployment_keys
 from core.policy import Outcome, RateLimitStreak, RetryPolicy
 from core.redis import Durability, sync_client
 from core.settings import Settings
@@ -48,7 +48,7 @@ class Runner:
     """Everything an attempt needs, built once per worker process and shared by its threads."""
 
     def __init__(self, settings: Settings, provider: Provider | None = None) -> None:
-        keys = Keys(settings.redis_key_prefix)
+        keys = deployment_keys(settings)
         self.settings = settings
         self.store = TaskStore(sync_client(settings, patient=True), keys, Durability(settings))
         self.breaker = PausableBreaker(settings, sync_client(settings, decode=False), BREAKER_READ_SECONDS)

@@ -141,3 +141,16 @@ def test_no_other_file_spells_a_key() -> None:
             if KEY_LITERAL.search(line):
                 offenders.append(f"{path.relative_to(ROOT)}:{lineno}: {line.strip()}")
     assert offenders == [], "key names spelled outside core/keys.py:\n" + "\n".join(offenders)
+
+
+def test_on_a_cluster_every_name_shares_one_hash_tag() -> None:
+    """A script's keys must share one slot on a Redis Cluster: every name carries the tag once,
+    after the prefix (so the reset tool's prefix patterns still match), and nothing else changes."""
+    plain, tagged = every_name(Keys("p:")), every_name(Keys("p:", "atf"))
+    assert plain.keys() == tagged.keys()
+    for attr, name in tagged.items():
+        if attr == "dispatch_queue":  # a Celery queue in the broker, never in the cluster
+            assert name == plain[attr]
+            continue
+        assert name == "p:{atf}" + plain[attr].removeprefix("p:"), attr
+        assert re.findall(r"\{[^}]*\}", name)[0] == "{atf}", attr

@@ -150,3 +150,26 @@ def test_sentinel_settings_give_the_sentinels_and_kombus_broker_url() -> None:
 def test_bad_sentinel_settings_are_refused_at_start(sentinels: str, master: str, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(redis_sentinels=sentinels, redis_sentinel_master=master)
+
+
+def test_cluster_nodes_are_seed_addresses_and_need_a_broker_of_their_own() -> None:
+    s = Settings(redis_cluster_nodes="n1:7000, n2:7001", celery_broker_url="amqp://guest@mq//")
+    assert s.cluster_addresses == [("n1", 7000), ("n2", 7001)]
+    assert s.broker_url == "amqp://guest@mq//"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({}, "needs CELERY_BROKER_URL"),
+        ({"redis_sentinels": "s1:26379", "redis_sentinel_master": "atf"}, "exclude each other"),
+        ({"redis_url": "redis://127.0.0.1:6379/2"}, "database 0"),
+        ({"redis_cluster_nodes": "n1"}, "host:port"),
+    ],
+)
+def test_bad_cluster_settings_are_refused_at_start(extra: dict[str, str], message: str) -> None:
+    values = {"redis_cluster_nodes": "n1:7000", "celery_broker_url": "redis://mq:6379/0"}
+    if not extra:
+        del values["celery_broker_url"]
+    with pytest.raises(ValidationError, match=message):
+        Settings(**{**values, **extra})
