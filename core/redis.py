@@ -193,6 +193,14 @@ class AsyncCluster(AsyncRedisCluster):
         return await super().execute_command(*args, **kwargs)
 
 
+async def learned(client: Any) -> Any:
+    """The asyncio client, knowing the cluster's slots if it is a cluster's (it learns them at its
+    first command; `Durability.wait_route` asks before any)."""
+    if isinstance(client, AsyncRedisCluster):
+        await client.initialize()
+    return client
+
+
 def sync_client(
     settings: Settings,
     decode: bool = True,
@@ -340,6 +348,15 @@ class Durability:
     @property
     def wait_command(self) -> tuple[str, int, int]:
         return ("WAIT", self.replicas, self.timeout_ms)
+
+    @staticmethod
+    def wait_route(client: Any, key: str) -> dict[str, Any]:
+        """Where WAIT goes in a pipeline after a write to `key`. WAIT names no key, so a cluster
+        client would send it to any node: it must go to the master of the key's slot, where the
+        pipeline sends it on the write's own connection (WAIT counts that connection's writes)."""
+        if isinstance(client, RedisCluster | AsyncRedisCluster):
+            return {"target_nodes": client.get_node_from_key(key)}
+        return {}
 
     def _refuse(self, acked: int | None) -> None:
         if acked is not None and acked < self.replicas:

@@ -18,7 +18,7 @@ from redis.exceptions import NoScriptError
 from core.errors import InvalidTransition, NotReplicated, StaleAttempt, TaskNotFound
 from core.keys import CHUNKS_SUFFIX, DEFAULT_PRIORITY, HISTORY_SUFFIX, PRIORITIES, SIDES, Keys
 from core.lua import register_all, source
-from core.redis import Durability
+from core.redis import Durability, learned
 from core.states import ACTIONS, State
 from core.task import Task
 
@@ -339,6 +339,13 @@ class _Store:
         connection other than the one that loaded it. EVAL also caches it there."""
         return [source(call.script), len(call.keys), *call.keys, *call.args]
 
+    def _script_command(self, call: Call, by_source: bool) -> list[Any]:
+        """`call` as a raw EVALSHA (or EVAL with the source) for a pipeline: a cluster pipeline
+        refuses redis-py's script helpers, and routes the raw command by its keys."""
+        if by_source:
+            return ["EVAL", *self._eval_args(call)]
+        return ["EVALSHA", self._scripts[call.script].sha, len(call.keys), *call.keys, *call.args]
+
     @staticmethod
     def _created(task: Task, reply: Reply) -> Task:
         if reply[0] != "ok":
@@ -376,11 +383,8 @@ class TaskStore(_Store):
         """The script and a WAIT on one connection: its reply, and how many replicas acknowledged."""
         for by_source in (False, True):
             pipe = self.r.pipeline(transaction=False)
-            if by_source:
-                pipe.eval(*self._eval_args(call))
-            else:
-                self._scripts[call.script](keys=call.keys, args=call.args, client=pipe)
-            pipe.execute_command(*durability.wait_command)
+            pipe.execute_command(*self._script_command(call, by_source))
+            pipe.execute_command(*durability.wait_command, **durability.wait_route(self.r, call.keys[0]))
             try:
                 reply, acked = pipe.execute()
                 return reply, int(acked)
@@ -616,11 +620,9 @@ class AsyncTaskStore(_Store):
         """As TaskStore._send_acked."""
         for by_source in (False, True):
             pipe = self.r.pipeline(transaction=False)
-            if by_source:
-                pipe.eval(*self._eval_args(call))
-            else:
-                await self._scripts[call.script](keys=call.keys, args=call.args, client=pipe)
-            pipe.execute_command(*durability.wait_command)
+            pipe.execute_command(*self._script_command(call, by_source))
+            route = durability.wait_route(await learned(self.r), call.keys[0])
+            pipe.execute_command(*durability.wait_command, **route)
             try:
                 reply, acked = await pipe.execute()
                 return reply, int(acked)
