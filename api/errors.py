@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import ClusterError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError as RedisOutOfMemory
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -23,7 +24,10 @@ log = logging.getLogger(__name__)
 
 # What a request meets when Redis is down or restarting. OSError covers what the client does not
 # wrap (a refused or reset socket, a builtin TimeoutError): in this API only Redis does network I/O.
-REDIS_DOWN: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+# The cluster errors are those of a cluster pipeline (a command alone raises ClusterUnavailable).
+REDIS_DOWN: tuple[type[Exception], ...] = (
+    RedisConnectionError, RedisTimeoutError, OSError, RedisClusterException, ClusterError
+)
 REDIS_DOWN_MESSAGE = "Redis is unreachable; retry shortly"
 
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}

@@ -51,6 +51,12 @@ class NotReplicated(RedisConnectionError):
     begun when it landed: it may not survive the failover, so it is not reported as done."""
 
 
+class ClusterUnavailable(RedisConnectionError):
+    """A Redis Cluster could not serve a command: a slot's master failed and no replica took over
+    yet (CLUSTERDOWN), or the client found no node serving the slot; core/redis.py's cluster
+    clients raise this for redis-py's cluster errors, some of which are no RedisError at all."""
+
+
 # --- LLM provider ---------------------------------------------------------------------------
 class LLMError(AsyncTaskFlowError):
     """A failed LLM call; the subclass says what the retry policy should do with it."""

@@ -34,13 +34,13 @@ from redis.asyncio.sentinel import SentinelManagedSSLConnection as AsyncSentinel
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import parse_url
+from redis.exceptions import ClusterError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
 
-from core.errors import MasterLinkDown, NotEnoughReplicas, NotReplicated, ReplicaNotMaster
+from core.errors import ClusterUnavailable, MasterLinkDown, NotEnoughReplicas, NotReplicated, ReplicaNotMaster
 from core.settings import Settings
 
 # redis-py parses these replies into a bare ResponseError (or a ReadOnlyError that no retry
@@ -182,15 +182,34 @@ class _AsyncMasterSSLConnection(_AsyncMasterConnection, AsyncSentinelSSLConnecti
     pass
 
 
+# --- Cluster: a failover is "unavailable for a moment" too -----------------------------------
+# What redis-py's cluster clients raise while a slot has no master: SlotNotCoveredError and the
+# like are no RedisError, so a loop that retries on RedisError would die of them.
+_CLUSTER_TROUBLE = (RedisClusterException, ClusterError)
+
+
+class Cluster(RedisCluster):
+    """redis-py's cluster client, its cluster errors raised as `ClusterUnavailable`."""
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().execute_command(*args, **kwargs)
+        except _CLUSTER_TROUBLE as e:
+            raise ClusterUnavailable(f"Redis Cluster unavailable: {e}") from e
+
+
 class AsyncCluster(AsyncRedisCluster):
-    """redis-py's asyncio cluster client, learning the cluster before its first command: many first
+    """As `Cluster`, for the API; it also learns the cluster before its first command: many first
     commands at once (a burst of submits) otherwise share the seed node's one connection while it
     is still being set up, and fail ('NoneType' object has no attribute 'writelines')."""
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        if self._initialize:
-            await self.initialize()
-        return await super().execute_command(*args, **kwargs)
+        try:
+            if self._initialize:
+                await self.initialize()
+            return await super().execute_command(*args, **kwargs)
+        except _CLUSTER_TROUBLE as e:
+            raise ClusterUnavailable(f"Redis Cluster unavailable: {e}") from e
 
 
 async def learned(client: Any) -> Any:
@@ -223,7 +242,7 @@ def sync_client(
     options["max_connections"] = max(100, settings.celery_worker_concurrency + 16)
     if settings.cluster_addresses:
         nodes = [ClusterNode(host, port) for host, port in settings.cluster_addresses]
-        return RedisCluster(startup_nodes=nodes, decode_responses=decode, **_cluster_options(settings), **options)
+        return Cluster(startup_nodes=nodes, decode_responses=decode, **_cluster_options(settings), **options)
     if settings.sentinel_addresses:
         sentinel = _Sentinel(settings.sentinel_addresses, sentinel_kwargs=_sentinel_options(settings))
         master_options = _master_options(settings, db, MasterConnection, MasterSSLConnection)

@@ -15,8 +15,9 @@ from typing import Any
 
 import httpx
 import redis
+from redis.cluster import RedisCluster
 
-from core.keys import SIDES, Keys
+from core.keys import CLUSTER_TAG, SIDES, Keys
 from core.states import TERMINAL, State
 from core.store import TaskStore
 from utils.probe import api_ready
@@ -97,7 +98,11 @@ class Stack:
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.keys = Keys(self.prefix)
-        self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
+        self.redis: Any = redis.Redis.from_url(redis_url, decode_responses=True)
+        if self.env.get("REDIS_CLUSTER_NODES"):  # the test's own reads go where the processes' go
+            host, _, port = self.env["REDIS_CLUSTER_NODES"].split(",")[0].rpartition(":")
+            self.redis = RedisCluster(host=host, port=int(port), decode_responses=True)
+            self.keys = Keys(self.prefix, CLUSTER_TAG)
         self.store = TaskStore(self.redis, self.keys)
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.api_port}", timeout=10)
 
