@@ -22,7 +22,9 @@ def _slots(stack: Stack, names: list[str]) -> set[int]:
     return {int(stack.redis.execute_command("CLUSTER KEYSLOT", name)) for name in names}
 
 
-def test_the_pipeline_runs_on_a_redis_cluster(make_cluster_stack: Callable[..., Stack], redis_cluster: list[int]) -> None:
+def test_the_pipeline_runs_on_a_redis_cluster(
+    make_cluster_stack: Callable[..., Stack], redis_cluster: list[int]
+) -> None:
     stack = make_cluster_stack(redis_cluster).start_all()
     events: list[dict] = []
     listening = threading.Event()
