@@ -82,13 +82,16 @@ def start(
     return proc
 
 
+Node = tuple[subprocess.Popen[bytes], int]  # a cluster node's server process and port
+
+
 def start_cluster(
     workdir: Path, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 5000, timeout: float = 120
-) -> list[tuple[subprocess.Popen[bytes], int]]:
+) -> list[Node]:
     """A Redis Cluster on loopback: `masters` masters with `replicas` replicas each, every node
     a redis-server with `--cluster-enabled yes` on a free port, joined by `redis-cli --cluster
     create`. Returns (process, port) per node once every node reports the cluster ok."""
-    nodes: list[tuple[subprocess.Popen[bytes], int]] = []
+    nodes: list[Node] = []
     try:
         for n in range(masters * (1 + replicas)):
             port = free_cluster_port()
@@ -99,7 +102,7 @@ def start_cluster(
         create = [find_cli(), "--cluster", "create", *addresses, "--cluster-replicas", str(replicas), "--cluster-yes"]
         subprocess.run(create, check=True, capture_output=True, timeout=timeout)
         deadline = time.monotonic() + timeout
-        while not all(_cluster_ok(port) for _, port in nodes):
+        while not all(cluster_ok(port) for _, port in nodes):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the cluster in {workdir} did not become ok")
             time.sleep(0.1)
@@ -109,8 +112,8 @@ def start_cluster(
     return nodes
 
 
-def _cluster_ok(port: int) -> bool:
-    """The node answers, sees every slot served, and knows every other node's slots as its peers do."""
+def cluster_ok(port: int) -> bool:
+    """The node answers and reports every slot served (cluster_state:ok)."""
     try:
         client = redis.Redis(port=port, socket_timeout=2, decode_responses=True)
         info = client.execute_command("CLUSTER", "INFO")
@@ -119,7 +122,7 @@ def _cluster_ok(port: int) -> bool:
         return False
 
 
-def stop(nodes: list[tuple[subprocess.Popen[bytes], int]]) -> None:
+def stop(nodes: list[Node]) -> None:
     """Kill the servers and reap them."""
     for proc, _ in nodes:
         proc.kill()
