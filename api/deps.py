@@ -21,6 +21,7 @@ from api.errors import ApiError
 from core.errors import TaskNotFound
 from core.keys import PRIORITIES
 from core.settings import Settings
+from core.shards import decode_cursor
 from core.states import State
 from core.store import CURSOR_SOURCES, AsyncTaskStore, TaskStore
 
@@ -120,15 +121,27 @@ async def _limit(settings: SettingsDep, limit: Annotated[int | None, Query(descr
     return limit
 
 
+def _one_cursor(cursor: str) -> bool:
+    """Whether `cursor` is one shard's listing cursor: "score:id", maybe ":tag"."""
+    score, _, rest = cursor.partition(":")
+    last_id, tagged, tag = rest.partition(":")
+    bad_tag = bool(tagged) and tag not in CURSOR_SOURCES
+    return score.isascii() and score.isdigit() and canonical_uuid(last_id) == last_id and not bad_tag
+
+
 async def _cursor(
+    store: StoreDep,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> str | None:
     if not cursor:
         return None
-    score, _, rest = cursor.partition(":")
-    last_id, tagged, tag = rest.partition(":")
-    bad_tag = bool(tagged) and tag not in CURSOR_SOURCES
-    if not (score.isascii() and score.isdigit()) or canonical_uuid(last_id) != last_id or bad_tag:
+    shards = len(getattr(store, "shards", [store]))
+    if shards == 1:
+        fine = _one_cursor(cursor)
+    else:  # one position per shard (core/shards.py); "" for a shard done, null before its first page
+        positions = decode_cursor(cursor, shards)
+        fine = positions is not None and all(p is None or p == "" or _one_cursor(p) for p in positions)
+    if not fine:
         raise ApiError(422, "invalid_cursor", "cursor is not one this API returned; start again without it")
     return cursor
 

@@ -19,11 +19,10 @@ from api.breaker import BreakerControl
 from api.middleware import BodyLimit, SettingsCors
 from api.routes import health, metrics, openrouter, queues, submit, tasks, usage
 from api.schemas import ErrorBody
-from core.keys import deployment_keys
 from core.logs import setup_logging
 from core.redis import Durability, async_client, redis_location, sync_client
 from core.settings import Settings, get_settings
-from core.store import AsyncTaskStore, TaskStore
+from core.shards import open_async_store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +36,11 @@ def _lifespan(settings: Settings | None) -> Lifespan:
         # A no-op when logging is already set up (`python -m api`, a test runner); needed under bare uvicorn.
         setup_logging(resolved.log_level)
         app.state.keyring = _keyring(resolved)
-        keys = deployment_keys(resolved)
         aio, sync = async_client(resolved), sync_client(resolved)
         app.state.settings = resolved
-        app.state.store = AsyncTaskStore(aio, keys, Durability(resolved))
+        app.state.store = open_async_store(resolved, aio, Durability(resolved))
         # Only requeue-orphaned uses it: the sweep is the scheduler's synchronous code, run in a thread.
-        app.state.sync_store = TaskStore(sync, keys)
+        app.state.sync_store = open_store(resolved, sync)
         # pybreaker's Redis storage expects bytes, so the breaker gets its own client.
         breaker_client = sync_client(resolved, decode=False)
         app.state.breaker = BreakerControl(resolved, breaker_client)

@@ -17,7 +17,7 @@ from core.keys import deployment_keys
 from core.logs import setup_logging
 from core.redis import sync_client
 from core.settings import Settings, get_settings
-from core.store import TaskStore
+from core.shards import open_store
 from worker.celery_app import RUN_TASK, celery_app
 
 log = logging.getLogger("asynctaskflow.consumer")
@@ -43,7 +43,7 @@ def serve(settings: Settings, stop: threading.Event, worker_died: Callable[[], b
     already gone (the container's supervisor saw it exit), what it held is handed back at once,
     as when the worker's beat stops (Consumer.worker_lost)."""
     keys = deployment_keys(settings)
-    store = TaskStore(sync_client(settings, blocking_seconds=settings.consumer_block_seconds), keys)
+    store = open_store(settings, sync_client(settings, blocking_seconds=settings.consumer_block_seconds))
     queue = keys.dispatch_queue(settings.worker_id)
     gate = BreakerGate(SharedBreaker(settings, sync_client(settings, decode=False)))
     # Two beat intervals of grace: after a Redis restart the worker needs one to beat again.

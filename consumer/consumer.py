@@ -156,7 +156,7 @@ class Consumer:
         if claim.status == "empty":
             # Woken by new work (or after CONSUMER_BLOCK_SECONDS), the next iteration asks the
             # worker and the breaker again before it claims.
-            self.store.wait_for_work(self.settings.consumer_block_seconds)
+            self.store.wait_for_work(self.settings.consumer_block_seconds, self.id)
             return None
         if claim.status != "ok":
             return None

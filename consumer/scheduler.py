@@ -11,10 +11,10 @@ import threading
 import time
 
 from consumer.service import repeat, stop_on_signals
-from core.keys import deployment_keys
 from core.logs import setup_logging
 from core.redis import sync_client
 from core.settings import Settings, get_settings
+from core.shards import open_store
 from core.states import State
 from core.store import TaskStore
 
@@ -102,7 +102,7 @@ class Scheduler:
 def main() -> None:
     settings = get_settings()
     setup_logging(settings.log_level)
-    scheduler = Scheduler(settings, TaskStore(sync_client(settings), deployment_keys(settings)))
+    scheduler = Scheduler(settings, open_store(settings, sync_client(settings)))
     stop = threading.Event()
     stop_on_signals(stop)
     log.info("scheduler started: every %.1fs", settings.scheduler_interval)

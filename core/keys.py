@@ -9,8 +9,11 @@ script touches live in one slot, as a cluster requires of a script.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from core.states import State
 
@@ -300,7 +303,28 @@ class Keys:
         return [self._k(p) for p in (*patterns, "owners:*", "idempotency:*", "ratelimit:*", "llm:*")]
 
 
+def shard_tags(count: int, cluster: bool) -> list[str]:
+    """Each shard's hash tag. One shard: none, or the cluster's one tag. Several: the i-th tag is
+    the first `atf<i>-<n>` whose slot falls in the i-th of `count` equal slot ranges, so a cluster
+    whose masters split the slots evenly (as `redis-cli --cluster create` does) gets one shard
+    per master, and the tags never change for a given count."""
+    if count == 1:
+        return [CLUSTER_TAG] if cluster else [""]
+    tags = []
+    for shard in range(count):
+        low, high = shard * REDIS_CLUSTER_HASH_SLOTS // count, (shard + 1) * REDIS_CLUSTER_HASH_SLOTS // count
+        candidates = (f"{CLUSTER_TAG}{shard}-{n}" for n in itertools.count())
+        tags.append(next(tag for tag in candidates if low <= key_slot(tag.encode()) < high))
+    return tags
+
+
+def shard_keys(settings: Settings) -> list[Keys]:
+    """Each shard's key names, shard 0 (the control shard) first."""
+    tags = shard_tags(settings.redis_shards, bool(settings.cluster_addresses))
+    return [Keys(settings.redis_key_prefix, tag) for tag in tags]
+
+
 def deployment_keys(settings: Settings) -> Keys:
-    """The key names of the deployment `settings` describe: REDIS_KEY_PREFIX, and the hash tag on
-    a Redis Cluster."""
-    return Keys(settings.redis_key_prefix, CLUSTER_TAG if settings.cluster_addresses else "")
+    """The key names of the deployment's control shard (its only one by default; see
+    core/shards.py): REDIS_KEY_PREFIX, and the hash tag on a cluster or with shards."""
+    return shard_keys(settings)[0]

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     redis_sentinel_master: str = ""
     redis_sentinel_password: SecretStr | None = None
     redis_cluster_nodes: str = ""
+    redis_shards: int = Field(1, ge=1, le=64)
     redis_min_replicas_ack: int = Field(0, ge=0)
     redis_replica_ack_timeout_ms: int = Field(1000, gt=0)
 

@@ -7,9 +7,11 @@ turn refusals into errors with `check`. Nothing here reads a hash into Python to
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,10 +87,23 @@ class OwnerUsage:
 
 @dataclass(frozen=True)
 class Page:
-    """One page of a task listing; `cursor` is None on the last page."""
+    """One page of a task listing; `cursor` is None on the last page. `scores` are the ids'
+    scores in the index read and `tag` the cursor's tag of that index (what a listing over several
+    shards merges by, and goes on from)."""
 
     ids: list[str]
     cursor: str | None
+    scores: list[float] = dataclasses.field(default_factory=list)
+    tag: str = ""
+
+
+def page_of(rows: list[tuple[str, float]], cursor: str | None, tag: str) -> Page:
+    return Page([m for m, _ in rows], cursor, [score for _, score in rows], tag)
+
+
+def cursor_after(task_id: str, score: float, tag: str) -> str:
+    """A listing's cursor after the entry (`task_id`, `score`) of the index `tag` names."""
+    return _cursor_of((task_id, score), tag)
 
 
 # What a claim returns of the task, for the consumer to hand to the worker with the dispatch: all
@@ -428,7 +443,7 @@ class TaskStore(_Store):
         fields = {k: v or "" for k, v in zip(DISPATCH_FIELDS, reply[4], strict=True)} if reply[0] == "ok" else None
         return Claim(reply[0], reply[1], int(reply[2]), reply[3], fields)
 
-    def wait_for_work(self, timeout: float) -> bool:
+    def wait_for_work(self, timeout: float, consumer_id: str = "") -> bool:  # noqa: ARG002 - a shard's choice
         """Block until a step adds pending work (it pushes a wake-up mark), up to `timeout`
         seconds; True when woken. The work itself stays queued until a claim takes it, so a
         consumer that dies here loses nothing."""
@@ -575,13 +590,20 @@ class TaskStore(_Store):
         """Return to the retry list every task of a consumer whose heartbeat expired, and every
         task ACTIVE longer than its lease. Safe to run anywhere, any number of times at once."""
         recovered = 0
-        for consumer_id in self.r.smembers(self.keys.consumers):
-            if self.r.exists(self.keys.heartbeat(consumer_id)):
-                continue
+        for consumer_id in self.dead_consumers():
             reason = f"consumer {consumer_id} stopped (heartbeat expired)"
             for task_id in self.inflight_ids(consumer_id):
                 recovered += self.recover(task_id, consumer_id, "", reason) in ("requeued", "dead")
             self.r.srem(self.keys.consumers, consumer_id)
+        return recovered + self.recover_expired_leases(lease_seconds, batch)
+
+    def dead_consumers(self) -> list[str]:
+        """The registered consumers whose heartbeat expired: their in-flight tasks are orphans."""
+        return [c for c in self.r.smembers(self.keys.consumers) if not self.r.exists(self.keys.heartbeat(c))]
+
+    def recover_expired_leases(self, lease_seconds: float, batch: int) -> int:
+        """Return to the retry list one batch of the tasks ACTIVE longer than their lease."""
+        recovered = 0
         seconds, micros = self.r.time()
         cutoff = seconds * 1000 + micros // 1000 - int(lease_seconds * 1000)
         active = self.keys.state_index(State.ACTIVE)
@@ -629,6 +651,19 @@ class AsyncTaskStore(_Store):
             except NoScriptError:
                 continue
         raise AssertionError("unreachable: EVAL does not answer NOSCRIPT")
+
+    def shard_for(self, idempotency_key: str) -> int:  # noqa: ARG002 - one shard: always it
+        """The shard a submit goes to (see core/shards.py); one store is one shard."""
+        return 0
+
+    def new_task_id(self, shard: int) -> str:  # noqa: ARG002
+        """A new task id that names `shard` (see core/shards.py); one store is one shard."""
+        return str(uuid.uuid4())
+
+    @property
+    def event_channels(self) -> list[str]:
+        """The pub/sub channels the live stream listens to: one per shard."""
+        return [self.keys.events]
 
     async def create(self, task: Task) -> Task:
         return self._created(task, await self._run_durable(self.ops.create([task])))
@@ -714,7 +749,7 @@ class AsyncTaskStore(_Store):
         if not wanted:
             rows = await self._rows_after(index, cursor, limit + 1)
             more = len(rows) > limit
-            return Page([m for m, _ in rows[:limit]], _cursor_of(rows[limit - 1], tag) if more else None)
+            return page_of(rows[:limit], _cursor_of(rows[limit - 1], tag) if more else None, tag)
         return await self._filtered_page(index, tag, wanted, limit, cursor)
 
     async def _source(
@@ -773,13 +808,13 @@ class AsyncTaskStore(_Store):
                 if keep:
                     found.append(row)
                 if len(found) > limit:  # one past the page: there is a next page, and it starts here
-                    return Page([m for m, _ in found[:limit]], _cursor_of(found[limit - 1], tag))
+                    return page_of(found[:limit], _cursor_of(found[limit - 1], tag), tag)
             checked += len(rows)
             if len(rows) < batch:
-                return Page([m for m, _ in found], None)
+                return page_of(found, None, tag)
             cursor = _cursor_of(rows[-1], tag)
             if checked >= budget:
-                return Page([m for m, _ in found], cursor)
+                return page_of(found, cursor, tag)
             batch = min(2 * batch, budget - checked)
 
     async def _matches(self, rows: list[tuple[str, float]], wanted: dict[str, str]) -> list[bool]:

@@ -22,9 +22,9 @@ from typing import Any
 from celery.signals import worker_ready, worker_shutdown
 from redis.exceptions import RedisError
 
-from core.keys import deployment_keys
 from core.redis import sync_client
 from core.settings import Settings
+from core.shards import open_store
 from core.store import TaskStore
 
 log = logging.getLogger("asynctaskflow.worker")
@@ -41,7 +41,7 @@ class WorkerBeat:
 
     def beat(self) -> None:
         if self._store is None:
-            self._store = TaskStore(sync_client(self.settings), deployment_keys(self.settings))
+            self._store = open_store(self.settings, sync_client(self.settings))
         self._store.beat_worker(self.settings.worker_id, self.boot, self.settings.heartbeat_ttl)
 
     def _loop(self) -> None:

@@ -24,8 +24,9 @@ from core.keys import deployment_keys
 from core.policy import Outcome, RateLimitStreak, RetryPolicy
 from core.redis import Durability, sync_client
 from core.settings import Settings
+from core.shards import open_store
 from core.states import State
-from core.store import TaskStore, claimed_task
+from core.store import claimed_task
 from core.task import Task
 from tasktypes.base import Answer, Job, TaskType
 from worker.provider_state import PausableBreaker, ProviderPaused, ProviderRecorder
@@ -50,7 +51,7 @@ class Runner:
     def __init__(self, settings: Settings, provider: Provider | None = None) -> None:
         keys = deployment_keys(settings)
         self.settings = settings
-        self.store = TaskStore(sync_client(settings, patient=True), keys, Durability(settings))
+        self.store = open_store(settings, sync_client(settings, patient=True), Durability(settings))
         self.breaker = PausableBreaker(settings, sync_client(settings, decode=False), BREAKER_READ_SECONDS)
         self.provider = provider or build_provider(settings)
         tasktypes.load(settings)

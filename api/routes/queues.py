@@ -135,7 +135,7 @@ async def status_stream(store: StoreDep, settings: SettingsDep) -> StreamingResp
     publish it (the events are emitted in the same step as the change, so the stream cannot drift
     from the truth). Subscribed before the snapshot is read, so no change falls between them."""
     pubsub = store.r.pubsub()
-    await pubsub.subscribe(store.keys.events)
+    await pubsub.subscribe(*store.event_channels)
     try:
         # SUBSCRIBE is only sent; its confirmation says Redis has it, and only then can no change
         # fall between the subscription and the snapshot read on another connection.

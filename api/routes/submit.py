@@ -9,7 +9,6 @@ import inspect
 import json
 import logging
 import math
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
@@ -115,9 +114,11 @@ def _priority_of(body: BaseModel) -> int:
     return priority
 
 
-def _new_task(task_type: TaskType, checked: tuple[str, str], priority: int, settings: Settings, owner: str) -> Task:
+def _new_task(
+    task_id: str, task_type: TaskType, checked: tuple[str, str], priority: int, settings: Settings, owner: str
+) -> Task:
     content, params = checked
-    return Task(id=str(uuid.uuid4()), task_type=task_type.name, content=content, params=params,
+    return Task(id=task_id, task_type=task_type.name, content=content, params=params,
                 max_retries=settings.max_retries, priority=priority, owner=owner)  # fmt: skip
 
 
@@ -138,10 +139,11 @@ async def submit_tasks(
               for n, body in enumerate(bodies)]  # fmt: skip
     await _rate_limit(store, settings, principal, len(bodies))
     owner = principal.owner
-    tasks = [_new_task(task_type, checked, _priority_of(body), settings, owner)
-             for checked, body in zip(inputs, bodies, strict=True)]  # fmt: skip
     # Idempotency keys are per API key: another client's key of the same name is another key.
     scoped_key = f"{owner}:{idempotency_key}" if owner and idempotency_key else idempotency_key or ""
+    shard = store.shard_for(scoped_key)  # one shard for the whole submit: it stays one atomic step
+    tasks = [_new_task(store.new_task_id(shard), task_type, checked, _priority_of(body), settings, owner)
+             for checked, body in zip(inputs, bodies, strict=True)]  # fmt: skip
     created = await store.create_many(tasks, scoped_key, settings.idempotency_ttl_seconds * 1000)
     if created.replayed:
         log.info("submit replayed for an idempotency key: %s", ", ".join(created.ids))

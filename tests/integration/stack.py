@@ -17,7 +17,8 @@ import httpx
 import redis
 from redis.cluster import RedisCluster
 
-from core.keys import CLUSTER_TAG, SIDES, Keys
+from core.keys import SIDES, Keys, shard_tags
+from core.shards import ShardedTaskStore
 from core.states import TERMINAL, State
 from core.store import TaskStore
 from utils.probe import api_ready
@@ -97,13 +98,16 @@ class Stack:
             **overrides,
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.keys = Keys(self.prefix)
         self.redis: Any = redis.Redis.from_url(redis_url, decode_responses=True)
-        if self.env.get("REDIS_CLUSTER_NODES"):  # the test's own reads go where the processes' go
+        cluster = bool(self.env.get("REDIS_CLUSTER_NODES"))
+        if cluster:  # the test's own reads go where the processes' go
             host, _, port = self.env["REDIS_CLUSTER_NODES"].split(",")[0].rpartition(":")
             self.redis = RedisCluster(host=host, port=int(port), decode_responses=True)
-            self.keys = Keys(self.prefix, CLUSTER_TAG)
-        self.store = TaskStore(self.redis, self.keys)
+        tags = shard_tags(int(self.env.get("REDIS_SHARDS", "1")), cluster)
+        self.shard_keys = [Keys(self.prefix, tag) for tag in tags]
+        self.keys = self.shard_keys[0]  # the control shard's (the only one by default)
+        sharded = len(tags) > 1
+        self.store = ShardedTaskStore(self.redis, self.shard_keys) if sharded else TaskStore(self.redis, self.keys)
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.api_port}", timeout=10)
 
     # --- processes ----------------------------------------------------------------------------
@@ -202,13 +206,15 @@ class Stack:
         return sum(1 for c in self.redis.smembers(self.keys.consumers) if self.redis.exists(self.keys.heartbeat(c)))
 
     def assert_nothing_left(self) -> None:
-        """Every list and in-flight structure is empty: no task is stranded anywhere."""
-        assert list(self.redis.scan_iter(match=self.keys.pending_prefix + "*")) == [], "no pending list"
-        assert all(int(n) == 0 for n in self.redis.hvals(self.keys.depth))
-        assert self.redis.zcard(self.keys.owners_backlog) == 0 and self.redis.hlen(self.keys.owners_active) == 0
-        assert all(self.redis.zcard(self.keys.ready(side)) == 0 for side in SIDES), "no owner left in turn"
-        assert self.redis.zcard(self.keys.scheduled) == 0
-        assert self.redis.zcard(self.keys.state_index(State.ACTIVE)) == 0
-        assert self.redis.zcard(self.keys.state_index(State.PENDING)) == 0
-        for consumer_id in self.redis.smembers(self.keys.consumers):
-            assert self.redis.llen(self.keys.inflight(consumer_id)) == 0, consumer_id
+        """Every list and in-flight structure of every shard is empty: no task is stranded anywhere."""
+        consumers = self.redis.smembers(self.keys.consumers)
+        for keys in self.shard_keys:
+            assert list(self.redis.scan_iter(match=keys.pending_prefix + "*")) == [], "no pending list"
+            assert all(int(n) == 0 for n in self.redis.hvals(keys.depth))
+            assert self.redis.zcard(keys.owners_backlog) == 0 and self.redis.hlen(keys.owners_active) == 0
+            assert all(self.redis.zcard(keys.ready(side)) == 0 for side in SIDES), "no owner left in turn"
+            assert self.redis.zcard(keys.scheduled) == 0
+            assert self.redis.zcard(keys.state_index(State.ACTIVE)) == 0
+            assert self.redis.zcard(keys.state_index(State.PENDING)) == 0
+            for consumer_id in consumers:
+                assert self.redis.llen(keys.inflight(consumer_id)) == 0, consumer_id

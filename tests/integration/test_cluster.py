@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+import redis
 
 from core.states import State
 from tests.integration.stack import Stack, wait_until
@@ -75,4 +76,43 @@ def test_a_consumer_killed_on_a_cluster_loses_nothing(
 
     assert set(stack.wait_terminal(ids, timeout=90).values()) == {State.COMPLETED}
     assert len([t for t in map(stack.task, ids) if lost_once(t)]) == 4, "the dead consumer's four, recovered"
+    stack.assert_nothing_left()
+
+
+def _tasks_per_master(stack: Stack, ports: list[int]) -> list[int]:
+    """How many of the deployment's task hashes each master holds."""
+    counts = []
+    for port in ports:
+        node = redis.Redis(port=port, decode_responses=True)
+        if node.execute_command("ROLE")[0] == "master":
+            found = node.scan_iter(match=f"{stack.prefix}*task:*", count=1000)
+            counts.append(sum(1 for name in found if name.count(":") == 2 + stack.prefix.count(":")))
+    return counts
+
+
+def test_three_shards_spread_over_the_masters_and_lose_nothing(
+    make_cluster_stack: Callable[..., Stack], redis_cluster: list[int], stub: StubLLM
+) -> None:
+    """REDIS_SHARDS=3 on 3 masters: 600 tasks (some retried once) all complete while a consumer is
+    killed mid-run; every master holds a share; the API's figures and listings cover every shard."""
+    stack = make_cluster_stack(redis_cluster, REDIS_SHARDS="3").start_all(pairs=("a", "b"))
+    ids = [stack.submit(f"[[tag:s{i}]] {'[[fail:1]] ' if i % 10 == 0 else ''}Sharded {i}.") for i in range(600)]
+    wait_until(lambda: stack.http.get("/api/v1/tasks/statistics/overview").json()["totals"].get("completed", 0) > 100,
+               120, what="a sixth of the tasks done")  # fmt: skip
+    stack.kill("consumer-a")  # SIGKILL mid-run
+    stack.start("consumer", "a")
+
+    assert set(stack.wait_terminal(ids, timeout=240).values()) == {State.COMPLETED}
+    assert [stack.task(task_id)["result"] for task_id in ids] == [f"summary:s{i}" for i in range(600)]
+    per_master = _tasks_per_master(stack, redis_cluster)
+    assert len(per_master) == 3 and sum(per_master) == 600 and min(per_master) >= 100, per_master
+    stats = stack.http.get("/api/v1/tasks/statistics/overview").json()
+    assert (stats["totals"]["completed"], stats["states"]["COMPLETED"], stats["totals"]["retried"]) == (600, 600, 60)
+    listed, cursor = [], None
+    while True:
+        page = stack.http.get("/api/v1/tasks", params={"state": "COMPLETED", "limit": 97, "cursor": cursor}).json()
+        listed += [t["task_id"] for t in page["items"]]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert sorted(listed) == sorted(ids), "the merged listing pages through every shard's tasks once"
     stack.assert_nothing_left()
