@@ -6,7 +6,8 @@ task events), noop (no-op overhead end to end, vs FastAPI → .delay() and bare 
 receives the call), scale (status/list/SSE with 0…1,000,000 finished tasks), rtt (Redis
 commands per task by process), priorities (issue 18: the claim with 1 vs 1,000 owners holding
 backlog; no-op throughput against the code before issue 18), redis_cost (issue 19: Redis µs and
-commands per completed task from INFO commandstats, beside a reference script; about a minute).
+commands per completed task from INFO commandstats, beside a reference script; about a minute),
+shards (issue 19: the 200 ms I/O drain on a 3-master Redis Cluster with 1 shard and with 3).
 Repetitions are interleaved: every configuration once, then again. Prints Markdown and writes it
 to bench/results/<timestamp>.md.
 
@@ -25,12 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import priorities, redis_cost, report, scale, sections, trace
+from bench import priorities, redis_cost, report, scale, sections, shards, trace
 from bench.report import IO_BASELINE
 from bench.stack import Env
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("io", "noop", "submit", "pickup", "scale", "rtt", "priorities", "redis_cost")
+ALL = ("io", "noop", "submit", "pickup", "scale", "rtt", "priorities", "redis_cost", "shards")
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,8 @@ def run_section(section: str, env: Env, p: Plan) -> tuple[str, object]:
         return priorities.section(env, p.claim_backlog, p.claims, p.noop_tasks, p.reps, log)
     if section == "redis_cost":
         return redis_cost.section(env, p.cost_tasks, p.reps, log)
+    if section == "shards":
+        return shards.section(env, p.io_tasks, p.reps, log)
     if section == "scale":
         found = scale.scale_runs(env, p.sizes, max(3, p.reps), p.scale_requests)
         return report.scale_table(found, p.scale_requests), found

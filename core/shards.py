@@ -6,8 +6,10 @@ the shards over its masters and every transition still touches one slot.
   is the shard's number. Get, cancel, delete, retry and every worker report go straight to it.
 - A submit goes to the shard of its Idempotency-Key's hash (a retry finds its first try), else to
   the next shard in turn; a bulk submit goes to one shard, so it stays one atomic step.
-- A consumer claims from its home shard first, then the others in turn; idle, it blocks on its
-  home shard's wake-up list for at most SWEEP_SECONDS before looking at all of them again.
+- A consumer claims from its home shard first, and stays with the shard that last gave it work
+  until that one is empty, then tries the others in turn (an empty claim costs a script call, so
+  it is not paid per task). Idle, it waits for a wake-up mark of any shard: one thread per shard
+  blocks on that shard's list (a cluster cannot block on keys of several slots at once).
 - Shard 0 is also the control shard: consumers' heartbeats and registry, the Celery workers'
   beats, the shared breaker, the fleet's rate limits, the provider's state, the scheduler's beat.
 - Reads fan out: figures are summed, listings merged by score with a cursor that carries every
@@ -24,11 +26,16 @@ import base64
 import heapq
 import itertools
 import json
+import logging
+import threading
+import time
 import uuid
 import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
+
+from redis.exceptions import RedisClusterException, RedisError
 
 from core.keys import Keys, shard_keys
 from core.redis import Durability
@@ -48,12 +55,13 @@ from core.store import (
 )
 from core.task import Task
 
-# Longest an idle consumer waits on its home shard before looking at the others again.
-SWEEP_SECONDS = 1.0
+# How long a shard's watcher blocks on its wake-up list per call (it then blocks again).
+WATCH_SECONDS = 5.0
 # A listing cursor over several shards: this mark, then base64 of the JSON list of each shard's
 # own cursor ("" once that shard is done, null before its first page).
 MERGED_CURSOR = "~"
 T = TypeVar("T")
+log = logging.getLogger("asynctaskflow.shards")
 
 
 def shard_of(task_id: str, count: int) -> int:
@@ -144,6 +152,10 @@ class ShardedTaskStore(TaskStore):
     def __init__(self, client: Any, keys: list[Keys], durability: Durability | None = None) -> None:
         super().__init__(client, keys[0], durability)
         self.shards = [TaskStore(client, k, durability) for k in keys]
+        self._claiming: dict[str, int] = {}  # consumer → the shard that last gave it work
+        self._woken = threading.Event()
+        self._watchers: list[threading.Thread] = []
+        self._watch_lock = threading.Lock()
 
     def at(self, task_id: str) -> TaskStore:
         return self.shards[shard_of(task_id, len(self.shards))]
@@ -194,25 +206,40 @@ class ShardedTaskStore(TaskStore):
     def recover(self, task_id: str, consumer_id: str, token: str, reason: str) -> str:
         return self.at(task_id).recover(task_id, consumer_id, token, reason)
 
-    # --- a consumer's work: home shard first -------------------------------------------------
-    def _home_first(self, consumer_id: str) -> list[TaskStore]:
-        home = home_shard(consumer_id, len(self.shards))
-        return self.shards[home:] + self.shards[:home]
-
+    # --- a consumer's work: home shard first, then where the work is ---------------------------
     def claim(self, consumer_id: str, token: str, prefer_retry: bool) -> Claim:
+        count = len(self.shards)
+        start = self._claiming.get(consumer_id, home_shard(consumer_id, count))
         claim = Claim("empty", "", 0)
-        for shard in self._home_first(consumer_id):
-            claim = shard.claim(consumer_id, token, prefer_retry)
+        for index in [(start + n) % count for n in range(count)]:
+            claim = self.shards[index].claim(consumer_id, token, prefer_retry)
             if claim.status != "empty":
+                self._claiming[consumer_id] = index
                 return claim
+        self._claiming.pop(consumer_id, None)  # all empty: home first again
         return claim
 
-    def wait_for_work(self, timeout: float, consumer_id: str = "") -> bool:
-        """Block on the home shard's wake-up list; with several shards at most SWEEP_SECONDS, so
-        work on the others is seen within that even while the home shard sleeps."""
-        if len(self.shards) > 1:
-            timeout = min(timeout, SWEEP_SECONDS)
-        return self._home_first(consumer_id)[0].wait_for_work(timeout, consumer_id)
+    def wait_for_work(self, timeout: float, consumer_id: str = "") -> bool:  # noqa: ARG002 - any shard's work
+        """Wait up to `timeout` seconds for a wake-up mark on any shard."""
+        with self._watch_lock:
+            if not self._watchers:
+                self._watchers = [threading.Thread(target=self._watch, args=(shard,), daemon=True)
+                                  for shard in self.shards]  # fmt: skip
+                for watcher in self._watchers:
+                    watcher.start()
+        woken = self._woken.wait(timeout)
+        self._woken.clear()
+        return woken
+
+    def _watch(self, shard: TaskStore) -> None:
+        """A watcher thread: block on `shard`'s wake-up list, and wake the consumer on a mark."""
+        while True:
+            try:
+                if shard.wait_for_work(WATCH_SECONDS):
+                    self._woken.set()
+            except (RedisError, RedisClusterException, OSError) as e:  # Redis away: the consumer's loop says so
+                log.debug("wake-up watcher: %s", e)
+                time.sleep(1.0)
 
     def inflight_count(self, consumer_id: str) -> int:
         return sum(shard.inflight_count(consumer_id) for shard in self.shards)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -207,3 +209,23 @@ def _plus_spread(figure: Any, name: str) -> Any:
     if name == "type_counters":
         return {"summarize": {**figure["summarize"], "submitted": figure["summarize"]["submitted"] + SHARDS}}
     return figure
+
+
+def test_an_idle_consumer_wakes_for_work_on_any_shard_and_claims_it(deployments: tuple[Any, Any, Any]) -> None:
+    three, _, loop = deployments
+    if isinstance(three.sync.r, fakeredis.FakeRedis):
+        pytest.skip("blocking pops: a real server only")
+    consumer = "idle-consumer"
+    home = home_shard(consumer, SHARDS)
+    assert three.sync.wait_for_work(0.2, consumer) is False, "nothing anywhere: it times out"
+    elsewhere = next(f"k{n}" for n in range(100) if three.aio.shard_for(f"k{n}") != home)
+    woken: list[bool] = []
+    waiter = threading.Thread(target=lambda: woken.append(three.sync.wait_for_work(60, consumer)))
+    waiter.start()
+    time.sleep(0.3)
+    [task_id] = _submit(three, loop, 1, key=elsewhere)
+    waiter.join(30)
+    assert woken == [True], "a mark on another shard than its home wakes it"
+    claim = three.sync.claim(consumer, new_token(), False)
+    assert (claim.status, claim.task_id) == ("ok", task_id)
+    assert three.sync.claim(consumer, new_token(), False).status == "empty"
