@@ -28,9 +28,10 @@ from fnmatch import fnmatchcase
 from kombu.transport.redis import Channel
 
 from core.errors import AsyncTaskFlowError
-from core.keys import SIDES, Keys, deployment_keys
+from core.keys import SIDES, Keys, shard_keys
 from core.redis import SyncClient, broker_client, redis_location, sync_client
 from core.settings import Settings, get_settings
+from core.shards import open_store
 from core.states import State
 from core.store import TaskStore
 
@@ -154,25 +155,42 @@ def report(title: str, deleted: dict[str, int]) -> None:
         print(f"  {pattern:<40} {count}")
 
 
+def state(client: SyncClient, shards: list[Keys]) -> Snapshot:
+    """The deployment's state, every shard's added up (shard 0 holds the workers' registry)."""
+    snaps = [snapshot(client, keys) for keys in shards]
+    first = snaps[0]
+    return Snapshot(
+        queues={name: sum(s.queues[name] for s in snaps) for name in first.queues},
+        states={name: sum(s.states[name] for s in snaps) for name in first.states},
+        inflight=sum(s.inflight for s in snaps),
+        workers_live=first.workers_live,
+        workers_registered=first.workers_registered,
+        keys=sum(s.keys for s in snaps),
+    )
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    keys = deployment_keys(settings)
+    shards = shard_keys(settings)
+    keys = shards[0]
     broker = broker_client(settings) if args.broker else None
     if args.broker and broker is None:
         print("--broker: CELERY_BROKER_URL is not a Redis; clean its queues with that broker's own tools")
         return 2
     client = sync_client(settings)
     print(f"Redis {redis_location(settings)}, key prefix {settings.redis_key_prefix!r}")
-    print("\n".join(describe(snapshot(client, keys))))
+    print("\n".join(describe(state(client, shards))))
     if not args.confirm:
         print("nothing changed; run again with --confirm to delete (see --help)")
         return 0
     if args.drain:
-        print(f"handed back to the queue: {drain(TaskStore(client, keys), client, keys)}")
-    report("deleted keys", delete(client, runtime_patterns(keys) if args.keep_tasks else keys.all_patterns))
+        store = open_store(settings, client)
+        print(f"handed back to the queue: {sum(drain(store, client, shard) for shard in shards)}")
+    patterns = [p for shard in shards for p in (runtime_patterns(shard) if args.keep_tasks else shard.all_patterns)]
+    report("deleted keys", delete(client, patterns))
     if broker is not None:
         where = "CELERY_BROKER_URL" if settings.celery_broker_url else f"database {settings.celery_broker_db}"
         report(f"deleted from the broker ({where})", reset_broker(broker, keys))
-    print("\n".join(describe(snapshot(client, keys))))
+    print("\n".join(describe(state(client, shards))))
     return 0
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from core.keys import Keys
+from core.keys import Keys, shard_keys
 from core.redis import redis_location
 from core.settings import Settings
+from core.shards import new_task_id, open_store
 from core.states import State
 from core.store import TaskStore, new_token
 from core.task import Task
@@ -198,3 +199,22 @@ def test_the_password_is_never_printed() -> None:
     assert redis_location(settings) == "redis://redis:6380/4"
     sentinel = settings.model_copy(update={"redis_sentinels": "s1:26379,s2:26379", "redis_sentinel_master": "m"})
     assert redis_location(sentinel) == "sentinel master 'm' via s1:26379,s2:26379, database 4"
+
+
+def test_with_shards_it_counts_and_deletes_every_shards_keys(
+    real_redis: redis.Redis, key_prefix: str, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sharded = settings.model_copy(update={"redis_shards": 3})
+    store = open_store(sharded, real_redis)
+    for shard in range(3):  # a task on each shard, one of them ACTIVE in a consumer's in-flight list
+        store.create(Task(new_task_id(shard, 3), "summarize", "x", max_retries=3))
+    store.beat(CONSUMER, {"pid": 1}, ttl=60)
+    assert store.claim(CONSUMER, new_token(), prefer_retry=False).status == "ok"
+    foreign = foreign_keys(real_redis)
+    assert main([], sharded) == 0
+    out = capsys.readouterr().out
+    assert "primary 2" in out and "PENDING 2" in out and "ACTIVE 1" in out and "in flight: 1" in out
+
+    assert main(["--confirm"], sharded) == 0
+    assert [name for keys in shard_keys(sharded) for name in ours(real_redis, keys)] == []
+    assert set(dump(real_redis)) == set(foreign), "only our keys may go"
