@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import tokenize
 import uuid
 from collections.abc import AsyncIterator
@@ -42,22 +41,30 @@ async def test_health_without_workers_or_scheduler_is_503_saying_why(client: htt
     }  # fmt: skip
 
 
-@pytest.fixture
-async def dead_redis_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    """An app whose Redis worked for one request and then stopped."""
-    port = redis_server.free_port()
-    proc: subprocess.Popen[bytes] = redis_server.start(port, tmp_path)
+@pytest.fixture(params=["redis", "cluster"])
+async def dead_redis_client(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An app whose Redis worked for one request and then stopped: one server, or a 3-master
+    Redis Cluster holding 3 shards (every node killed)."""
+    nodes: list[redis_server.Node] = []
     try:
-        settings = Settings(redis_url=f"redis://127.0.0.1:{port}/0", redis_socket_timeout=1.0)
+        if request.param == "cluster":
+            nodes = redis_server.start_cluster(tmp_path / "cluster", masters=3)
+            seeds = ",".join(f"127.0.0.1:{port}" for _, port in nodes)
+            broker = redis_url.rsplit("/", 1)[0] + "/5"
+            settings = Settings(redis_cluster_nodes=seeds, celery_broker_url=broker, redis_shards=3,
+                                redis_url=f"redis://127.0.0.1:{nodes[0][1]}/0", redis_socket_timeout=1.0)  # fmt: skip
+        else:
+            port = redis_server.free_port()
+            nodes = [(redis_server.start(port, tmp_path), port)]
+            settings = Settings(redis_url=f"redis://127.0.0.1:{port}/0", redis_socket_timeout=1.0)
         async for client in serve(create_app(settings)):
             await submit(client)  # a pooled connection exists, and then breaks
-            proc.terminate()
-            proc.wait(10)
+            redis_server.stop(nodes)
             yield client
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        redis_server.stop([node for node in nodes if node[0].poll() is None])
 
 
 REDIS_ROUTES = [
@@ -85,6 +92,24 @@ REDIS_ROUTES = [
     ("GET", "/api/v1/usage", None),
     ("GET", "/api/v1/tasks/?priority=3", None),
 ]
+
+
+@pytest.fixture
+async def dead_cluster_client(tmp_path: Path, redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An app on a 3-master Redis Cluster with 3 shards, which worked for one request and then
+    went away (every node killed)."""
+    nodes = redis_server.start_cluster(tmp_path / "cluster", masters=3)
+    try:
+        seeds = ",".join(f"127.0.0.1:{port}" for _, port in nodes)
+        broker = redis_url.rsplit("/", 1)[0] + "/5"
+        settings = Settings(redis_cluster_nodes=seeds, celery_broker_url=broker, redis_shards=3,
+                            redis_url=f"redis://127.0.0.1:{nodes[0][1]}/0", redis_socket_timeout=1.0)  # fmt: skip
+        async for client in serve(create_app(settings)):
+            await submit(client)
+            redis_server.stop(nodes)
+            yield client
+    finally:
+        redis_server.stop([node for node in nodes if node[0].poll() is None])
 
 
 async def test_every_route_is_503_while_redis_is_down(
