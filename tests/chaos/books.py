@@ -26,9 +26,9 @@ class EventLog:
     """Every message on the events channel, with a subscriber that reconnects by itself (a Redis
     restart drops the subscription; events published while it is away are simply not seen)."""
 
-    def __init__(self, redis_url: str, channel: str) -> None:
+    def __init__(self, redis_url: str, channels: list[str]) -> None:
         self.events: list[dict[str, Any]] = []
-        self._url, self._channel = redis_url, channel
+        self._url, self._channels = redis_url, channels
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="event-log")
@@ -45,7 +45,7 @@ class EventLog:
     def _listen(self) -> None:
         client = redis.Redis.from_url(self._url, decode_responses=True, socket_timeout=5)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(self._channel)
+        pubsub.subscribe(*self._channels)  # on a cluster any node hears every node's PUBLISH
         self._ready.set()
         try:
             while not self._stop.is_set():
@@ -110,7 +110,7 @@ class Books:
         self.stack = stack
         self.stub = stub
         self.tags: dict[str, str] = {}  # tag -> task id
-        self.log = EventLog(stack.env["REDIS_URL"], stack.keys.events)
+        self.log = EventLog(stack.env["REDIS_URL"], [keys.events for keys in stack.shard_keys])
         self.started = time.monotonic()
         stub.reset()
 
@@ -142,7 +142,7 @@ class Books:
         ids = list(self.tags.values()) if ids is None else ids
         pipe = self.stack.redis.pipeline(transaction=False)
         for task_id in ids:
-            pipe.hget(self.stack.keys.task(task_id), "state")
+            pipe.hget(self.stack.keys_of(task_id).task(task_id), "state")
         return dict(zip(ids, pipe.execute(), strict=True))
 
     def finished_share(self) -> float:
@@ -198,7 +198,7 @@ class Books:
         pipe = self.stack.redis.pipeline(transaction=False)
         for task in tasks.values():
             for state in State:
-                pipe.zscore(self.stack.keys.state_index(state), task.id)
+                pipe.zscore(self.stack.keys_of(task.id).state_index(state), task.id)
         scores = iter(pipe.execute())
         for task in tasks.values():
             member_of = [state for state in State if next(scores) is not None]

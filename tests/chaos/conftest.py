@@ -92,16 +92,33 @@ def stub() -> Iterator[StubLLM]:
         yield llm
 
 
+@pytest.fixture(params=["redis", "cluster"])
+def deployment(request: pytest.FixtureRequest, chaos_redis: ChaosRedis) -> dict[str, str]:
+    """Where the data lives: the private Redis, or the session's 3-master Redis Cluster holding 3
+    shards (Celery's broker then in database 3 of the private Redis)."""
+    if request.param == "redis":
+        return {}
+    if request.node.get_closest_marker("one_redis"):
+        pytest.skip("this scenario restarts the one Redis (tests/ha covers a cluster node's loss)")
+    ports = request.getfixturevalue("redis_cluster")
+    return {
+        "REDIS_CLUSTER_NODES": ",".join(f"127.0.0.1:{port}" for port in ports),
+        "REDIS_URL": f"redis://127.0.0.1:{ports[0]}/0",
+        "CELERY_BROKER_URL": chaos_redis.url.rsplit("/", 1)[0] + "/3",
+        "REDIS_SHARDS": "3",
+    }
+
+
 @pytest.fixture
 def make_books(
-    chaos_redis: ChaosRedis, stub: StubLLM, tmp_path: Path, request: pytest.FixtureRequest
+    chaos_redis: ChaosRedis, deployment: dict[str, str], stub: StubLLM, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., Books]]:
     """Start the real stack (two worker containers, a scheduler, the API) with env overrides and
     open its books; everything is stopped at the end."""
     stacks: list[Stack] = []
 
     def build(pairs: tuple[str, ...] = ("a", "b"), schedulers: int = 1, **overrides: str) -> Books:
-        stack = Stack(chaos_redis.url, stub.url, tmp_path, **{**CHAOS_ENV, **overrides})
+        stack = Stack(chaos_redis.url, stub.url, tmp_path, **{**CHAOS_ENV, **deployment, **overrides})
         stacks.append(stack)
         for pair in pairs:
             stack.start("worker", pair)

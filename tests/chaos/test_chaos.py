@@ -28,7 +28,7 @@ MakeBooks = Callable[..., Books]
 
 
 def active(stack: Stack) -> int:
-    return int(stack.redis.zcard(stack.keys.state_index(State.ACTIVE)))
+    return stack.count_in(State.ACTIVE)
 
 
 def in_background(target: Callable[[], object]) -> threading.Thread:
@@ -65,7 +65,7 @@ def test_graceful_stop(make_books: MakeBooks, profile: Profile) -> None:
     books = make_books(CONSUMER_SHUTDOWN_GRACE="5", CELERY_TASK_TIME_LIMIT="60", CELERY_TASK_SOFT_TIME_LIMIT="50")
     stack = books.stack
     books.submit(profile.tasks, directive="[[delay:0.5]]")
-    wait_until(lambda: stack.redis.llen(stack.keys.inflight(_consumer_id(stack, "b"))) >= 4, 20,
+    wait_until(lambda: stack.inflight_len(_consumer_id(stack, "b")) >= 4, 20,
                what="container b to have work in flight")
     stopped = time.monotonic()
     for name in ("consumer-b", "worker-b"):
@@ -87,6 +87,7 @@ def _consumer_id(stack: Stack, pair: str) -> str:
 
 
 # --- 3. Redis restart --------------------------------------------------------------------------
+@pytest.mark.one_redis
 def test_redis_restart(make_books: MakeBooks, chaos_redis: ChaosRedis, profile: Profile) -> None:
     """Restart redis-server (AOF on) mid-run: the API answers 503 with a clear message meanwhile,
     every process reconnects by itself, and every accepted task finishes."""
@@ -127,9 +128,9 @@ def test_redis_restart(make_books: MakeBooks, chaos_redis: ChaosRedis, profile: 
 def _taken_from_live_consumers(books: Books) -> list[str]:
     """Tasks the reaper took back because a heartbeat expired. (A dispatch the broker lost at the
     instant Redis stopped comes back at its lease instead, as designed: that spends a retry too.)"""
-    r, keys = books.stack.redis, books.stack.keys
+    r, stack = books.stack.redis, books.stack
     return [task_id for task_id in books.tags.values()
-            if any("heartbeat expired" in entry for entry in r.lrange(keys.history(task_id), 0, -1))]
+            if any("heartbeat expired" in entry for entry in r.lrange(stack.keys_of(task_id).history(task_id), 0, -1))]
 
 
 # --- 4. LLM outage -----------------------------------------------------------------------------
@@ -236,7 +237,7 @@ def test_poison_input_and_timeouts(make_books: MakeBooks, profile: Profile) -> N
     books.submit(4, directive="[[trickle:10]]", prefix="s")
     wait_until(lambda: all(s in ("FAILED",) for s in books.states(poison).values()), 20, what="poison to fail")
     books.submit(profile.tasks // 2, directive="[[delay:1]]", prefix="h")
-    wait_until(lambda: stack.redis.llen(stack.keys.inflight(_consumer_id(stack, "a"))) >= 4, 20,
+    wait_until(lambda: stack.inflight_len(_consumer_id(stack, "a")) >= 4, 20,
                what="container a to have work in flight")
     stack.procs["worker-a"].send_signal(signal.SIGSTOP)  # hung: no thread of it runs any more
     time.sleep(2 * 3 + 1 + 2)  # past the lease (twice the hard limit with WORKER_PREFETCH, + margin), a reap
@@ -265,6 +266,8 @@ def test_duplicate_delivery(make_books: MakeBooks, profile: Profile) -> None:
     stack = books.stack
     stack.kill("consumer-a", signal.SIGTERM)  # we play the consumer, sending every message twice
     settings = Settings(_env_file=None, redis_url=stack.env["REDIS_URL"], celery_broker_db=3,
+                        celery_broker_url=stack.env.get("CELERY_BROKER_URL", ""),
+                        redis_cluster_nodes=stack.env.get("REDIS_CLUSTER_NODES", ""),
                         redis_key_prefix=stack.prefix, worker_id=f"{stack.prefix}a")
     celery = create_celery(settings)
     ids = books.submit(profile.tasks // 2, directive="[[delay:0.3]]")
@@ -278,8 +281,12 @@ def test_duplicate_delivery(make_books: MakeBooks, profile: Profile) -> None:
     completions = [e for events in books.log.by_task().values() for e in events if e["to"] == "COMPLETED"]
     figures.notes["second_copies_refused_or_skipped"] = len(ids)
     assert len(completions) == len(ids), "exactly one result per task"
-    skipped = stack.log("worker-a").count("is stale")
-    assert figures.late_refused + skipped == len(ids), "every second copy was refused or skipped"
+
+    def second_copies() -> int:  # a second copy may still be running when its task is done
+        return stack.log("worker-a").count("result of stale attempt") + stack.log("worker-a").count("is stale")
+
+    wait_until(lambda: second_copies() >= len(ids), 30, what="every second copy refused or skipped")
+    assert second_copies() == len(ids), "every second copy was refused or skipped, once"
 
 
 # --- 8. two schedulers -------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from core.keys import SIDES, Keys, shard_tags
-from core.shards import ShardedTaskStore
+from core.shards import ShardedTaskStore, shard_of
 from core.states import TERMINAL, State
 from core.store import TaskStore
 from utils.probe import api_ready
@@ -204,6 +204,18 @@ class Stack:
 
     def live_consumers(self) -> int:
         return sum(1 for c in self.redis.smembers(self.keys.consumers) if self.redis.exists(self.keys.heartbeat(c)))
+
+    def keys_of(self, task_id: str) -> Keys:
+        """The key names of the shard the task lives on (the only one by default)."""
+        return self.shard_keys[shard_of(task_id, len(self.shard_keys))]
+
+    def count_in(self, state: State) -> int:
+        """Tasks in `state`, every shard's."""
+        return sum(int(self.redis.zcard(keys.state_index(state))) for keys in self.shard_keys)
+
+    def inflight_len(self, consumer_id: str) -> int:
+        """Tasks in the consumer's in-flight lists, every shard's."""
+        return sum(int(self.redis.llen(keys.inflight(consumer_id))) for keys in self.shard_keys)
 
     def assert_nothing_left(self) -> None:
         """Every list and in-flight structure of every shard is empty: no task is stranded anywhere."""
