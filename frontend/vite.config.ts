@@ -24,5 +24,8 @@ export default defineConfig({
     environment: "jsdom",
     include: ["src/**/*.test.{ts,tsx}"],
     setupFiles: ["src/test-setup.ts"],
+    // Generous: on a loaded 2-core machine one test's first render under jsdom took over the
+    // default 5 s; a test fails on what it checks, not on how busy the machine is.
+    testTimeout: 30_000,
   },
 });
