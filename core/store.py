@@ -818,11 +818,11 @@ class AsyncTaskStore(_Store):
         """Lengths of the queues: PENDING per side (moved with the lists in the same scripts),
         and the scheduled set and the DLQ themselves."""
         pipe = self.r.pipeline(transaction=False)
-        pipe.hmget(self.keys.depth, list(SIDES))
+        pipe.hmget(self.keys.depth, list(DEPTH_FIELDS))
         pipe.zcard(self.keys.scheduled)
         pipe.zcard(self.keys.dlq)
-        (primary, retry), scheduled, dlq = await pipe.execute()
-        return {"primary": int(primary or 0), "retry": int(retry or 0), "scheduled": scheduled, "dlq": dlq}
+        levels, scheduled, dlq = await pipe.execute()
+        return {**side_depths(levels), "scheduled": scheduled, "dlq": dlq}
 
     async def priority_depths(self) -> list[dict[str, int]]:
         """PENDING per priority level (0 first) on each side: [{priority, primary, retry}, …]."""
@@ -994,6 +994,19 @@ class AsyncTaskStore(_Store):
         fields = ["redis_version", "uptime_in_seconds", "used_memory", "used_memory_human", "maxmemory"]
         fields += ["connected_clients", "blocked_clients", "role"]
         return {name: info.get(name) for name in fields}
+
+
+# The fields of `tasks:depth`: PENDING per side and level. A side's depth is their sum (the scripts
+# keep no per-side field: one HINCRBY less per move; one left by an older version is not read).
+DEPTH_FIELDS = tuple(f"{side}:{level}" for side in SIDES for level in PRIORITIES)
+
+
+def side_depths(values: list[str | None]) -> dict[str, int]:
+    """PENDING per side from the values of DEPTH_FIELDS (an HMGET of them, in that order)."""
+    totals = dict.fromkeys(SIDES, 0)
+    for field, value in zip(DEPTH_FIELDS, values, strict=True):
+        totals[field.split(":")[0]] += int(value or 0)
+    return totals
 
 
 def _int_or_none(raw: str | None) -> int | None:

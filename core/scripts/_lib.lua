@@ -163,8 +163,8 @@ local function take_turn(Q, side, level, owner)
   redis.call('ZADD', Q.ready[side], level * LEVEL_SPAN + redis.call('INCR', Q.turns), level .. owner)
 end
 
+-- The depth is kept per side and level only: a side's is their sum (added by its readers).
 local function count_pending(Q, side, level, owner, delta)
-  redis.call('HINCRBY', Q.depth, side, delta)
   redis.call('HINCRBY', Q.depth, side .. ':' .. level, delta)
   if tonumber(redis.call('ZINCRBY', Q.backlog, delta, owner)) <= 0 then
     redis.call('ZREM', Q.backlog, owner)
@@ -240,10 +240,11 @@ local function left_active(Q, owner, now)
   if redis.call('ZSCORE', Q.held, owner) and not hold_of(Q, owner, now) then release_hold(Q, owner) end
 end
 
--- The next PENDING id to run, taken out of its list: the most urgent level of either side; at
--- the same level, `prefer` ('primary' | 'retry'), the consumer's draw. Owners held past their
--- time are looked at again first. Returns id, side, owner (nil when nothing may run).
-local function dequeue(Q, prefer, now)
+-- The next PENDING id to run, moved from its list to the tail of list `into` (LMOVE: one call):
+-- the most urgent level of either side; at the same level, `prefer` ('primary' | 'retry'), the
+-- consumer's draw. Owners held past their time are looked at again first. Returns id, side,
+-- owner (nil when nothing may run).
+local function dequeue(Q, prefer, now, into)
   for _, owner in ipairs(redis.call('ZRANGEBYSCORE', Q.held, '-inf', now, 'LIMIT', 0, 10)) do
     release_hold(Q, owner)
   end
@@ -269,7 +270,7 @@ local function dequeue(Q, prefer, now)
       hold(Q, owner, until_ms)   -- out of every round: this loop meets it no more
     else
       local list = list_of(Q, side, h.level, owner)
-      local id = redis.call('LPOP', list)
+      local id = redis.call('LMOVE', list, into, 'LEFT', 'RIGHT')
       if redis.call('LLEN', list) == 0 then
         redis.call('ZREM', Q.ready[side], h.member)
       elseif h.shared then

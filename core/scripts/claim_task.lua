@@ -21,7 +21,15 @@
 --          claim (read before its writes: of the fields it writes, only started_at may be named)
 -- Events: PENDING -> ACTIVE
 local Q = queues(7, 6)
-local function retry_backlog() return tonumber(redis.call('HGET', Q.depth, 'retry') or 0) end
+-- The retry side's PENDING tasks: the sum of its levels' depths.
+local function retry_backlog()
+  local total = 0
+  for _, n in ipairs(redis.call('HMGET', Q.depth, 'retry:0', 'retry:1', 'retry:2', 'retry:3', 'retry:4',
+    'retry:5', 'retry:6', 'retry:7', 'retry:8', 'retry:9')) do
+    total = total + (tonumber(n) or 0)
+  end
+  return total
+end
 -- A consumer claims one task at a time, so the first run's id is the last in its in-flight list.
 local again = redis.call('LINDEX', KEYS[1], -1)
 if again then
@@ -31,7 +39,7 @@ if again then
   end
 end
 local now = now_ms()
-local id, side, owner = dequeue(Q, ARGV[4], now)
+local id, side, owner = dequeue(Q, ARGV[4], now, KEYS[1])
 if not id then
   redis.call('DEL', Q.wake)
   return {'empty', '', retry_backlog(), ''}
@@ -40,9 +48,9 @@ local key = ARGV[1] .. id
 -- The state, the attempts so far and the fields to return, in one read before the writes.
 local f = redis.call('HMGET', key, 'state', 'attempts', unpack(ARGV, 8))
 if f[1] ~= 'PENDING' then
+  redis.call('RPOP', KEYS[1])  -- dequeue moved it in flight: it is dropped
   return {'skip', id, retry_backlog(), side}
 end
-redis.call('RPUSH', KEYS[1], id)
 redis.call('HSET', key, 'state', 'ACTIVE', 'attempt', ARGV[2], 'consumer', ARGV[3],
   'started_at', now, 'updated_at', now, 'progress', 0, 'current_step', '',
   'attempts', (tonumber(f[2]) or 0) + 1)

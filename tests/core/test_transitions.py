@@ -720,6 +720,19 @@ def test_depths_and_state_counts_match_the_structures(stores: Stores) -> None:
     ]
 
 
+def test_a_sides_depth_is_the_sum_of_its_levels(stores: Stores) -> None:
+    """The per-side fields an older version kept are neither kept nor read: the levels add up."""
+    store = stores.sync
+    stores.sync.r.hset(store.keys.depth, mapping={"primary": 99, "retry": 7})  # left by an older version
+    to_retry_list(store, new_task())
+    for _ in range(2):
+        store.create(new_task())
+    depths = stores.run(stores.aio.depths())
+    assert (depths["primary"], depths["retry"]) == (2, 1)
+    assert store.r.hmget(store.keys.depth, ["primary", "retry"]) == ["99", "7"]
+    assert store.claim(CONSUMER, new_token(), prefer_retry=False).retry_backlog == 1
+
+
 # --- events ---------------------------------------------------------------------------------------
 def test_each_transition_publishes_one_event(real_redis: redis.Redis, key_prefix: str) -> None:
     store = TaskStore(real_redis, Keys(key_prefix))
