@@ -10,8 +10,8 @@ are known apart. A reference script (REFERENCE: 17 HINCRBY on one hash, a `cjson
 PUBLISH) runs as many times in blocks between them, each call its own round trip like the
 product's, so the machine's drifts reach both alike: machines differ, the ratio is what is judged.
 Two more scripts are timed the same way, to split a script's cost: `return 1` (any EVALSHA) and
-`_lib.lua` alone (what every script defines on every call before its own work). Redis's CPU over
-each step is read too (its main thread, /proc/<pid>/schedstat): it adds reading requests and
+the `_lib.lua` helpers claim_task uses, alone (what a script defines on every call before its own
+work). Redis's CPU over each step is read too (its main thread, /proc/<pid>/schedstat): it adds reading requests and
 writing replies, which commandstats does not see.
 
 Each µs is counted once. A command a script runs appears under its own name in commandstats and
@@ -29,44 +29,49 @@ timed: logging costs time inside scripts): each EVALSHA's sha is named by core/l
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import functools
 import hashlib
+import json
 import math
 import os
 import platform
-import secrets
+import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
-import core.lua
+from bench import cost_probe
+from bench.cost_probe import STEP_KEYS, Life, script_shas
+from bench.priorities import BaselineUnavailable, tree_at
 from bench.stack import PREFIX, WORKER_ID, Env
 from bench.stats import cell, number, spread, table
-from core.keys import DEFAULT_PRIORITY, Keys
-from core.lua import LIB, names, source
-from core.redis import async_client, sync_client
-from core.settings import Settings
-from core.store import AsyncTaskStore, TaskStore, new_token
-from core.task import Task
+from core.keys import Keys
+from core.lua import helpers
 
 Stats = dict[str, tuple[int, int]]  # command → (calls, usec)
 Run = dict[str, Stats]  # step → what Redis counted during it
 Cpu = dict[str, int]  # step → ns Redis's main thread ran during it
 Figures = dict[str, float]
+V = TypeVar("V")
 
 BLOCK = 100  # tasks per block: each step runs on the whole block before the next step
 WARM = 10  # tasks (and reference calls) before anything is counted: scripts loaded, queue declared
 SAMPLE = 20  # tasks whose commands SLOWLOG records, to name the scripts a task runs
 TARGET = 4.5  # a task's life ÷ the reference script, at most (issue 19; about 14× before it)
 TARGET_US = 150  # … about this many µs per task on an idle machine
+# The code before the reduction (issue 19, part 4: its branch point), measured in the same run
+# from a `git worktree` of it, under its own key prefix and steps' tag.
+BEFORE_COMMIT = "5e408c6"
+BEFORE_LABEL = f"before, {BEFORE_COMMIT}"
+BEFORE_TAG = "before:"
+BEFORE_PREFIX = f"{PREFIX}before:"
 
 # The reference script of issue 19: fixed work, timed in the same run, since machines differ
 # (47–55 µs per call on a slow shared machine). KEYS: 1 a hash, 2 a channel; ARGV: 1 an id.
@@ -83,11 +88,6 @@ SCRIPT_COMMANDS = frozenset({"evalsha", "eval", "evalsha_ro", "eval_ro", "fcall"
 # made): left out of every step.
 HARNESS = frozenset({"info", "config|resetstat", "config|get", "config|set", "slowlog|get", "slowlog|reset",
                      "slowlog|len", "hello", "client|setinfo", "client|setname", "select", "ping"})  # fmt: skip
-
-# A completed answer as a provider gives it: the result, who answered, and the token usage.
-RESULT = "A short summary of the benchmark text: the queue keeps every task until a worker is done with it. " * 2
-PROVIDER, MODEL = "openai", "bench-model"
-USAGE = {"prompt_tokens": 150, "completion_tokens": 60, "total_tokens": 210}
 
 
 @dataclass(frozen=True)
@@ -109,16 +109,17 @@ STEPS = (
 )
 REF = Step("reference", REFERENCE_NAME, "the bench (`EVALSHA`)", True)
 # Scripts timed like the reference, to split a script's own µs: what any EVALSHA costs, and what
-# the helpers cost that core/lua.py prepends to every script (`_lib.lua`: run on every call).
+# the `_lib.lua` helpers cost that core/lua.py prepends to a script (those it uses, defined on every
+# call): claim_task's, the most of the three.
 EMPTY = Step("empty", "`return 1`", "the bench: any EVALSHA", True)
-PRELUDE = Step("prelude", "`_lib.lua` + `return 1`", "the bench: what every script defines per call", True)
+PRELUDE = Step("prelude", "claim_task's `_lib.lua` helpers + `return 1`", "the bench: what a script defines per call",
+               True)
 BESIDE = (REF, EMPTY, PRELUDE)  # timed in every block beside the task's life
 
 
 def beside_sources() -> dict[str, str]:
     """The source of each script timed beside the task's life, by step."""
-    lib = (Path(core.lua.__file__).with_name("scripts") / f"{LIB}.lua").read_text()
-    return {REF.key: REFERENCE, EMPTY.key: "return 1", PRELUDE.key: lib + "\nreturn 1"}
+    return {REF.key: REFERENCE, EMPTY.key: "return 1", PRELUDE.key: helpers("claim_task") + "\nreturn 1"}
 
 
 # --- pure helpers ------------------------------------------------------------------------------
@@ -169,9 +170,8 @@ def sha1(text: str) -> str:
 
 def script_names(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """sha1 → name of every transition script, as EVALSHA names it (the sha of core/lua.py's full
-    source: `_lib.lua` included), and of `extra` (name → source)."""
-    sources = {name: source(name) for name in names()} | dict(extra or {})
-    return {sha1(text): name for name, text in sources.items()}
+    source: its `_lib.lua` helpers included), and of `extra` (name → source)."""
+    return script_shas() | {sha1(text): name for name, text in (extra or {}).items()}
 
 
 def _text(value: Any) -> str:
@@ -270,7 +270,7 @@ def pooled(runs: Sequence[Run]) -> Run:
 
 LUA_OWN = "its Lua (beyond its commands)"
 LUA_REST = "its Lua: calls into Redis, cjson, its logic"
-LUA_PRELUDE = "its `_lib.lua` prelude and EVALSHA (measured alone)"
+LUA_PRELUDE = "its `_lib.lua` helpers and EVALSHA (claim_task's, measured alone)"
 Contributor = tuple[str, str, float, float]  # step, what, calls per task, µs per task
 
 
@@ -278,7 +278,7 @@ def contributors(run: Run, tasks: int, prelude_us: float = math.nan) -> list[Con
     """(step, command, calls per task, µs per task) of everything a task's Redis µs is made of,
     largest first: each command inside a script, each script's own Lua µs, each command sent
     outside one. Together they add up to the task's µs (each counted once). Given `prelude_us`
-    (what an EVALSHA of `_lib.lua` alone costs), a script's Lua is split into that, per call, and
+    (what an EVALSHA of claim_task's `_lib.lua` helpers alone costs), a script's Lua is split into that, per call, and
     the rest."""
     rows: list[Contributor] = []
     for step in STEPS:
@@ -350,101 +350,62 @@ class Meter:
         self.last = now
 
 
-Claimed = tuple[str, str, dict[str, str]]  # task id, attempt token, what the claim returned of it
+class Beside:
+    """The scripts timed beside the task's life (BESIDE), on the bench's server."""
 
-
-class Life:
-    """The product's clients as its processes hold them, on the bench's server and prefix: the
-    API's asyncio store, the consumer's and the worker's stores, the consumer's Celery dispatch and
-    the worker's broker channel (its BRPOP)."""
-
-    def __init__(self, env: Env) -> None:
-        from consumer.__main__ import celery_dispatch  # here: Celery is loaded only for this section
-        from worker.celery_app import create_celery
-
-        self.settings = Settings(redis_url=env.redis_url, redis_key_prefix=PREFIX, _env_file=None)  # type: ignore[call-arg]
-        keys = Keys(PREFIX)
-        self.loop = asyncio.Runner()
-        self.api = AsyncTaskStore(async_client(self.settings), keys)
-        self.consumer = TaskStore(sync_client(self.settings), keys)
-        self.worker = TaskStore(sync_client(self.settings, patient=True), keys)
-        self.consumer_id = f"{WORKER_ID}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.celery = create_celery(self.settings)
-        queue = str(self.celery.conf.task_default_queue)
-        self.dispatch = celery_dispatch(self.celery, queue)
-        self.connection = self.celery.connection_for_read()
-        channel = self.connection.default_channel
-        # The worker's BRPOP as kombu sends it: the queue at each priority step, a 1 s timeout.
-        self.broker, self.queues = channel.client, [channel._q_for_pri(queue, p) for p in channel.priority_steps]
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
         reference = Keys(f"{PREFIX}reference:")
         self.ref_keys = [reference.counters, reference.events]
-        self.beside = {key: self.consumer.r.register_script(text) for key, text in beside_sources().items()}
+        self.scripts = {key: client.register_script(text) for key, text in beside_sources().items()}
 
-    def submit(self, count: int) -> list[str]:
-        """`count` submits of one task each, as the API makes them (no API key: no owner)."""
-        return self.loop.run(self._submit(count))
-
-    async def _submit(self, count: int) -> list[str]:
-        ids = []
-        retention = self.settings.idempotency_ttl_seconds * 1000
-        for _ in range(count):
-            task = Task(id=str(uuid.uuid4()), task_type="summarize", content=_content(),
-                        max_retries=self.settings.max_retries, priority=DEFAULT_PRIORITY)  # fmt: skip
-            ids += (await self.api.create_many([task], "", retention)).ids
-        return ids
-
-    def claim(self, count: int) -> list[Claimed]:
-        found = []
-        for _ in range(count):
-            token = new_token()
-            claim = self.consumer.claim(self.consumer_id, token, prefer_retry=False)
-            if claim.status != "ok":
-                raise RuntimeError(f"claim answered {claim.status!r}: a submitted task was not there")
-            found.append((claim.task_id, token, claim.fields or {}))
-        return found
-
-    def hand_off(self, claimed: list[Claimed]) -> None:
-        """Each claimed task's Celery message published (the consumer) and taken (the worker)."""
-        for task_id, token, fields in claimed:
-            self.dispatch(task_id, token, self.consumer_id, fields)
-            if self.broker.brpop(self.queues, timeout=1) is None:
-                raise RuntimeError(f"task {task_id}: its Celery message did not arrive")
-
-    def complete(self, claimed: list[Claimed]) -> None:
-        for task_id, token, _ in claimed:
-            self.worker.complete(task_id, self.consumer_id, token, RESULT, PROVIDER, MODEL, USAGE)
-
-    def run_beside(self, key: str, count: int) -> None:
+    def run(self, key: str, count: int) -> None:
         """`count` calls of one BESIDE script, each its own round trip."""
-        script = self.beside[key]
+        script = self.scripts[key]
         keys = self.ref_keys if key == REF.key else []
         for n in range(count):
-            script(keys=keys, args=[f"ref-{n}"], client=self.consumer.r)
+            script(keys=keys, args=[f"ref-{n}"], client=self.client)
 
-    def lives(self, count: int, meter: Meter | None = None) -> None:
-        """`count` tasks through their whole life, step by step (each step counted by `meter`)."""
-        step = meter.step if meter else _uncounted
-        claimed: list[Claimed] = []
-        step("create_task", lambda: self.submit(count))
-        step("claim_task", lambda: claimed.extend(self.claim(count)))
-        step("handoff", lambda: self.hand_off(claimed))
-        step("complete_task", lambda: self.complete(claimed))
+
+class RemoteLife:
+    """bench/cost_probe.py in a process of its own, running the code of the tree at `root` (under
+    its own key prefix) on the bench's server: `run_step` as Life's, `scripts` its sha → name."""
+
+    def __init__(self, root: Path, env: Env) -> None:
+        argv = [sys.executable, "-P", str(Path(cost_probe.__file__).resolve()), env.redis_url, BEFORE_PREFIX, WORKER_ID]
+        self.proc = subprocess.Popen(argv, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+        self.scripts: dict[str, str] = dict(self._answer()["scripts"])
+
+    def _answer(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"bench/cost_probe.py stopped (exit {self.proc.wait(10)}): see the error above")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def run_step(self, step: str, count: int) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{step} {count}\n")
+        self.proc.stdin.flush()
+        self._answer()
 
     def close(self) -> None:
-        self.loop.run(self.api.r.aclose())
-        self.loop.close()
-        self.connection.release()
-        self.celery.close()
-        self.consumer.r.close()
-        self.worker.r.close()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(30)
 
 
-def _uncounted(_key: str, work: Callable[[], object]) -> None:
-    work()
-
-
-def _content() -> str:
-    return f"Benchmark text {uuid.uuid4().hex}. The queue keeps every task until a worker is done with it."
+def lives(life: Life | RemoteLife, count: int, meter: Meter | None = None, tag: str = "") -> None:
+    """`count` tasks through their whole life, step by step, each step counted by `meter` under
+    `tag` + its key."""
+    for key in STEP_KEYS:
+        work = functools.partial(life.run_step, key, count)
+        if meter:
+            meter.step(tag + key, work)
+        else:
+            work()
 
 
 def settle(client: redis.Redis, timeout: float = 300) -> None:
@@ -458,9 +419,10 @@ def settle(client: redis.Redis, timeout: float = 300) -> None:
         time.sleep(0.1)
 
 
-def sample_scripts(client: redis.Redis, life: Life, count: int) -> Counter[str]:
+def sample_scripts(client: redis.Redis, life: Life | RemoteLife, count: int, by_sha: Mapping[str, str]) -> Counter[str]:
     """The scripts `count` tasks' lives run, by name: every command logged (SLOWLOG at 0 µs) while
-    they run one by one, each EVALSHA named by its sha; the server's settings restored after."""
+    they run one by one, each EVALSHA named by its sha (`by_sha`); the server's settings restored
+    after."""
     saved: dict[str, str] = client.config_get("slowlog-*")  # type: ignore[assignment]
     room = 2000 * count
     client.config_set("slowlog-max-len", room)
@@ -468,45 +430,70 @@ def sample_scripts(client: redis.Redis, life: Life, count: int) -> Counter[str]:
     try:
         client.slowlog_reset()
         for _ in range(count):
-            life.lives(1)
+            lives(life, 1)
         entries = client.execute_command("SLOWLOG", "GET", -1)
     finally:
         for name, value in saved.items():
             client.config_set(name, value)
     if len(entries) >= room:
         raise RuntimeError(f"SLOWLOG kept only {room} entries: the sample's commands did not all fit")
-    sources = beside_sources()
-    return scripts_called(entries, script_names({step.label: sources[step.key] for step in BESIDE}))
+    return scripts_called(entries, by_sha)
 
 
-def one_rep(env: Env, tasks: int) -> tuple[Run, Cpu, Counter[str]]:
-    """One repetition on an emptied server: warm-up, the SLOWLOG sample, then `tasks` lives and as
-    many reference calls, in blocks of BLOCK (a block's reference calls before its lives in every
-    other block)."""
+def one_rep(env: Env, tasks: int, before: Path | None = None) -> tuple[Run, Cpu, Counter[str]]:
+    """One repetition on an emptied server: warm-up, the SLOWLOG sample, then `tasks` lives of this
+    tree's code (and with `before`, of that tree's, under BEFORE_TAG) and as many calls of each
+    BESIDE script, in blocks of BLOCK, each block's parts in a rotating order."""
     env.reset()
     settle(env.r)
-    life = Life(env)
+    ours = Life(env.redis_url, PREFIX, WORKER_ID)
+    parties: dict[str, Life | RemoteLife] = {"": ours}
     try:
-        life.lives(WARM)
+        if before is not None:
+            parties[BEFORE_TAG] = RemoteLife(before, env)
+        beside = Beside(ours.consumer.r)
+        for life in parties.values():
+            lives(life, WARM)
         for step in BESIDE:
-            life.run_beside(step.key, WARM)
-        called = sample_scripts(env.r, life, SAMPLE)
+            beside.run(step.key, WARM)
+        called = sample_scripts(env.r, ours, SAMPLE, script_names())
+        if before is not None:
+            remote = parties[BEFORE_TAG]
+            assert isinstance(remote, RemoteLife)
+            by_sha = {sha: f"{name} ({BEFORE_LABEL})" for sha, name in remote.scripts.items()}
+            called += sample_scripts(env.r, remote, SAMPLE, by_sha)
         meter = Meter(env.r, main_thread_ns(env.redis_proc.pid))
         for n, start in enumerate(range(0, tasks, BLOCK)):
-            _block(life, meter, min(BLOCK, tasks - start), beside_first=n % 2 == 1)
+            _block(parties, beside, meter, min(BLOCK, tasks - start), n)
     finally:
-        life.close()
+        for life in parties.values():
+            life.close()
     return meter.run, meter.cpu_ns, called
 
 
-def _block(life: Life, meter: Meter, count: int, beside_first: bool) -> None:
-    """`count` lives and as many calls of each BESIDE script, those before or after the lives."""
-    if not beside_first:
-        life.lives(count, meter)
+def _block(parties: dict[str, Life | RemoteLife], beside: Beside, meter: Meter, count: int, n: int) -> None:
+    """Block `n`: `count` lives of each party and as many calls of each BESIDE script, the parts
+    in turn first (so that no part always follows the same other)."""
+    parts = [functools.partial(lives, life, count, meter, tag) for tag, life in parties.items()]
+    parts.append(functools.partial(_beside, beside, meter, count))
+    for part in parts[n % len(parts) :] + parts[: n % len(parts)]:
+        part()
+
+
+def _beside(beside: Beside, meter: Meter, count: int) -> None:
     for step in BESIDE:
-        meter.step(step.key, functools.partial(life.run_beside, step.key, count))
-    if beside_first:
-        life.lives(count, meter)
+        meter.step(step.key, functools.partial(beside.run, step.key, count))
+
+
+@contextlib.contextmanager
+def before_tree(log: Callable[[str], None]) -> Iterator[tuple[Path | None, str]]:
+    """(a checkout of BEFORE_COMMIT, '') or, when it cannot be made, (None, why)."""
+    try:
+        with tree_at(BEFORE_COMMIT) as before:
+            yield before, ""
+    except BaselineUnavailable as e:
+        log(f"  {e}: the code before is left out")
+        yield None, str(e)
 
 
 def section(env: Env, tasks: int, reps: int, log: Callable[[str], None]) -> tuple[str, dict[str, object]]:
@@ -514,15 +501,16 @@ def section(env: Env, tasks: int, reps: int, log: Callable[[str], None]) -> tupl
     runs: list[Run] = []
     cpus: list[Cpu] = []
     called: Counter[str] = Counter()
-    for rep in range(reps):
-        started = time.monotonic()
-        run, cpu, sample = one_rep(env, tasks)
-        runs.append(run)
-        cpus.append(cpu)
-        called += sample
-        log(f"  redis_cost run {rep + 1}/{reps}: {time.monotonic() - started:.0f}s")
-    text = cost_table(runs, cpus, tasks, called, SAMPLE * reps)
-    data = {"tasks": tasks, "runs": runs, "cpu_ns": cpus, "sampled_scripts": dict(called)}
+    with before_tree(log) as (before, missing):
+        for rep in range(reps):
+            started = time.monotonic()
+            run, cpu, sample = one_rep(env, tasks, before)
+            runs.append(run)
+            cpus.append(cpu)
+            called += sample
+            log(f"  redis_cost run {rep + 1}/{reps}: {time.monotonic() - started:.0f}s")
+    text = cost_table(runs, cpus, tasks, called, SAMPLE * reps, missing)
+    data = {"tasks": tasks, "runs": runs, "cpu_ns": cpus, "sampled_scripts": dict(called), "before": BEFORE_COMMIT}
     return "## 8. Redis time per completed task (issue 19)\n\n" + text, data
 
 
@@ -540,7 +528,18 @@ def _busiest(stats: Stats, calls: int, count: int = 3) -> str:
     return ", ".join(f"{c.upper()} ×{n / calls:.3g} {u / calls:.1f} µs" for c, (n, u) in rows) if calls else ""
 
 
-def cost_table(runs: Sequence[Run], cpus: Sequence[Cpu], tasks: int, called: Counter[str], sampled: int) -> str:
+def before_view(run: dict[str, V]) -> dict[str, V]:
+    """The run as the code before saw it: its steps (tagged BEFORE_TAG) under their own keys,
+    beside the same BESIDE scripts. Works as well for a Cpu (step → ns)."""
+    view = {step.key: run[BEFORE_TAG + step.key] for step in STEPS if BEFORE_TAG + step.key in run}
+    return view | {step.key: run[step.key] for step in BESIDE if step.key in run}
+
+
+def cost_table(
+    runs: Sequence[Run], cpus: Sequence[Cpu], tasks: int, called: Counter[str], sampled: int, missing: str = ""
+) -> str:
+    """The section's Markdown: the change against the code before (when it ran), this tree's
+    steps, the summary against the target, where the µs go, and how it was counted."""
     figures = [life_figures(run, tasks, cpu) for run, cpu in zip(runs, cpus, strict=True)]
     total = pooled(runs)
     head = ["step", "sent by", "calls/task", "server µs/call", "µs/task", "commands inside/call", "Lua's own µs/call",
@@ -552,7 +551,39 @@ def cost_table(runs: Sequence[Run], cpus: Sequence[Cpu], tasks: int, called: Cou
     rows += [_step_row(step, figures, total, per_task=False) for step in BESIDE]
     summary = _summary(figures, called, sampled)
     top = _top_table(total, tasks * len(runs))
-    return table(head, rows) + "\n" + summary + "\n" + top + _note(tasks, len(runs), sampled)  # fmt: skip
+    change = _change_table(runs, cpus, tasks, figures, missing)
+    return change + table(head, rows) + "\n" + summary + "\n" + top + _note(tasks, len(runs), sampled)  # fmt: skip
+
+
+def _change_table(
+    runs: Sequence[Run], cpus: Sequence[Cpu], tasks: int, after: Sequence[Figures], missing: str
+) -> str:
+    """Before (the code at BEFORE_COMMIT, same run) and after (this tree), per script and for the
+    whole life; a line saying why when the code before could not run."""
+    if not all(BEFORE_TAG + step.key in run for run in runs for step in STEPS):
+        return f"The code before ({BEFORE_COMMIT}) was not measured: {missing or 'not run'}.\n\n"
+    before = [life_figures(before_view(run), tasks, before_view(cpu)) for run, cpu in zip(runs, cpus, strict=True)]
+    head = ["step", f"µs per call, before ({BEFORE_COMMIT})", "after (this tree)", "commands inside per call, before",
+            "after", "change of µs"]  # fmt: skip
+    rows = []
+    for step in STEPS:
+        key = f"{step.key}:"
+        inner = [_col(before, key + "inner_call", 1), _col(after, key + "inner_call", 1)] if step.script else ["", ""]
+        rows.append([step.label, _col(before, key + "us_call"), _col(after, key + "us_call"), *inner,
+                     _change(before, after, key + "us_call")])  # fmt: skip
+    rows.append(["**task life** (µs per task; commands per task)", _col(before, "us_task"),
+                 _col(after, "us_task"), _col(before, "commands", 1), _col(after, "commands", 1),
+                 _change(before, after, "us_task")])  # fmt: skip
+    rows.append([f"{REFERENCE_NAME} (µs per call, the same script)", _col(before, "ref_us"), _col(after, "ref_us"),
+                 "18", "18", ""])  # fmt: skip
+    rows.append(["**task life ÷ reference script**", f"**{_col(before, 'ratio')}×**", f"**{_col(after, 'ratio')}×**",
+                 "", "", _change(before, after, "ratio")])  # fmt: skip
+    return table(head, rows) + "\n"
+
+
+def _change(before: Sequence[Figures], after: Sequence[Figures], key: str) -> str:
+    """After ÷ before of the same repetition, as a change in % (the median of the repetitions)."""
+    return f"{spread([100 * (a[key] / b[key] - 1) for a, b in zip(after, before, strict=True)])[0]:+.0f} %"
 
 
 def _step_row(step: Step, figures: Sequence[Figures], total: Run, per_task: bool = True) -> list[str]:
@@ -616,13 +647,15 @@ def _note(tasks: int, reps: int, sampled: int) -> str:
     return (
         f"\n{tasks:,} tasks per repetition ({reps} repetition(s)) through their whole life with the product's own "
         f"code in one process on the private redis-server, in blocks of {BLOCK}: each step on the whole block, "
-        "`INFO commandstats` read between steps, so each step's commands are told apart; as many calls of the "
-        "reference script (17 HINCRBY on one hash, a `cjson.encode`, one PUBLISH), of `return 1` and of `_lib.lua` "
-        "alone in blocks between them (before the block's lives in every other block), each call its own round trip "
-        "as the product's are. Each µs once: a task's Redis µs adds the usec of the commands clients sent (EVALSHA, "
+        "`INFO commandstats` read between steps, so each step's commands are told apart. In the same blocks: as "
+        f"many lives by the code before ({BEFORE_COMMIT}: a `git worktree` of it, run by bench/cost_probe.py in a "
+        "process of its own, under its own key prefix), and as many calls of the reference script (17 HINCRBY on "
+        "one hash, a `cjson.encode`, one PUBLISH), of `return 1` and of claim_task's `_lib.lua` helpers alone, each "
+        "call its own round trip as the product's are; the parts of a block in turn first. "
+        "Each µs once: a task's Redis µs adds the usec of the commands clients sent (EVALSHA, "
         "LPUSH, BRPOP); the commands a script runs are in its EVALSHA's usec, so they count as commands, not again "
         "as µs ('commands inside'); 'Lua's own' is a script's usec beyond them: the EVALSHA itself, the `_lib.lua` "
-        "helpers every script defines on every call (core/lua.py prepends them), calling each command from Lua, "
+        "helpers a script defines on every call (core/lua.py prepends those it uses), calling each command from Lua, "
         "cjson, the script's logic. Redis CPU: the CPU time of redis-server's main thread over the same steps "
         "(/proc/<pid>/schedstat), which adds reading requests and writing replies to the commands' µs. Left out: "
         "what is sent per interval, not per task (heartbeats, the worker's beat and its watch, the breaker's reads, "

@@ -248,6 +248,16 @@ class ShardedTaskStore(TaskStore):
         return [task_id for shard in self.shards for task_id in shard.inflight_ids(consumer_id)]
 
     # --- every shard --------------------------------------------------------------------------
+    def beat(self, consumer_id: str, info: dict[str, Any], ttl: float) -> None:
+        """The heartbeat on the control shard; the consumer's counts kept on every shard."""
+        super().beat(consumer_id, info, ttl)
+        for shard in self.shards[1:]:
+            shard.keep_consumer_stats(consumer_id)
+
+    def keep_consumer_stats(self, consumer_id: str) -> None:
+        for shard in self.shards:
+            shard.keep_consumer_stats(consumer_id)
+
     def recover_expired_leases(self, lease_seconds: float, batch: int) -> int:
         return sum(shard.recover_expired_leases(lease_seconds, batch) for shard in self.shards)
 

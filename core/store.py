@@ -107,7 +107,8 @@ def cursor_after(task_id: str, score: float, tag: str) -> str:
 
 
 # What a claim returns of the task, for the consumer to hand to the worker with the dispatch: all
-# an attempt reads of it, so the worker starts without a round trip to load the task.
+# an attempt reads of it, so the worker starts without a round trip to load the task. claim_task
+# reads them before its writes: of the fields it writes, only started_at may be here.
 DISPATCH_FIELDS = ("task_type", "content", "params", "retry_count", "max_retries", "started_at")
 
 
@@ -118,8 +119,8 @@ def claimed_task(task_id: str, token: str, consumer_id: str, fields: dict[str, s
     return Task.from_hash(raw)
 
 
-# Upper bounds (ms) of the run-time histogram's buckets; the same list as DURATION_BOUNDS in
-# scripts/_lib.lua (a test compares them). Every millisecond up to 10 ms, then steps of at most
+# Upper bounds (ms) of the run-time histogram's buckets; scripts/_lib.lua duration_bucket() computes
+# the same ones (a test compares them for every ms). Every millisecond up to 10 ms, then steps of at most
 # 10 %, up to 5 minutes: a quantile interpolated inside its bucket is then within 10 % of the
 # true one whatever the latencies (the true value lies in the same bucket). Buckets of 0-100 ms
 # put a 23 ms median at 51 ms (issue 21).
@@ -134,6 +135,10 @@ DURATION_BUCKETS_MS = (
     84000, 92000, 100000, 110000, 120000, 130000, 140000, 150000, 160000, 170000, 180000, 190000,
     200000, 220000, 240000, 260000, 280000, 300000
 )
+
+# How long a consumer's counts (`worker:stats:*`) outlive its last heartbeat; _lib.lua
+# CONSUMER_STATS_TTL is the same (a test compares them).
+CONSUMER_STATS_TTL_SECONDS = 86_400
 
 # Entries a listing with several filters checks at most per page (see AsyncTaskStore.page): the
 # work of one request stays bounded whatever the data; a page that finds too few is short and its
@@ -186,12 +191,10 @@ class Ops:
         if any(t.owner != owner for t in tasks):
             raise ValueError("tasks created in one step must share their owner")
         keys += [k.owner_tasks(owner), k.type_counters, *self._q]
-        fields = []
+        args = [retention_ms, k.task_prefix, *self._qa, "1" if idempotency_key else ""]
         for task in tasks:
             keys += [k.task(task.id), k.history(task.id), k.type_tasks(task.task_type)]
-            stored = {n: v for n, v in task.to_hash().items() if n not in ("created_at", "updated_at")}
-            fields.append(json.dumps(stored))
-        args = [retention_ms, k.task_prefix, *self._qa, "1" if idempotency_key else "", *fields]
+            args += _create_fields(task)
         return Call("create_task", keys, args)
 
     def claim(self, consumer_id: str, token: str, prefer_retry: bool) -> Call:
@@ -304,6 +307,19 @@ class Ops:
         k = self.k
         keys = [k.dlq, k.state_index(State.PENDING), k.events, k.counters, *self._q]
         return Call("requeue_dead", keys, [k.task_prefix, HISTORY_SUFFIX, batch, *self._qa, *task_ids])
+
+
+# The fields create_task reads of each task, first and in this order (see its ARGV).
+_CREATE_FIRST = ("id", "owner", "priority", "task_type")
+
+
+def _create_fields(task: Task) -> list[str]:
+    """One task's part of create_task's ARGV: the number of values, then its hash fields as
+    name, value pairs, those of _CREATE_FIRST first; the timestamps are the script's."""
+    stored = task.to_hash()
+    names = [*_CREATE_FIRST, *(n for n in stored if n not in _CREATE_FIRST and n not in ("created_at", "updated_at"))]
+    values = [item for name in names for item in (name, stored[name])]
+    return [str(len(values)), *values]
 
 
 def _cursor_of(row: tuple[str, float], tag: str) -> str:
@@ -476,11 +492,19 @@ class TaskStore(_Store):
         return list(self.r.lrange(self.keys.inflight(consumer_id), 0, -1))
 
     def beat(self, consumer_id: str, info: dict[str, Any], ttl: float) -> None:
-        """Refresh the heartbeat and (re)register, so the reaper knows this in-flight list is alive."""
+        """Refresh the heartbeat and (re)register, so the reaper knows this in-flight list is alive;
+        renew the TTL of the consumer's counts (the scripts set it only when they make the hash),
+        so they outlive the consumer by CONSUMER_STATS_TTL_SECONDS."""
         pipe = self.r.pipeline(transaction=True)
         pipe.set(self.keys.heartbeat(consumer_id), json.dumps(info), px=int(ttl * 1000))
         pipe.sadd(self.keys.consumers, consumer_id)
+        pipe.expire(self.keys.consumer_stats(consumer_id), CONSUMER_STATS_TTL_SECONDS)
         pipe.execute()
+
+    def keep_consumer_stats(self, consumer_id: str) -> None:
+        """Renew the TTL of the consumer's counts, as `beat` does (a shard other than the control
+        shard keeps counts of the consumer too)."""
+        self.r.expire(self.keys.consumer_stats(consumer_id), CONSUMER_STATS_TTL_SECONDS)
 
     def beat_scheduler(self, info: dict[str, Any], ttl: float) -> None:
         """Announce that a scheduler is running (any replica; the last one to beat wins)."""
@@ -836,11 +860,11 @@ class AsyncTaskStore(_Store):
         """Lengths of the queues: PENDING per side (moved with the lists in the same scripts),
         and the scheduled set and the DLQ themselves."""
         pipe = self.r.pipeline(transaction=False)
-        pipe.hmget(self.keys.depth, list(SIDES))
+        pipe.hmget(self.keys.depth, list(DEPTH_FIELDS))
         pipe.zcard(self.keys.scheduled)
         pipe.zcard(self.keys.dlq)
-        (primary, retry), scheduled, dlq = await pipe.execute()
-        return {"primary": int(primary or 0), "retry": int(retry or 0), "scheduled": scheduled, "dlq": dlq}
+        levels, scheduled, dlq = await pipe.execute()
+        return {**side_depths(levels), "scheduled": scheduled, "dlq": dlq}
 
     async def priority_depths(self) -> list[dict[str, int]]:
         """PENDING per priority level (0 first) on each side: [{priority, primary, retry}, …]."""
@@ -926,7 +950,9 @@ class AsyncTaskStore(_Store):
     async def durations(self) -> Durations:
         raw = await self.r.hgetall(self.keys.durations)
         counts = [int(raw.get(str(bound), 0)) for bound in DURATION_BUCKETS_MS]
-        return Durations(counts, int(raw.get("inf", 0)), int(raw.get("sum", 0)), int(raw.get("count", 0)))
+        overflow = int(raw.get("inf", 0))
+        # The count is the buckets' total (the scripts keep no `count` field: one call less each).
+        return Durations(counts, overflow, int(raw.get("sum", 0)), sum(counts) + overflow)
 
     async def _rings(self) -> tuple[int, dict[str, str], dict[str, str]]:
         """The server's time in ms and both throughput rings (TIME has no key, so a cluster
@@ -1013,41 +1039,62 @@ class AsyncTaskStore(_Store):
         return {name: info.get(name) for name in fields}
 
 
+# The fields of `tasks:depth`: PENDING per side and level. A side's depth is their sum (the scripts
+# keep no per-side field: one HINCRBY less per move; one left by an older version is not read).
+DEPTH_FIELDS = tuple(f"{side}:{level}" for side in SIDES for level in PRIORITIES)
+
+
+def side_depths(values: list[str | None]) -> dict[str, int]:
+    """PENDING per side from the values of DEPTH_FIELDS (an HMGET of them, in that order)."""
+    totals = dict.fromkeys(SIDES, 0)
+    for field, value in zip(DEPTH_FIELDS, values, strict=True):
+        totals[field.split(":")[0]] += int(value or 0)
+    return totals
+
+
 def _int_or_none(raw: str | None) -> int | None:
     return None if raw is None else int(raw)
 
 
 def _consumer_figures(row: dict[str, str]) -> dict[str, Any]:
-    figures: dict[str, Any] = {kind: int(row.get(kind, 0)) for kind in ("processed", "completed", "failed")}
+    figures: dict[str, Any] = {kind: int(row.get(kind, 0)) for kind in ("completed", "failed")}
+    # Every settled attempt is one or the other (the scripts keep no `processed` field).
+    figures["processed"] = figures["completed"] + figures["failed"]
     figures["taken"] = {source: int(row.get(f"taken_{source}", 0)) for source in ("primary", "retry")}
     return figures
 
 
+RING_KINDS = ("completed", "failed")
+
+
+def ring_counts(raw: dict[str, str]) -> dict[int, list[int]]:
+    """A throughput ring's fields (`<bucket>:<kind>`, _lib.lua tick()) as bucket → [completed,
+    failed]. Fields of any other shape (the slots of the layout before issue 19) are left out."""
+    counts: dict[int, list[int]] = {}
+    for field, value in raw.items():
+        bucket, _, kind = field.partition(":")
+        if kind in RING_KINDS and bucket.isdigit():
+            counts.setdefault(int(bucket), [0, 0])[RING_KINDS.index(kind)] += int(value)
+    return counts
+
+
 def ring_buckets(raw: dict[str, str], unit_ms: int, now_ms: int, window: int) -> list[tuple[int, int, int]]:
     """A throughput ring's last `window` buckets up to the one holding `now_ms`, oldest first, as
-    (start in epoch ms, completed, failed); a slot still holding an older bucket counts as empty."""
+    (start in epoch ms, completed, failed), zeros where nothing finished."""
+    counts = ring_counts(raw)
     current = now_ms // unit_ms
-    held = {int(value): slot for slot, kind, value in _ring_slots(raw) if kind == "t"}
     rows = []
     for bucket in range(current - window + 1, current + 1):
-        slot = held.get(bucket)
-        counts = [int(raw.get(f"{slot}:{name}", 0)) if slot is not None else 0 for name in ("completed", "failed")]
-        rows.append((bucket * unit_ms, counts[0], counts[1]))
+        completed, failed = counts.get(bucket, (0, 0))
+        rows.append((bucket * unit_ms, completed, failed))
     return rows
 
 
-def _ring_slots(raw: dict[str, str]) -> list[tuple[str, str, str]]:
-    return [(*field.partition(":")[::2], value) for field, value in raw.items()]
-
-
 def ring_sum(raw: dict[str, str], current: int, window: int) -> dict[str, int]:
-    """Sum a throughput ring's slots whose bucket lies within `window` buckets up to `current`
-    (a slot still holding an older bucket's figures is skipped)."""
-    totals = {"completed": 0, "failed": 0}
-    for field, value in raw.items():
-        slot, _, kind = field.partition(":")
-        if kind != "t" or not current - window < int(value) <= current:
-            continue
-        for name in totals:
-            totals[name] += int(raw.get(f"{slot}:{name}", 0))
-    return totals
+    """Sum a throughput ring's buckets within `window` buckets up to `current` (older ones that
+    are still there until the next tick deletes them are skipped)."""
+    totals = [0, 0]
+    for bucket, counts in ring_counts(raw).items():
+        if current - window < bucket <= current:
+            totals = [totals[0] + counts[0], totals[1] + counts[1]]
+    return dict(zip(RING_KINDS, totals, strict=True))

@@ -28,12 +28,12 @@ from fnmatch import fnmatchcase
 from kombu.transport.redis import Channel
 
 from core.errors import AsyncTaskFlowError
-from core.keys import SIDES, Keys, shard_keys
+from core.keys import Keys, shard_keys
 from core.redis import SyncClient, broker_client, redis_location, sync_client
 from core.settings import Settings, get_settings
 from core.shards import open_store
 from core.states import State
-from core.store import TaskStore
+from core.store import DEPTH_FIELDS, TaskStore, side_depths
 
 SCAN_COUNT = 1000  # keys per SCAN step: large enough to be quick, small enough not to stall Redis
 DELETE_BATCH = 500
@@ -76,13 +76,13 @@ def inflight_lists(client: SyncClient, keys: Keys) -> dict[str, list[str]]:
 
 def snapshot(client: SyncClient, keys: Keys) -> Snapshot:
     pipe = client.pipeline(transaction=False)
-    pipe.hmget(keys.depth, list(SIDES))
+    pipe.hmget(keys.depth, list(DEPTH_FIELDS))
     for index in (keys.scheduled, keys.dlq):
         pipe.zcard(index)
     for state in State:
         pipe.zcard(keys.state_index(state))
     pending, *replies = pipe.execute()
-    replies = [int(n or 0) for n in pending] + replies
+    replies = list(side_depths(pending).values()) + replies
     registered = [str(c) for c in client.smembers(keys.consumers)]
     live = sum(1 for c in registered if client.exists(keys.heartbeat(c)) > 0)
     return Snapshot(

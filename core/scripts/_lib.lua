@@ -5,21 +5,7 @@
 
 local HISTORY_MAX = 50             -- entries kept in a task's audit trail (the newest)
 local ERROR_MAX = 500              -- characters of an error message kept in an audit entry
-local CONSUMER_STATS_TTL = 86400   -- seconds a consumer's counts outlive its last report
--- Upper bounds (ms) of the run-time histogram's buckets; core/store.py DURATION_BUCKETS_MS is
--- the same list (a test compares them).
--- Every millisecond up to 10, then steps of at most 10 %, so quantiles are within 10 %.
-local DURATION_BOUNDS = {
-  1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 24, 26, 28, 30, 33,
-  36, 39, 42, 46, 50, 55, 60, 65, 70, 77, 84, 92, 100, 110, 120, 130, 140, 150, 160, 170, 180,
-  190, 200, 220, 240, 260, 280, 300, 330, 360, 390, 420, 460, 500, 550, 600, 650, 700, 770, 840,
-  920, 1000, 1100, 1200, 1300, 1400, 1500, 1600, 1700, 1800, 1900, 2000, 2200, 2400, 2600, 2800,
-  3000, 3300, 3600, 3900, 4200, 4600, 5000, 5500, 6000, 6500, 7000, 7700, 8400, 9200, 10000,
-  11000, 12000, 13000, 14000, 15000, 16000, 17000, 18000, 19000, 20000, 22000, 24000, 26000,
-  28000, 30000, 33000, 36000, 39000, 42000, 46000, 50000, 55000, 60000, 65000, 70000, 77000,
-  84000, 92000, 100000, 110000, 120000, 130000, 140000, 150000, 160000, 170000, 180000, 190000,
-  200000, 220000, 240000, 260000, 280000, 300000
-}
+local CONSUMER_STATS_TTL = 86400   -- seconds a consumer's counts outlive it (core/store.py: the same)
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -39,8 +25,10 @@ local function changed(c)
     if err and err ~= '' then err = string.sub(err, 1, ERROR_MAX) else err = nil end
     local entry = {at = c.at, from = c.from, to = c.to, error = err, worker = c.worker}
     if err then entry.error_type = c.error_type end
-    redis.call('RPUSH', c.history, cjson.encode(entry))
-    redis.call('LTRIM', c.history, -HISTORY_MAX, -1)
+    -- Trimmed only when over the cap: one call less on every state change.
+    if redis.call('RPUSH', c.history, cjson.encode(entry)) > HISTORY_MAX then
+      redis.call('LTRIM', c.history, -HISTORY_MAX, -1)
+    end
   end
   local event = {event = 'transition', task_id = c.id, from = c.from, to = c.to, at = c.at,
     worker = c.worker}
@@ -55,23 +43,27 @@ local function changed(c)
   redis.call('PUBLISH', c.channel, cjson.encode(event))
 end
 
--- One settled attempt in the reporting consumer's own counts (`kind`: completed | failed).
-local function consumer_settled(key, kind)
-  redis.call('HINCRBY', key, 'processed', 1)
-  redis.call('HINCRBY', key, kind, 1)
-  redis.call('EXPIRE', key, CONSUMER_STATS_TTL)
+-- One more in a consumer's own counts (`field`: completed | failed | taken_primary | taken_retry;
+-- `processed` is completed + failed, added by the reader). The TTL is set when a count makes the
+-- hash (its first field is then 1), and kept alive while the consumer beats (TaskStore.beat), so
+-- a report need not renew it.
+local function consumer_count(key, field)
+  if redis.call('HINCRBY', key, field, 1) == 1 then redis.call('EXPIRE', key, CONSUMER_STATS_TTL) end
 end
 
--- One finished task in a ring of `slots` buckets of `unit_ms` each (field `kind`). A slot holds
--- its bucket number in `<slot>:t`; reusing a slot for a newer bucket first zeroes it, so the ring
--- needs no cleanup and a reader sums only the slots whose bucket is recent.
+-- One finished task in a throughput ring (`kind`: completed | failed): field
+-- '<bucket>:<kind>', the bucket = `now` in units of `unit_ms`. The first count of a kind in a
+-- bucket deletes the fields of buckets `slots` or more before it (a reader sums the last `slots`)
+-- and renews the ring's TTL, so the ring stays small and goes when nothing finishes; every other
+-- finish costs one HINCRBY.
 local function tick(key, unit_ms, slots, now, kind)
   local bucket = math.floor(now / unit_ms)
-  local slot = tostring(bucket % slots)
-  if redis.call('HGET', key, slot .. ':t') ~= tostring(bucket) then
-    redis.call('HSET', key, slot .. ':t', bucket, slot .. ':completed', 0, slot .. ':failed', 0)
+  if redis.call('HINCRBY', key, bucket .. ':' .. kind, 1) > 1 then return end
+  local old = {}
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    if tonumber(string.match(field, '^%d+')) <= bucket - slots then old[#old + 1] = field end
   end
-  redis.call('HINCRBY', key, slot .. ':' .. kind, 1)
+  if #old > 0 then redis.call('HDEL', key, unpack(old)) end
   redis.call('PEXPIRE', key, unit_ms * slots * 2)
 end
 
@@ -81,31 +73,41 @@ local function finished(seconds_key, minutes_key, now, kind)
   tick(minutes_key, 60000, 60, now, kind)
 end
 
--- A completed attempt's run time in the histogram: one field per bucket (by upper bound, 'inf'
--- past the last), plus 'sum' and 'count' (ms).
-local function observe_duration(key, ms)
-  local field = 'inf'
-  if ms <= DURATION_BOUNDS[#DURATION_BOUNDS] then
-    -- Binary search for the first bound >= ms (the list is long: 141 bounds).
-    local lo, hi = 1, #DURATION_BOUNDS
-    while lo < hi do
-      local mid = math.floor((lo + hi) / 2)
-      if DURATION_BOUNDS[mid] < ms then lo = mid + 1 else hi = mid end
-    end
-    field = tostring(DURATION_BOUNDS[lo])
-  end
-  redis.call('HINCRBY', key, field, 1)
-  redis.call('HINCRBY', key, 'sum', ms)
-  redis.call('HINCRBY', key, 'count', 1)
+-- A run time's bucket in the histogram, as its field (the upper bound in ms; 'inf' past 5 min):
+-- every ms up to 10, then in each decade (10-100 ms, 100-1000 ms, ...) the steps below, each at
+-- most 10 % of the bound. core/store.py DURATION_BUCKETS_MS lists the same bounds (a test
+-- compares them for every ms): a formula, not a table every script would build on every call.
+local function duration_bucket(ms)
+  if ms <= 10 then return tostring(math.max(1, math.ceil(ms))) end
+  if ms > 300000 then return 'inf' end
+  local scale = 1
+  while ms > 100 * scale do scale = scale * 10 end
+  local m = ms / scale  -- in (10, 100]
+  local from, step = 84, 8
+  if m <= 20 then from, step = 10, 1
+  elseif m <= 30 then from, step = 20, 2
+  elseif m <= 42 then from, step = 30, 3
+  elseif m <= 50 then from, step = 42, 4
+  elseif m <= 70 then from, step = 50, 5
+  elseif m <= 84 then from, step = 70, 7 end
+  return tostring((from + step * math.ceil((m - from) / step)) * scale)
 end
 
--- Guard for a worker's report: the task must be ACTIVE under this very attempt token.
--- Returns nil when the report may proceed, or the refusal to return.
-local function check_attempt(key, token)
-  local fields = redis.call('HMGET', key, 'state', 'attempt')
-  if not fields[1] then return {'not_found'} end
-  if fields[1] ~= 'ACTIVE' or fields[2] ~= token then return {'stale', fields[1]} end
-  return nil
+-- A completed attempt's run time in the histogram: its bucket's field, and 'sum' (ms); the
+-- count of attempts is the buckets' total (added by the reader).
+local function observe_duration(key, ms)
+  redis.call('HINCRBY', key, duration_bucket(ms), 1)
+  redis.call('HINCRBY', key, 'sum', ms)
+end
+
+-- Guard for a worker's report: the task must be ACTIVE under this very attempt token. Reads
+-- `state`, `attempt` and the fields named after them (`...`) in one HMGET. Returns the refusal
+-- to return (nil when the report may proceed), and the values read: the named fields from [3].
+local function check_attempt(key, token, ...)
+  local f = redis.call('HMGET', key, 'state', 'attempt', ...)
+  if not f[1] then return {'not_found'}, f end
+  if f[1] ~= 'ACTIVE' or f[2] ~= token then return {'stale', f[1]}, f end
+  return nil, f
 end
 
 -- Whether `state` is among `names`, a comma-separated set of core/states.py passed in (ACTIONS),
@@ -161,8 +163,8 @@ local function take_turn(Q, side, level, owner)
   redis.call('ZADD', Q.ready[side], level * LEVEL_SPAN + redis.call('INCR', Q.turns), level .. owner)
 end
 
+-- The depth is kept per side and level only: a side's is their sum (added by its readers).
 local function count_pending(Q, side, level, owner, delta)
-  redis.call('HINCRBY', Q.depth, side, delta)
   redis.call('HINCRBY', Q.depth, side .. ':' .. level, delta)
   if tonumber(redis.call('ZINCRBY', Q.backlog, delta, owner)) <= 0 then
     redis.call('ZREM', Q.backlog, owner)
@@ -238,18 +240,24 @@ local function left_active(Q, owner, now)
   if redis.call('ZSCORE', Q.held, owner) and not hold_of(Q, owner, now) then release_hold(Q, owner) end
 end
 
--- The next PENDING id to run, taken out of its list: the most urgent level of either side; at
--- the same level, `prefer` ('primary' | 'retry'), the consumer's draw. Owners held past their
--- time are looked at again first. Returns id, side, owner (nil when nothing may run).
-local function dequeue(Q, prefer, now)
+-- The next PENDING id to run, moved from its list to the tail of list `into` (LMOVE: one call):
+-- the most urgent level of either side; at the same level, `prefer` ('primary' | 'retry'), the
+-- consumer's draw. Owners held past their time are looked at again first. Returns id, side,
+-- owner (nil when nothing may run).
+local function dequeue(Q, prefer, now, into)
   for _, owner in ipairs(redis.call('ZRANGEBYSCORE', Q.held, '-inf', now, 'LIMIT', 0, 10)) do
     release_hold(Q, owner)
   end
   while true do
     local heads = {}
     for _, side in ipairs(SIDES) do
-      local h = redis.call('ZRANGE', Q.ready[side], 0, 0)[1]
-      if h then heads[side] = {member = h, level = tonumber(string.sub(h, 1, 1))} end
+      local two = redis.call('ZRANGE', Q.ready[side], 0, 1)
+      local h = two[1]
+      if h then
+        -- `shared`: another owner waits at the same level (the member after it is of that level).
+        heads[side] = {member = h, level = tonumber(string.sub(h, 1, 1)),
+          shared = two[2] ~= nil and string.sub(two[2], 1, 1) == string.sub(h, 1, 1)}
+      end
     end
     local side = prefer
     if not heads.primary and not heads.retry then return nil end
@@ -262,12 +270,14 @@ local function dequeue(Q, prefer, now)
       hold(Q, owner, until_ms)   -- out of every round: this loop meets it no more
     else
       local list = list_of(Q, side, h.level, owner)
-      local id = redis.call('LPOP', list)
+      local id = redis.call('LMOVE', list, into, 'LEFT', 'RIGHT')
       if redis.call('LLEN', list) == 0 then
         redis.call('ZREM', Q.ready[side], h.member)
-      else
+      elseif h.shared then
         take_turn(Q, side, h.level, owner)
       end
+      -- Alone at its level, the owner keeps its turn: a new one would change no order, as every
+      -- owner that comes later takes a turn after both.
       if id then
         count_pending(Q, side, h.level, owner, -1)
         return id, side, owner
@@ -280,6 +290,6 @@ end
 local function spend_tokens(Q, owner, tokens, now)
   if tokens <= 0 then return end
   local key = Q.tokens .. math.floor(now / DAY_MS)
-  redis.call('HINCRBY', key, owner or '', tokens)
-  redis.call('EXPIRE', key, TOKENS_TTL)
+  -- The TTL is set by the day's first count of an owner (the hash's first count is one of them).
+  if redis.call('HINCRBY', key, owner or '', tokens) == tokens then redis.call('EXPIRE', key, TOKENS_TTL) end
 end

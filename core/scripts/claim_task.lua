@@ -17,38 +17,53 @@
 --       6..7 the pending-work prefixes (queues()), 8.. the task fields to return with 'ok'
 -- Returns: {status, id, retry backlog, side, fields}: status 'ok' | 'skip' (no longer PENDING)
 --          | 'empty'; side 'primary' | 'retry' | 'again' (claimed by this very call before);
---          with 'ok', fields = the values of the fields ARGV 8.. names
+--          with 'ok', fields = the values of the fields ARGV 8.. names, as they stand after the
+--          claim (read before its writes: of the fields it writes, only started_at may be named)
 -- Events: PENDING -> ACTIVE
 local Q = queues(7, 6)
-local function retry_backlog() return tonumber(redis.call('HGET', Q.depth, 'retry') or 0) end
+-- The retry side's PENDING tasks: the sum of its levels' depths.
+local function retry_backlog()
+  local total = 0
+  for _, n in ipairs(redis.call('HMGET', Q.depth, 'retry:0', 'retry:1', 'retry:2', 'retry:3', 'retry:4',
+    'retry:5', 'retry:6', 'retry:7', 'retry:8', 'retry:9')) do
+    total = total + (tonumber(n) or 0)
+  end
+  return total
+end
 -- A consumer claims one task at a time, so the first run's id is the last in its in-flight list.
 local again = redis.call('LINDEX', KEYS[1], -1)
 if again then
-  local state, attempt = unpack(redis.call('HMGET', ARGV[1] .. again, 'state', 'attempt'))
-  if state == 'ACTIVE' and attempt == ARGV[2] then
-    return {'ok', again, retry_backlog(), 'again', redis.call('HMGET', ARGV[1] .. again, unpack(ARGV, 8))}
+  local f = redis.call('HMGET', ARGV[1] .. again, 'state', 'attempt', unpack(ARGV, 8))
+  if f[1] == 'ACTIVE' and f[2] == ARGV[2] then
+    return {'ok', again, retry_backlog(), 'again', {unpack(f, 3)}}
   end
 end
 local now = now_ms()
-local id, side, owner = dequeue(Q, ARGV[4], now)
+local id, side, owner = dequeue(Q, ARGV[4], now, KEYS[1])
 if not id then
   redis.call('DEL', Q.wake)
   return {'empty', '', retry_backlog(), ''}
 end
 local key = ARGV[1] .. id
-if redis.call('HGET', key, 'state') ~= 'PENDING' then
+-- The state, the attempts so far and the fields to return, in one read before the writes.
+local f = redis.call('HMGET', key, 'state', 'attempts', unpack(ARGV, 8))
+if f[1] ~= 'PENDING' then
+  redis.call('RPOP', KEYS[1])  -- dequeue moved it in flight: it is dropped
   return {'skip', id, retry_backlog(), side}
 end
-redis.call('RPUSH', KEYS[1], id)
 redis.call('HSET', key, 'state', 'ACTIVE', 'attempt', ARGV[2], 'consumer', ARGV[3],
-  'started_at', now, 'updated_at', now, 'progress', 0, 'current_step', '')
-redis.call('HINCRBY', key, 'attempts', 1)
+  'started_at', now, 'updated_at', now, 'progress', 0, 'current_step', '',
+  'attempts', (tonumber(f[2]) or 0) + 1)
 redis.call('HINCRBY', Q.active, owner, 1)
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZADD', KEYS[3], now, id)
-redis.call('HINCRBY', KEYS[6], 'taken_' .. side, 1)
-redis.call('EXPIRE', KEYS[6], CONSUMER_STATS_TTL)
+consumer_count(KEYS[6], 'taken_' .. side)
 changed({id = id, from = 'PENDING', to = 'ACTIVE', at = now, channel = KEYS[4],
   history = key .. ARGV[5], counters = KEYS[5], counter = 'started', also = 'taken_' .. side,
   worker = ARGV[3]})
-return {'ok', id, retry_backlog(), side, redis.call('HMGET', key, unpack(ARGV, 8))}
+-- The fields as they stand now (see Returns: started_at is the only one named that changed).
+local fields = {}
+for i = 8, #ARGV do
+  fields[i - 7] = ARGV[i] == 'started_at' and tostring(now) or f[i - 5]
+end
+return {'ok', id, retry_backlog(), side, fields}

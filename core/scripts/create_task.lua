@@ -9,8 +9,10 @@
 --       globally only). No key is ever '' (a Redis Cluster routes by every key).
 -- ARGV: 1 idempotency retention ms, 2 task key prefix (is a remembered task still there?),
 --       3..4 the pending-work prefixes (queues()), 5 '1' when an idempotency key was given, else '',
---       6.. one JSON object per task: its hash fields (with `id`, `owner` and `priority`;
---       timestamps are set here)
+--       6.. per task: n, the number of values that follow, then its hash fields as n values
+--       name, value, name, value…, the first four `id`, `owner`, `priority`, `task_type` in this
+--       order (timestamps are set here). Flat, not JSON: no decoding, and HSET takes them as
+--       they are.
 -- Returns: {'ok', created_at} | {'exists', id} | {'duplicate', JSON array of the ids first created}
 -- Events: none -> PENDING, per task
 local Q = queues(8, 3)
@@ -29,30 +31,28 @@ if idem then
     end
   end
 end
-local tasks = {}
-for i = 6, #ARGV do
-  local fields = cjson.decode(ARGV[i])
-  if redis.call('EXISTS', KEYS[17 + 3 * (i - 6)]) == 1 then return {'exists', fields.id} end
-  tasks[#tasks + 1] = fields
+-- Where each task's values start in ARGV; no task may exist already.
+local starts = {}
+local i = 6
+while i <= #ARGV do
+  if redis.call('EXISTS', KEYS[17 + 3 * #starts]) == 1 then return {'exists', ARGV[i + 2]} end
+  starts[#starts + 1] = i + 1
+  i = i + 1 + tonumber(ARGV[i])
 end
 local now = now_ms()
 local ids = {}
-for n, fields in ipairs(tasks) do
+for n, s in ipairs(starts) do
+  local id, owner, level, task_type = ARGV[s + 1], ARGV[s + 3], level_of(ARGV[s + 5]), ARGV[s + 7]
   local key, history, type_index = KEYS[17 + 3 * (n - 1)], KEYS[18 + 3 * (n - 1)], KEYS[19 + 3 * (n - 1)]
-  local flat = {}
-  for name, value in pairs(fields) do
-    flat[#flat + 1] = name
-    flat[#flat + 1] = value
-  end
-  redis.call('HSET', key, 'created_at', now, 'updated_at', now, unpack(flat))
-  enqueue(Q, 'primary', fields.id, level_of(fields.priority), fields.owner or '', false)
-  redis.call('ZADD', KEYS[1], now, fields.id)
-  redis.call('ZADD', KEYS[2], now, fields.id)
-  if (fields.owner or '') ~= '' then redis.call('ZADD', KEYS[6], now, fields.id) end
-  if (fields.task_type or '') ~= '' then redis.call('ZADD', type_index, now, fields.id) end
-  changed({id = fields.id, from = '', to = 'PENDING', at = now, channel = KEYS[3], history = history,
-    counters = KEYS[4], counter = 'submitted', by_type = KEYS[7], task_type = fields.task_type})
-  ids[n] = fields.id
+  redis.call('HSET', key, 'created_at', now, 'updated_at', now, unpack(ARGV, s, s + tonumber(ARGV[s - 1]) - 1))
+  enqueue(Q, 'primary', id, level, owner, false)
+  redis.call('ZADD', KEYS[1], now, id)
+  redis.call('ZADD', KEYS[2], now, id)
+  if owner ~= '' then redis.call('ZADD', KEYS[6], now, id) end
+  if task_type ~= '' then redis.call('ZADD', type_index, now, id) end
+  changed({id = id, from = '', to = 'PENDING', at = now, channel = KEYS[3], history = history,
+    counters = KEYS[4], counter = 'submitted', by_type = KEYS[7], task_type = task_type})
+  ids[n] = id
 end
 if idem then redis.call('SET', idem, cjson.encode(ids), 'PX', tonumber(ARGV[1])) end
 return {'ok', now}

@@ -9,11 +9,11 @@
 -- Returns: {'ok'} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> FAILED | DLQ
 local Q = queues(12, 7)
-local refused = check_attempt(KEYS[1], ARGV[2])
+local refused, f = check_attempt(KEYS[1], ARGV[2], 'task_type', 'owner')
 if refused then return refused end
 local now = now_ms()
 local id = ARGV[1]
-local task_type, owner = unpack(redis.call('HMGET', KEYS[1], 'task_type', 'owner'))
+local task_type, owner = f[3], f[4]
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'attempt', '', 'last_error', ARGV[4],
   'error_type', ARGV[5], 'finished_at', now, 'updated_at', now)
 -- A run of 429s ends with the task: a re-driven task starts a new one.
@@ -22,7 +22,7 @@ redis.call('LREM', KEYS[2], 1, id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZADD', KEYS[4], now, id)
 left_active(Q, owner, now)
-consumer_settled(KEYS[8], 'failed')
+consumer_count(KEYS[8], 'failed')
 finished(KEYS[9], KEYS[10], now, 'failed')
 local counter = 'failed'
 if ARGV[3] == 'DLQ' then counter = 'dead' end

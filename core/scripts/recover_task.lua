@@ -28,7 +28,7 @@ end
 if f[1] ~= 'ACTIVE' or f[5] ~= ARGV[4] then return {'dropped'} end
 redis.call('ZREM', KEYS[3], id)
 left_active(Q, owner, now)
-consumer_settled(KEYS[9], 'failed')
+consumer_count(KEYS[9], 'failed')
 local lost = {id = id, from = 'ACTIVE', at = now, channel = KEYS[6], history = KEYS[7],
   counters = KEYS[8], error = ARGV[3], error_type = 'worker_lost', worker = ARGV[4],
   by_type = KEYS[12], task_type = f[6]}

@@ -8,18 +8,17 @@
 -- Returns: {'ok'} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> PENDING
 local Q = queues(8, 6)
-local refused = check_attempt(KEYS[1], ARGV[2])
+local refused, f = check_attempt(KEYS[1], ARGV[2], 'priority', 'owner')
 if refused then return refused end
 local now = now_ms()
 local id = ARGV[1]
-local f = redis.call('HMGET', KEYS[1], 'priority', 'owner')
 redis.call('HSET', KEYS[1], 'state', 'PENDING', 'attempt', '', 'last_error', ARGV[3],
   'error_type', ARGV[4], 'updated_at', now)
 redis.call('LREM', KEYS[2], 1, id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZADD', KEYS[4], now, id)
-enqueue(Q, 'primary', id, level_of(f[1]), f[2] or '', true)
-left_active(Q, f[2], now)
+enqueue(Q, 'primary', id, level_of(f[3]), f[4] or '', true)
+left_active(Q, f[4], now)
 changed({id = id, from = 'ACTIVE', to = 'PENDING', at = now, channel = KEYS[5], history = KEYS[6],
   counters = KEYS[7], counter = 'released', error = ARGV[3], error_type = ARGV[4], worker = ARGV[5]})
 return {'ok'}

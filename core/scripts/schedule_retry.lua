@@ -10,13 +10,13 @@
 -- Returns: {'ok', retry_count, due_at} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> SCHEDULED
 local Q = queues(10, 9)
-local refused = check_attempt(KEYS[1], ARGV[2])
+local refused, f = check_attempt(KEYS[1], ARGV[2], 'task_type', 'owner')
 if refused then return refused end
 local now = now_ms()
 local id = ARGV[1]
 local due = now + tonumber(ARGV[3])
 local spent = tonumber(ARGV[7])
-local task_type, owner = unpack(redis.call('HMGET', KEYS[1], 'task_type', 'owner'))
+local task_type, owner = f[3], f[4]
 local retries = redis.call('HINCRBY', KEYS[1], 'retry_count', spent)
 redis.call('HSET', KEYS[1], 'state', 'SCHEDULED', 'due_at', due, 'attempt', '',
   'last_error', ARGV[4], 'error_type', ARGV[5], 'updated_at', now)
@@ -30,7 +30,7 @@ redis.call('LREM', KEYS[2], 1, id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZADD', KEYS[4], due, id)
 left_active(Q, owner, now)
-consumer_settled(KEYS[8], 'failed')
+consumer_count(KEYS[8], 'failed')
 changed({id = id, from = 'ACTIVE', to = 'SCHEDULED', at = now, channel = KEYS[5], history = KEYS[6],
   counters = KEYS[7], counter = spent == 1 and 'retried' or 'postponed', error = ARGV[4], error_type = ARGV[5], worker = ARGV[6],
   by_type = KEYS[9], task_type = task_type})

@@ -116,9 +116,10 @@ async def test_tokens_have_their_own_counter_not_the_events_one(
 
 
 def counters_named(lua: str) -> set[str]:
-    """The counter names a script's text moves: each `counter = '…'` and HINCRBY on the counters
-    (names built at run time appear as their prefix, e.g. `taken_`)."""
+    """The counter names a script's text moves: each `counter = '…'`, `also = '…'` and HINCRBY on
+    the counters (names built at run time appear as their prefix, e.g. `taken_`)."""
     moved = set(re.findall(r"counter = (?:[^'\n]*?and )?'([a-z_]+)'", lua))
+    moved |= set(re.findall(r"also = '([a-z_]+)'", lua))  # changed()'s second counter
     moved |= set(re.findall(r"or '([a-z_]+)'", lua))  # `spent == 1 and 'retried' or 'postponed'`
     moved |= set(re.findall(r"lost\.counter = '[A-Z]+', '([a-z_]+)'", lua))
     moved |= set(re.findall(r"if ARGV\[\d\] == '[A-Z]+' then counter = '([a-z_]+)'", lua))

@@ -62,7 +62,7 @@ def test_fill_stores_each_owners_share_at_its_levels() -> None:
     assert client.zscore(keys.owners_backlog, "owner-0000") == 126
     assert client.zscore(keys.owners_backlog, "owner-0001") == 124
     depth = client.hgetall(keys.depth)
-    assert (depth["primary"], depth["primary:2"], depth["primary:5"]) == ("250", "125", "125")
+    assert (depth["primary:2"], depth["primary:5"]) == ("125", "125")
     assert client.llen(keys.pending("primary", 2, "owner-0000")) == 63
     assert client.llen(keys.pending("primary", 5, "owner-0001")) == 62
 

@@ -7,14 +7,15 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from pathlib import Path
 
 import pytest
 import redis
 
-import core.lua
 from bench import run as bench_run
+from bench.cost_probe import STEP_KEYS
 from bench.redis_cost import (
+    BEFORE_COMMIT,
+    BEFORE_TAG,
     BESIDE,
     EMPTY,
     HARNESS,
@@ -28,6 +29,7 @@ from bench.redis_cost import (
     STEPS,
     Run,
     add,
+    before_view,
     beside_sources,
     contributors,
     cost_table,
@@ -43,7 +45,7 @@ from bench.redis_cost import (
     step_figures,
     verdict,
 )
-from core.lua import names, source
+from core.lua import helpers, names, source
 
 TASKS = 10
 
@@ -127,9 +129,33 @@ def test_the_scripts_timed_beside_are_what_they_say() -> None:
     assert sources[REF.key].count("HINCRBY") == 1 and "for i = 1, 17 do" in sources[REF.key]
     assert "cjson.encode" in sources[REF.key] and sources[REF.key].count("PUBLISH") == 1
     assert sources[EMPTY.key] == "return 1"
-    lib = (Path(core.lua.__file__).with_name("scripts") / "_lib.lua").read_text()
-    assert source("claim_task").startswith(lib)  # what every script runs first, on every call
-    assert sources[PRELUDE.key] == lib + "\nreturn 1"
+    assert source("claim_task").startswith(helpers("claim_task"))  # what it runs first, on every call
+    assert sources[PRELUDE.key] == helpers("claim_task") + "\nreturn 1"
+
+
+def test_the_life_steps_are_the_probes() -> None:
+    """The code before runs the same steps, by the same names, in bench/cost_probe.py."""
+    assert tuple(step.key for step in STEPS) == STEP_KEYS
+
+
+def test_the_code_before_is_read_from_its_tagged_steps() -> None:
+    run = made_up_run()
+    tagged = {BEFORE_TAG + key: stats for key, stats in run.items() if key in STEP_KEYS}
+    both = {**tagged, **{key: stats for key, stats in run.items() if key not in STEP_KEYS}}
+    assert before_view(both) == run
+    assert before_view(run) == {step.key: run[step.key] for step in BESIDE}  # no steps before
+
+
+def test_the_table_compares_with_the_code_before_when_it_ran() -> None:
+    run = made_up_run()
+    slower = {key: {c: (n, 2 * u) for c, (n, u) in stats.items()} for key, stats in run.items() if key in STEP_KEYS}
+    both = run | {BEFORE_TAG + key: stats for key, stats in slower.items()}
+    text = cost_table([both], [{}], TASKS, {}, 20)
+    assert f"| step | µs per call, before ({BEFORE_COMMIT}) | after (this tree) |" in text
+    assert "| create_task.lua | 200 | 100 | 4.0 | 4.0 | -50 % |" in text
+    assert "| **task life ÷ reference script** | **13.9×** | **6.95×** |  |  | -50 % |" in text
+    alone = cost_table([run], [{}], TASKS, {}, 20, missing="git worktree add failed")
+    assert f"The code before ({BEFORE_COMMIT}) was not measured: git worktree add failed." in alone
 
 
 # --- counting each µs once --------------------------------------------------------------------------

@@ -174,7 +174,6 @@ def assert_queues_consistent(store: TaskStore) -> None:
             state, priority, task_owner = r.hmget(k.task(task_id), ["state", "priority", "owner"])
             assert (state, priority or "5", task_owner or "") == ("PENDING", level, owner), f"{task_id} in {name}"
         if ids:
-            depth[side] = depth.get(side, 0) + len(ids)
             depth[f"{side}:{level}"] = depth.get(f"{side}:{level}", 0) + len(ids)
             backlog[owner] = backlog.get(owner, 0) + len(ids)
             if owner not in held:

@@ -5,7 +5,9 @@ throughput rings; plus progress, idempotent and bulk submits, and the DLQ re-dri
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
+import random
 import re
 import time
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 
 from core.errors import InvalidTransition, StaleAttempt
 from core.states import State
-from core.store import DURATION_BUCKETS_MS, TaskStore, new_token, ring_buckets, ring_sum
+from core.store import CONSUMER_STATS_TTL_SECONDS, DURATION_BUCKETS_MS, TaskStore, new_token, ring_buckets, ring_sum
 from tests.core.helpers import (
     CONSUMER,
     Stores,
@@ -118,7 +120,8 @@ def test_a_refused_report_moves_no_counter(store: TaskStore) -> None:
     assert snapshot(store) == before
 
 
-def test_each_consumer_counts_its_own_settled_attempts(store: TaskStore) -> None:
+def test_each_consumer_counts_its_own_settled_attempts(stores: Stores) -> None:
+    store = stores.sync
     for outcome in ("complete", "retry", "fail", "complete"):
         task = store.create(new_task())
         token = claim_one(store, task.id, consumer="c-a")
@@ -132,9 +135,32 @@ def test_each_consumer_counts_its_own_settled_attempts(store: TaskStore) -> None
     store.recover(lost.id, "c-b", claim_one(store, lost.id, consumer="c-b"), "died")
 
     stats = store.r.hgetall(store.keys.consumer_stats("c-a"))
-    assert {k: int(v) for k, v in stats.items()} == {"processed": 4, "completed": 2, "failed": 2, "taken_primary": 4}
-    assert store.r.hgetall(store.keys.consumer_stats("c-b")) == {"processed": "1", "failed": "1", "taken_primary": "1"}
-    assert 0 < store.r.ttl(store.keys.consumer_stats("c-a")) <= 86400
+    assert {k: int(v) for k, v in stats.items()} == {"completed": 2, "failed": 2, "taken_primary": 4}
+    assert store.r.hgetall(store.keys.consumer_stats("c-b")) == {"failed": "1", "taken_primary": "1"}
+    assert 0 < store.r.ttl(store.keys.consumer_stats("c-a")) <= CONSUMER_STATS_TTL_SECONDS
+    # As the workers table reads them: `processed` is every settled attempt.
+    figures = stores.run(stores.aio.consumer_stats(["c-a", "c-b"]))
+    assert figures["c-a"] == {"processed": 4, "completed": 2, "failed": 2, "taken": {"primary": 4, "retry": 0}}
+    assert figures["c-b"] == {"processed": 1, "completed": 0, "failed": 1, "taken": {"primary": 1, "retry": 0}}
+
+
+def test_a_beating_consumer_keeps_its_counts(store: TaskStore) -> None:
+    """The scripts set the TTL only when they make the hash; each heartbeat renews it."""
+    task = store.create(new_task())
+    store.complete(task.id, CONSUMER, claim_one(store, task.id), "ok", "offline")
+    stats = store.keys.consumer_stats(CONSUMER)
+    store.r.expire(stats, 5)
+    store.beat(CONSUMER, {}, ttl=10)
+    assert CONSUMER_STATS_TTL_SECONDS - 5 < store.r.ttl(stats) <= CONSUMER_STATS_TTL_SECONDS
+    store.r.expire(stats, 5)
+    other = store.create(new_task())
+    store.complete(other.id, CONSUMER, claim_one(store, other.id), "ok", "offline")
+    assert store.r.ttl(stats) <= 5, "a report does not renew it (the heartbeat does)"
+
+
+def test_the_lua_and_python_consumer_stats_ttl_agree() -> None:
+    match = re.search(r"local CONSUMER_STATS_TTL = (\d+)", LIB.read_text())
+    assert match and int(match.group(1)) == CONSUMER_STATS_TTL_SECONDS
 
 
 def test_complete_stores_model_and_usage_and_counts_tokens(store: TaskStore) -> None:
@@ -153,10 +179,30 @@ def test_complete_stores_model_and_usage_and_counts_tokens(store: TaskStore) -> 
 
 
 # --- histogram and throughput --------------------------------------------------------------------
-def test_the_lua_and_python_bucket_bounds_agree() -> None:
-    match = re.search(r"DURATION_BOUNDS = \{([^}]*)\}", LIB.read_text())
-    assert match
-    assert tuple(int(x) for x in match.group(1).split(",")) == DURATION_BUCKETS_MS
+# Every ms where _lib.lua's bucket changes, from 0 to ARGV[1], as 'ms=bucket'.
+BUCKET_CHANGES = """
+local found, last = {}, nil
+for ms = 0, tonumber(ARGV[1]) do
+  local bucket = duration_bucket(ms)
+  if bucket ~= last then found[#found + 1] = ms .. '=' .. bucket end
+  last = bucket
+end
+return found
+"""
+
+
+def test_the_lua_buckets_are_the_python_bounds_for_every_ms(stores: Stores) -> None:
+    """_lib.lua computes each run time's bucket; it must be the first of DURATION_BUCKETS_MS at
+    or above it ('inf' past the last), for every whole ms up to past the last bound."""
+    last_ms = DURATION_BUCKETS_MS[-1] + 1
+    expected, last = [], None
+    for ms in range(last_ms + 1):
+        i = bisect.bisect_left(DURATION_BUCKETS_MS, ms)
+        bucket = str(DURATION_BUCKETS_MS[i]) if i < len(DURATION_BUCKETS_MS) else "inf"
+        if bucket != last:
+            expected.append(f"{ms}={bucket}")
+        last = bucket
+    assert stores.sync.r.eval(LIB.read_text() + BUCKET_CHANGES, 0, last_ms) == expected
 
 
 def test_completed_run_times_fill_the_histogram(stores: Stores) -> None:
@@ -182,11 +228,48 @@ def test_throughput_counts_finished_tasks_of_the_last_minute_and_hour(stores: St
     assert figures == {"last_minute": {"completed": 2, "failed": 2}, "last_hour": {"completed": 2, "failed": 2}}
 
 
-def test_ring_sum_skips_slots_of_older_buckets() -> None:
-    raw = {"5:t": "65", "5:completed": "3", "5:failed": "1", "4:t": "4", "4:completed": "9", "4:failed": "0"}
-    raw |= {"7:t": "7", "7:completed": "2", "7:failed": "0"}
-    assert ring_sum(raw, current=66, window=60) == {"completed": 5, "failed": 1}
+def test_ring_sum_adds_the_buckets_of_the_window_only() -> None:
+    raw = {"65:completed": "3", "65:failed": "1", "7:completed": "2", "66:completed": "2", "6:failed": "9"}
+    raw |= {"5:t": "65", "5:completed": "4"}  # a slot of the layout before issue 19: not a bucket
+    assert ring_sum(raw, current=66, window=60) == {"completed": 7, "failed": 1}
     assert ring_sum(raw, current=130, window=60) == {"completed": 0, "failed": 0}
+
+
+# Finishes in both rings (KEYS 1, 2): ARGV pairs of a time (ms) and a kind.
+FINISHES = "for i = 1, #ARGV, 2 do finished(KEYS[1], KEYS[2], tonumber(ARGV[i]), ARGV[i + 1]) end"
+
+
+def test_the_rings_hold_exactly_the_finishes_of_the_last_minute_and_hour(stores: Stores) -> None:
+    """Finishes over three hours, a burst in the last two minutes: the readers' figures are the
+    true counts of the window; the rings keep little more than their window, and a TTL."""
+    rng = random.Random(19)
+    start = 1_700_000_000_000
+    times = sorted([start + rng.randrange(3 * 3_600_000) for _ in range(1500)]
+                   + [start + 3 * 3_600_000 - rng.randrange(120_000) for _ in range(1500)])  # fmt: skip
+    finishes = [(at, "failed" if i % 3 == 0 else "completed") for i, at in enumerate(times)]
+    r, keys = stores.sync.r, stores.sync.keys
+    lib = LIB.read_text()
+    for at in range(0, len(finishes), 500):
+        args = [item for finish in finishes[at : at + 500] for item in finish]
+        r.eval(lib + "\n" + FINISHES, 2, keys.throughput_seconds, keys.throughput_minutes, *args)
+    now = times[-1]
+
+    def truth(unit_ms: int) -> list[tuple[int, int, int]]:
+        current = now // unit_ms
+        rows = []
+        for bucket in range(current - 59, current + 1):
+            kinds = [kind for at, kind in finishes if at // unit_ms == bucket]
+            rows.append((bucket * unit_ms, kinds.count("completed"), kinds.count("failed")))
+        return rows
+
+    by_second, by_minute = r.hgetall(keys.throughput_seconds), r.hgetall(keys.throughput_minutes)
+    assert ring_buckets(by_second, 1000, now, 60) == truth(1000)
+    assert ring_buckets(by_minute, 60_000, now, 60) == truth(60_000)
+    minute = ring_sum(by_second, now // 1000, 60)
+    assert minute == {"completed": sum(r[1] for r in truth(1000)), "failed": sum(r[2] for r in truth(1000))}
+    assert minute["completed"] > 100
+    assert len(by_second) <= 2 * 61 and len(by_minute) <= 2 * 61
+    assert 0 < r.pttl(keys.throughput_seconds) <= 120_000 and 0 < r.pttl(keys.throughput_minutes) <= 7_200_000
 
 
 # --- progress ------------------------------------------------------------------------------------
@@ -312,9 +395,9 @@ def test_an_operator_retry_counts_its_own_origin(stores: Stores, state: State) -
     assert {name: n for name, n in moved.items() if n} == {expected[state]: 1}
 
 
-def test_ring_buckets_lists_the_window_oldest_first_and_skips_slots_of_older_buckets() -> None:
-    # Slot 5 holds bucket 65 (in the window), slot 6 still bucket 6 (a minute older: stale).
-    raw = {"5:t": "65", "5:completed": "4", "5:failed": "1", "6:t": "6", "6:completed": "9", "6:failed": "9"}
+def test_ring_buckets_lists_the_window_oldest_first_and_skips_older_buckets() -> None:
+    # Bucket 65 is in the window, bucket 6 a minute older (still there until the next prune).
+    raw = {"65:completed": "4", "65:failed": "1", "6:completed": "9", "6:failed": "9"}
     rows = ring_buckets(raw, 1000, now_ms=66_500, window=60)
     assert [start for start, _, _ in rows] == [1000 * b for b in range(7, 67)]
     assert {start: (c, f) for start, c, f in rows if c or f} == {65_000: (4, 1)}

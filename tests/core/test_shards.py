@@ -42,7 +42,7 @@ from tests.core.helpers import assert_one_place
 SHARDS = 3
 # What a sharded store may leave to its control shard (shard 0): process-wide state, not tasks.
 CONTROL_ONLY = {
-    "beat", "beat_worker", "worker_beat", "beat_scheduler", "leave", "dead_consumers", "take_token",
+    "beat_worker", "worker_beat", "beat_scheduler", "leave", "dead_consumers", "take_token",
     "adapt_rate", "paced_rate", "note_rejection", "end_rejection_run", "recover_orphans",
     "live_consumers", "scheduler_info", "server_info", "shard_for", "new_task_id", "event_channels",
 }  # fmt: skip
@@ -168,6 +168,11 @@ def test_the_same_tasks_on_three_shards_and_on_one_read_the_same(deployments: tu
     assert run(three.aio.throughput())["last_minute"] == run(one.aio.throughput())["last_minute"]
     assert sum(b[1] for b in run(three.aio.throughput_history())[1]) == 30
     assert run(three.aio.consumer_stats(["c1"]))["c1"]["processed"] == 60
+    for shard in three.sync.shards:  # type: ignore[attr-defined]
+        shard.r.expire(shard.keys.consumer_stats("c1"), 5)
+    three.sync.beat("c1", {}, 10)
+    for shard in three.sync.shards:  # type: ignore[attr-defined]
+        assert shard.r.ttl(shard.keys.consumer_stats("c1")) > 3600, "the heartbeat keeps every shard's counts"
     assert run(three.aio.usage("alice")).backlog == SHARDS and run(one.aio.usage("alice")).backlog == 0
 
     # Listings merged by score page through every shard's tasks once, newest first.

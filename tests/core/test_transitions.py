@@ -200,6 +200,23 @@ def test_complete_stores_the_result(store: TaskStore) -> None:
     assert store.inflight_count(CONSUMER) == 0
 
 
+def test_complete_after_failed_attempts_drops_their_error_and_run_of_429s(store: TaskStore) -> None:
+    """The task no longer carries an earlier attempt's error (its history keeps it)."""
+    task = store.create(new_task())
+    store.schedule_retry(task.id, CONSUMER, claim_one(store, task.id), 0, "429", "rate_limited", streak="grow")
+    assert store.rate_limit_streak(task.id)[0] == 1
+    store.promote_due(10)
+    token = new_token()
+    assert store.claim(CONSUMER, token, prefer_retry=True).task_id == task.id
+    store.complete(task.id, CONSUMER, token, "a summary", "offline")
+
+    got = assert_one_place(store, task.id)
+    assert (got.state, got.last_error, got.error_type) == (State.COMPLETED, "", "")
+    assert store.rate_limit_streak(task.id) == (0, 0)
+    assert not store.r.hexists(store.keys.task(task.id), "last_error")
+    assert [e.get("error") for e in map(json.loads, store.r.lrange(store.keys.history(task.id), 0, -1))][2] == "429"
+
+
 def test_schedule_retry_spends_a_retry_and_waits_until_due(store: TaskStore) -> None:
     task = store.create(new_task())
     token = claim_one(store, task.id)
@@ -701,6 +718,19 @@ def test_depths_and_state_counts_match_the_structures(stores: Stores) -> None:
         scheduled.id,
         dead.id,
     ]
+
+
+def test_a_sides_depth_is_the_sum_of_its_levels(stores: Stores) -> None:
+    """The per-side fields an older version kept are neither kept nor read: the levels add up."""
+    store = stores.sync
+    stores.sync.r.hset(store.keys.depth, mapping={"primary": 99, "retry": 7})  # left by an older version
+    to_retry_list(store, new_task())
+    for _ in range(2):
+        store.create(new_task())
+    depths = stores.run(stores.aio.depths())
+    assert (depths["primary"], depths["retry"]) == (2, 1)
+    assert store.r.hmget(store.keys.depth, ["primary", "retry"]) == ["99", "7"]
+    assert store.claim(CONSUMER, new_token(), prefer_retry=False).retry_backlog == 1
 
 
 # --- events ---------------------------------------------------------------------------------------
