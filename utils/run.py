@@ -144,6 +144,9 @@ def _supervise(command: list[str], env: dict[str, str]) -> int:
     which make would print as "make: *** Error 130"."""
     proc = subprocess.Popen(command, cwd=ROOT, env=env)
     signal.signal(signal.SIGTERM, lambda signum, _frame: proc.send_signal(signum))
+    # A shell starts a background job with Ctrl-C ignored, and Python then leaves it ignored: honcho
+    # (which sets its own handler) would stop everything and this script would report its 130.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     interrupted = False
     while True:
         try:
