@@ -145,6 +145,19 @@ def _sum(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
     return dict(total)
 
 
+class CounterTotals:
+    """Fleet-wide counter values for the live stream: an event carries the new values of its own
+    shard's counters, so the totals add the latest value seen of every shard (seeded with each
+    shard's counters when the stream starts; values are absolute, so nothing is counted twice)."""
+
+    def __init__(self, per_channel: dict[str, dict[str, int]]) -> None:
+        self._latest = per_channel
+
+    def total(self, channel: str, counters: dict[str, int]) -> dict[str, int]:
+        self._latest.setdefault(channel, {}).update(counters)
+        return {name: sum(latest.get(name, 0) for latest in self._latest.values()) for name in counters}
+
+
 class ShardedTaskStore(TaskStore):
     """TaskStore's interface over every shard: itself the control shard (what it does not
     override runs there), each task's calls on the task's own shard, the rest on all of them."""
@@ -302,6 +315,9 @@ class ShardedAsyncTaskStore(AsyncTaskStore):
     @property
     def event_channels(self) -> list[str]:
         return [shard.keys.events for shard in self.shards]
+
+    async def channel_counters(self) -> dict[str, dict[str, int]]:
+        return {shard.keys.events: await shard.counters() for shard in self.shards}
 
     async def create(self, task: Task) -> Task:
         return await self.at(task.id).create(task)

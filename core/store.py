@@ -689,6 +689,10 @@ class AsyncTaskStore(_Store):
         """The pub/sub channels the live stream listens to: one per shard."""
         return [self.keys.events]
 
+    async def channel_counters(self) -> dict[str, dict[str, int]]:
+        """Each event channel's counters now (an event carries its own shard's new values)."""
+        return {self.keys.events: await self.counters()}
+
     async def create(self, task: Task) -> Task:
         return self._created(task, await self._run_durable(self.ops.create([task])))
 

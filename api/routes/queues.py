@@ -39,6 +39,7 @@ from api.schemas import (
 )
 from core.policy import retry_share
 from core.settings import Settings
+from core.shards import CounterTotals
 from core.states import State
 from core.store import LIST_QUEUES, ZSET_QUEUES, AsyncTaskStore
 
@@ -96,7 +97,9 @@ def sse(event: str, data: str) -> str:
     return f"event: {event}\ndata: {data}\n\n"
 
 
-async def _stream(store: AsyncTaskStore, pubsub: Any, first: str, keepalive: float) -> AsyncIterator[str]:
+async def _stream(
+    store: AsyncTaskStore, pubsub: Any, first: str, keepalive: float, totals: CounterTotals | None
+) -> AsyncIterator[str]:
     try:
         yield sse("snapshot", first)
         while True:
@@ -106,7 +109,11 @@ async def _stream(store: AsyncTaskStore, pubsub: Any, first: str, keepalive: flo
                 yield sse("ping", json.dumps({"at": at[0] * 1000 + at[1] // 1000}))
                 continue
             data = message["data"]
-            yield sse(str(json.loads(data).get("event", "transition")), data)
+            event = json.loads(data)
+            if totals is not None and "counters" in event:  # several shards: the fleet's figures
+                event["counters"] = totals.total(message["channel"], event["counters"])
+                data = json.dumps(event)
+            yield sse(str(event.get("event", "transition")), data)
     except REDIS_DOWN as exc:  # the client reconnects and gets a fresh snapshot
         log.warning("live stream ended: redis unreachable: %s", exc)
     finally:
@@ -135,17 +142,20 @@ async def status_stream(store: StoreDep, settings: SettingsDep) -> StreamingResp
     publish it (the events are emitted in the same step as the change, so the stream cannot drift
     from the truth). Subscribed before the snapshot is read, so no change falls between them."""
     pubsub = store.r.pubsub()
-    await pubsub.subscribe(*store.event_channels)
+    channels = store.event_channels
+    await pubsub.subscribe(*channels)
     try:
-        # SUBSCRIBE is only sent; its confirmation says Redis has it, and only then can no change
+        # SUBSCRIBE is only sent; its confirmations say Redis has it, and only then can no change
         # fall between the subscription and the snapshot read on another connection.
-        await pubsub.get_message(timeout=settings.redis_socket_timeout)
+        for _ in channels:
+            await pubsub.get_message(timeout=settings.redis_socket_timeout)
         first = (await read_status(store, settings)).model_dump_json()
+        totals = CounterTotals(await store.channel_counters()) if len(channels) > 1 else None
     except BaseException:
         await pubsub.aclose()
         raise
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    stream = _stream(store, pubsub, first, settings.sse_keepalive_seconds)
+    stream = _stream(store, pubsub, first, settings.sse_keepalive_seconds, totals)
     return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
 

@@ -23,6 +23,7 @@ from core.keys import Keys, shard_tags
 from core.redis import AsyncCluster
 from core.settings import Settings
 from core.shards import (
+    CounterTotals,
     ShardedAsyncTaskStore,
     ShardedTaskStore,
     decode_cursor,
@@ -234,3 +235,13 @@ def test_an_idle_consumer_wakes_for_work_on_any_shard_and_claims_it(deployments:
     claim = three.sync.claim(consumer, new_token(), False)
     assert (claim.status, claim.task_id) == ("ok", task_id)
     assert three.sync.claim(consumer, new_token(), False).status == "empty"
+
+
+def test_the_live_streams_counters_are_the_fleets_not_one_shards() -> None:
+    """An event carries its own shard's new counter values; the stream shows their sum over the
+    shards, from each shard's figures when it started and every later event's (absolute, so an
+    event already in the starting figures is not counted twice)."""
+    totals = CounterTotals({"s0": {"completed": 10, "started": 12}, "s1": {"completed": 4}, "s2": {}})
+    assert totals.total("s1", {"completed": 5}) == {"completed": 15}
+    assert totals.total("s2", {"completed": 1, "started": 1}) == {"completed": 16, "started": 13}
+    assert totals.total("s1", {"completed": 5}) == {"completed": 16}, "the same value again adds nothing"
