@@ -14,17 +14,14 @@ worker, stand-in), so the I/O workload is bound by the worker's slots (64 ÷ 0.2
 not by Redis: what 3 shards may cost is the sharded reads and claims, at most 10 % of 1 shard's
 throughput (the issue's target), and what they give is each master's CPU per task falling to 1/N.
 
-    .venv/bin/python -m bench.shards [--quick] [--tasks N] [--reps R]  # or python -m bench.run --only shards
+    .venv/bin/python -m bench.shards [--quick] [--reps R]  # the same as python -m bench.run --only shards
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
 import math
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +34,7 @@ from redis.cluster import RedisCluster
 from bench import load
 from bench.procs import spawn, stop, tree, wait_for
 from bench.redis_cost import main_thread_ns
-from bench.stack import PREFIX, WORKER_ID, Env
+from bench.stack import PREFIX, WORKER_ID, Env, answers
 from bench.stats import cell, number, spread, steady_throughput, table
 from core.keys import Keys, shard_tags
 from core.states import State
@@ -96,7 +93,7 @@ def one_run(env: Env, cluster: Cluster, shards: int, count: int) -> Figures:
     try:
         start("api", ["python", "-m", "api"])
         start("scheduler", ["python", "-m", "consumer.scheduler"])
-        wait_for(functools.partial(_answers, f"http://127.0.0.1:{api_port}/health"), 60, "the API", 0.1)
+        wait_for(functools.partial(answers, f"http://127.0.0.1:{api_port}/health"), 60, "the API", 0.1)
         _, refused = asyncio.run(load.submit_many(f"http://127.0.0.1:{api_port}", count))
         start("container", ["python", "-m", "worker.container"])
         wait_for(lambda: len(tree(procs["container"].pid)) == 2, 60, "the container's Celery worker")
@@ -116,15 +113,6 @@ def one_run(env: Env, cluster: Cluster, shards: int, count: int) -> Figures:
     figures["redis_us_total"] = sum(per_master)
     figures["incomplete"] = 0.0 if done >= count else 1.0
     return figures
-
-
-def _answers(url: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=1).status_code in (200, 503)
-    except httpx.HTTPError:
-        return False
 
 
 def _done(client: Any, keys: list[Keys]) -> int:
@@ -192,26 +180,10 @@ def _third(share: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Runs this section alone, with its own servers, written as bench/run.py writes a run."""
-    from bench import report, run  # here: bench.run imports this module
+    """Runs this section alone, through bench/run.py (its header, its results file)."""
+    from bench import run  # here: bench.run imports this module
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="1 repetition of 600 tasks")
-    parser.add_argument("--tasks", type=int, default=None, help="tasks per run (2,000; --quick 600)")
-    parser.add_argument("--reps", type=int, default=None, help="repetitions (3; --quick 1)")
-    args = parser.parse_args(argv)
-    p = run.plan(args.quick, args.reps)
-    count = args.tasks or p.io_tasks
-    given = sys.argv[1:] if argv is None else argv
-    started, load_before = time.time(), os.getloadavg()
-    env = Env(delays=(DELAY,))
-    try:
-        text, data = section(env, count, p.reps, run.log)
-    finally:
-        env.close()
-    command = "python -m bench.shards " + " ".join(given)
-    header = report.header(command.strip(), p.reps, started, load_before, os.getloadavg(), platform.python_version())
-    run.write(header + text, {"shards": data}, started)
+    run.main(["--only", "shards", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ class Env:
             port = redis_server.free_port()
             argv = ["python", "tests/stub_llm.py", "--port", str(port), "--delay", str(delay)]
             self.stubs[delay] = (port, spawn(argv, {}, self.workdir / f"stub-{delay}.log"))
-            wait_for(functools.partial(_answers, f"http://127.0.0.1:{port}/_calls"), 20, "the LLM stand-in")
+            wait_for(functools.partial(answers, f"http://127.0.0.1:{port}/_calls"), 20, "the LLM stand-in")
 
     def stub_url(self, delay: float) -> str:
         return f"http://127.0.0.1:{self.stubs[delay][0]}/v1"
@@ -64,7 +64,7 @@ class Env:
         self._tmp.cleanup()
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
     """The server answers at all (the product's /health is 503 until a worker is up)."""
     try:
         return httpx.get(url, timeout=1).status_code in (200, 503)
@@ -112,7 +112,7 @@ class System:
         raise NotImplementedError
 
     def wait_api(self) -> None:
-        wait_for(lambda: _answers(self.base_url + "/health"), 30, f"{self.name} API", 0.1)
+        wait_for(lambda: answers(self.base_url + "/health"), 30, f"{self.name} API", 0.1)
 
     def done(self) -> int:
         raise NotImplementedError

@@ -22,6 +22,7 @@ are those of before shards (no hash tag).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import heapq
 import itertools
@@ -299,7 +300,15 @@ class ShardedAsyncTaskStore(AsyncTaskStore):
         return self.shards[shard_of(task_id, len(self.shards))]
 
     async def _each(self, call: Callable[[AsyncTaskStore], Awaitable[T]]) -> list[T]:
-        return [await call(shard) for shard in self.shards]
+        """`call` on every shard at once (a read's latency is one shard's, not N)."""
+        return list(await asyncio.gather(*(call(shard) for shard in self.shards)))
+
+    def _grouped(self, task_ids: list[str]) -> dict[int, list[str]]:
+        """The ids by the shard each names, in their order."""
+        by_shard: dict[int, list[str]] = {}
+        for task_id in task_ids:
+            by_shard.setdefault(shard_of(task_id, len(self.shards)), []).append(task_id)
+        return by_shard
 
     # --- submit --------------------------------------------------------------------------------
     def shard_for(self, idempotency_key: str) -> int:
@@ -317,7 +326,7 @@ class ShardedAsyncTaskStore(AsyncTaskStore):
         return [shard.keys.events for shard in self.shards]
 
     async def channel_counters(self) -> dict[str, dict[str, int]]:
-        return {shard.keys.events: await shard.counters() for shard in self.shards}
+        return dict(zip(self.event_channels, await self._each(lambda shard: shard.counters()), strict=True))
 
     async def create(self, task: Task) -> Task:
         return await self.at(task.id).create(task)
@@ -348,9 +357,7 @@ class ShardedAsyncTaskStore(AsyncTaskStore):
         await self.at(task_id).delete(task_id)
 
     async def get_many(self, task_ids: list[str]) -> list[Task]:
-        by_shard: dict[int, list[str]] = {}
-        for task_id in task_ids:
-            by_shard.setdefault(shard_of(task_id, len(self.shards)), []).append(task_id)
+        by_shard = self._grouped(task_ids)
         found = {t.id: t for shard, ids in by_shard.items() for t in await self.shards[shard].get_many(ids)}
         return [found[task_id] for task_id in task_ids if task_id in found]
 
@@ -358,10 +365,7 @@ class ShardedAsyncTaskStore(AsyncTaskStore):
         if not task_ids:
             replies = await self._each(lambda shard: shard.requeue_dead([], batch))
         else:
-            by_shard: dict[int, list[str]] = {}
-            for task_id in task_ids:
-                by_shard.setdefault(shard_of(task_id, len(self.shards)), []).append(task_id)
-            replies = [await self.shards[n].requeue_dead(ids, batch) for n, ids in by_shard.items()]
+            replies = [await self.shards[n].requeue_dead(ids, batch) for n, ids in self._grouped(task_ids).items()]
         return sum(n for n, _ in replies), [i for _, skipped in replies for i in skipped]
 
     async def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> int:
@@ -381,11 +385,12 @@ class ShardedAsyncTaskStore(AsyncTaskStore):
         cursors = decode_cursor(cursor, len(self.shards))
         if cursors is None:
             raise ValueError("not a cursor of this listing")
-        pages: list[Page | None] = []
-        for shard, at in zip(self.shards, cursors, strict=True):
-            done = at == ""
-            pages.append(None if done else await shard.page(state, limit, at, owner, task_type, state_order, priority))
-        return merge_pages(pages, cursors, limit)
+
+        async def read(shard: AsyncTaskStore, at: str | None) -> Page | None:  # "": that shard is done
+            return None if at == "" else await shard.page(state, limit, at, owner, task_type, state_order, priority)
+
+        pages = await asyncio.gather(*(read(shard, at) for shard, at in zip(self.shards, cursors, strict=True)))
+        return merge_pages(list(pages), cursors, limit)
 
     async def queue_ids(self, queue: str, offset: int, limit: int) -> tuple[int, list[tuple[str, int | None]]]:
         """Shard after shard, each in its own queue order."""

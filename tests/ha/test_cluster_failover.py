@@ -8,7 +8,6 @@ left, and acknowledged writes wait, 503, until the old master returns as its rep
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +15,7 @@ import pytest
 import redis
 
 from core.keys import CLUSTER_TAG
-from core.states import State
-from tests.ha.test_failover import MARKER, SETTLE, Client, _report, _settle
+from tests.ha.test_failover import SETTLE, Client, audit
 from tests.ha.test_failover import slow_stub as slow_stub  # the fixture
 from tests.integration.stack import Stack, wait_until
 from tests.stub_llm import StubLLM
@@ -77,16 +75,6 @@ def test_a_cluster_failover_loses_no_accepted_task(
         client.stop.set()
         client.thread.join(150)
     try:
-        accepted = [task_id for phase in client.phases for task_id in phase.accepted]
-        final = _settle(stack, accepted, timeout=240)
-        calls = Counter(m.group(1) for c in slow_stub.calls() if (m := MARKER.search(c["content"])))
-        _report(client.phases, final, calls, stack)
-        dead = [name for name, proc in stack.procs.items() if proc.poll() is not None]
-        assert dead == [], f"processes died: {dead}"
-        for phase in client.phases:
-            assert phase.errors == [], (phase.name, phase.errors)
-            assert phase.accepted, f"{phase.name}: no submit went through"
-        lost = [task_id for task_id, state in final.items() if state is not State.COMPLETED]
-        assert lost == [], f"accepted tasks not completed: {lost[:10]}"
+        audit(client, stack, slow_stub)
     finally:
         stack.stop()

@@ -149,24 +149,32 @@ def test_failovers_lose_no_accepted_task(deployment: SentinelDeployment, slow_st
         client.stop.set()
         client.thread.join(CLIENT_PATIENCE + 10)
     try:
-        accepted = [task_id for phase in client.phases for task_id in phase.accepted]
-        # The lease (2 × CELERY_TASK_TIME_LIMIT + margin = 15 s) bounds how long a task whose
-        # dispatch a failover lost can stay ACTIVE; generous on top of it for a loaded machine.
-        final = _settle(stack, accepted, timeout=240)
-        calls = Counter(m.group(1) for c in stub.calls() if (m := MARKER.search(c["content"])))
-        _report(client.phases, final, calls, stack)
-        dead = [name for name, proc in stack.procs.items() if proc.poll() is not None]
-        assert dead == [], f"processes died: {dead}"
+        accepted, calls = audit(client, stack, stub)
         assert "Unrecoverable error" not in stack.log("worker-a")
-        for phase in client.phases:
-            assert phase.errors == [], (phase.name, phase.errors)
-            assert phase.accepted, f"{phase.name}: no submit went through"
-        lost = [task_id for task_id, state in final.items() if state is not State.COMPLETED]
-        assert lost == [], f"accepted tasks not completed: {lost[:10]}"
         uncalled = [t for t in accepted if calls[_marker(stack, t)] == 0]
         assert uncalled == [], "every task's calls are counted (the duplicates figure depends on it)"
     finally:
         stack.stop()
+
+
+def audit(client: Client, stack: Stack, stub: StubLLM) -> tuple[list[str], Counter[str]]:
+    """After the scenarios: every accepted task settled, the table printed, and the books checked:
+    no process died, no answer but 202 and 503, some submits through in every phase, no accepted
+    task lost. Returns the accepted ids and the LLM calls per task marker."""
+    accepted = [task_id for phase in client.phases for task_id in phase.accepted]
+    # The lease (2 × CELERY_TASK_TIME_LIMIT + margin = 15 s) bounds how long a task whose
+    # dispatch a failover lost can stay ACTIVE; generous on top of it for a loaded machine.
+    final = _settle(stack, accepted, timeout=240)
+    calls = Counter(m.group(1) for c in stub.calls() if (m := MARKER.search(c["content"])))
+    _report(client.phases, final, calls, stack)
+    dead = [name for name, proc in stack.procs.items() if proc.poll() is not None]
+    assert dead == [], f"processes died: {dead}"
+    for phase in client.phases:
+        assert phase.errors == [], (phase.name, phase.errors)
+        assert phase.accepted, f"{phase.name}: no submit went through"
+    lost = [task_id for task_id, state in final.items() if state is not State.COMPLETED]
+    assert lost == [], f"accepted tasks not completed: {lost[:10]}"
+    return accepted, calls
 
 
 def _settle(stack: Stack, task_ids: list[str], timeout: float) -> dict[str, State | None]:
