@@ -22,7 +22,7 @@ TASK_EVENTS = (
     "postponed", "released", "recovered", "requeued", "requeued_failed", "requeued_cancelled", "promoted",
     "cancelled", "deleted", "expired",
 )  # fmt: skip
-# The transition counters also kept per task type (changed() in create, complete, fail,
+# The transition counters also kept per task type (count_type() in create, complete, fail,
 # schedule_retry and recover, which know the task's type; a test holds this list complete): each
 # registered type has each series from the first scrape, at 0.
 TYPE_EVENTS = ("submitted", "completed", "failed", "dead", "retried", "postponed", "recovered")

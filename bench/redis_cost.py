@@ -68,7 +68,7 @@ TARGET = 4.5  # a task's life ÷ the reference script, at most (issue 19; about 
 TARGET_US = 150  # … about this many µs per task on an idle machine
 # The code before the reduction (issue 19, part 4: its branch point), measured in the same run
 # from a `git worktree` of it, under its own key prefix and steps' tag.
-BEFORE_COMMIT = "5e408c6"
+BEFORE_COMMIT = os.environ.get("XB", "5e408c6")
 BEFORE_LABEL = f"before, {BEFORE_COMMIT}"
 BEFORE_TAG = "before:"
 BEFORE_PREFIX = f"{PREFIX}before:"

@@ -227,7 +227,7 @@ class Keys:
     @property
     def type_counters(self) -> str:
         """Hash of per-type counters, one field `<type>:<counter>` (submitted, completed, failed,
-        dead, …): moved by `changed()` in the same scripts and steps as the global counters."""
+        dead, …): moved by `count_type()` in the same scripts and steps as the global counters."""
         return self._k("stats:by-type")
 
     @property

@@ -7,40 +7,58 @@ local HISTORY_MAX = 50             -- entries kept in a task's audit trail (the 
 local ERROR_MAX = 500              -- characters of an error message kept in an audit entry
 local CONSUMER_STATS_TTL = 86400   -- seconds a consumer's counts outlive it (core/store.py: the same)
 
+-- The server's time in ms, as a number (for arithmetic) and as its digits (for every argument
+-- and every JSON text): Redis prints each Lua number given to redis.call, and Lua each one joined
+-- to a string, which costs more than passing the digits TIME replied.
 local function now_ms()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local ms = t[1] .. string.sub('00000' .. t[2], -6, -4)
+  return tonumber(ms), ms
 end
 
--- Everything a state change records besides the state itself: one entry in the task's capped
--- audit trail, the global counter it moves, and one event on the channel the live UIs listen to.
--- c: id, from, to, at, channel (key), history (key or nil), counters (key), counter (name or nil),
---    also (a second counter's name, optional), error, error_type, worker (optional),
---    by_type (the per-type counters' key, optional) and task_type (the task's type, optional):
---    with both, `counter` also moves in field '<task_type>:<counter>' of by_type (not `also`).
---    The event carries each global counter's new value.
-local function changed(c)
-  if c.history then
-    local err = c.error
-    if err and err ~= '' then err = string.sub(err, 1, ERROR_MAX) else err = nil end
-    local entry = {at = c.at, from = c.from, to = c.to, error = err, worker = c.worker}
-    if err then entry.error_type = c.error_type end
-    -- Trimmed only when over the cap: one call less on every state change.
-    if redis.call('RPUSH', c.history, cjson.encode(entry)) > HISTORY_MAX then
-      redis.call('LTRIM', c.history, -HISTORY_MAX, -1)
-    end
+-- A string as JSON text: an error message or its type, which may hold what JSON escapes. Ids
+-- (UUIDs), states and worker names (WORKER_ID: no quote, backslash or control character, checked
+-- by core/settings.py) are written as they are.
+local function quoted(s)
+  if string.find(s, '[%c"\\]') then return cjson.encode(s) end
+  return '"' .. s .. '"'
+end
+
+-- A state change in the task's capped audit trail: JSON text built here (cjson's walk over a
+-- table costs more than these few fields). `worker`, and `err` with `error_type`, are optional.
+local function record(history, at, from, to, worker, err, error_type)
+  local entry = '{"at":' .. at .. ',"from":"' .. from .. '","to":"' .. to .. '"'
+  if worker then entry = entry .. ',"worker":"' .. worker .. '"' end
+  if err and err ~= '' then
+    entry = entry .. ',"error":' .. quoted(string.sub(err, 1, ERROR_MAX))
+    if error_type then entry = entry .. ',"error_type":' .. quoted(error_type) end
   end
-  local event = {event = 'transition', task_id = c.id, from = c.from, to = c.to, at = c.at,
-    worker = c.worker}
-  if c.error_type and c.error_type ~= '' then event.error_type = c.error_type end
-  if c.counter then
-    event.counters = {[c.counter] = redis.call('HINCRBY', c.counters, c.counter, 1)}
-    if c.also then event.counters[c.also] = redis.call('HINCRBY', c.counters, c.also, 1) end
-    if c.by_type and c.task_type and c.task_type ~= '' then
-      redis.call('HINCRBY', c.by_type, c.task_type .. ':' .. c.counter, 1)
-    end
+  -- Trimmed only when over the cap: one call less on every state change.
+  if redis.call('RPUSH', history, entry .. '}') > HISTORY_MAX then
+    redis.call('LTRIM', history, -HISTORY_MAX, -1)
   end
-  redis.call('PUBLISH', c.channel, cjson.encode(event))
+end
+
+-- One more in global counter `name`; returns the counter's part of an event's `counters`.
+local function count(counters, name)
+  return '"' .. name .. '":' .. redis.call('HINCRBY', counters, name, '1')
+end
+
+-- One more in field '<task_type>:<name>' of the per-type counters (a task without a type is
+-- counted globally only).
+local function count_type(by_type, task_type, name)
+  if task_type and task_type ~= '' then redis.call('HINCRBY', by_type, task_type .. ':' .. name, '1') end
+end
+
+-- The state change's event on the channel the live UIs listen to. `counts`: the global counters
+-- it moved with their new values (count()'s parts, joined by commas), or nil.
+local function announce(channel, id, from, to, at, worker, error_type, counts)
+  local event = '{"event":"transition","task_id":"' .. id .. '","from":"' .. from .. '","to":"' .. to ..
+    '","at":' .. at
+  if worker then event = event .. ',"worker":"' .. worker .. '"' end
+  if error_type and error_type ~= '' then event = event .. ',"error_type":' .. quoted(error_type) end
+  if counts then event = event .. ',"counters":{' .. counts .. '}' end
+  redis.call('PUBLISH', channel, event .. '}')
 end
 
 -- One more in a consumer's own counts (`field`: completed | failed | taken_primary | taken_retry;
@@ -48,7 +66,7 @@ end
 -- hash (its first field is then 1), and kept alive while the consumer beats (TaskStore.beat), so
 -- a report need not renew it.
 local function consumer_count(key, field)
-  if redis.call('HINCRBY', key, field, 1) == 1 then redis.call('EXPIRE', key, CONSUMER_STATS_TTL) end
+  if redis.call('HINCRBY', key, field, '1') == 1 then redis.call('EXPIRE', key, CONSUMER_STATS_TTL) end
 end
 
 -- One finished task in a throughput ring (`kind`: completed | failed): field
@@ -58,7 +76,7 @@ end
 -- finish costs one HINCRBY.
 local function tick(key, unit_ms, slots, now, kind)
   local bucket = math.floor(now / unit_ms)
-  if redis.call('HINCRBY', key, bucket .. ':' .. kind, 1) > 1 then return end
+  if redis.call('HINCRBY', key, bucket .. ':' .. kind, '1') > 1 then return end
   local old = {}
   for _, field in ipairs(redis.call('HKEYS', key)) do
     if tonumber(string.match(field, '^%d+')) <= bucket - slots then old[#old + 1] = field end
@@ -96,7 +114,7 @@ end
 -- A completed attempt's run time in the histogram: its bucket's field, and 'sum' (ms); the
 -- count of attempts is the buckets' total (added by the reader).
 local function observe_duration(key, ms)
-  redis.call('HINCRBY', key, duration_bucket(ms), 1)
+  redis.call('HINCRBY', key, duration_bucket(ms), '1')
   redis.call('HINCRBY', key, 'sum', ms)
 end
 
@@ -137,6 +155,7 @@ local WAKE_MAX = 64            -- wake-up marks kept for idle consumers (more wa
 local DAY_MS = 86400000
 local TOKENS_TTL = 3 * 86400   -- seconds a day's per-owner token counts are kept
 local SIDES = {'primary', 'retry'}
+local LEVELS = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
 
 -- The pending-work keys, in the order core/store.py Ops.queue_keys() passes them from KEYS[first],
 -- and the two key prefixes Ops.queue_args() passes from ARGV[afirst].
@@ -147,11 +166,13 @@ local function queues(first, afirst)
     lists = ARGV[afirst], tokens = ARGV[afirst + 1]}
 end
 
--- A task's level from its hash: a task stored before priorities has none and runs at 5.
+-- A task's level from its hash, as its digit (joined into names as it is): a task stored before
+-- priorities has none and runs at 5.
 local function level_of(raw)
+  if raw and #raw == 1 and raw >= '0' and raw <= '9' then return raw end
   local p = tonumber(raw)
-  if p == nil or p < 0 or p > 9 then return 5 end
-  return math.floor(p)
+  if p == nil or p < 0 or p > 9 then return '5' end
+  return tostring(math.floor(p))
 end
 
 local function list_of(Q, side, level, owner)
@@ -164,15 +185,17 @@ local function take_turn(Q, side, level, owner)
 end
 
 -- The depth is kept per side and level only: a side's is their sum (added by its readers).
+-- `delta`: '1' or '-1' (a string: Redis need not print a number). Returns the new depth of the level.
 local function count_pending(Q, side, level, owner, delta)
-  redis.call('HINCRBY', Q.depth, side .. ':' .. level, delta)
+  local depth = redis.call('HINCRBY', Q.depth, side .. ':' .. level, delta)
   if tonumber(redis.call('ZINCRBY', Q.backlog, delta, owner)) <= 0 then
     redis.call('ZREM', Q.backlog, owner)
   end
+  return depth
 end
 
 local function wake_one(Q)
-  if redis.call('LLEN', Q.wake) < WAKE_MAX then redis.call('RPUSH', Q.wake, 1) end
+  if redis.call('LLEN', Q.wake) < WAKE_MAX then redis.call('RPUSH', Q.wake, '1') end
 end
 
 -- A PENDING id enters its owner's list at the tail, or at the head (`at_head`: a task given back
@@ -180,7 +203,7 @@ end
 local function enqueue(Q, side, id, level, owner, at_head)
   local len = redis.call(at_head and 'LPUSH' or 'RPUSH', list_of(Q, side, level, owner), id)
   if len == 1 and not redis.call('ZSCORE', Q.held, owner) then take_turn(Q, side, level, owner) end
-  count_pending(Q, side, level, owner, 1)
+  count_pending(Q, side, level, owner, '1')
   wake_one(Q)
 end
 
@@ -189,7 +212,7 @@ local function withdraw(Q, id, level, owner)
   for _, side in ipairs(SIDES) do
     local list = list_of(Q, side, level, owner)
     if redis.call('LREM', list, 0, id) > 0 then
-      count_pending(Q, side, level, owner, -1)
+      count_pending(Q, side, level, owner, '-1')
       if redis.call('LLEN', list) == 0 then redis.call('ZREM', Q.ready[side], level .. owner) end
     end
   end
@@ -214,7 +237,7 @@ local function hold(Q, owner, until_ms)
   redis.call('ZADD', Q.held, until_ms, owner)
   for _, side in ipairs(SIDES) do
     local members = {}
-    for level = 0, 9 do members[#members + 1] = level .. owner end
+    for _, level in ipairs(LEVELS) do members[#members + 1] = level .. owner end
     redis.call('ZREM', Q.ready[side], unpack(members))
   end
 end
@@ -223,7 +246,7 @@ end
 local function release_hold(Q, owner)
   redis.call('ZREM', Q.held, owner)
   for _, side in ipairs(SIDES) do
-    for level = 0, 9 do
+    for _, level in ipairs(LEVELS) do
       if redis.call('LLEN', list_of(Q, side, level, owner)) > 0 then
         take_turn(Q, side, level, owner)
         wake_one(Q)
@@ -236,7 +259,7 @@ end
 -- cancelled): a hold that no longer applies ends.
 local function left_active(Q, owner, now)
   owner = owner or ''
-  if redis.call('HINCRBY', Q.active, owner, -1) <= 0 then redis.call('HDEL', Q.active, owner) end
+  if redis.call('HINCRBY', Q.active, owner, '-1') <= 0 then redis.call('HDEL', Q.active, owner) end
   if redis.call('ZSCORE', Q.held, owner) and not hold_of(Q, owner, now) then release_hold(Q, owner) end
 end
 
@@ -255,7 +278,7 @@ local function dequeue(Q, prefer, now, into)
       local h = two[1]
       if h then
         -- `shared`: another owner waits at the same level (the member after it is of that level).
-        heads[side] = {member = h, level = tonumber(string.sub(h, 1, 1)),
+        heads[side] = {member = h, level = string.sub(h, 1, 1),
           shared = two[2] ~= nil and string.sub(two[2], 1, 1) == string.sub(h, 1, 1)}
       end
     end
@@ -279,16 +302,15 @@ local function dequeue(Q, prefer, now, into)
       -- Alone at its level, the owner keeps its turn: a new one would change no order, as every
       -- owner that comes later takes a turn after both.
       if id then
-        count_pending(Q, side, h.level, owner, -1)
+        count_pending(Q, side, h.level, owner, '-1')
         return id, side, owner
       end
     end
   end
 end
 
--- A completed task's tokens count against its owner's budget for the day.
+-- A completed task's tokens (more than 0) count against its owner's budget for the day.
 local function spend_tokens(Q, owner, tokens, now)
-  if tokens <= 0 then return end
   local key = Q.tokens .. math.floor(now / DAY_MS)
   -- The TTL is set by the day's first count of an owner (the hash's first count is one of them).
   if redis.call('HINCRBY', key, owner or '', tokens) == tokens then redis.call('EXPIRE', key, TOKENS_TTL) end

@@ -15,7 +15,7 @@ local f = redis.call('HMGET', KEYS[1], 'state', 'consumer', 'priority', 'owner')
 local state = f[1]
 if not state then return {'not_found'} end
 if not one_of(ARGV[3], state) then return {'wrong_state', state} end
-local now = now_ms()
+local now, stamp = now_ms()
 if state == 'PENDING' then
   withdraw(Q, id, level_of(f[3]), f[4] or '')
   redis.call('ZREM', KEYS[3], id)
@@ -28,9 +28,9 @@ elseif state == 'ACTIVE' then
 else
   return {'wrong_state', state}
 end
-redis.call('HSET', KEYS[1], 'state', 'CANCELLED', 'due_at', 0, 'attempt', '', 'finished_at', now,
-  'updated_at', now)
-redis.call('ZADD', KEYS[4], now, id)
-changed({id = id, from = state, to = 'CANCELLED', at = now, channel = KEYS[5], history = KEYS[7],
-  counters = KEYS[8], counter = 'cancelled'})
+redis.call('HSET', KEYS[1], 'state', 'CANCELLED', 'due_at', '0', 'attempt', '', 'finished_at', stamp,
+  'updated_at', stamp)
+redis.call('ZADD', KEYS[4], stamp, id)
+record(KEYS[7], stamp, state, 'CANCELLED')
+announce(KEYS[5], id, state, 'CANCELLED', stamp, nil, nil, count(KEYS[8], 'cancelled'))
 return {'ok', state}

@@ -38,7 +38,7 @@ if again then
     return {'ok', again, retry_backlog(), 'again', {unpack(f, 3)}}
   end
 end
-local now = now_ms()
+local now, stamp = now_ms()
 local id, side, owner = dequeue(Q, ARGV[4], now, KEYS[1])
 if not id then
   redis.call('DEL', Q.wake)
@@ -52,18 +52,18 @@ if f[1] ~= 'PENDING' then
   return {'skip', id, retry_backlog(), side}
 end
 redis.call('HSET', key, 'state', 'ACTIVE', 'attempt', ARGV[2], 'consumer', ARGV[3],
-  'started_at', now, 'updated_at', now, 'progress', 0, 'current_step', '',
+  'started_at', stamp, 'updated_at', stamp, 'progress', '0', 'current_step', '',
   'attempts', (tonumber(f[2]) or 0) + 1)
-redis.call('HINCRBY', Q.active, owner, 1)
+redis.call('HINCRBY', Q.active, owner, '1')
 redis.call('ZREM', KEYS[2], id)
-redis.call('ZADD', KEYS[3], now, id)
+redis.call('ZADD', KEYS[3], stamp, id)
 consumer_count(KEYS[6], 'taken_' .. side)
-changed({id = id, from = 'PENDING', to = 'ACTIVE', at = now, channel = KEYS[4],
-  history = key .. ARGV[5], counters = KEYS[5], counter = 'started', also = 'taken_' .. side,
-  worker = ARGV[3]})
+record(key .. ARGV[5], stamp, 'PENDING', 'ACTIVE', ARGV[3])
+announce(KEYS[4], id, 'PENDING', 'ACTIVE', stamp, ARGV[3], nil,
+  count(KEYS[5], 'started') .. ',' .. count(KEYS[5], 'taken_' .. side))
 -- The fields as they stand now (see Returns: started_at is the only one named that changed).
 local fields = {}
 for i = 8, #ARGV do
-  fields[i - 7] = ARGV[i] == 'started_at' and tostring(now) or f[i - 5]
+  fields[i - 7] = ARGV[i] == 'started_at' and stamp or f[i - 5]
 end
 return {'ok', id, retry_backlog(), side, fields}

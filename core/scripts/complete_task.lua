@@ -15,12 +15,12 @@ local Q = queues(13, 10)
 local refused, f = check_attempt(KEYS[1], ARGV[2], 'started_at', 'task_type', 'owner', 'last_error',
   'error_type', 'rate_limits', 'rate_limited_at')
 if refused then return refused end
-local now = now_ms()
+local now, stamp = now_ms()
 local id = ARGV[1]
 local owner = f[5]
 redis.call('HSET', KEYS[1], 'state', 'COMPLETED', 'result', ARGV[3], 'provider', ARGV[4],
   'model', ARGV[5], 'prompt_tokens', ARGV[6], 'completion_tokens', ARGV[7], 'total_tokens', ARGV[8],
-  'progress', 100, 'attempt', '', 'finished_at', now, 'updated_at', now)
+  'progress', '100', 'attempt', '', 'finished_at', stamp, 'updated_at', stamp)
 -- An earlier attempt's error and run of 429s go (only those set: a first attempt has none).
 local stale = {}
 for i, name in ipairs({'last_error', 'error_type', 'rate_limits', 'rate_limited_at'}) do
@@ -29,16 +29,18 @@ end
 if #stale > 0 then redis.call('HDEL', KEYS[1], unpack(stale)) end
 redis.call('LREM', KEYS[2], 1, id)
 redis.call('ZREM', KEYS[3], id)
-redis.call('ZADD', KEYS[4], now, id)
-if tonumber(ARGV[8]) > 0 then
-  redis.call('HINCRBY', KEYS[7], 'prompt_tokens', tonumber(ARGV[6]))
-  redis.call('HINCRBY', KEYS[7], 'completion_tokens', tonumber(ARGV[7]))
+redis.call('ZADD', KEYS[4], stamp, id)
+local tokens = tonumber(ARGV[8])
+if tokens > 0 then
+  redis.call('HINCRBY', KEYS[7], 'prompt_tokens', ARGV[6])
+  redis.call('HINCRBY', KEYS[7], 'completion_tokens', ARGV[7])
+  spend_tokens(Q, owner, tokens, now)
 end
-spend_tokens(Q, owner, tonumber(ARGV[8]), now)
 left_active(Q, owner, now)
 consumer_count(KEYS[8], 'completed')
 observe_duration(KEYS[9], math.max(0, now - (tonumber(f[3]) or now)))
 finished(KEYS[10], KEYS[11], now, 'completed')
-changed({id = id, from = 'ACTIVE', to = 'COMPLETED', at = now, channel = KEYS[5], history = KEYS[6],
-  counters = KEYS[7], counter = 'completed', worker = ARGV[9], by_type = KEYS[12], task_type = f[4]})
+record(KEYS[6], stamp, 'ACTIVE', 'COMPLETED', ARGV[9])
+count_type(KEYS[12], f[4], 'completed')
+announce(KEYS[5], id, 'ACTIVE', 'COMPLETED', stamp, ARGV[9], nil, count(KEYS[7], 'completed'))
 return {'ok'}

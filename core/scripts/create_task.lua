@@ -39,20 +39,21 @@ while i <= #ARGV do
   starts[#starts + 1] = i + 1
   i = i + 1 + tonumber(ARGV[i])
 end
-local now = now_ms()
+local _, stamp = now_ms()
 local ids = {}
 for n, s in ipairs(starts) do
   local id, owner, level, task_type = ARGV[s + 1], ARGV[s + 3], level_of(ARGV[s + 5]), ARGV[s + 7]
   local key, history, type_index = KEYS[17 + 3 * (n - 1)], KEYS[18 + 3 * (n - 1)], KEYS[19 + 3 * (n - 1)]
-  redis.call('HSET', key, 'created_at', now, 'updated_at', now, unpack(ARGV, s, s + tonumber(ARGV[s - 1]) - 1))
+  redis.call('HSET', key, 'created_at', stamp, 'updated_at', stamp, unpack(ARGV, s, s + ARGV[s - 1] - 1))
   enqueue(Q, 'primary', id, level, owner, false)
-  redis.call('ZADD', KEYS[1], now, id)
-  redis.call('ZADD', KEYS[2], now, id)
-  if owner ~= '' then redis.call('ZADD', KEYS[6], now, id) end
-  if task_type ~= '' then redis.call('ZADD', type_index, now, id) end
-  changed({id = id, from = '', to = 'PENDING', at = now, channel = KEYS[3], history = history,
-    counters = KEYS[4], counter = 'submitted', by_type = KEYS[7], task_type = task_type})
+  redis.call('ZADD', KEYS[1], stamp, id)
+  redis.call('ZADD', KEYS[2], stamp, id)
+  if owner ~= '' then redis.call('ZADD', KEYS[6], stamp, id) end
+  if task_type ~= '' then redis.call('ZADD', type_index, stamp, id) end
+  record(history, stamp, '', 'PENDING')
+  count_type(KEYS[7], task_type, 'submitted')
+  announce(KEYS[3], id, '', 'PENDING', stamp, nil, nil, count(KEYS[4], 'submitted'))
   ids[n] = id
 end
-if idem then redis.call('SET', idem, cjson.encode(ids), 'PX', tonumber(ARGV[1])) end
-return {'ok', now}
+if idem then redis.call('SET', idem, cjson.encode(ids), 'PX', ARGV[1]) end
+return {'ok', stamp}

@@ -20,6 +20,6 @@ if owner and owner ~= '' then redis.call('ZREM', ARGV[2] .. owner, id) end
 if task_type and task_type ~= '' then redis.call('ZREM', ARGV[3] .. task_type, id) end
 redis.call('ZREM', KEYS[2], id)
 redis.call('DEL', KEYS[1], KEYS[4], KEYS[6])
-changed({id = id, from = state, to = '', at = now_ms(), channel = KEYS[3], counters = KEYS[5],
-  counter = 'deleted'})
+local _, stamp = now_ms()
+announce(KEYS[3], id, state, '', stamp, nil, nil, count(KEYS[5], 'deleted'))
 return {'ok', state}

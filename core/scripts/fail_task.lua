@@ -11,22 +11,22 @@
 local Q = queues(12, 7)
 local refused, f = check_attempt(KEYS[1], ARGV[2], 'task_type', 'owner')
 if refused then return refused end
-local now = now_ms()
+local now, stamp = now_ms()
 local id = ARGV[1]
 local task_type, owner = f[3], f[4]
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'attempt', '', 'last_error', ARGV[4],
-  'error_type', ARGV[5], 'finished_at', now, 'updated_at', now)
+  'error_type', ARGV[5], 'finished_at', stamp, 'updated_at', stamp)
 -- A run of 429s ends with the task: a re-driven task starts a new one.
 redis.call('HDEL', KEYS[1], 'rate_limits', 'rate_limited_at')
 redis.call('LREM', KEYS[2], 1, id)
 redis.call('ZREM', KEYS[3], id)
-redis.call('ZADD', KEYS[4], now, id)
+redis.call('ZADD', KEYS[4], stamp, id)
 left_active(Q, owner, now)
 consumer_count(KEYS[8], 'failed')
 finished(KEYS[9], KEYS[10], now, 'failed')
 local counter = 'failed'
 if ARGV[3] == 'DLQ' then counter = 'dead' end
-changed({id = id, from = 'ACTIVE', to = ARGV[3], at = now, channel = KEYS[5], history = KEYS[6],
-  counters = KEYS[7], counter = counter, error = ARGV[4], error_type = ARGV[5], worker = ARGV[6],
-  by_type = KEYS[11], task_type = task_type})
+record(KEYS[6], stamp, 'ACTIVE', ARGV[3], ARGV[6], ARGV[4], ARGV[5])
+count_type(KEYS[11], task_type, counter)
+announce(KEYS[5], id, 'ACTIVE', ARGV[3], stamp, ARGV[6], ARGV[5], count(KEYS[7], counter))
 return {'ok'}

@@ -6,19 +6,19 @@
 -- Returns: number of tasks promoted
 -- Events: SCHEDULED -> PENDING
 local Q = queues(5, 4)
-local now = now_ms()
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local now, stamp = now_ms()
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stamp, 'LIMIT', '0', ARGV[2])
 local promoted = 0
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   local key = ARGV[1] .. id
   local f = redis.call('HMGET', key, 'state', 'priority', 'owner')
   if f[1] == 'SCHEDULED' then
-    redis.call('HSET', key, 'state', 'PENDING', 'due_at', 0, 'updated_at', now)
+    redis.call('HSET', key, 'state', 'PENDING', 'due_at', '0', 'updated_at', stamp)
     enqueue(Q, 'retry', id, level_of(f[2]), f[3] or '', false)
-    redis.call('ZADD', KEYS[2], now, id)
-    changed({id = id, from = 'SCHEDULED', to = 'PENDING', at = now, channel = KEYS[3],
-      history = key .. ARGV[3], counters = KEYS[4], counter = 'promoted'})
+    redis.call('ZADD', KEYS[2], stamp, id)
+    record(key .. ARGV[3], stamp, 'SCHEDULED', 'PENDING')
+    announce(KEYS[3], id, 'SCHEDULED', 'PENDING', stamp, nil, nil, count(KEYS[4], 'promoted'))
     promoted = promoted + 1
   end
 end

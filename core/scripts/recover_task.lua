@@ -17,7 +17,7 @@ local f = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'retry_count', 'max_r
   'task_type', 'priority', 'owner')
 if ARGV[2] ~= '' and (f[1] ~= 'ACTIVE' or f[2] ~= ARGV[2]) then return {'stale', f[1] or ''} end
 local removed = redis.call('LREM', KEYS[2], 0, id)
-local now = now_ms()
+local now, stamp = now_ms()
 local level, owner = level_of(f[7]), f[8] or ''
 if f[1] == 'PENDING' then
   -- Requeue only an id this call took out of flight: a second reaper must not push a duplicate.
@@ -29,23 +29,24 @@ if f[1] ~= 'ACTIVE' or f[5] ~= ARGV[4] then return {'dropped'} end
 redis.call('ZREM', KEYS[3], id)
 left_active(Q, owner, now)
 consumer_count(KEYS[9], 'failed')
-local lost = {id = id, from = 'ACTIVE', at = now, channel = KEYS[6], history = KEYS[7],
-  counters = KEYS[8], error = ARGV[3], error_type = 'worker_lost', worker = ARGV[4],
-  by_type = KEYS[12], task_type = f[6]}
+-- The attempt was lost with its worker: recorded and announced as ending in state `to`.
+local function lost(to, counter)
+  record(KEYS[7], stamp, 'ACTIVE', to, ARGV[4], ARGV[3], 'worker_lost')
+  count_type(KEYS[12], f[6], counter)
+  announce(KEYS[6], id, 'ACTIVE', to, stamp, ARGV[4], 'worker_lost', count(KEYS[8], counter))
+end
 if tonumber(f[3]) >= tonumber(f[4]) then
   redis.call('HSET', KEYS[1], 'state', 'DLQ', 'attempt', '', 'last_error', ARGV[3],
-    'error_type', 'worker_lost', 'finished_at', now, 'updated_at', now)
-  redis.call('ZADD', KEYS[5], now, id)
+    'error_type', 'worker_lost', 'finished_at', stamp, 'updated_at', stamp)
+  redis.call('ZADD', KEYS[5], stamp, id)
   finished(KEYS[10], KEYS[11], now, 'failed')
-  lost.to, lost.counter = 'DLQ', 'dead'
-  changed(lost)
+  lost('DLQ', 'dead')
   return {'dead'}
 end
-redis.call('HINCRBY', KEYS[1], 'retry_count', 1)
+redis.call('HINCRBY', KEYS[1], 'retry_count', '1')
 redis.call('HSET', KEYS[1], 'state', 'PENDING', 'attempt', '', 'last_error', ARGV[3],
-  'error_type', 'worker_lost', 'updated_at', now)
+  'error_type', 'worker_lost', 'updated_at', stamp)
 enqueue(Q, 'retry', id, level, owner, false)
-redis.call('ZADD', KEYS[4], now, id)
-lost.to, lost.counter = 'PENDING', 'recovered'
-changed(lost)
+redis.call('ZADD', KEYS[4], stamp, id)
+lost('PENDING', 'recovered')
 return {'requeued'}

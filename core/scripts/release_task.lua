@@ -10,15 +10,15 @@
 local Q = queues(8, 6)
 local refused, f = check_attempt(KEYS[1], ARGV[2], 'priority', 'owner')
 if refused then return refused end
-local now = now_ms()
+local now, stamp = now_ms()
 local id = ARGV[1]
 redis.call('HSET', KEYS[1], 'state', 'PENDING', 'attempt', '', 'last_error', ARGV[3],
-  'error_type', ARGV[4], 'updated_at', now)
+  'error_type', ARGV[4], 'updated_at', stamp)
 redis.call('LREM', KEYS[2], 1, id)
 redis.call('ZREM', KEYS[3], id)
-redis.call('ZADD', KEYS[4], now, id)
+redis.call('ZADD', KEYS[4], stamp, id)
 enqueue(Q, 'primary', id, level_of(f[3]), f[4] or '', true)
 left_active(Q, f[4], now)
-changed({id = id, from = 'ACTIVE', to = 'PENDING', at = now, channel = KEYS[5], history = KEYS[6],
-  counters = KEYS[7], counter = 'released', error = ARGV[3], error_type = ARGV[4], worker = ARGV[5]})
+record(KEYS[6], stamp, 'ACTIVE', 'PENDING', ARGV[5], ARGV[3], ARGV[4])
+announce(KEYS[5], id, 'ACTIVE', 'PENDING', stamp, ARGV[5], ARGV[4], count(KEYS[7], 'released'))
 return {'ok'}

@@ -11,18 +11,18 @@ local Q = queues(5, 4)
 local ids = {}
 for i = 6, #ARGV do ids[#ids + 1] = ARGV[i] end
 if #ids == 0 then ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1) end
-local now = now_ms()
+local _, stamp = now_ms()
 local requeued, skipped = 0, {}
 for _, id in ipairs(ids) do
   local key = ARGV[1] .. id
   local f = redis.call('HMGET', key, 'state', 'priority', 'owner')
   if f[1] == 'DLQ' then
-    redis.call('HSET', key, 'state', 'PENDING', 'retry_count', 0, 'finished_at', 0, 'updated_at', now)
+    redis.call('HSET', key, 'state', 'PENDING', 'retry_count', '0', 'finished_at', '0', 'updated_at', stamp)
     redis.call('ZREM', KEYS[1], id)
-    redis.call('ZADD', KEYS[2], now, id)
+    redis.call('ZADD', KEYS[2], stamp, id)
     enqueue(Q, 'retry', id, level_of(f[2]), f[3] or '', false)
-    changed({id = id, from = 'DLQ', to = 'PENDING', at = now, channel = KEYS[3],
-      history = key .. ARGV[2], counters = KEYS[4], counter = 'requeued'})
+    record(key .. ARGV[2], stamp, 'DLQ', 'PENDING')
+    announce(KEYS[3], id, 'DLQ', 'PENDING', stamp, nil, nil, count(KEYS[4], 'requeued'))
     requeued = requeued + 1
   else
     skipped[#skipped + 1] = id

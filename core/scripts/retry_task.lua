@@ -14,14 +14,14 @@ local f = redis.call('HMGET', KEYS[1], 'state', 'priority', 'owner')
 local state = f[1]
 if not state then return {'not_found'} end
 if not one_of(ARGV[2], state) then return {'wrong_state', state} end
-local now = now_ms()
-redis.call('HSET', KEYS[1], 'state', 'PENDING', 'retry_count', 0, 'finished_at', 0,
-  'updated_at', now)
+local _, stamp = now_ms()
+redis.call('HSET', KEYS[1], 'state', 'PENDING', 'retry_count', '0', 'finished_at', '0',
+  'updated_at', stamp)
 redis.call('ZREM', index_of(state, 14, 5), id)
-redis.call('ZADD', index_of('PENDING', 14, 5), now, id)
+redis.call('ZADD', index_of('PENDING', 14, 5), stamp, id)
 enqueue(Q, 'retry', id, level_of(f[2]), f[3] or '', false)
 local counter = 'requeued'
 if state ~= 'DLQ' then counter = 'requeued_' .. string.lower(state) end
-changed({id = id, from = state, to = 'PENDING', at = now, channel = KEYS[2], history = KEYS[3],
-  counters = KEYS[4], counter = counter})
+record(KEYS[3], stamp, state, 'PENDING')
+announce(KEYS[2], id, state, 'PENDING', stamp, nil, nil, count(KEYS[4], counter))
 return {'ok', state}

@@ -12,17 +12,17 @@
 local Q = queues(10, 9)
 local refused, f = check_attempt(KEYS[1], ARGV[2], 'task_type', 'owner')
 if refused then return refused end
-local now = now_ms()
+local now, stamp = now_ms()
 local id = ARGV[1]
 local due = now + tonumber(ARGV[3])
 local spent = tonumber(ARGV[7])
 local task_type, owner = f[3], f[4]
 local retries = redis.call('HINCRBY', KEYS[1], 'retry_count', spent)
 redis.call('HSET', KEYS[1], 'state', 'SCHEDULED', 'due_at', due, 'attempt', '',
-  'last_error', ARGV[4], 'error_type', ARGV[5], 'updated_at', now)
+  'last_error', ARGV[4], 'error_type', ARGV[5], 'updated_at', stamp)
 if ARGV[8] == 'grow' then
   redis.call('HINCRBY', KEYS[1], 'rate_limits', 1)
-  redis.call('HSETNX', KEYS[1], 'rate_limited_at', now)
+  redis.call('HSETNX', KEYS[1], 'rate_limited_at', stamp)
 elseif ARGV[8] ~= 'keep' then
   redis.call('HDEL', KEYS[1], 'rate_limits', 'rate_limited_at')
 end
@@ -31,7 +31,8 @@ redis.call('ZREM', KEYS[3], id)
 redis.call('ZADD', KEYS[4], due, id)
 left_active(Q, owner, now)
 consumer_count(KEYS[8], 'failed')
-changed({id = id, from = 'ACTIVE', to = 'SCHEDULED', at = now, channel = KEYS[5], history = KEYS[6],
-  counters = KEYS[7], counter = spent == 1 and 'retried' or 'postponed', error = ARGV[4], error_type = ARGV[5], worker = ARGV[6],
-  by_type = KEYS[9], task_type = task_type})
+local counter = spent == 1 and 'retried' or 'postponed'
+record(KEYS[6], stamp, 'ACTIVE', 'SCHEDULED', ARGV[6], ARGV[4], ARGV[5])
+count_type(KEYS[9], task_type, counter)
+announce(KEYS[5], id, 'ACTIVE', 'SCHEDULED', stamp, ARGV[6], ARGV[5], count(KEYS[7], counter))
 return {'ok', retries, due}

@@ -116,13 +116,13 @@ async def test_tokens_have_their_own_counter_not_the_events_one(
 
 
 def counters_named(lua: str) -> set[str]:
-    """The counter names a script's text moves: each `counter = '…'`, `also = '…'` and HINCRBY on
-    the counters (names built at run time appear as their prefix, e.g. `taken_`)."""
-    moved = set(re.findall(r"counter = (?:[^'\n]*?and )?'([a-z_]+)'", lua))
-    moved |= set(re.findall(r"also = '([a-z_]+)'", lua))  # changed()'s second counter
+    """The counter names a script's text moves: each `count(KEYS[n], '…')`, each name given to a
+    `counter` it then counts, and HINCRBY on the counters (names built at run time appear as their
+    prefix, e.g. `taken_`)."""
+    moved = set(re.findall(r"count\(KEYS\[\d+\], '([a-z_]+)'", lua))
+    moved |= set(re.findall(r"counter = (?:[^'\n]*?and )?'([a-z_]+)'", lua))
     moved |= set(re.findall(r"or '([a-z_]+)'", lua))  # `spent == 1 and 'retried' or 'postponed'`
-    moved |= set(re.findall(r"lost\.counter = '[A-Z]+', '([a-z_]+)'", lua))
-    moved |= set(re.findall(r"if ARGV\[\d\] == '[A-Z]+' then counter = '([a-z_]+)'", lua))
+    moved |= set(re.findall(r"lost\('[A-Z]+', '([a-z_]+)'\)", lua))  # recover_task's two endings
     moved |= set(re.findall(r"HINCRBY', KEYS\[\d+\], '([a-z_]+)'", lua)) - {"retry_count", "attempts", "rate_limits"}
     return moved
 
@@ -139,9 +139,9 @@ def test_the_event_list_names_every_counter_the_scripts_move() -> None:
 
 
 def test_the_type_event_list_names_every_counter_moved_per_type() -> None:
-    """TYPE_EVENTS is what the scripts that hand `changed()` the task's type count (each such
-    counter also moves per type there); the tokens are counted beside it, not per type."""
-    per_type = {p.stem: p.read_text() for p in SCRIPTS.glob("*.lua") if "by_type = KEYS[" in p.read_text()}
+    """TYPE_EVENTS is what the scripts that count per type (`count_type`) count (each such counter
+    also moves per type there); the tokens are counted beside it, not per type."""
+    per_type = {p.stem: p.read_text() for p in SCRIPTS.glob("*.lua") if "count_type(KEYS[" in p.read_text()}
     assert set(per_type) == {"create_task", "complete_task", "fail_task", "schedule_retry", "recover_task"}
     assert counters_named("\n".join(per_type.values())) - set(TOKEN_COUNTERS) == set(TYPE_EVENTS)
 

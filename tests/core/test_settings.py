@@ -173,3 +173,11 @@ def test_bad_cluster_settings_are_refused_at_start(extra: dict[str, str], messag
         del values["celery_broker_url"]
     with pytest.raises(ValidationError, match=message):
         Settings(**{**values, **extra})
+
+
+@pytest.mark.parametrize("bad", ['a"b', "a\\b", "a\nb", "a\tb", ""])
+def test_a_worker_id_holds_nothing_json_would_escape(bad: str) -> None:
+    """The scripts write worker names into events and history as they are (core/scripts/_lib.lua)."""
+    with pytest.raises(ValidationError, match="worker_id"):
+        Settings(worker_id=bad)
+    assert Settings(worker_id="host-1.example_b:c").worker_id == "host-1.example_b:c"

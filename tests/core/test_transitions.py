@@ -759,3 +759,29 @@ def test_each_transition_publishes_one_event(real_redis: redis.Redis, key_prefix
     assert [e["counters"] for e in events] == [{"submitted": 1}, {"started": 1, "taken_primary": 1}, {"completed": 1}]
     assert [e.get("worker") for e in events] == [None, CONSUMER, CONSUMER]
     assert places(store, task.id) == ["COMPLETED"]
+
+
+def test_an_error_with_what_json_escapes_reads_back_as_it_was(stores: Stores) -> None:
+    """The scripts write history entries and events as JSON text of their own (no cjson table):
+    an error message with quotes, backslashes, control characters and non-ASCII, and an error
+    type with a quote, read back exactly (the message cut at 500 bytes)."""
+    store = stores.sync
+    pubsub = store.r.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(store.keys.events)
+    assert pubsub.get_message(timeout=0.5) is None  # the subscribe confirmation
+    error = 'provider said "no" \\ twice\n\tthen \x01 stopped: café 東京 ' + "x" * 600
+    error_type = 'odd"type'
+    task = store.create(new_task())
+    store.fail(task.id, CONSUMER, claim_one(store, task.id), State.FAILED, error, error_type)
+
+    last = json.loads(store.r.lrange(store.keys.history(task.id), -1, -1)[0])
+    assert last == {"at": last["at"], "from": "ACTIVE", "to": "FAILED", "worker": CONSUMER,
+                    "error": error.encode()[:500].decode(), "error_type": error_type}  # fmt: skip
+    assert isinstance(last["at"], int) and last["at"] > 0
+    events = []
+    while (message := pubsub.get_message(timeout=2)) is not None:
+        events.append(json.loads(message["data"]))
+    pubsub.close()
+    assert events[-1] == {"event": "transition", "task_id": task.id, "from": "ACTIVE", "to": "FAILED",
+                          "at": last["at"], "worker": CONSUMER, "error_type": error_type,
+                          "counters": {"failed": 1}}  # fmt: skip
