@@ -68,8 +68,7 @@ TARGET = 4.5  # a task's life ÷ the reference script, at most (issue 19; about 
 TARGET_US = 150  # … about this many µs per task on an idle machine
 # The code before the reduction (issue 19, part 4: its branch point), measured in the same run
 # from a `git worktree` of it, under its own key prefix and steps' tag.
-BEFORE_COMMIT = os.environ.get("XB", "5e408c6")
-BEFORE_LABEL = f"before, {BEFORE_COMMIT}"
+BEFORE_COMMIT = "5e408c6"  # the default of --before
 BEFORE_TAG = "before:"
 BEFORE_PREFIX = f"{PREFIX}before:"
 
@@ -112,8 +111,9 @@ REF = Step("reference", REFERENCE_NAME, "the bench (`EVALSHA`)", True)
 # the `_lib.lua` helpers cost that core/lua.py prepends to a script (those it uses, defined on every
 # call): claim_task's, the most of the three.
 EMPTY = Step("empty", "`return 1`", "the bench: any EVALSHA", True)
-PRELUDE = Step("prelude", "claim_task's `_lib.lua` helpers + `return 1`", "the bench: what a script defines per call",
-               True)
+PRELUDE = Step(
+    "prelude", "claim_task's `_lib.lua` helpers + `return 1`", "the bench: what a script defines per call", True
+)
 BESIDE = (REF, EMPTY, PRELUDE)  # timed in every block beside the task's life
 
 
@@ -440,10 +440,12 @@ def sample_scripts(client: redis.Redis, life: Life | RemoteLife, count: int, by_
     return scripts_called(entries, by_sha)
 
 
-def one_rep(env: Env, tasks: int, before: Path | None = None) -> tuple[Run, Cpu, Counter[str]]:
+def one_rep(
+    env: Env, tasks: int, before: Path | None = None, commit: str = BEFORE_COMMIT
+) -> tuple[Run, Cpu, Counter[str]]:
     """One repetition on an emptied server: warm-up, the SLOWLOG sample, then `tasks` lives of this
-    tree's code (and with `before`, of that tree's, under BEFORE_TAG) and as many calls of each
-    BESIDE script, in blocks of BLOCK, each block's parts in a rotating order."""
+    tree's code (and with `before`, a checkout of `commit`, of that tree's, under BEFORE_TAG) and as
+    many calls of each BESIDE script, in blocks of BLOCK, each block's parts in a rotating order."""
     env.reset()
     settle(env.r)
     ours = Life(env.redis_url, PREFIX, WORKER_ID)
@@ -460,7 +462,7 @@ def one_rep(env: Env, tasks: int, before: Path | None = None) -> tuple[Run, Cpu,
         if before is not None:
             remote = parties[BEFORE_TAG]
             assert isinstance(remote, RemoteLife)
-            by_sha = {sha: f"{name} ({BEFORE_LABEL})" for sha, name in remote.scripts.items()}
+            by_sha = {sha: f"{name} (before, {commit})" for sha, name in remote.scripts.items()}
             called += sample_scripts(env.r, remote, SAMPLE, by_sha)
         meter = Meter(env.r, main_thread_ns(env.redis_proc.pid))
         for n, start in enumerate(range(0, tasks, BLOCK)):
@@ -486,31 +488,33 @@ def _beside(beside: Beside, meter: Meter, count: int) -> None:
 
 
 @contextlib.contextmanager
-def before_tree(log: Callable[[str], None]) -> Iterator[tuple[Path | None, str]]:
-    """(a checkout of BEFORE_COMMIT, '') or, when it cannot be made, (None, why)."""
+def before_tree(log: Callable[[str], None], commit: str) -> Iterator[tuple[Path | None, str]]:
+    """(a checkout of `commit`, '') or, when it cannot be made, (None, why)."""
     try:
-        with tree_at(BEFORE_COMMIT) as before:
+        with tree_at(commit) as before:
             yield before, ""
     except BaselineUnavailable as e:
         log(f"  {e}: the code before is left out")
         yield None, str(e)
 
 
-def section(env: Env, tasks: int, reps: int, log: Callable[[str], None]) -> tuple[str, dict[str, object]]:
-    """The whole section: its Markdown and every repetition's counts."""
+def section(
+    env: Env, tasks: int, reps: int, log: Callable[[str], None], commit: str = BEFORE_COMMIT
+) -> tuple[str, dict[str, object]]:
+    """The whole section: its Markdown and every repetition's counts, beside the code at `commit`."""
     runs: list[Run] = []
     cpus: list[Cpu] = []
     called: Counter[str] = Counter()
-    with before_tree(log) as (before, missing):
+    with before_tree(log, commit) as (before, missing):
         for rep in range(reps):
             started = time.monotonic()
-            run, cpu, sample = one_rep(env, tasks, before)
+            run, cpu, sample = one_rep(env, tasks, before, commit)
             runs.append(run)
             cpus.append(cpu)
             called += sample
             log(f"  redis_cost run {rep + 1}/{reps}: {time.monotonic() - started:.0f}s")
-    text = cost_table(runs, cpus, tasks, called, SAMPLE * reps, missing)
-    data = {"tasks": tasks, "runs": runs, "cpu_ns": cpus, "sampled_scripts": dict(called), "before": BEFORE_COMMIT}
+    text = cost_table(runs, cpus, tasks, called, SAMPLE * reps, missing, commit)
+    data = {"tasks": tasks, "runs": runs, "cpu_ns": cpus, "sampled_scripts": dict(called), "before": commit}
     return "## 8. Redis time per completed task (issue 19)\n\n" + text, data
 
 
@@ -536,8 +540,9 @@ def before_view(run: dict[str, V]) -> dict[str, V]:
 
 
 def cost_table(
-    runs: Sequence[Run], cpus: Sequence[Cpu], tasks: int, called: Counter[str], sampled: int, missing: str = ""
-) -> str:
+    runs: Sequence[Run], cpus: Sequence[Cpu], tasks: int, called: Counter[str], sampled: int, missing: str = "",
+    commit: str = BEFORE_COMMIT,
+) -> str:  # fmt: skip
     """The section's Markdown: the change against the code before (when it ran), this tree's
     steps, the summary against the target, where the µs go, and how it was counted."""
     figures = [life_figures(run, tasks, cpu) for run, cpu in zip(runs, cpus, strict=True)]
@@ -551,19 +556,20 @@ def cost_table(
     rows += [_step_row(step, figures, total, per_task=False) for step in BESIDE]
     summary = _summary(figures, called, sampled)
     top = _top_table(total, tasks * len(runs))
-    change = _change_table(runs, cpus, tasks, figures, missing)
-    return change + table(head, rows) + "\n" + summary + "\n" + top + _note(tasks, len(runs), sampled)  # fmt: skip
+    change = _change_table(runs, cpus, tasks, figures, missing, commit)
+    note = _note(tasks, len(runs), sampled, commit)
+    return change + table(head, rows) + "\n" + summary + "\n" + top + note
 
 
 def _change_table(
-    runs: Sequence[Run], cpus: Sequence[Cpu], tasks: int, after: Sequence[Figures], missing: str
+    runs: Sequence[Run], cpus: Sequence[Cpu], tasks: int, after: Sequence[Figures], missing: str, commit: str
 ) -> str:
-    """Before (the code at BEFORE_COMMIT, same run) and after (this tree), per script and for the
+    """Before (the code at `commit`, same run) and after (this tree), per script and for the
     whole life; a line saying why when the code before could not run."""
     if not all(BEFORE_TAG + step.key in run for run in runs for step in STEPS):
-        return f"The code before ({BEFORE_COMMIT}) was not measured: {missing or 'not run'}.\n\n"
+        return f"The code before ({commit}) was not measured: {missing or 'not run'}.\n\n"
     before = [life_figures(before_view(run), tasks, before_view(cpu)) for run, cpu in zip(runs, cpus, strict=True)]
-    head = ["step", f"µs per call, before ({BEFORE_COMMIT})", "after (this tree)", "commands inside per call, before",
+    head = ["step", f"µs per call, before ({commit})", "after (this tree)", "commands inside per call, before",
             "after", "change of µs"]  # fmt: skip
     rows = []
     for step in STEPS:
@@ -643,12 +649,12 @@ def _top_table(total: Run, tasks: int, count: int = 10) -> str:
     return table(head, body)
 
 
-def _note(tasks: int, reps: int, sampled: int) -> str:
+def _note(tasks: int, reps: int, sampled: int, commit: str) -> str:
     return (
         f"\n{tasks:,} tasks per repetition ({reps} repetition(s)) through their whole life with the product's own "
         f"code in one process on the private redis-server, in blocks of {BLOCK}: each step on the whole block, "
         "`INFO commandstats` read between steps, so each step's commands are told apart. In the same blocks: as "
-        f"many lives by the code before ({BEFORE_COMMIT}: a `git worktree` of it, run by bench/cost_probe.py in a "
+        f"many lives by the code before ({commit}: a `git worktree` of it, run by bench/cost_probe.py in a "
         "process of its own, under its own key prefix), and as many calls of the reference script (17 HINCRBY on "
         "one hash, a `cjson.encode`, one PUBLISH), of `return 1` and of claim_task's `_lib.lua` helpers alone, each "
         "call its own round trip as the product's are; the parts of a block in turn first. "
@@ -677,6 +683,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="1 repetition of 1,000 tasks")
     parser.add_argument("--tasks", type=int, default=None, help="tasks per repetition (3,000; --quick 1,000)")
     parser.add_argument("--reps", type=int, default=None, help="repetitions (3; --quick 1)")
+    parser.add_argument(
+        "--before", default=BEFORE_COMMIT, metavar="COMMIT", help="the code measured beside this tree in the same run"
+    )
     args = parser.parse_args(argv)
     p = run.plan(args.quick, args.reps)
     tasks = args.tasks or p.cost_tasks
@@ -684,7 +693,7 @@ def main(argv: list[str] | None = None) -> None:
     started, load_before = time.time(), os.getloadavg()
     env = Env(delays=())
     try:
-        text, data = section(env, tasks, p.reps, run.log)
+        text, data = section(env, tasks, p.reps, run.log, args.before)
     finally:
         env.close()
     command = "python -m bench.redis_cost " + " ".join(given)

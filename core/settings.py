@@ -133,7 +133,9 @@ class Settings(BaseSettings):
     # Consumer
     # Written into events and history as it is (core/scripts/_lib.lua): no quote, backslash or control
     # character, which JSON would need escaped (a host name has none).
-    worker_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=200, pattern=r'^[^"\\\x00-\x1f]+$')
+    worker_id: str = Field(
+        default_factory=socket.gethostname, min_length=1, max_length=200, pattern=r'^[^"\\\x00-\x1f]+$'
+    )
     retry_ratio: float = Field(0.3, ge=0, le=1)
     retry_ratio_floor: float = Field(0.1, ge=0, le=1)
     retry_pressure_threshold: int = Field(100, gt=0)
