@@ -1,7 +1,7 @@
 """Claims timed in blocks, for bench/priorities.py. Imported there for this source tree; run as a
 script by another checkout's code (its root first on PYTHONPATH), it times that code's claim the
 same way, so the claim before issue 18 is measured beside this one on the same server. It uses
-only what both have: `Keys`, `Ops.create`, `register_all`, `TaskStore.claim`, `Task`'s first fields.
+only what both have: `Keys`, `Ops.create`, `core.lua.source`, `TaskStore.claim`, `Task`'s first fields.
 
     PYTHONPATH=<root> python bench/claim_probe.py REDIS_URL PREFIX TOTAL
         fills TOTAL pending tasks (one owner, the default priority), prints {"ready": seconds};
@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from core.keys import Keys
-from core.lua import register_all
+from core.lua import source
 from core.store import Ops, TaskStore, new_token
 from core.task import Task
 
@@ -30,7 +30,7 @@ PIPELINE = 20  # create_task calls per round trip
 
 def fill_calls(client: redis.Redis, calls: list[Any]) -> None:
     """Run create_task `Call`s, PIPELINE of them per round trip."""
-    scripts = register_all(client)
+    scripts = {name: client.register_script(source(name)) for name in {call.script for call in calls}}
     for start in range(0, len(calls), PIPELINE):
         pipe = client.pipeline(transaction=False)
         for call in calls[start : start + PIPELINE]:

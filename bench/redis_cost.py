@@ -53,7 +53,7 @@ from bench.priorities import BaselineUnavailable, tree_at
 from bench.stack import PREFIX, WORKER_ID, Env
 from bench.stats import cell, number, spread, table
 from core.keys import Keys
-from core.lua import helpers
+from core.lua import function_name, helpers, names
 
 Stats = dict[str, tuple[int, int]]  # command → (calls, usec)
 Run = dict[str, Stats]  # step → what Redis counted during it
@@ -169,9 +169,10 @@ def sha1(text: str) -> str:
 
 
 def script_names(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """sha1 → name of every transition script, as EVALSHA names it (the sha of core/lua.py's full
-    source: its `_lib.lua` helpers included), and of `extra` (name → source)."""
-    return script_shas() | {sha1(text): name for name, text in (extra or {}).items()}
+    """The name of every transition script by what calls it: FCALL's function name, EVALSHA's sha1
+    (of core/lua.py's full source: its `_lib.lua` helpers included); and of `extra` (name → source)."""
+    functions = {function_name(name): name for name in names()}
+    return functions | script_shas() | {sha1(text): name for name, text in (extra or {}).items()}
 
 
 def _text(value: Any) -> str:
@@ -180,13 +181,15 @@ def _text(value: Any) -> str:
 
 def scripts_called(entries: Sequence[Sequence[Any]], by_sha: Mapping[str, str]) -> Counter[str]:
     """Script calls by name in raw `SLOWLOG GET` entries ([id, time, µs, argv, peer, client name]):
-    an EVALSHA by its sha (an unknown sha as `sha <first 8>`); an EVAL (its source is cut short in
-    the log) as `EVAL (source sent)`."""
+    an FCALL by its function, an EVALSHA by its sha (unknown: `function <name>`, `sha <first 8>`); an
+    EVAL (its source is cut short in the log) as `EVAL (source sent)`."""
     found: Counter[str] = Counter()
     for entry in entries:
         argv = [_text(a) for a in entry[3]]
         command = argv[0].lower() if argv else ""
-        if command in ("evalsha", "evalsha_ro") and len(argv) > 1:
+        if command in ("fcall", "fcall_ro") and len(argv) > 1:
+            found[by_sha.get(argv[1], f"function {argv[1]}")] += 1
+        elif command in ("evalsha", "evalsha_ro") and len(argv) > 1:
             found[by_sha.get(argv[1].lower(), f"sha {argv[1][:8]}")] += 1
         elif command in ("eval", "eval_ro"):
             found["EVAL (source sent)"] += 1

@@ -1,12 +1,14 @@
-"""Loads the transition scripts (one Lua file each, with the `_lib.lua` helpers it uses prepended)
-and registers them."""
+"""The transition scripts (one Lua file each) as Redis runs them: on Redis 7 and later as one
+function library (`_lib.lua` once, each script a function; FUNCTION LOAD once per server, FCALL per
+call), else each with the `_lib.lua` helpers it uses prepended (EVALSHA; Redis 6.2). A script reads
+KEYS and ARGV alike in both: a function is given them as its two arguments."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 _DIR = Path(__file__).with_name("scripts")
 LIB = "_lib"
@@ -65,6 +67,32 @@ def names() -> list[str]:
     return sorted(p.stem for p in _DIR.glob("*.lua") if p.stem != LIB)
 
 
-def register_all(client: Any) -> dict[str, Any]:
-    """Script objects bound to `client` (sync or asyncio); they EVALSHA and reload on NOSCRIPT."""
-    return {name: client.register_script(source(name)) for name in names()}
+@cache
+def sha(name: str) -> str:
+    """The sha1 EVALSHA names script `name` by (its full source, helpers included)."""
+    return hashlib.sha1(source(name).encode()).hexdigest()
+
+
+@cache
+def library() -> tuple[str, str]:
+    """(name, source) of the function library: `_lib.lua` once, then each script registered as the
+    function `function_name(script)`, its text as it is. The name carries a digest of the sources,
+    so a server holds each version once and processes of two versions side by side each call
+    their own (FUNCTION LOAD refuses a second library of the same name)."""
+    lib = (_DIR / f"{LIB}.lua").read_text()
+    scripts = {name: (_DIR / f"{name}.lua").read_text() for name in names()}
+    name = _library_name(lib, scripts)
+    parts = [f"#!lua name={name}\n", lib]
+    for script, text in scripts.items():
+        parts.append(f"\nredis.register_function('{name}_{script}', function(KEYS, ARGV)\n{text}\nend)\n")
+    return name, "".join(parts)
+
+
+def _library_name(lib: str, scripts: dict[str, str]) -> str:
+    digest = hashlib.sha1((lib + "".join(f"\0{n}\0{t}" for n, t in scripts.items())).encode()).hexdigest()
+    return f"atf_{digest[:12]}"
+
+
+def function_name(script: str) -> str:
+    """The function FCALL names for transition `script`."""
+    return f"{library()[0]}_{script}"

@@ -15,11 +15,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from core.errors import InvalidTransition, NotReplicated, StaleAttempt, TaskNotFound
 from core.keys import CHUNKS_SUFFIX, DEFAULT_PRIORITY, HISTORY_SUFFIX, PRIORITIES, SIDES, Keys
-from core.lua import register_all, source
+from core.lua import function_name, library, sha, source
 from core.redis import Durability, learned
 from core.states import ACTIONS, State
 from core.task import Task
@@ -360,22 +360,38 @@ class _Store:
         self.r = client
         self.keys = keys
         self.ops = Ops(keys)
-        self._scripts = register_all(client)
+        # FCALL of the function library (core/lua.py) until the server says it has no functions
+        # (Redis < 7, or an ACL refusing them): EVALSHA from then on.
+        self._functions = True
         self.durability = durability if durability is not None and durability.replicas else None
 
-    @staticmethod
-    def _eval_args(call: Call) -> list[Any]:
-        """EVAL's arguments for `call`: the script's source itself. Used when a server answers
-        NOSCRIPT: a new master after a failover (Redis replicates no script cache), reached by a
-        connection other than the one that loaded it. EVAL also caches it there."""
-        return [source(call.script), len(call.keys), *call.keys, *call.args]
+    def _retry_after(self, error: RedisError) -> str | None:
+        """How to send `call` again after `error`, or None when the error is the answer: 'load' the
+        library first (a server that lacks it: a new or flushed one, restarted without its data),
+        'eval' (this server has no functions: from now on, EVALSHA), or 'source' (EVAL with the
+        source: a server without the script in its cache, reached after another had it loaded)."""
+        if isinstance(error, NoScriptError):
+            return "source"
+        text = str(error).lower()
+        if "function not found" in text:
+            return "load"
+        # Redis 6 answers an unknown command (and an ACL, no permission); redis-py's cluster client
+        # refuses a command its server's command table lacks before sending it. Calls under way at
+        # the same time each meet it once.
+        if "fcall" in text and any(no in text for no in ("unknown command", "noperm", "doesn't exist in redis")):
+            self._functions = False
+            return "eval"
+        return None
 
-    def _script_command(self, call: Call, by_source: bool) -> list[Any]:
-        """`call` as a raw EVALSHA (or EVAL with the source) for a pipeline: a cluster pipeline
-        refuses redis-py's script helpers, and routes the raw command by its keys."""
-        if by_source:
-            return ["EVAL", *self._eval_args(call)]
-        return ["EVALSHA", self._scripts[call.script].sha, len(call.keys), *call.keys, *call.args]
+    def _command(self, call: Call, by_source: bool = False) -> list[Any]:
+        """`call` as one raw command: FCALL, else EVALSHA, or EVAL with the script's source (which
+        caches it there). Raw, for a cluster pipeline refuses redis-py's script helpers and routes
+        a raw command by its keys."""
+        if self._functions:
+            head = ["FCALL", function_name(call.script)]
+        else:
+            head = ["EVAL", source(call.script)] if by_source else ["EVALSHA", sha(call.script)]
+        return [*head, len(call.keys), *call.keys, *call.args]
 
     @staticmethod
     def _created(task: Task, reply: Reply) -> Task:
@@ -405,23 +421,37 @@ class TaskStore(_Store):
     """Synchronous store for the consumer, the worker and the scheduler."""
 
     def _run(self, call: Call) -> Any:
-        try:
-            return self._scripts[call.script](keys=call.keys, args=call.args, client=self.r)
-        except NoScriptError:  # loaded, then sent on another pooled connection that reached another server
-            return self.r.eval(*self._eval_args(call))
+        by_source = False
+        for _ in range(3):  # at most: no functions, then not in this server's script cache
+            try:
+                return self.r.execute_command(*self._command(call, by_source))
+            except RedisError as e:
+                retry = self._retry_after(e)
+                if retry is None:
+                    raise
+                if retry == "load":
+                    self.r.function_load(library()[1], replace=True)
+                by_source = retry == "source"
+        raise AssertionError("unreachable: EVAL needs no cache, and functions are loaded or absent")
 
     def _send_acked(self, call: Call, durability: Durability) -> tuple[Reply, int]:
         """The script and a WAIT on one connection: its reply, and how many replicas acknowledged."""
-        for by_source in (False, True):
+        by_source = False
+        for _ in range(3):  # as in _run
             pipe = self.r.pipeline(transaction=False)
-            pipe.execute_command(*self._script_command(call, by_source))
+            pipe.execute_command(*self._command(call, by_source))
             pipe.execute_command(*durability.wait_command, **durability.wait_route(self.r, call.keys[0]))
             try:
                 reply, acked = pipe.execute()
                 return reply, int(acked)
-            except NoScriptError:
-                continue
-        raise AssertionError("unreachable: EVAL does not answer NOSCRIPT")
+            except RedisError as e:
+                retry = self._retry_after(e)
+                if retry is None:
+                    raise
+                if retry == "load":
+                    self.r.function_load(library()[1], replace=True)
+                by_source = retry == "source"
+        raise AssertionError("unreachable: EVAL needs no cache, and functions are loaded or absent")
 
     def _run_durable(self, call: Call) -> Any:
         """Run a report and confirm it reached the replicas. Unconfirmed, it is sent again until
@@ -647,10 +677,19 @@ class AsyncTaskStore(_Store):
     """Asyncio store for the API: submit, read, list and operator transitions."""
 
     async def _run(self, call: Call) -> Any:
-        try:
-            return await self._scripts[call.script](keys=call.keys, args=call.args, client=self.r)
-        except NoScriptError:  # as in TaskStore._run
-            return await self.r.eval(*self._eval_args(call))
+        """As TaskStore._run."""
+        by_source = False
+        for _ in range(3):
+            try:
+                return await self.r.execute_command(*self._command(call, by_source))
+            except RedisError as e:
+                retry = self._retry_after(e)
+                if retry is None:
+                    raise
+                if retry == "load":
+                    await self.r.function_load(library()[1], replace=True)
+                by_source = retry == "source"
+        raise AssertionError("unreachable: EVAL needs no cache, and functions are loaded or absent")
 
     async def _run_durable(self, call: Call) -> Any:
         """Run a submit and confirm it reached the replicas, or raise NotReplicated (a 503: the
@@ -664,17 +703,23 @@ class AsyncTaskStore(_Store):
 
     async def _send_acked(self, call: Call, durability: Durability) -> tuple[Reply, int]:
         """As TaskStore._send_acked."""
-        for by_source in (False, True):
+        by_source = False
+        for _ in range(3):
             pipe = self.r.pipeline(transaction=False)
-            pipe.execute_command(*self._script_command(call, by_source))
+            pipe.execute_command(*self._command(call, by_source))
             route = durability.wait_route(await learned(self.r), call.keys[0])
             pipe.execute_command(*durability.wait_command, **route)
             try:
                 reply, acked = await pipe.execute()
                 return reply, int(acked)
-            except NoScriptError:
-                continue
-        raise AssertionError("unreachable: EVAL does not answer NOSCRIPT")
+            except RedisError as e:
+                retry = self._retry_after(e)
+                if retry is None:
+                    raise
+                if retry == "load":
+                    await self.r.function_load(library()[1], replace=True)
+                by_source = retry == "source"
+        raise AssertionError("unreachable: EVAL needs no cache, and functions are loaded or absent")
 
     def shard_for(self, idempotency_key: str) -> int:  # noqa: ARG002 - one shard: always it
         """The shard a submit goes to (see core/shards.py); one store is one shard."""

@@ -135,7 +135,7 @@ local function one_of(names, state)
 end
 
 -- ARGV names states and KEYS holds their index keys in the same order, from `first` on.
-local function index_of(state, first_key, first_arg)
+local function index_of(KEYS, ARGV, state, first_key, first_arg)
   for i = first_arg, #ARGV do
     if ARGV[i] == state then return KEYS[first_key + i - first_arg] end
   end
@@ -159,7 +159,7 @@ local LEVELS = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
 
 -- The pending-work keys, in the order core/store.py Ops.queue_keys() passes them from KEYS[first],
 -- and the two key prefixes Ops.queue_args() passes from ARGV[afirst].
-local function queues(first, afirst)
+local function queues(KEYS, ARGV, first, afirst)
   return {ready = {primary = KEYS[first], retry = KEYS[first + 1]}, turns = KEYS[first + 2],
     depth = KEYS[first + 3], backlog = KEYS[first + 4], active = KEYS[first + 5],
     held = KEYS[first + 6], limits = KEYS[first + 7], wake = KEYS[first + 8],

@@ -5,7 +5,7 @@
 -- ARGV: 1 task key prefix, 2 batch size, 3..4 the pending-work prefixes (queues())
 -- Returns: number of ids taken out of the old lists (adopted or dropped)
 -- Events: none (no state changes)
-local Q = queues(3, 3)
+local Q = queues(KEYS, ARGV, 3, 3)
 local taken = 0
 for n, side in ipairs(SIDES) do
   for _, id in ipairs(redis.call('LPOP', KEYS[n], tonumber(ARGV[2])) or {}) do

@@ -9,7 +9,7 @@
 --       4..5 the pending-work prefixes (queues())
 -- Returns: {'ok', from_state} | {'wrong_state', state} | {'not_found'}
 -- Events: PENDING | SCHEDULED | ACTIVE -> CANCELLED
-local Q = queues(9, 4)
+local Q = queues(KEYS, ARGV, 9, 4)
 local id = ARGV[1]
 local f = redis.call('HMGET', KEYS[1], 'state', 'consumer', 'priority', 'owner')
 local state = f[1]

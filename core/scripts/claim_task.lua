@@ -20,7 +20,7 @@
 --          with 'ok', fields = the values of the fields ARGV 8.. names, as they stand after the
 --          claim (read before its writes: of the fields it writes, only started_at may be named)
 -- Events: PENDING -> ACTIVE
-local Q = queues(7, 6)
+local Q = queues(KEYS, ARGV, 7, 6)
 -- The retry side's PENDING tasks: the sum of its levels' depths.
 local function retry_backlog()
   local total = 0

@@ -11,7 +11,7 @@
 -- The errors of earlier attempts stay in the history; the task itself no longer carries one.
 -- Returns: {'ok'} | {'stale', state} (another attempt owns the task: result refused) | {'not_found'}
 -- Events: ACTIVE -> COMPLETED
-local Q = queues(13, 10)
+local Q = queues(KEYS, ARGV, 13, 10)
 local refused, f = check_attempt(KEYS[1], ARGV[2], 'started_at', 'task_type', 'owner', 'last_error',
   'error_type', 'rate_limits', 'rate_limited_at')
 if refused then return refused end

@@ -15,7 +15,7 @@
 --       they are.
 -- Returns: {'ok', created_at} | {'exists', id} | {'duplicate', JSON array of the ids first created}
 -- Events: none -> PENDING, per task
-local Q = queues(8, 3)
+local Q = queues(KEYS, ARGV, 8, 3)
 local idem = ARGV[5] ~= '' and KEYS[5]
 if idem then
   local seen = redis.call('GET', idem)

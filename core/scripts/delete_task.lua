@@ -8,14 +8,14 @@
 --       7.. state names, aligned with KEYS[16..]
 -- Returns: {'ok', state} | {'wrong_state', state} (ACTIVE: it is running) | {'not_found'}
 -- Events: state -> '' (deleted)
-local Q = queues(7, 5)
+local Q = queues(KEYS, ARGV, 7, 5)
 local id = ARGV[1]
 local fields = redis.call('HMGET', KEYS[1], 'state', 'owner', 'task_type', 'priority')
 local state, owner, task_type = fields[1], fields[2], fields[3]
 if not state then return {'not_found'} end
 if not one_of(ARGV[4], state) then return {'wrong_state', state} end
 if state == 'PENDING' then withdraw(Q, id, level_of(fields[4]), owner or '') end
-redis.call('ZREM', index_of(state, 16, 7), id)
+redis.call('ZREM', index_of(KEYS, ARGV, state, 16, 7), id)
 if owner and owner ~= '' then redis.call('ZREM', ARGV[2] .. owner, id) end
 if task_type and task_type ~= '' then redis.call('ZREM', ARGV[3] .. task_type, id) end
 redis.call('ZREM', KEYS[2], id)

@@ -8,7 +8,7 @@
 --       6 consumer id, 7..8 the pending-work prefixes (queues())
 -- Returns: {'ok'} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> FAILED | DLQ
-local Q = queues(12, 7)
+local Q = queues(KEYS, ARGV, 12, 7)
 local refused, f = check_attempt(KEYS[1], ARGV[2], 'task_type', 'owner')
 if refused then return refused end
 local now, stamp = now_ms()

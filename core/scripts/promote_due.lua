@@ -5,7 +5,7 @@
 -- ARGV: 1 task key prefix, 2 batch size, 3 history key suffix, 4..5 the pending-work prefixes
 -- Returns: number of tasks promoted
 -- Events: SCHEDULED -> PENDING
-local Q = queues(5, 4)
+local Q = queues(KEYS, ARGV, 5, 4)
 local now, stamp = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stamp, 'LIMIT', '0', ARGV[2])
 local promoted = 0

@@ -11,7 +11,7 @@
 --       5..6 the pending-work prefixes (queues())
 -- Returns: {'requeued'} | {'dead'} | {'dropped'} (nothing left to recover) | {'stale', state}
 -- Events: ACTIVE -> PENDING | DLQ
-local Q = queues(13, 5)
+local Q = queues(KEYS, ARGV, 13, 5)
 local id = ARGV[1]
 local f = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'retry_count', 'max_retries', 'consumer',
   'task_type', 'priority', 'owner')

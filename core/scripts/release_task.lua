@@ -7,7 +7,7 @@
 --       6..7 the pending-work prefixes (queues())
 -- Returns: {'ok'} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> PENDING
-local Q = queues(8, 6)
+local Q = queues(KEYS, ARGV, 8, 6)
 local refused, f = check_attempt(KEYS[1], ARGV[2], 'priority', 'owner')
 if refused then return refused end
 local now, stamp = now_ms()

@@ -7,7 +7,7 @@
 --       6.. ids ('' none: the oldest dead)
 -- Returns: {requeued count, JSON array of the given ids that are not dead (unknown or moved on)}
 -- Events: DLQ -> PENDING, per task
-local Q = queues(5, 4)
+local Q = queues(KEYS, ARGV, 5, 4)
 local ids = {}
 for i = 6, #ARGV do ids[#ids + 1] = ARGV[i] end
 if #ids == 0 then ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1) end

@@ -8,7 +8,7 @@
 -- transition: `requeued` from DLQ (as requeue_dead), `requeued_failed`, `requeued_cancelled`.
 -- Returns: {'ok', from_state} | {'wrong_state', state} | {'not_found'}
 -- Events: FAILED | DLQ | CANCELLED -> PENDING
-local Q = queues(5, 3)
+local Q = queues(KEYS, ARGV, 5, 3)
 local id = ARGV[1]
 local f = redis.call('HMGET', KEYS[1], 'state', 'priority', 'owner')
 local state = f[1]
@@ -17,8 +17,8 @@ if not one_of(ARGV[2], state) then return {'wrong_state', state} end
 local _, stamp = now_ms()
 redis.call('HSET', KEYS[1], 'state', 'PENDING', 'retry_count', '0', 'finished_at', '0',
   'updated_at', stamp)
-redis.call('ZREM', index_of(state, 14, 5), id)
-redis.call('ZADD', index_of('PENDING', 14, 5), stamp, id)
+redis.call('ZREM', index_of(KEYS, ARGV, state, 14, 5), id)
+redis.call('ZADD', index_of(KEYS, ARGV, 'PENDING', 14, 5), stamp, id)
 enqueue(Q, 'retry', id, level_of(f[2]), f[3] or '', false)
 local counter = 'requeued'
 if state ~= 'DLQ' then counter = 'requeued_' .. string.lower(state) end

@@ -9,7 +9,7 @@
 --       9..10 the pending-work prefixes (queues())
 -- Returns: {'ok', retry_count, due_at} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> SCHEDULED
-local Q = queues(10, 9)
+local Q = queues(KEYS, ARGV, 10, 9)
 local refused, f = check_attempt(KEYS[1], ARGV[2], 'task_type', 'owner')
 if refused then return refused end
 local now, stamp = now_ms()
