@@ -315,8 +315,8 @@ _CREATE_FIRST = ("id", "owner", "priority", "task_type")
 
 def _create_fields(task: Task) -> list[str]:
     """One task's part of create_task's ARGV: the number of values, then its hash fields as
-    name, value pairs, those of _CREATE_FIRST first; the timestamps are the script's."""
-    stored = task.to_hash()
+    name, value pairs (`Task.new_hash`), those of _CREATE_FIRST first; the timestamps are the script's."""
+    stored = task.new_hash()
     names = [*_CREATE_FIRST, *(n for n in stored if n not in _CREATE_FIRST and n not in ("created_at", "updated_at"))]
     values = [item for name in names for item in (name, stored[name])]
     return [str(len(values)), *values]

@@ -50,6 +50,12 @@ class Task:
         values = ((f.name, getattr(self, f.name)) for f in fields(self))  # flat: no deep copy as in asdict
         return {k: (v.value if isinstance(v, State) else str(v)) for k, v in values}
 
+    def new_hash(self) -> dict[str, str]:
+        """What a new task stores: `to_hash` without the fields still at their default (most are
+        for later states; `from_hash` fills them in), which would cost memory and Redis time on
+        every submit; ALWAYS_STORED whatever their value."""
+        return {k: v for k, v in self.to_hash().items() if k in ALWAYS_STORED or v != _DEFAULTS[k]}
+
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Task:
         """Inverse of `to_hash`; unknown fields are ignored so old records stay readable."""
@@ -61,3 +67,7 @@ class Task:
 
 
 _FIELD_NAMES = frozenset(f.name for f in fields(Task))
+# Stored by every new task: the fields the scripts read as they are (create_task's first four,
+# recover_task's retry counts) and those that say what the task is.
+ALWAYS_STORED = frozenset({"id", "owner", "priority", "task_type", "state", "content", "retry_count", "max_retries"})
+_DEFAULTS = {f.name: (f.default.value if isinstance(f.default, State) else str(f.default)) for f in fields(Task)}

@@ -63,3 +63,12 @@ def test_state_sets() -> None:
     assert {State.COMPLETED, State.FAILED, State.DLQ, State.CANCELLED} == TERMINAL
     assert RETRYABLE <= TERMINAL and State.COMPLETED not in RETRYABLE
     assert State.ACTIVE not in DELETABLE and DELETABLE | {State.ACTIVE} == set(State)
+
+
+def test_a_new_task_stores_only_what_is_not_a_default() -> None:
+    """`new_hash`: what create_task writes; the rest reads back as its default."""
+    task = Task(id="t1", task_type="summarize", content="text", max_retries=3, params='{"n": 1}')
+    stored = task.new_hash()
+    assert stored == {"id": "t1", "owner": "", "priority": "5", "task_type": "summarize", "state": "PENDING",
+                      "content": "text", "retry_count": "0", "max_retries": "3", "params": '{"n": 1}'}  # fmt: skip
+    assert Task.from_hash(stored) == task
