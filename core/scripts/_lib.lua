@@ -224,11 +224,11 @@ end
 local function hold_of(Q, owner, now)
   local l = redis.call('HMGET', Q.limits, owner .. ':concurrency', owner .. ':daily_tokens',
     '*:concurrency', '*:daily_tokens')
-  local cap, budget = tonumber(l[1] or l[3]), tonumber(l[2] or l[4])
-  if cap and tonumber(redis.call('HGET', Q.active, owner) or 0) >= cap then return '+inf' end
+  local cap, budget = l[1] or l[3], l[2] or l[4]
+  if cap and tonumber(redis.call('HGET', Q.active, owner) or 0) >= tonumber(cap) then return '+inf' end
   if budget then
     local day = math.floor(now / DAY_MS)
-    if tonumber(redis.call('HGET', Q.tokens .. day, owner) or 0) >= budget then return (day + 1) * DAY_MS end
+    if tonumber(redis.call('HGET', Q.tokens .. day, owner) or 0) >= tonumber(budget) then return (day + 1) * DAY_MS end
   end
   return nil
 end
@@ -263,46 +263,49 @@ local function left_active(Q, owner, now)
   if redis.call('ZSCORE', Q.held, owner) and not hold_of(Q, owner, now) then release_hold(Q, owner) end
 end
 
+-- The head of `side`'s round: its member, its level, and whether another owner waits at the same
+-- level (the member after it is of that level); nothing when the side has no work.
+local function head_of(Q, side)
+  local two = redis.call('ZRANGE', Q.ready[side], '0', '1')
+  local member = two[1]
+  if not member then return nil end
+  local level = string.sub(member, 1, 1)
+  return member, level, two[2] ~= nil and string.sub(two[2], 1, 1) == level
+end
+
 -- The next PENDING id to run, moved from its list to the tail of list `into` (LMOVE: one call):
 -- the most urgent level of either side; at the same level, `prefer` ('primary' | 'retry'), the
 -- consumer's draw. Owners held past their time are looked at again first. Returns id, side,
 -- owner (nil when nothing may run).
 local function dequeue(Q, prefer, now, into)
-  for _, owner in ipairs(redis.call('ZRANGEBYSCORE', Q.held, '-inf', now, 'LIMIT', 0, 10)) do
+  for _, owner in ipairs(redis.call('ZRANGEBYSCORE', Q.held, '-inf', now, 'LIMIT', '0', '10')) do
     release_hold(Q, owner)
   end
   while true do
-    local heads = {}
-    for _, side in ipairs(SIDES) do
-      local two = redis.call('ZRANGE', Q.ready[side], 0, 1)
-      local h = two[1]
-      if h then
-        -- `shared`: another owner waits at the same level (the member after it is of that level).
-        heads[side] = {member = h, level = string.sub(h, 1, 1),
-          shared = two[2] ~= nil and string.sub(two[2], 1, 1) == string.sub(h, 1, 1)}
-      end
-    end
+    local p_member, p_level, p_shared = head_of(Q, 'primary')
+    local r_member, r_level, r_shared = head_of(Q, 'retry')
+    if not p_member and not r_member then return nil end
     local side = prefer
-    if not heads.primary and not heads.retry then return nil end
-    if not heads.retry or (heads.primary and heads.primary.level < heads.retry.level) then side = 'primary'
-    elseif not heads.primary or heads.retry.level < heads.primary.level then side = 'retry' end
-    local h = heads[side]
-    local owner = string.sub(h.member, 2)
+    if not r_member or (p_member and p_level < r_level) then side = 'primary'
+    elseif not p_member or r_level < p_level then side = 'retry' end
+    local member, level, shared = p_member, p_level, p_shared
+    if side == 'retry' then member, level, shared = r_member, r_level, r_shared end
+    local owner = string.sub(member, 2)
     local until_ms = hold_of(Q, owner, now)
     if until_ms then
       hold(Q, owner, until_ms)   -- out of every round: this loop meets it no more
     else
-      local list = list_of(Q, side, h.level, owner)
+      local list = list_of(Q, side, level, owner)
       local id = redis.call('LMOVE', list, into, 'LEFT', 'RIGHT')
       if redis.call('LLEN', list) == 0 then
-        redis.call('ZREM', Q.ready[side], h.member)
-      elseif h.shared then
-        take_turn(Q, side, h.level, owner)
+        redis.call('ZREM', Q.ready[side], member)
+      elseif shared then
+        take_turn(Q, side, level, owner)
       end
       -- Alone at its level, the owner keeps its turn: a new one would change no order, as every
       -- owner that comes later takes a turn after both.
       if id then
-        count_pending(Q, side, h.level, owner, '-1')
+        count_pending(Q, side, level, owner, '-1')
         return id, side, owner
       end
     end

@@ -26,7 +26,7 @@ local function retry_backlog()
   local total = 0
   for _, n in ipairs(redis.call('HMGET', Q.depth, 'retry:0', 'retry:1', 'retry:2', 'retry:3', 'retry:4',
     'retry:5', 'retry:6', 'retry:7', 'retry:8', 'retry:9')) do
-    total = total + (tonumber(n) or 0)
+    if n then total = total + n end
   end
   return total
 end
