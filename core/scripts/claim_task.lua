@@ -31,12 +31,11 @@ local function retry_backlog()
   return total
 end
 -- A consumer claims one task at a time, so the first run's id is the last in its in-flight list.
-local again = redis.call('LINDEX', KEYS[1], -1)
-if again then
-  local f = redis.call('HMGET', ARGV[1] .. again, 'state', 'attempt', unpack(ARGV, 8))
-  if f[1] == 'ACTIVE' and f[2] == ARGV[2] then
-    return {'ok', again, retry_backlog(), 'again', {unpack(f, 3)}}
-  end
+-- Its attempt token alone is read first: the fields to return only when it is this call's.
+local again = redis.call('LINDEX', KEYS[1], '-1')
+if again and redis.call('HGET', ARGV[1] .. again, 'attempt') == ARGV[2] then
+  local f = redis.call('HMGET', ARGV[1] .. again, 'state', unpack(ARGV, 8))
+  if f[1] == 'ACTIVE' then return {'ok', again, retry_backlog(), 'again', {unpack(f, 2)}} end
 end
 local now, stamp = now_ms()
 local id, side, owner = dequeue(Q, ARGV[4], now, KEYS[1])
