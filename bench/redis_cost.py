@@ -9,19 +9,19 @@ next step on the same block; `INFO commandstats` is read between steps, so each 
 are known apart. A reference script (REFERENCE: 17 HINCRBY on one hash, a `cjson.encode`, one
 PUBLISH) runs as many times in blocks between them, each call its own round trip like the
 product's, so the machine's drifts reach both alike: machines differ, the ratio is what is judged.
-Two more scripts are timed the same way, to split a script's cost: `return 1` (any EVALSHA) and
-the `_lib.lua` helpers claim_task uses, alone (what a script defines on every call before its own
+Two more scripts are timed the same way, to split a script's cost: `return 1` (any script call) and
+the `_lib.lua` helpers claim_task uses, alone (what an EVALSHA script defines on every call before its own
 work). Redis's CPU over each step is read too (its main thread, /proc/<pid>/schedstat): it adds reading requests and
 writing replies, which commandstats does not see.
 
 Each µs is counted once. A command a script runs appears under its own name in commandstats and
-inside the script's EVALSHA, whose usec covers the whole script. So a task's Redis µs is the sum of
-the commands clients sent (the EVALSHAs, LPUSH, BRPOP); the rest of a script step's entries are
+inside the script's FCALL (EVALSHA on Redis 6.2), whose usec covers the whole script. So a task's Redis
+µs is the sum of the commands clients sent (the FCALLs, LPUSH, BRPOP); the rest of a script step's entries are
 the commands inside it, counted as commands per task, never again as µs. A script's µs beyond its
 commands' own is its Lua: the calls from Lua into Redis, arguments, cjson, the script's logic.
 
 Which scripts a task runs is read from a SLOWLOG sample (every command logged, for a few tasks, not
-timed: logging costs time inside scripts): each EVALSHA's sha is named by core/lua.py's sources.
+timed: logging costs time inside scripts): each FCALL by its function, each EVALSHA by its sha.
 
     .venv/bin/python -m bench.redis_cost [--quick] [--tasks N] [--reps R]  # or python -m bench.run --only redis_cost
 """
@@ -91,7 +91,7 @@ HARNESS = frozenset({"info", "config|resetstat", "config|get", "config|set", "sl
 
 @dataclass(frozen=True)
 class Step:
-    """One step of a task's life: `key` in a Run; `script` when its client sends one EVALSHA (the
+    """One step of a task's life: `key` in a Run; `script` when its client sends one script call (the
     step's other commands then ran inside it)."""
 
     key: str
@@ -107,12 +107,15 @@ STEPS = (
     Step("complete_task", "complete_task.lua", "worker: `TaskStore.complete`, with usage", True),
 )
 REF = Step("reference", REFERENCE_NAME, "the bench (`EVALSHA`)", True)
-# Scripts timed like the reference, to split a script's own µs: what any EVALSHA costs, and what
-# the `_lib.lua` helpers cost that core/lua.py prepends to a script (those it uses, defined on every
-# call): claim_task's, the most of the three.
-EMPTY = Step("empty", "`return 1`", "the bench: any EVALSHA", True)
+# Scripts timed like the reference, to split a script's own µs: what any script call costs, and what
+# the `_lib.lua` helpers cost that core/lua.py prepends to an EVALSHA script (those it uses, defined
+# on every call; Redis 6.2 only, as a function library defines them once): claim_task's.
+EMPTY = Step("empty", "`return 1`", "the bench: any script call", True)
 PRELUDE = Step(
-    "prelude", "claim_task's `_lib.lua` helpers + `return 1`", "the bench: what a script defines per call", True
+    "prelude",
+    "claim_task's `_lib.lua` helpers + `return 1`",
+    "the bench: what EVALSHA defines per call (Redis 6.2)",
+    True,
 )
 BESIDE = (REF, EMPTY, PRELUDE)  # timed in every block beside the task's life
 
@@ -273,16 +276,15 @@ def pooled(runs: Sequence[Run]) -> Run:
 
 LUA_OWN = "its Lua (beyond its commands)"
 LUA_REST = "its Lua: calls into Redis, cjson, its logic"
-LUA_PRELUDE = "its `_lib.lua` helpers and EVALSHA (claim_task's, measured alone)"
+LUA_CALL = "the call itself (what `return 1` costs)"
 Contributor = tuple[str, str, float, float]  # step, what, calls per task, µs per task
 
 
-def contributors(run: Run, tasks: int, prelude_us: float = math.nan) -> list[Contributor]:
+def contributors(run: Run, tasks: int, call_us: float = math.nan) -> list[Contributor]:
     """(step, command, calls per task, µs per task) of everything a task's Redis µs is made of,
     largest first: each command inside a script, each script's own Lua µs, each command sent
-    outside one. Together they add up to the task's µs (each counted once). Given `prelude_us`
-    (what an EVALSHA of claim_task's `_lib.lua` helpers alone costs), a script's Lua is split into that, per call, and
-    the rest."""
+    outside one. Together they add up to the task's µs (each counted once). Given `call_us` (what
+    a script call that does nothing costs), a script's Lua is split into that, per call, and the rest."""
     rows: list[Contributor] = []
     for step in STEPS:
         stats = run.get(step.key, {})
@@ -290,14 +292,14 @@ def contributors(run: Run, tasks: int, prelude_us: float = math.nan) -> list[Con
         rows += [(step.label, command.upper(), c / tasks, u / tasks) for command, (c, u) in parts.items()]
         if step.script:
             calls, usec = _total(sent(stats, True))
-            rows += _lua_rows(step.label, calls / tasks, (usec - _total(parts)[1]) / tasks, prelude_us)
+            rows += _lua_rows(step.label, calls / tasks, (usec - _total(parts)[1]) / tasks, call_us)
     return sorted(rows, key=lambda row: -row[3])
 
 
-def _lua_rows(label: str, calls: float, lua_us: float, prelude_us: float) -> list[Contributor]:
-    if math.isnan(prelude_us):
+def _lua_rows(label: str, calls: float, lua_us: float, call_us: float) -> list[Contributor]:
+    if math.isnan(call_us):
         return [(label, LUA_OWN, calls, lua_us)]
-    return [(label, LUA_PRELUDE, calls, prelude_us * calls), (label, LUA_REST, calls, lua_us - prelude_us * calls)]
+    return [(label, LUA_CALL, calls, call_us * calls), (label, LUA_REST, calls, lua_us - call_us * calls)]
 
 
 def verdict(ratio: float) -> str:
@@ -644,7 +646,7 @@ def _range(values: Sequence[float]) -> str:
 
 
 def _top_table(total: Run, tasks: int, count: int = 10) -> str:
-    rows = contributors(total, tasks, step_figures(total.get(PRELUDE.key, {}), PRELUDE, 1)["us_call"])
+    rows = contributors(total, tasks, step_figures(total.get(EMPTY.key, {}), EMPTY, 1)["us_call"])
     whole = sum(row[3] for row in rows)
     head = ["where a task's Redis µs go (all repetitions)", "command", "calls/task", "µs/task", "share"]
     body = [[step, command, number(calls, 2), number(us), f"{100 * us / whole:.0f} %" if whole else "n/a"]
@@ -661,10 +663,10 @@ def _note(tasks: int, reps: int, sampled: int, commit: str) -> str:
         "process of its own, under its own key prefix), and as many calls of the reference script (17 HINCRBY on "
         "one hash, a `cjson.encode`, one PUBLISH), of `return 1` and of claim_task's `_lib.lua` helpers alone, each "
         "call its own round trip as the product's are; the parts of a block in turn first. "
-        "Each µs once: a task's Redis µs adds the usec of the commands clients sent (EVALSHA, "
-        "LPUSH, BRPOP); the commands a script runs are in its EVALSHA's usec, so they count as commands, not again "
-        "as µs ('commands inside'); 'Lua's own' is a script's usec beyond them: the EVALSHA itself, the `_lib.lua` "
-        "helpers a script defines on every call (core/lua.py prepends those it uses), calling each command from Lua, "
+        "Each µs once: a task's Redis µs adds the usec of the commands clients sent (FCALL, or EVALSHA on Redis "
+        "6.2; LPUSH, BRPOP); the commands a script runs are in its call's usec, so they count as commands, not again "
+        "as µs ('commands inside'); 'Lua's own' is a script's usec beyond them: the call itself, (with EVALSHA) the "
+        "`_lib.lua` helpers a script defines on every call, calling each command from Lua, "
         "cjson, the script's logic. Redis CPU: the CPU time of redis-server's main thread over the same steps "
         "(/proc/<pid>/schedstat), which adds reading requests and writing replies to the commands' µs. Left out: "
         "what is sent per interval, not per task (heartbeats, the worker's beat and its watch, the breaker's reads, "

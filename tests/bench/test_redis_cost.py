@@ -19,8 +19,8 @@ from bench.redis_cost import (
     BESIDE,
     EMPTY,
     HARNESS,
+    LUA_CALL,
     LUA_OWN,
-    LUA_PRELUDE,
     LUA_REST,
     PRELUDE,
     REF,
@@ -201,9 +201,9 @@ def test_contributors_add_up_to_the_task_and_come_largest_first() -> None:
     assert [us for *_, us in rows] == sorted((us for *_, us in rows), reverse=True)
     assert rows[0] == ("create_task.lua", LUA_OWN, 1.0, 75.0)
     assert ("Celery hand-off", "BRPOP", 1.0, 5.0) in rows
-    split = contributors(run, TASKS, prelude_us=9.0)
+    split = contributors(run, TASKS, call_us=9.0)
     assert sum(us for *_, us in split) == pytest.approx(278.0)
-    assert ("claim_task.lua", LUA_PRELUDE, 1.0, 9.0) in split and ("claim_task.lua", LUA_REST, 1.0, 61.0) in split
+    assert ("claim_task.lua", LUA_CALL, 1.0, 9.0) in split and ("claim_task.lua", LUA_REST, 1.0, 61.0) in split
     assert all(what != LUA_OWN for _, what, _, _ in split)
 
 
