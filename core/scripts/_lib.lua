@@ -24,19 +24,28 @@ local function quoted(s)
   return '"' .. s .. '"'
 end
 
--- A state change in the task's capped audit trail: JSON text built here (cjson's walk over a
--- table costs more than these few fields). `worker`, and `err` with `error_type`, are optional.
-local function record(history, at, from, to, worker, err, error_type)
-  local entry = '{"at":' .. at .. ',"from":"' .. from .. '","to":"' .. to .. '"'
-  if worker then entry = entry .. ',"worker":"' .. worker .. '"' end
-  if err and err ~= '' then
-    entry = entry .. ',"error":' .. quoted(string.sub(err, 1, ERROR_MAX))
-    if error_type then entry = entry .. ',"error_type":' .. quoted(error_type) end
+-- A state change recorded: one entry in the task's capped audit trail (`history`; nil: none),
+-- and one event on `channel`, the one the live UIs listen to, carrying `counts`: the global
+-- counters the change moved with their new values (count()'s parts, joined by commas). Both are
+-- JSON text built here, their shared part once (cjson's walk over a table costs more than these
+-- few fields). `worker`, and `err` with `error_type`, are optional.
+local function changed(history, channel, id, from, to, at, worker, counts, err, error_type)
+  local common = '"at":' .. at .. ',"from":"' .. from .. '","to":"' .. to ..
+    (worker and '","worker":"' .. worker .. '"' or '"')
+  if history then
+    local entry = common
+    if err and err ~= '' then
+      entry = entry .. ',"error":' .. quoted(string.sub(err, 1, ERROR_MAX)) ..
+        (error_type and ',"error_type":' .. quoted(error_type) or '')
+    end
+    -- Trimmed only when over the cap: one call less on every state change.
+    if redis.call('RPUSH', history, '{' .. entry .. '}') > HISTORY_MAX then
+      redis.call('LTRIM', history, -HISTORY_MAX, -1)
+    end
   end
-  -- Trimmed only when over the cap: one call less on every state change.
-  if redis.call('RPUSH', history, entry .. '}') > HISTORY_MAX then
-    redis.call('LTRIM', history, -HISTORY_MAX, -1)
-  end
+  redis.call('PUBLISH', channel, '{"event":"transition","task_id":"' .. id .. '",' .. common ..
+    (error_type and error_type ~= '' and ',"error_type":' .. quoted(error_type) or '') ..
+    ',"counters":{' .. counts .. '}}')
 end
 
 -- One more in global counter `name`; returns the counter's part of an event's `counters`.
@@ -48,17 +57,6 @@ end
 -- counted globally only).
 local function count_type(by_type, task_type, name)
   if task_type and task_type ~= '' then redis.call('HINCRBY', by_type, task_type .. ':' .. name, '1') end
-end
-
--- The state change's event on the channel the live UIs listen to. `counts`: the global counters
--- it moved with their new values (count()'s parts, joined by commas), or nil.
-local function announce(channel, id, from, to, at, worker, error_type, counts)
-  local event = '{"event":"transition","task_id":"' .. id .. '","from":"' .. from .. '","to":"' .. to ..
-    '","at":' .. at
-  if worker then event = event .. ',"worker":"' .. worker .. '"' end
-  if error_type and error_type ~= '' then event = event .. ',"error_type":' .. quoted(error_type) end
-  if counts then event = event .. ',"counters":{' .. counts .. '}' end
-  redis.call('PUBLISH', channel, event .. '}')
 end
 
 -- One more in a consumer's own counts (`field`: completed | failed | taken_primary | taken_retry;

@@ -31,6 +31,5 @@ end
 redis.call('HSET', KEYS[1], 'state', 'CANCELLED', 'due_at', '0', 'attempt', '', 'finished_at', stamp,
   'updated_at', stamp)
 redis.call('ZADD', KEYS[4], stamp, id)
-record(KEYS[7], stamp, state, 'CANCELLED')
-announce(KEYS[5], id, state, 'CANCELLED', stamp, nil, nil, count(KEYS[8], 'cancelled'))
+changed(KEYS[7], KEYS[5], id, state, 'CANCELLED', stamp, nil, count(KEYS[8], 'cancelled'))
 return {'ok', state}

@@ -56,10 +56,10 @@ redis.call('HSET', key, 'state', 'ACTIVE', 'attempt', ARGV[2], 'consumer', ARGV[
 redis.call('HINCRBY', Q.active, owner, '1')
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZADD', KEYS[3], stamp, id)
-consumer_count(KEYS[6], 'taken_' .. side)
-record(key .. ARGV[5], stamp, 'PENDING', 'ACTIVE', ARGV[3])
-announce(KEYS[4], id, 'PENDING', 'ACTIVE', stamp, ARGV[3], nil,
-  count(KEYS[5], 'started') .. ',' .. count(KEYS[5], 'taken_' .. side))
+local counter = 'taken_' .. side
+consumer_count(KEYS[6], counter)
+changed(key .. ARGV[5], KEYS[4], id, 'PENDING', 'ACTIVE', stamp, ARGV[3],
+  count(KEYS[5], 'started') .. ',' .. count(KEYS[5], counter))
 -- The fields as they stand now (see Returns: started_at is the only one named that changed).
 local fields = {}
 for i = 8, #ARGV do

@@ -40,7 +40,6 @@ left_active(Q, owner, now)
 consumer_count(KEYS[8], 'completed')
 observe_duration(KEYS[9], math.max(0, now - (tonumber(f[3]) or now)))
 finished(KEYS[10], KEYS[11], now, 'completed')
-record(KEYS[6], stamp, 'ACTIVE', 'COMPLETED', ARGV[9])
 count_type(KEYS[12], f[4], 'completed')
-announce(KEYS[5], id, 'ACTIVE', 'COMPLETED', stamp, ARGV[9], nil, count(KEYS[7], 'completed'))
+changed(KEYS[6], KEYS[5], id, 'ACTIVE', 'COMPLETED', stamp, ARGV[9], count(KEYS[7], 'completed'))
 return {'ok'}

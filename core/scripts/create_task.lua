@@ -50,9 +50,8 @@ for n, s in ipairs(starts) do
   redis.call('ZADD', KEYS[2], stamp, id)
   if owner ~= '' then redis.call('ZADD', KEYS[6], stamp, id) end
   if task_type ~= '' then redis.call('ZADD', type_index, stamp, id) end
-  record(history, stamp, '', 'PENDING')
   count_type(KEYS[7], task_type, 'submitted')
-  announce(KEYS[3], id, '', 'PENDING', stamp, nil, nil, count(KEYS[4], 'submitted'))
+  changed(history, KEYS[3], id, '', 'PENDING', stamp, nil, count(KEYS[4], 'submitted'))
   ids[n] = id
 end
 if idem then redis.call('SET', idem, cjson.encode(ids), 'PX', ARGV[1]) end

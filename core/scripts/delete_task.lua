@@ -21,5 +21,5 @@ if task_type and task_type ~= '' then redis.call('ZREM', ARGV[3] .. task_type, i
 redis.call('ZREM', KEYS[2], id)
 redis.call('DEL', KEYS[1], KEYS[4], KEYS[6])
 local _, stamp = now_ms()
-announce(KEYS[3], id, state, '', stamp, nil, nil, count(KEYS[5], 'deleted'))
+changed(nil, KEYS[3], id, state, '', stamp, nil, count(KEYS[5], 'deleted'))
 return {'ok', state}

@@ -26,7 +26,6 @@ consumer_count(KEYS[8], 'failed')
 finished(KEYS[9], KEYS[10], now, 'failed')
 local counter = 'failed'
 if ARGV[3] == 'DLQ' then counter = 'dead' end
-record(KEYS[6], stamp, 'ACTIVE', ARGV[3], ARGV[6], ARGV[4], ARGV[5])
 count_type(KEYS[11], task_type, counter)
-announce(KEYS[5], id, 'ACTIVE', ARGV[3], stamp, ARGV[6], ARGV[5], count(KEYS[7], counter))
+changed(KEYS[6], KEYS[5], id, 'ACTIVE', ARGV[3], stamp, ARGV[6], count(KEYS[7], counter), ARGV[4], ARGV[5])
 return {'ok'}

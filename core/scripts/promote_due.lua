@@ -17,8 +17,7 @@ for _, id in ipairs(ids) do
     redis.call('HSET', key, 'state', 'PENDING', 'due_at', '0', 'updated_at', stamp)
     enqueue(Q, 'retry', id, level_of(f[2]), f[3] or '', false)
     redis.call('ZADD', KEYS[2], stamp, id)
-    record(key .. ARGV[3], stamp, 'SCHEDULED', 'PENDING')
-    announce(KEYS[3], id, 'SCHEDULED', 'PENDING', stamp, nil, nil, count(KEYS[4], 'promoted'))
+    changed(key .. ARGV[3], KEYS[3], id, 'SCHEDULED', 'PENDING', stamp, nil, count(KEYS[4], 'promoted'))
     promoted = promoted + 1
   end
 end

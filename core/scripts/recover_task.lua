@@ -31,9 +31,8 @@ left_active(Q, owner, now)
 consumer_count(KEYS[9], 'failed')
 -- The attempt was lost with its worker: recorded and announced as ending in state `to`.
 local function lost(to, counter)
-  record(KEYS[7], stamp, 'ACTIVE', to, ARGV[4], ARGV[3], 'worker_lost')
   count_type(KEYS[12], f[6], counter)
-  announce(KEYS[6], id, 'ACTIVE', to, stamp, ARGV[4], 'worker_lost', count(KEYS[8], counter))
+  changed(KEYS[7], KEYS[6], id, 'ACTIVE', to, stamp, ARGV[4], count(KEYS[8], counter), ARGV[3], 'worker_lost')
 end
 if tonumber(f[3]) >= tonumber(f[4]) then
   redis.call('HSET', KEYS[1], 'state', 'DLQ', 'attempt', '', 'last_error', ARGV[3],

@@ -19,6 +19,5 @@ redis.call('ZREM', KEYS[3], id)
 redis.call('ZADD', KEYS[4], stamp, id)
 enqueue(Q, 'primary', id, level_of(f[3]), f[4] or '', true)
 left_active(Q, f[4], now)
-record(KEYS[6], stamp, 'ACTIVE', 'PENDING', ARGV[5], ARGV[3], ARGV[4])
-announce(KEYS[5], id, 'ACTIVE', 'PENDING', stamp, ARGV[5], ARGV[4], count(KEYS[7], 'released'))
+changed(KEYS[6], KEYS[5], id, 'ACTIVE', 'PENDING', stamp, ARGV[5], count(KEYS[7], 'released'), ARGV[3], ARGV[4])
 return {'ok'}

@@ -21,8 +21,7 @@ for _, id in ipairs(ids) do
     redis.call('ZREM', KEYS[1], id)
     redis.call('ZADD', KEYS[2], stamp, id)
     enqueue(Q, 'retry', id, level_of(f[2]), f[3] or '', false)
-    record(key .. ARGV[2], stamp, 'DLQ', 'PENDING')
-    announce(KEYS[3], id, 'DLQ', 'PENDING', stamp, nil, nil, count(KEYS[4], 'requeued'))
+    changed(key .. ARGV[2], KEYS[3], id, 'DLQ', 'PENDING', stamp, nil, count(KEYS[4], 'requeued'))
     requeued = requeued + 1
   else
     skipped[#skipped + 1] = id

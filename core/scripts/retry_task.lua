@@ -22,6 +22,5 @@ redis.call('ZADD', index_of(KEYS, ARGV, 'PENDING', 14, 5), stamp, id)
 enqueue(Q, 'retry', id, level_of(f[2]), f[3] or '', false)
 local counter = 'requeued'
 if state ~= 'DLQ' then counter = 'requeued_' .. string.lower(state) end
-record(KEYS[3], stamp, state, 'PENDING')
-announce(KEYS[2], id, state, 'PENDING', stamp, nil, nil, count(KEYS[4], counter))
+changed(KEYS[3], KEYS[2], id, state, 'PENDING', stamp, nil, count(KEYS[4], counter))
 return {'ok', state}

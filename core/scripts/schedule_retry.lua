@@ -32,7 +32,6 @@ redis.call('ZADD', KEYS[4], due, id)
 left_active(Q, owner, now)
 consumer_count(KEYS[8], 'failed')
 local counter = spent == 1 and 'retried' or 'postponed'
-record(KEYS[6], stamp, 'ACTIVE', 'SCHEDULED', ARGV[6], ARGV[4], ARGV[5])
 count_type(KEYS[9], task_type, counter)
-announce(KEYS[5], id, 'ACTIVE', 'SCHEDULED', stamp, ARGV[6], ARGV[5], count(KEYS[7], counter))
+changed(KEYS[6], KEYS[5], id, 'ACTIVE', 'SCHEDULED', stamp, ARGV[6], count(KEYS[7], counter), ARGV[4], ARGV[5])
 return {'ok', retries, due}
