@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoPermissionError, NoScriptError, RedisError
 
 from core.errors import InvalidTransition, NotReplicated, StaleAttempt, TaskNotFound
 from core.keys import CHUNKS_SUFFIX, DEFAULT_PRIORITY, HISTORY_SUFFIX, PRIORITIES, SIDES, Keys
@@ -313,6 +313,18 @@ class Ops:
 _CREATE_FIRST = ("id", "owner", "priority", "task_type")
 
 
+def _refuses_functions(error: RedisError, text: str) -> bool:
+    """Whether `error` (its text lowercased) says functions are not to be had here: Redis 6 knows
+    neither FCALL nor FUNCTION; an ACL may refuse either; redis-py's cluster client refuses a
+    command its servers' command table lacks before sending it. Calls under way at the same time
+    each meet it once."""
+    if isinstance(error, NoPermissionError):
+        return "'fcall'" in text or "'function|" in text
+    return text.startswith(("unknown command `fcall`", "unknown command `function`")) or (
+        "command doesn't exist in redis commands" in text and text.startswith(("fcall", "function"))
+    )
+
+
 def _create_fields(task: Task) -> list[str]:
     """One task's part of create_task's ARGV: the number of values, then its hash fields as
     name, value pairs (`Task.new_hash`), those of _CREATE_FIRST first; the timestamps are the script's."""
@@ -375,13 +387,16 @@ class _Store:
         text = str(error).lower()
         if "function not found" in text:
             return "load"
-        # Redis 6 answers an unknown command (and an ACL, no permission); redis-py's cluster client
-        # refuses a command its server's command table lacks before sending it. Calls under way at
-        # the same time each meet it once.
-        if "fcall" in text and any(no in text for no in ("unknown command", "noperm", "doesn't exist in redis")):
+        if _refuses_functions(error, text):
             self._functions = False
             return "eval"
         return None
+
+    def _load_refused(self, error: RedisError) -> None:
+        """After FUNCTION LOAD failed: a server that refuses it (an ACL) gets EVALSHA from now on;
+        any other error is raised."""
+        if self._retry_after(error) != "eval":
+            raise error
 
     def _command(self, call: Call, by_source: bool = False) -> list[Any]:
         """`call` as one raw command: FCALL, else EVALSHA, or EVAL with the script's source (which
@@ -430,7 +445,10 @@ class TaskStore(_Store):
                 if retry is None:
                     raise
                 if retry == "load":
-                    self.r.function_load(library()[1], replace=True)
+                    try:
+                        self.r.function_load(library()[1], replace=True)
+                    except RedisError as refused:
+                        self._load_refused(refused)
                 by_source = retry == "source"
         raise AssertionError("unreachable: EVAL needs no cache, and functions are loaded or absent")
 
@@ -449,7 +467,10 @@ class TaskStore(_Store):
                 if retry is None:
                     raise
                 if retry == "load":
-                    self.r.function_load(library()[1], replace=True)
+                    try:
+                        self.r.function_load(library()[1], replace=True)
+                    except RedisError as refused:
+                        self._load_refused(refused)
                 by_source = retry == "source"
         raise AssertionError("unreachable: EVAL needs no cache, and functions are loaded or absent")
 
@@ -687,7 +708,10 @@ class AsyncTaskStore(_Store):
                 if retry is None:
                     raise
                 if retry == "load":
-                    await self.r.function_load(library()[1], replace=True)
+                    try:
+                        await self.r.function_load(library()[1], replace=True)
+                    except RedisError as refused:
+                        self._load_refused(refused)
                 by_source = retry == "source"
         raise AssertionError("unreachable: EVAL needs no cache, and functions are loaded or absent")
 
@@ -717,7 +741,10 @@ class AsyncTaskStore(_Store):
                 if retry is None:
                     raise
                 if retry == "load":
-                    await self.r.function_load(library()[1], replace=True)
+                    try:
+                        await self.r.function_load(library()[1], replace=True)
+                    except RedisError as refused:
+                        self._load_refused(refused)
                 by_source = retry == "source"
         raise AssertionError("unreachable: EVAL needs no cache, and functions are loaded or absent")
 

@@ -62,13 +62,14 @@ def reachable(url: str, timeout: float = 0.5) -> bool:
 
 
 def start(
-    port: int, workdir: Path, appendonly: bool = False, timeout: float = 60, extra: list[str] | None = None
-) -> subprocess.Popen[bytes]:
-    """Run redis-server on 127.0.0.1:`port` with its files in `workdir` (and `extra` options);
-    returns once it answers (within `timeout` s: generous, since a loaded machine starts even Redis
-    slowly)."""
+    port: int, workdir: Path, appendonly: bool = False, timeout: float = 60, extra: list[str] | None = None,
+    binary: str | None = None,
+) -> subprocess.Popen[bytes]:  # fmt: skip
+    """Run redis-server (`binary`, else `find_binary()`'s) on 127.0.0.1:`port` with its files in
+    `workdir` (and `extra` options); returns once it answers (within `timeout` s: generous, since a
+    loaded machine starts even Redis slowly)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    args = [find_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)]
+    args = [binary or find_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)]
     args += ["--appendonly", "yes" if appendonly else "no", "--logfile", str(workdir / "redis.log"), *(extra or [])]
     # Its own session: a Ctrl-C in the terminal stops the services first, and they can still
     # hand back their work; the caller stops Redis last.
