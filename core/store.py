@@ -435,21 +435,26 @@ class _Store:
 class TaskStore(_Store):
     """Synchronous store for the consumer, the worker and the scheduler."""
 
+    def _recover(self, error: RedisError) -> bool:
+        """Ready the next send of a call that met `error` (see _retry_after; raised when it is the
+        answer): returns whether to send the script's source."""
+        retry = self._retry_after(error)
+        if retry is None:
+            raise error
+        if retry == "load":
+            try:
+                self.r.function_load(library()[1], replace=True)
+            except RedisError as refused:
+                self._load_refused(refused)
+        return retry == "source"
+
     def _run(self, call: Call) -> Any:
         by_source = False
         for _ in range(3):  # at most: no functions, then not in this server's script cache
             try:
                 return self.r.execute_command(*self._command(call, by_source))
             except RedisError as e:
-                retry = self._retry_after(e)
-                if retry is None:
-                    raise
-                if retry == "load":
-                    try:
-                        self.r.function_load(library()[1], replace=True)
-                    except RedisError as refused:
-                        self._load_refused(refused)
-                by_source = retry == "source"
+                by_source = self._recover(e)
         raise AssertionError("unreachable: EVAL needs no cache, and functions are loaded or absent")
 
     def _send_acked(self, call: Call, durability: Durability) -> tuple[Reply, int]:
@@ -463,15 +468,7 @@ class TaskStore(_Store):
                 reply, acked = pipe.execute()
                 return reply, int(acked)
             except RedisError as e:
-                retry = self._retry_after(e)
-                if retry is None:
-                    raise
-                if retry == "load":
-                    try:
-                        self.r.function_load(library()[1], replace=True)
-                    except RedisError as refused:
-                        self._load_refused(refused)
-                by_source = retry == "source"
+                by_source = self._recover(e)
         raise AssertionError("unreachable: EVAL needs no cache, and functions are loaded or absent")
 
     def _run_durable(self, call: Call) -> Any:
@@ -697,6 +694,18 @@ class TaskStore(_Store):
 class AsyncTaskStore(_Store):
     """Asyncio store for the API: submit, read, list and operator transitions."""
 
+    async def _recover(self, error: RedisError) -> bool:
+        """As TaskStore._recover."""
+        retry = self._retry_after(error)
+        if retry is None:
+            raise error
+        if retry == "load":
+            try:
+                await self.r.function_load(library()[1], replace=True)
+            except RedisError as refused:
+                self._load_refused(refused)
+        return retry == "source"
+
     async def _run(self, call: Call) -> Any:
         """As TaskStore._run."""
         by_source = False
@@ -704,15 +713,7 @@ class AsyncTaskStore(_Store):
             try:
                 return await self.r.execute_command(*self._command(call, by_source))
             except RedisError as e:
-                retry = self._retry_after(e)
-                if retry is None:
-                    raise
-                if retry == "load":
-                    try:
-                        await self.r.function_load(library()[1], replace=True)
-                    except RedisError as refused:
-                        self._load_refused(refused)
-                by_source = retry == "source"
+                by_source = await self._recover(e)
         raise AssertionError("unreachable: EVAL needs no cache, and functions are loaded or absent")
 
     async def _run_durable(self, call: Call) -> Any:
@@ -737,15 +738,7 @@ class AsyncTaskStore(_Store):
                 reply, acked = await pipe.execute()
                 return reply, int(acked)
             except RedisError as e:
-                retry = self._retry_after(e)
-                if retry is None:
-                    raise
-                if retry == "load":
-                    try:
-                        await self.r.function_load(library()[1], replace=True)
-                    except RedisError as refused:
-                        self._load_refused(refused)
-                by_source = retry == "source"
+                by_source = await self._recover(e)
         raise AssertionError("unreachable: EVAL needs no cache, and functions are loaded or absent")
 
     def shard_for(self, idempotency_key: str) -> int:  # noqa: ARG002 - one shard: always it

@@ -1,4 +1,5 @@
--- Shared helpers, prepended to every transition script by core/lua.py.
+-- Shared helpers: defined once in the function library on Redis 7 and later, prepended to each
+-- transition script (those it uses) on Redis 6.2; core/lua.py.
 -- Time comes from the Redis server, so every process and container agrees on "now".
 -- Every figure the operations API shows is changed here, in the same script as the state it
 -- counts, so no counter can drift from the truth.
