@@ -135,8 +135,17 @@ def reset_broker(broker: SyncClient, keys: Keys) -> dict[str, int]:
     """Delete this deployment's Celery queues, their bindings and their unacked messages. Key
     names of the broker are kombu's (read from its Redis transport), not ours."""
     queues = keys.dispatch_queue("*")
-    found = scan(broker, [queues, Channel.keyprefix_queue % queues])
-    deleted = {pattern: unlink(broker, names) for pattern, names in found.items()}
+    # kombu 5.7 also keeps, per exchange (ours are named as their queue), a set of its permanent
+    # bindings, and the exchanges' binding deadlines in one shared sorted set.
+    patterns = [queues, Channel.keyprefix_queue % queues]
+    permanent = getattr(Channel, "keyprefix_binding_permanent", None)
+    if permanent:
+        patterns.append(permanent % queues)
+    deleted = {pattern: unlink(broker, names) for pattern, names in scan(broker, patterns).items()}
+    deadlines = getattr(Channel, "keyprefix_binding_deadlines", None)
+    if deadlines:
+        exchanges = [name for name, _ in broker.zscan_iter(deadlines, match=queues, count=SCAN_COUNT)]
+        deleted[deadlines] = broker.zrem(deadlines, *exchanges) if exchanges else 0
     tags = [tag for tag, entry in broker.hscan_iter(Channel.unacked_key, count=SCAN_COUNT) if _ours(entry, queues)]
     if tags:
         broker.hdel(Channel.unacked_key, *tags)

@@ -141,6 +141,9 @@ def test_broker_flag_removes_only_our_celery_queues(
     broker.rpush(queue, "message")
     broker.rpush(other, "message")
     broker.sadd(f"_kombu.binding.{queue}", "binding")
+    # kombu 5.7's bookkeeping of bindings: a permanent set per exchange, one shared deadline set.
+    broker.sadd(f"_kombu.binding_permanent.{queue}", "binding")
+    broker.zadd("_kombu.binding_deadlines", {queue: 1, other: 1})
     entries = {"t-ours": json.dumps([{}, queue, queue]), "t-other": json.dumps([{}, other, other])}
     broker.hset("unacked", mapping=entries)
     broker.zadd("unacked_index", {"t-ours": 1, "t-other": 1})
@@ -149,13 +152,17 @@ def test_broker_flag_removes_only_our_celery_queues(
         assert broker.exists(queue), "without --broker the broker database is not touched"
         main(["--confirm", "--broker"], settings)
         assert not broker.exists(queue) and not broker.exists(f"_kombu.binding.{queue}")
+        assert not broker.exists(f"_kombu.binding_permanent.{queue}")
+        assert broker.zscore("_kombu.binding_deadlines", queue) is None
+        assert broker.zscore("_kombu.binding_deadlines", other) == 1
         assert broker.lrange(other, 0, -1) == ["message"], "another deployment's queue survives"
         # Other tests' Celery workers share this database: look only at the two entries made here.
         assert not broker.hexists("unacked", "t-ours") and broker.hexists("unacked", "t-other")
         assert broker.zscore("unacked_index", "t-ours") is None and broker.zscore("unacked_index", "t-other") == 1
-        assert f"deleted from the broker (database {BROKER_DB}): 3" in capsys.readouterr().out
+        assert f"deleted from the broker (database {BROKER_DB}): 5" in capsys.readouterr().out
     finally:
-        broker.delete(queue, other, f"_kombu.binding.{queue}")
+        broker.delete(queue, other, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+        broker.zrem("_kombu.binding_deadlines", queue, other)
         broker.hdel("unacked", "t-ours", "t-other")
         broker.zrem("unacked_index", "t-ours", "t-other")
 
