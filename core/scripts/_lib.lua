@@ -184,13 +184,12 @@ local function take_turn(Q, side, level, owner)
 end
 
 -- The depth is kept per side and level only: a side's is their sum (added by its readers).
--- `delta`: '1' or '-1' (a string: Redis need not print a number). Returns the new depth of the level.
+-- `delta`: '1' or '-1' (a string: Redis need not print a number).
 local function count_pending(Q, side, level, owner, delta)
-  local depth = redis.call('HINCRBY', Q.depth, side .. ':' .. level, delta)
+  redis.call('HINCRBY', Q.depth, side .. ':' .. level, delta)
   if tonumber(redis.call('ZINCRBY', Q.backlog, delta, owner)) <= 0 then
     redis.call('ZREM', Q.backlog, owner)
   end
-  return depth
 end
 
 local function wake_one(Q)
