@@ -395,8 +395,9 @@ class _Store:
     def _load_refused(self, error: RedisError) -> None:
         """After FUNCTION LOAD failed: a server that refuses it (an ACL) gets EVALSHA from now on;
         any other error is raised."""
-        if self._retry_after(error) != "eval":
+        if not _refuses_functions(error, str(error).lower()):
             raise error
+        self._functions = False
 
     def _command(self, call: Call, by_source: bool = False) -> list[Any]:
         """`call` as one raw command: FCALL, else EVALSHA, or EVAL with the script's source (which
