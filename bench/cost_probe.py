@@ -30,8 +30,10 @@ from core.settings import Settings
 from core.store import AsyncTaskStore, TaskStore, new_token
 from core.task import Task
 
-# The steps of a task's life, in order; each runs on the whole block before the next.
-STEP_KEYS = ("create_task", "claim_task", "handoff", "complete_task")
+# The steps of a task's life, in order; each runs on the whole block before the next. The last,
+# the scheduler's fold of the completions' tally into the figures, once per block (code from before
+# the tally has none: the step then sends nothing).
+STEP_KEYS = ("create_task", "claim_task", "handoff", "complete_task", "fold_tally")
 
 # A completed answer as a provider gives it: the result, who answered, and the token usage.
 RESULT = "A short summary of the benchmark text: the queue keeps every task until a worker is done with it. " * 2
@@ -68,7 +70,7 @@ class Life:
 
     def run_step(self, step: str, count: int) -> None:
         """One step of STEP_KEYS on the block: `count` submits, or the block's claims, hand-offs
-        or completions (the block is the last `count` tasks submitted)."""
+        or completions (the block is the last `count` tasks submitted), or one fold of their tally."""
         if step == "create_task":
             self.submit(count)
         elif step == "claim_task":
@@ -77,6 +79,9 @@ class Life:
             self.hand_off(self.claimed)
         elif step == "complete_task":
             self.complete(self.claimed)
+        elif step == "fold_tally":
+            if hasattr(self.worker, "fold_tally"):
+                self.worker.fold_tally()
         else:
             raise ValueError(f"no step {step!r}")
 

@@ -105,6 +105,7 @@ STEPS = (
     Step("claim_task", "claim_task.lua", "consumer: `TaskStore.claim`", True),
     Step("handoff", "Celery hand-off", "consumer: `send_task` (LPUSH); worker: BRPOP", False),
     Step("complete_task", "complete_task.lua", "worker: `TaskStore.complete`, with usage", True),
+    Step("fold_tally", "fold_tally.lua", "scheduler: `TaskStore.fold_tally`, once per block", True),
 )
 REF = Step("reference", REFERENCE_NAME, "the bench (`EVALSHA`)", True)
 # Scripts timed like the reference, to split a script's own µs: what any script call costs, and what

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import random
 import secrets
@@ -33,6 +34,8 @@ Dispatch = Callable[[str, str, str, dict[str, str]], None]
 # or the breaker is open.
 _FULL_WAIT = 0.005
 _PAUSED_WAIT = 0.25
+# How often the retry backlog, which the share taken from retries follows, is read.
+_BACKLOG_READ_SECONDS = 1.0
 
 
 class BreakerGate:
@@ -134,6 +137,7 @@ class Consumer:
         self._inflight_estimate = 0  # an upper bound: completions only lower the real count
         self._undispatched: list[tuple[str, str]] = []  # claimed, but the broker refused them
         self._claim_token: str | None = None  # the token of a claim not yet answered
+        self._backlog_read_at = -math.inf  # when the retry backlog was last read (monotonic)
 
     # --- one iteration ------------------------------------------------------------------------
     def run_once(self) -> str | None:
@@ -150,9 +154,9 @@ class Consumer:
         # token, returns the task it took (claim_task.lua), which would otherwise sit ACTIVE in
         # flight with no attempt running until its lease ran out.
         token = self._claim_token = self._claim_token or new_token()
+        self._adapt_ratio()
         claim = self.store.claim(self.id, token, prefer_retry=self.rng() < self.ratio)
         self._claim_token = None
-        self._adapt_ratio(claim.retry_backlog)
         if claim.status == "empty":
             # Woken by new work (or after CONSUMER_BLOCK_SECONDS), the next iteration asks the
             # worker and the breaker again before it claims.
@@ -220,9 +224,16 @@ class Consumer:
             return self.store.inflight_count(self.id) > 0
         return state == "open"
 
-    def _adapt_ratio(self, retry_backlog: int) -> None:
+    def _adapt_ratio(self) -> None:
+        """Follow the retry pressure, read at most every _BACKLOG_READ_SECONDS: a backlog moves
+        slowly, and a read per claim would cost Redis as much as a tenth of the claim itself."""
+        now = time.monotonic()
+        if now < self._backlog_read_at + _BACKLOG_READ_SECONDS:
+            return
+        self._backlog_read_at = now
         s = self.settings
-        self.ratio = retry_share(s.retry_ratio, s.retry_ratio_floor, retry_backlog, s.retry_pressure_threshold)
+        backlog = self.store.retry_backlog()
+        self.ratio = retry_share(s.retry_ratio, s.retry_ratio_floor, backlog, s.retry_pressure_threshold)
 
     # --- heartbeat ----------------------------------------------------------------------------
     def heartbeat_info(self) -> dict[str, Any]:

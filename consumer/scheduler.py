@@ -1,4 +1,5 @@
-"""The scheduler: promotes due retries, reaps orphans, deletes finished tasks past retention.
+"""The scheduler: promotes due retries, folds the completions' tally into the figures, reaps
+orphans, deletes finished tasks past retention.
 Safe with any number of replicas: each step is atomic in Redis, and polling is jittered."""
 
 from __future__ import annotations
@@ -85,9 +86,11 @@ class Scheduler:
         self.store.beat_scheduler(info, self.settings.heartbeat_ttl)
 
     def run_once(self) -> None:
-        """One round: promote always; beat, adopt and reap every heartbeat interval; clean once a
-        minute (sooner while a full batch was deleted, so a backlog of expired tasks drains)."""
+        """One round: promote and fold the completions' tally always; beat, adopt and reap every
+        heartbeat interval; clean once a minute (sooner while a full batch was deleted, so a
+        backlog of expired tasks drains)."""
         self.promote_once()
+        self.store.fold_tally()  # readers fold too: this keeps the tally short between reads
         now = time.monotonic()
         if now >= self._next_reap:
             self.beat()

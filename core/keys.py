@@ -237,6 +237,15 @@ class Keys:
         return self._k("stats:durations:v2")
 
     @property
+    def completions_tally(self) -> str:
+        """List: one line per completed attempt not yet added into the figures it moves (its
+        tokens in `counters`, its run time in `durations`, both throughput rings, its type's
+        `completed`): complete_task appends one line instead of seven increments, and
+        `fold_tally` adds them up, run by the scheduler and by every reader of those figures
+        before it reads, so a figure read is never short of a completion."""
+        return self._k("stats:tally")
+
+    @property
     def throughput_seconds(self) -> str:
         """Hash: ring of per-second buckets of finished tasks (the last minute)."""
         return self._k("stats:throughput:second")

@@ -224,7 +224,7 @@ class ShardedTaskStore(TaskStore):
     def claim(self, consumer_id: str, token: str, prefer_retry: bool) -> Claim:
         count = len(self.shards)
         start = self._claiming.get(consumer_id, home_shard(consumer_id, count))
-        claim = Claim("empty", "", 0)
+        claim = Claim("empty", "")
         for index in [(start + n) % count for n in range(count)]:
             claim = self.shards[index].claim(consumer_id, token, prefer_retry)
             if claim.status != "empty":
@@ -277,6 +277,12 @@ class ShardedTaskStore(TaskStore):
 
     def promote_due(self, batch: int) -> int:
         return sum(shard.promote_due(batch) for shard in self.shards)
+
+    def fold_tally(self) -> int:
+        return sum(shard.fold_tally() for shard in self.shards)
+
+    def retry_backlog(self) -> int:
+        return sum(shard.retry_backlog() for shard in self.shards)
 
     def adopt_legacy(self, batch: int) -> int:
         return sum(shard.adopt_legacy(batch) for shard in self.shards)

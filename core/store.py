@@ -43,7 +43,6 @@ class Claim:
 
     status: str
     task_id: str
-    retry_backlog: int
     source: str = ""
     fields: dict[str, str] | None = None  # with 'ok': the task's DISPATCH_FIELDS
 
@@ -140,6 +139,10 @@ DURATION_BUCKETS_MS = (
 # CONSUMER_STATS_TTL is the same (a test compares them).
 CONSUMER_STATS_TTL_SECONDS = 86_400
 
+# Tally lines (completed attempts) fold_tally.lua adds up per call: a few ms of Redis at most, so
+# a large tally (no scheduler for a while) is folded over several calls, never in one long one.
+FOLD_BATCH = 2000
+
 # Entries a listing with several filters checks at most per page (see AsyncTaskStore.page): the
 # work of one request stays bounded whatever the data; a page that finds too few is short and its
 # cursor goes on.
@@ -191,7 +194,7 @@ class Ops:
         if any(t.owner != owner for t in tasks):
             raise ValueError("tasks created in one step must share their owner")
         keys += [k.owner_tasks(owner), k.type_counters, *self._q]
-        args = [retention_ms, k.task_prefix, *self._qa, "1" if idempotency_key else ""]
+        args = [retention_ms, *self._qa, "1" if idempotency_key else ""]
         for task in tasks:
             keys += [k.task(task.id), k.history(task.id), k.type_tasks(task.task_type)]
             args += _create_fields(task)
@@ -214,11 +217,16 @@ class Ops:
         self, task_id: str, consumer_id: str, token: str, result: str, provider: str, model: str = "",
         usage: dict[str, int] | None = None,
     ) -> Call:  # fmt: skip
-        keys = self._report_keys(task_id, consumer_id, self.k.state_index(State.COMPLETED))
-        keys += [self.k.durations, self.k.throughput_seconds, self.k.throughput_minutes, self.k.type_counters]
+        keys = [*self._report_keys(task_id, consumer_id, self.k.state_index(State.COMPLETED)), self.k.completions_tally]
         prompt, completion, total = usage_figures(usage)
         args = [task_id, token, result, provider, model, prompt, completion, total, consumer_id, *self._qa]
         return Call("complete_task", [*keys, *self._q], args)
+
+    def fold_tally(self, with_rings: bool = False) -> Call:
+        k = self.k
+        keys = [k.completions_tally, k.counters, k.durations, k.throughput_seconds, k.throughput_minutes]
+        keys.append(k.type_counters)
+        return Call("fold_tally", keys, [FOLD_BATCH, "1" if with_rings else ""])
 
     def schedule_retry(
         self, task_id: str, consumer_id: str, token: str, delay_ms: int, error: str, error_type: str, spend: bool,
@@ -253,7 +261,7 @@ class Ops:
 
     def set_limits(self, limits: dict[str, int]) -> Call:
         args = [item for field, value in sorted(limits.items()) for item in (field, value)]
-        return Call("set_limits", [self.k.owner_limits, self.k.owners_held], args)
+        return Call("set_limits", self._q, [*self._qa, *args])
 
     def recover(self, task_id: str, consumer_id: str, token: str, reason: str) -> Call:
         k = self.k
@@ -359,8 +367,8 @@ def usage_figures(usage: dict[str, int] | None) -> tuple[int, int, int]:
     """(prompt, completion, total) tokens from a provider's OpenAI-style `usage`; zeros when absent."""
     if not usage:
         return 0, 0, 0
-    prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-    return prompt, completion, int(usage.get("total_tokens") or prompt + completion)
+    prompt, completion = max(0, int(usage.get("prompt_tokens") or 0)), max(0, int(usage.get("completion_tokens") or 0))
+    return prompt, completion, max(0, int(usage.get("total_tokens") or prompt + completion))
 
 
 class _Store:
@@ -505,8 +513,13 @@ class TaskStore(_Store):
     # --- consumer -------------------------------------------------------------------------
     def claim(self, consumer_id: str, token: str, prefer_retry: bool) -> Claim:
         reply = self._run(self.ops.claim(consumer_id, token, prefer_retry))
-        fields = {k: v or "" for k, v in zip(DISPATCH_FIELDS, reply[4], strict=True)} if reply[0] == "ok" else None
-        return Claim(reply[0], reply[1], int(reply[2]), reply[3], fields)
+        fields = {k: v or "" for k, v in zip(DISPATCH_FIELDS, reply[3], strict=True)} if reply[0] == "ok" else None
+        return Claim(reply[0], reply[1], reply[2], fields)
+
+    def retry_backlog(self) -> int:
+        """PENDING tasks on the retry side: the retry pressure a consumer's ratio adapts to. Read
+        by the consumer now and then, not by every claim (one call less per task)."""
+        return side_depths(self.r.hmget(self.keys.depth, list(DEPTH_FIELDS)))["retry"]
 
     def wait_for_work(self, timeout: float, consumer_id: str = "") -> bool:  # noqa: ARG002 - a shard's choice
         """Block until a step adds pending work (it pushes a wake-up mark), up to `timeout`
@@ -655,6 +668,16 @@ class TaskStore(_Store):
     # --- scheduler ------------------------------------------------------------------------
     def promote_due(self, batch: int) -> int:
         return int(self._run(self.ops.promote_due(batch)))
+
+    def fold_tally(self) -> int:
+        """Add the completions' tally into the figures (the scheduler, every round); returns how
+        many lines were folded."""
+        folded = 0
+        while (n := int(self._run(self.ops.fold_tally())[0])) > 0:
+            folded += n
+            if n < FOLD_BATCH:
+                break
+        return folded
 
     def recover(self, task_id: str, consumer_id: str, token: str, reason: str) -> str:
         return str(self._run(self.ops.recover(task_id, consumer_id, token, reason))[0])
@@ -997,14 +1020,24 @@ class AsyncTaskStore(_Store):
         return {**info, "id": consumer_id} if isinstance(info, dict) else {"id": consumer_id}
 
     # --- operations figures: each a handful of O(1) reads, whatever the number of tasks ----------
+    async def _fold(self, with_rings: bool = False) -> list[Any]:
+        """The completions' tally added into the figures before they are read (fold_tally.lua);
+        the last call's reply (with the rings, when asked)."""
+        while True:
+            reply: list[Any] = await self._run(self.ops.fold_tally(with_rings))
+            if int(reply[0]) < FOLD_BATCH:
+                return reply
+
     async def counters(self) -> dict[str, int]:
         """The global counters (submitted, started, completed, failed, dead, retried, …)."""
+        await self._fold()
         return {name: int(value) for name, value in (await self.r.hgetall(self.keys.counters)).items()}
 
     async def type_counters(self) -> dict[str, dict[str, int]]:
         """The per-type counters (type → counter → value), as the transition scripts moved them;
         a type with none moved yet is absent."""
         by_type: dict[str, dict[str, int]] = {}
+        await self._fold()
         for field, value in (await self.r.hgetall(self.keys.type_counters)).items():
             task_type, _, counter = field.rpartition(":")
             by_type.setdefault(task_type, {})[counter] = int(value)
@@ -1018,6 +1051,7 @@ class AsyncTaskStore(_Store):
         return dict(zip(task_types, await pipe.execute(), strict=True))
 
     async def durations(self) -> Durations:
+        await self._fold()
         raw = await self.r.hgetall(self.keys.durations)
         counts = [int(raw.get(str(bound), 0)) for bound in DURATION_BUCKETS_MS]
         overflow = int(raw.get("inf", 0))
@@ -1025,14 +1059,10 @@ class AsyncTaskStore(_Store):
         return Durations(counts, overflow, int(raw.get("sum", 0)), sum(counts) + overflow)
 
     async def _rings(self) -> tuple[int, dict[str, str], dict[str, str]]:
-        """The server's time in ms and both throughput rings (TIME has no key, so a cluster
-        pipeline refuses it: it is asked first)."""
-        seconds, micros = await self.r.time()
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hgetall(self.keys.throughput_seconds)
-        pipe.hgetall(self.keys.throughput_minutes)
-        by_second, by_minute = await pipe.execute()
-        return seconds * 1000 + micros // 1000, by_second, by_minute
+        """The server's time in ms and both throughput rings, read in the step that folds the
+        tally into them."""
+        _, now, by_second, by_minute = await self._fold(with_rings=True)
+        return int(now), _pairs(by_second), _pairs(by_minute)
 
     async def throughput(self) -> dict[str, dict[str, int]]:
         """Tasks finished (completed, failed) in the last minute and the last hour, from the rings."""
@@ -1120,6 +1150,11 @@ def side_depths(values: list[str | None]) -> dict[str, int]:
     for field, value in zip(DEPTH_FIELDS, values, strict=True):
         totals[field.split(":")[0]] += int(value or 0)
     return totals
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    """A hash as a script returns HGETALL's reply: field, value, field, value…"""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _int_or_none(raw: str | None) -> int | None:

@@ -54,10 +54,10 @@ local function count(counters, name)
   return '"' .. name .. '":' .. redis.call('HINCRBY', counters, name, '1')
 end
 
--- One more in field '<task_type>:<name>' of the per-type counters (a task without a type is
--- counted globally only).
-local function count_type(by_type, task_type, name)
-  if task_type and task_type ~= '' then redis.call('HINCRBY', by_type, task_type .. ':' .. name, '1') end
+-- `n` (default 1) more in field '<task_type>:<name>' of the per-type counters (a task without a
+-- type is counted globally only).
+local function count_type(by_type, task_type, name, n)
+  if task_type and task_type ~= '' then redis.call('HINCRBY', by_type, task_type .. ':' .. name, n or '1') end
 end
 
 -- One more in a consumer's own counts (`field`: completed | failed | taken_primary | taken_retry;
@@ -68,14 +68,15 @@ local function consumer_count(key, field)
   if redis.call('HINCRBY', key, field, '1') == 1 then redis.call('EXPIRE', key, CONSUMER_STATS_TTL) end
 end
 
--- One finished task in a throughput ring (`kind`: completed | failed): field
+-- `n` (default 1) tasks finished at `now` in a throughput ring (`kind`: completed | failed): field
 -- '<bucket>:<kind>', the bucket = `now` in units of `unit_ms`. The first count of a kind in a
 -- bucket deletes the fields of buckets `slots` or more before it (a reader sums the last `slots`)
 -- and renews the ring's TTL, so the ring stays small and goes when nothing finishes; every other
--- finish costs one HINCRBY.
-local function tick(key, unit_ms, slots, now, kind)
+-- count costs one HINCRBY.
+local function tick(key, unit_ms, slots, now, kind, n)
   local bucket = math.floor(now / unit_ms)
-  if redis.call('HINCRBY', key, bucket .. ':' .. kind, '1') > 1 then return end
+  n = n or 1
+  if redis.call('HINCRBY', key, bucket .. ':' .. kind, n) > n then return end
   local old = {}
   for _, field in ipairs(redis.call('HKEYS', key)) do
     if tonumber(string.match(field, '^%d+')) <= bucket - slots then old[#old + 1] = field end
@@ -85,6 +86,7 @@ local function tick(key, unit_ms, slots, now, kind)
 end
 
 -- A finished task in both throughput rings: per second (last minute) and per minute (last hour).
+-- (A completed one goes through the tally instead: fold_tally.lua.)
 local function finished(seconds_key, minutes_key, now, kind)
   tick(seconds_key, 1000, 60, now, kind)
   tick(minutes_key, 60000, 60, now, kind)
@@ -108,13 +110,6 @@ local function duration_bucket(ms)
   elseif m <= 70 then from, step = 50, 5
   elseif m <= 84 then from, step = 70, 7 end
   return tostring((from + step * math.ceil((m - from) / step)) * scale)
-end
-
--- A completed attempt's run time in the histogram: its bucket's field, and 'sum' (ms); the
--- count of attempts is the buckets' total (added by the reader).
-local function observe_duration(key, ms)
-  redis.call('HINCRBY', key, duration_bucket(ms), '1')
-  redis.call('HINCRBY', key, 'sum', ms)
 end
 
 -- Guard for a worker's report: the task must be ACTIVE under this very attempt token. Reads
@@ -271,14 +266,18 @@ local function head_of(Q, side)
   return member, level, two[2] ~= nil and string.sub(two[2], 1, 1) == level
 end
 
+-- Owners held until a time that has come (a daily budget's next day) may run again; done by the
+-- scheduler's promote_due, so no claim pays for the look. Returns how many.
+local function release_due_holds(Q, now)
+  local due = redis.call('ZRANGEBYSCORE', Q.held, '-inf', now)
+  for _, owner in ipairs(due) do release_hold(Q, owner) end
+  return #due
+end
+
 -- The next PENDING id to run, moved from its list to the tail of list `into` (LMOVE: one call):
 -- the most urgent level of either side; at the same level, `prefer` ('primary' | 'retry'), the
--- consumer's draw. Owners held past their time are looked at again first. Returns id, side,
--- owner (nil when nothing may run).
+-- consumer's draw. Returns id, side, owner (nil when nothing may run).
 local function dequeue(Q, prefer, now, into)
-  for _, owner in ipairs(redis.call('ZRANGEBYSCORE', Q.held, '-inf', now, 'LIMIT', '0', '10')) do
-    release_hold(Q, owner)
-  end
   while true do
     local p_member, p_level, p_shared = head_of(Q, 'primary')
     local r_member, r_level, r_shared = head_of(Q, 'retry')

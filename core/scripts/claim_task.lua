@@ -15,40 +15,31 @@
 -- ARGV: 1 task key prefix (the id is learnt here), 2 attempt token, 3 consumer id,
 --       4 side preferred at the same level ('primary' | 'retry'), 5 history key suffix,
 --       6..7 the pending-work prefixes (queues()), 8.. the task fields to return with 'ok'
--- Returns: {status, id, retry backlog, side, fields}: status 'ok' | 'skip' (no longer PENDING)
+-- Returns: {status, id, side, fields}: status 'ok' | 'skip' (no longer PENDING)
 --          | 'empty'; side 'primary' | 'retry' | 'again' (claimed by this very call before);
 --          with 'ok', fields = the values of the fields ARGV 8.. names, as they stand after the
 --          claim (read before its writes: of the fields it writes, only started_at may be named)
 -- Events: PENDING -> ACTIVE
 local Q = queues(KEYS, ARGV, 7, 6)
--- The retry side's PENDING tasks: the sum of its levels' depths.
-local function retry_backlog()
-  local total = 0
-  for _, n in ipairs(redis.call('HMGET', Q.depth, 'retry:0', 'retry:1', 'retry:2', 'retry:3', 'retry:4',
-    'retry:5', 'retry:6', 'retry:7', 'retry:8', 'retry:9')) do
-    if n then total = total + n end
-  end
-  return total
-end
 -- A consumer claims one task at a time, so the first run's id is the last in its in-flight list.
 -- Its attempt token alone is read first: the fields to return only when it is this call's.
 local again = redis.call('LINDEX', KEYS[1], '-1')
 if again and redis.call('HGET', ARGV[1] .. again, 'attempt') == ARGV[2] then
   local f = redis.call('HMGET', ARGV[1] .. again, 'state', unpack(ARGV, 8))
-  if f[1] == 'ACTIVE' then return {'ok', again, retry_backlog(), 'again', {unpack(f, 2)}} end
+  if f[1] == 'ACTIVE' then return {'ok', again, 'again', {unpack(f, 2)}} end
 end
 local now, stamp = now_ms()
 local id, side, owner = dequeue(Q, ARGV[4], now, KEYS[1])
 if not id then
   redis.call('DEL', Q.wake)
-  return {'empty', '', retry_backlog(), ''}
+  return {'empty', '', ''}
 end
 local key = ARGV[1] .. id
 -- The state, the attempts so far and the fields to return, in one read before the writes.
 local f = redis.call('HMGET', key, 'state', 'attempts', unpack(ARGV, 8))
 if f[1] ~= 'PENDING' then
   redis.call('RPOP', KEYS[1])  -- dequeue moved it in flight: it is dropped
-  return {'skip', id, retry_backlog(), side}
+  return {'skip', id, side}
 end
 redis.call('HSET', key, 'state', 'ACTIVE', 'attempt', ARGV[2], 'consumer', ARGV[3],
   'started_at', stamp, 'updated_at', stamp, 'progress', '0', 'current_step', '',
@@ -65,4 +56,4 @@ local fields = {}
 for i = 8, #ARGV do
   fields[i - 7] = ARGV[i] == 'started_at' and stamp or f[i - 5]
 end
-return {'ok', id, retry_backlog(), side, fields}
+return {'ok', id, side, fields}

@@ -2,27 +2,26 @@
 -- priority, all of them in one step (a single submit is a batch of one). With an idempotency key, a key already used within its
 -- retention returns the tasks it created instead, so concurrent duplicates create nothing twice.
 -- KEYS: 1 PENDING index, 2 all-tasks index, 3 events channel, 4 counters,
---       5 idempotency key (written and read only when ARGV[5] says one was given), 6 the owner's
+--       5 idempotency key (written and read only when ARGV[4] says one was given), 6 the owner's
 --       index (untouched for owner '': the API runs without keys), 7 per-type counters,
 --       8..16 the pending-work keys (_lib.lua queues()), then for each task: 17+3i its hash,
 --       18+3i its history, 19+3i its type's index (untouched for a task without a type: counted
 --       globally only). No key is ever '' (a Redis Cluster routes by every key).
--- ARGV: 1 idempotency retention ms, 2 task key prefix (is a remembered task still there?),
---       3..4 the pending-work prefixes (queues()), 5 '1' when an idempotency key was given, else '',
---       6.. per task: n, the number of values that follow, then its hash fields as n values
---       name, value, name, value…, the first four `id`, `owner`, `priority`, `task_type` in this
---       order (timestamps are set here). Flat, not JSON: no decoding, and HSET takes them as
+-- ARGV: 1 idempotency retention ms, 2..3 the pending-work prefixes (queues()), 4 '1' when an
+--       idempotency key was given, else '', 5.. per task: n, the number of values that follow,
+--       then its hash fields as n values name, value, name, value…, the first four `id`, `owner`,
+--       `priority`, `task_type` in this order (timestamps are set here). Flat, not JSON: no decoding, and HSET takes them as
 --       they are.
 -- Returns: {'ok', created_at} | {'exists', id} | {'duplicate', JSON array of the ids first created}
 -- Events: none -> PENDING, per task
-local Q = queues(KEYS, ARGV, 8, 3)
-local idem = ARGV[5] ~= '' and KEYS[5]
+local Q = queues(KEYS, ARGV, 8, 2)
+local idem = ARGV[4] ~= '' and KEYS[5]
 if idem then
   local seen = redis.call('GET', idem)
   if seen then
     local ids = cjson.decode(seen)
     -- A key whose tasks were deleted meanwhile is free again.
-    if redis.call('EXISTS', ARGV[2] .. ids[1]) == 1 then
+    if redis.call('ZSCORE', KEYS[2], ids[1]) then
       -- Written again (same TTL), so that a WAIT after this replay also covers the first submit,
       -- which an earlier WAIT may not have seen replicated (REDIS_MIN_REPLICAS_ACK).
       local ttl = redis.call('PTTL', idem)
@@ -31,28 +30,30 @@ if idem then
     end
   end
 end
--- Where each task's values start in ARGV; no task may exist already.
-local starts = {}
-local i = 6
+-- Where each task's values start in ARGV. No task may exist already: every stored task is in the
+-- all-tasks index (delete and purge take it out with the hash), so entering it there is the check.
+local _, stamp = now_ms()
+local starts, ids = {}, {}
+local i = 5
 while i <= #ARGV do
-  if redis.call('EXISTS', KEYS[17 + 3 * #starts]) == 1 then return {'exists', ARGV[i + 2]} end
-  starts[#starts + 1] = i + 1
+  local id = ARGV[i + 2]
+  if redis.call('ZADD', KEYS[2], 'NX', stamp, id) == 0 then
+    if #ids > 0 then redis.call('ZREM', KEYS[2], unpack(ids)) end
+    return {'exists', id}
+  end
+  starts[#starts + 1], ids[#ids + 1] = i + 1, id
   i = i + 1 + tonumber(ARGV[i])
 end
-local _, stamp = now_ms()
-local ids = {}
 for n, s in ipairs(starts) do
-  local id, owner, level, task_type = ARGV[s + 1], ARGV[s + 3], level_of(ARGV[s + 5]), ARGV[s + 7]
+  local id, owner, level, task_type = ids[n], ARGV[s + 3], level_of(ARGV[s + 5]), ARGV[s + 7]
   local key, history, type_index = KEYS[17 + 3 * (n - 1)], KEYS[18 + 3 * (n - 1)], KEYS[19 + 3 * (n - 1)]
   redis.call('HSET', key, 'created_at', stamp, 'updated_at', stamp, unpack(ARGV, s, s + ARGV[s - 1] - 1))
   enqueue(Q, 'primary', id, level, owner, false)
   redis.call('ZADD', KEYS[1], stamp, id)
-  redis.call('ZADD', KEYS[2], stamp, id)
   if owner ~= '' then redis.call('ZADD', KEYS[6], stamp, id) end
   if task_type ~= '' then redis.call('ZADD', type_index, stamp, id) end
   count_type(KEYS[7], task_type, 'submitted')
   changed(history, KEYS[3], id, '', 'PENDING', stamp, nil, count(KEYS[4], 'submitted'))
-  ids[n] = id
 end
 if idem then redis.call('SET', idem, cjson.encode(ids), 'PX', ARGV[1]) end
 return {'ok', stamp}

@@ -1,5 +1,6 @@
 -- promote_due: retries whose time has come move to their owner's retry list at their priority,
--- SCHEDULED -> PENDING. Atomic per batch, so any number of schedulers may run at once.
+-- SCHEDULED -> PENDING; owners held until a time that has come may run again (_lib.lua
+-- release_due_holds). Atomic per batch, so any number of schedulers may run at once.
 -- KEYS: 1 scheduled set, 2 PENDING index, 3 events channel, 4 counters,
 --       5..13 the pending-work keys (_lib.lua queues())
 -- ARGV: 1 task key prefix, 2 batch size, 3 history key suffix, 4..5 the pending-work prefixes
@@ -7,6 +8,7 @@
 -- Events: SCHEDULED -> PENDING
 local Q = queues(KEYS, ARGV, 5, 4)
 local now, stamp = now_ms()
+release_due_holds(Q, now)
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', stamp, 'LIMIT', '0', ARGV[2])
 local promoted = 0
 for _, id in ipairs(ids) do

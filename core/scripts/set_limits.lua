@@ -1,12 +1,14 @@
 -- set_limits: the per-key limits the claim enforces are replaced by those of the settings
--- (API_KEY_LIMITS), and every held owner is looked at again by the next claim (a limit raised
--- or removed frees its work; one still reached holds it again).
--- KEYS: 1 limits hash, 2 held owners
--- ARGV: field, value pairs (`<owner>:concurrency`, `<owner>:daily_tokens`; owner '*': the default of each limit)
+-- (API_KEY_LIMITS), and every held owner may run again: the next claim that reaches it holds it
+-- again if a limit still applies (a limit raised or removed frees its work).
+-- KEYS: 1..9 the pending-work keys (_lib.lua queues(): its limits and held owners among them)
+-- ARGV: 1..2 the pending-work prefixes (queues()), 3.. field, value pairs (`<owner>:concurrency`,
+--       `<owner>:daily_tokens`; owner '*': the default of each limit)
 -- Returns: number of owners held before
 -- Events: none
-redis.call('DEL', KEYS[1])
-if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
-local held = redis.call('ZRANGE', KEYS[2], 0, -1)
-for _, owner in ipairs(held) do redis.call('ZADD', KEYS[2], 0, owner) end
+local Q = queues(KEYS, ARGV, 1, 1)
+redis.call('DEL', Q.limits)
+if #ARGV > 2 then redis.call('HSET', Q.limits, unpack(ARGV, 3)) end
+local held = redis.call('ZRANGE', Q.held, 0, -1)
+for _, owner in ipairs(held) do release_hold(Q, owner) end
 return #held

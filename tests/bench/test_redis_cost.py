@@ -51,12 +51,14 @@ TASKS = 10
 
 
 def made_up_run() -> Run:
-    """10 tasks: three scripts and a hand-off, plus 10 calls of each script timed beside them."""
+    """10 tasks: three scripts and a hand-off, one fold of their tally, plus 10 calls of each script
+    timed beside them."""
     return {
         "create_task": {"evalsha": (10, 1000), "hset": (10, 100), "zadd": (30, 150)},
         "claim_task": {"evalsha": (10, 800), "hincrby": (70, 70), "lpop": (10, 30)},
         "handoff": {"lpush": (10, 30), "brpop": (10, 50)},
         "complete_task": {"evalsha": (10, 900), "hincrby": (130, 130), "publish": (10, 20)},
+        "fold_tally": {"evalsha": (1, 20), "hincrby": (8, 8)},
         "reference": {"evalsha": (10, 400), "hincrby": (170, 100), "publish": (10, 5)},
         "empty": {"evalsha": (10, 30)},
         "prelude": {"evalsha": (10, 90)},
@@ -153,7 +155,7 @@ def test_the_table_compares_with_the_code_before_when_it_ran() -> None:
     text = cost_table([both], [{}], TASKS, {}, 20)
     assert f"| step | µs per call, before ({BEFORE_COMMIT}) | after (this tree) |" in text
     assert "| create_task.lua | 200 | 100 | 4.0 | 4.0 | -50 % |" in text
-    assert "| **task life ÷ reference script** | **13.9×** | **6.95×** |  |  | -50 % |" in text
+    assert "| **task life ÷ reference script** | **14.0×** | **7.00×** |  |  | -50 % |" in text
     alone = cost_table([run], [{}], TASKS, {}, 20, missing="git worktree add failed")
     assert f"The code before ({BEFORE_COMMIT}) was not measured: git worktree add failed." in alone
 
@@ -171,15 +173,15 @@ def test_a_script_step_counts_its_evalsha_once_and_its_commands_as_commands() ->
 
 def test_life_figures_add_the_steps_and_compare_with_the_reference() -> None:
     figures = life_figures(made_up_run(), TASKS)
-    # Each µs once: the EVALSHAs (100 + 80 + 90) and the hand-off's LPUSH and BRPOP (3 + 5).
-    assert figures["us_task"] == pytest.approx(278.0)
-    # Counted twice, as adding every entry would: + the commands inside (25 + 10 + 15).
-    assert figures["us_twice"] == pytest.approx(328.0)
-    # Commands per task, inside scripts counted: 1+1+3 + 1+7+1 + 1+1 + 1+13+1.
-    assert figures["commands"] == pytest.approx(31.0)
-    assert figures["scripts"] == pytest.approx(3.0)
+    # Each µs once: the EVALSHAs (100 + 80 + 90 + the fold's 2) and the hand-off's LPUSH and BRPOP (3 + 5).
+    assert figures["us_task"] == pytest.approx(280.0)
+    # Counted twice, as adding every entry would: + the commands inside (25 + 10 + 15 + 0.8).
+    assert figures["us_twice"] == pytest.approx(330.8)
+    # Commands per task, inside scripts counted: 1+1+3 + 1+7+1 + 1+1 + 1+13+1 + (1+8)/10.
+    assert figures["commands"] == pytest.approx(31.9)
+    assert figures["scripts"] == pytest.approx(3.1)
     assert figures["ref_us"] == pytest.approx(40.0)
-    assert figures["ratio"] == pytest.approx(278.0 / 40.0)
+    assert figures["ratio"] == pytest.approx(280.0 / 40.0)
     assert figures["reference:inner_call"] == pytest.approx(18.0)
     assert figures["prelude:us_call"] == pytest.approx(9.0) and figures["empty:us_call"] == pytest.approx(3.0)
     # The reference's Lua (40 - 10.5 µs of commands) less an empty script's (3), per command (18).
@@ -188,7 +190,8 @@ def test_life_figures_add_the_steps_and_compare_with_the_reference() -> None:
 
 
 def test_cpu_figures_per_task_and_per_reference_call() -> None:
-    cpu = {"create_task": 2_000_000, "claim_task": 1_500_000, "handoff": 500_000, "complete_task": 2_000_000}
+    cpu = {"create_task": 2_000_000, "claim_task": 1_500_000, "handoff": 500_000, "complete_task": 1_500_000}
+    cpu["fold_tally"] = 500_000
     figures = cpu_figures({**cpu, "reference": 600_000}, tasks=10, ref_calls=10)
     assert figures == {"cpu_task": 600.0, "ref_cpu": 60.0, "cpu_ratio": 10.0}
     assert math.isnan(cpu_figures(cpu, tasks=10, ref_calls=10)["cpu_ratio"])
@@ -202,7 +205,7 @@ def test_contributors_add_up_to_the_task_and_come_largest_first() -> None:
     assert rows[0] == ("create_task.lua", LUA_OWN, 1.0, 75.0)
     assert ("Celery hand-off", "BRPOP", 1.0, 5.0) in rows
     split = contributors(run, TASKS, call_us=9.0)
-    assert sum(us for *_, us in split) == pytest.approx(278.0)
+    assert sum(us for *_, us in split) == pytest.approx(280.0)
     assert ("claim_task.lua", LUA_CALL, 1.0, 9.0) in split and ("claim_task.lua", LUA_REST, 1.0, 61.0) in split
     assert all(what != LUA_OWN for _, what, _, _ in split)
 
@@ -217,12 +220,12 @@ def test_the_table_shows_every_step_the_ratio_and_the_costliest() -> None:
     text = cost_table([run], [cpu], TASKS, {"claim_task": 20, "create_task": 20}, 20)
     for label in ("create_task.lua", "claim_task.lua", "Celery hand-off", "complete_task.lua", REFERENCE_NAME):
         assert f"| {label} |" in text
-    assert "**278**" in text and "**6.95×**" in text and "| fail |" in text
+    assert "**280**" in text and "**7.00×**" in text and "| fail |" in text
     assert "claim_task 1.00, create_task 1.00" in text
     assert "HINCRBY ×13 13.0 µs" in text  # complete_task's costliest command, per call of the script
     assert "BRPOP 5.0 µs/call, LPUSH 3.0 µs/call" in text
-    # Redis CPU: 4 steps of 1 ms for 10 tasks; 1 ms for 10 reference calls.
-    assert "| 400 |" in text and "| 100; 4.00× |" in text
+    # Redis CPU: 5 steps of 1 ms for 10 tasks; 1 ms for 10 reference calls.
+    assert "| 500 |" in text and "| 100; 5.00× |" in text
     lines = [line for line in text.splitlines() if line.startswith("|")]
     assert all(line.count("|") == lines[0].count("|") for line in lines[: len(STEPS) + 2 + len(BESIDE)])
 
@@ -248,4 +251,4 @@ def test_a_figure_the_same_in_every_repetition_shows_alone() -> None:
     text = cost_table([run, other], [{}, {}], TASKS, {}, 20)
     assert "| 50.0 [40.0–60.0] |" in text  # the reference's µs per call moved
     assert "| 1.00 | 100 | 100 | 4.0 | 75.0 |" in text  # create_task's did not
-    assert "**5.79×** [4.63–6.95]" in text  # the median of the repetitions' ratios
+    assert "**5.83×** [4.67–7.00]" in text  # the median of the repetitions' ratios

@@ -31,6 +31,7 @@ PER_TYPE = ("submitted", "completed", "failed", "dead", "retried", "postponed", 
 
 
 def by_type(store: TaskStore) -> dict[str, dict[str, int]]:
+    store.fold_tally()  # as the scheduler does: completions reach their type's counter
     raw = store.r.hgetall(store.keys.type_counters)
     out: dict[str, dict[str, int]] = {}
     for name, value in raw.items():

@@ -14,7 +14,7 @@ def defined(text: str) -> set[str]:
 
 def test_a_script_gets_only_what_it_calls() -> None:
     assert defined(helpers("take_token")) == {"now_ms"}
-    assert defined(helpers("set_limits")) == set()
+    assert defined(helpers("note_rejection")) == set()
     # Through other helpers: complete_task calls left_active, which may release an owner's hold.
     assert {"left_active", "release_hold", "hold_of", "take_turn"} <= defined(helpers("complete_task"))
     assert "dequeue" not in defined(helpers("complete_task")) and "withdraw" not in defined(helpers("claim_task"))

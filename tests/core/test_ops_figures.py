@@ -34,6 +34,7 @@ LIB = Path(__file__).resolve().parents[2] / "core" / "scripts" / "_lib.lua"
 
 
 def counters(store: TaskStore) -> dict[str, int]:
+    store.fold_tally()  # as the scheduler does: the completions' tokens reach the counters
     return {k: int(v) for k, v in store.r.hgetall(store.keys.counters).items()}
 
 

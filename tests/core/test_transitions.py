@@ -65,7 +65,7 @@ def test_claim_moves_the_task_to_the_consumers_inflight_list(store: TaskStore) -
     task = store.create(new_task())
     claim = store.claim(CONSUMER, "tok-1", prefer_retry=False)
 
-    assert (claim.status, claim.task_id, claim.retry_backlog) == ("ok", task.id, 0)
+    assert (claim.status, claim.task_id) == ("ok", task.id)
     got = assert_one_place(store, task.id)
     assert got.state is State.ACTIVE
     assert (got.attempt, got.consumer) == ("tok-1", CONSUMER)
@@ -112,7 +112,7 @@ def test_claim_is_fifo(store: TaskStore) -> None:
 def test_claim_on_empty_lists_reports_empty(store: TaskStore) -> None:
     for prefer_retry in (False, True):
         claim = store.claim(CONSUMER, new_token(), prefer_retry=prefer_retry)
-        assert (claim.status, claim.task_id, claim.retry_backlog) == ("empty", "", 0)
+        assert (claim.status, claim.task_id) == ("empty", "")
     assert store.inflight_count(CONSUMER) == 0
 
 
@@ -122,7 +122,7 @@ def test_claim_prefers_the_retry_list_and_falls_back_to_primary(store: TaskStore
     store.create(fresh)
 
     first = store.claim(CONSUMER, new_token(), prefer_retry=True)
-    assert (first.status, first.task_id, first.retry_backlog, first.source) == ("ok", retried.id, 0, "retry")
+    assert (first.status, first.task_id, first.source) == ("ok", retried.id, "retry")
     second = store.claim(CONSUMER, new_token(), prefer_retry=True)
     assert (second.status, second.task_id, second.source) == ("ok", fresh.id, "primary")
     assert store.claim(CONSUMER, new_token(), prefer_retry=True).status == "empty"
@@ -133,10 +133,13 @@ def test_claim_prefers_primary_and_falls_back_to_the_retry_list(store: TaskStore
     to_retry_list(store, retried)
     store.create(fresh)
 
+    assert store.retry_backlog() == 1
     first = store.claim(CONSUMER, new_token(), prefer_retry=False)
-    assert (first.status, first.task_id, first.retry_backlog, first.source) == ("ok", fresh.id, 1, "primary")
+    assert (first.status, first.task_id, first.source) == ("ok", fresh.id, "primary")
+    assert store.retry_backlog() == 1
     second = store.claim(CONSUMER, new_token(), prefer_retry=False)
-    assert (second.status, second.task_id, second.retry_backlog, second.source) == ("ok", retried.id, 0, "retry")
+    assert (second.status, second.task_id, second.source) == ("ok", retried.id, "retry")
+    assert store.retry_backlog() == 0
     assert store.claim(CONSUMER, new_token(), prefer_retry=False).status == "empty"
 
 
@@ -730,7 +733,7 @@ def test_a_sides_depth_is_the_sum_of_its_levels(stores: Stores) -> None:
     depths = stores.run(stores.aio.depths())
     assert (depths["primary"], depths["retry"]) == (2, 1)
     assert store.r.hmget(store.keys.depth, ["primary", "retry"]) == ["99", "7"]
-    assert store.claim(CONSUMER, new_token(), prefer_retry=False).retry_backlog == 1
+    assert store.retry_backlog() == 1
 
 
 # --- events ---------------------------------------------------------------------------------------
