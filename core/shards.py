@@ -181,6 +181,9 @@ class ShardedTaskStore(TaskStore):
     def get(self, task_id: str) -> Task:
         return self.at(task_id).get(task_id)
 
+    def history(self, task_id: str) -> list[dict[str, Any]]:
+        return self.at(task_id).history(task_id)
+
     def complete(
         self, task_id: str, consumer_id: str, token: str, result: str, provider: str, model: str = "",
         usage: dict[str, int] | None = None,

@@ -196,7 +196,7 @@ class Ops:
         keys += [k.owner_tasks(owner), k.type_counters, *self._q]
         args = [retention_ms, *self._qa, "1" if idempotency_key else ""]
         for task in tasks:
-            keys += [k.task(task.id), k.history(task.id), k.type_tasks(task.task_type)]
+            keys += [k.task(task.id), k.type_tasks(task.task_type)]
             args += _create_fields(task)
         return Call("create_task", keys, args)
 
@@ -205,7 +205,7 @@ class Ops:
         keys = [k.inflight(consumer_id), k.state_index(State.PENDING), k.state_index(State.ACTIVE), k.events]
         keys += [k.counters, k.consumer_stats(consumer_id), *self._q]
         side = "retry" if prefer_retry else "primary"
-        args = [k.task_prefix, token, consumer_id, side, HISTORY_SUFFIX, *self._qa, *DISPATCH_FIELDS]
+        args = [k.task_prefix, token, consumer_id, side, *self._qa, *DISPATCH_FIELDS]
         return Call("claim_task", keys, args)
 
     def _report_keys(self, task_id: str, consumer_id: str, target: str) -> list[str]:
@@ -217,7 +217,9 @@ class Ops:
         self, task_id: str, consumer_id: str, token: str, result: str, provider: str, model: str = "",
         usage: dict[str, int] | None = None,
     ) -> Call:  # fmt: skip
-        keys = [*self._report_keys(task_id, consumer_id, self.k.state_index(State.COMPLETED)), self.k.completions_tally]
+        k = self.k
+        keys = [k.task(task_id), k.inflight(consumer_id), k.state_index(State.ACTIVE), k.state_index(State.COMPLETED)]
+        keys += [k.events, k.counters, k.consumer_stats(consumer_id), k.completions_tally]
         prompt, completion, total = usage_figures(usage)
         args = [task_id, token, result, provider, model, prompt, completion, total, consumer_id, *self._qa]
         return Call("complete_task", [*keys, *self._q], args)
@@ -510,6 +512,12 @@ class TaskStore(_Store):
     def get(self, task_id: str) -> Task:
         return self._loaded(task_id, self.r.hgetall(self.keys.task(task_id)))
 
+    def history(self, task_id: str) -> list[dict[str, Any]]:
+        """As AsyncTaskStore.history."""
+        pipe = self.r.pipeline(transaction=False)
+        _audit_reads(pipe, self.keys, task_id)
+        return audit_trail(*pipe.execute())
+
     # --- consumer -------------------------------------------------------------------------
     def claim(self, consumer_id: str, token: str, prefer_retry: bool) -> Claim:
         reply = self._run(self.ops.claim(consumer_id, token, prefer_retry))
@@ -793,7 +801,9 @@ class AsyncTaskStore(_Store):
 
     async def history(self, task_id: str) -> list[dict[str, Any]]:
         """The task's audit trail, oldest first: state changes, each with its error if it had one."""
-        return [json.loads(entry) for entry in await self.r.lrange(self.keys.history(task_id), 0, -1)]
+        pipe = self.r.pipeline(transaction=False)
+        _audit_reads(pipe, self.keys, task_id)
+        return audit_trail(*await pipe.execute())
 
     async def take_token(self, bucket: str, rate: float, burst: float, cost: float = 1) -> float:
         """As `TaskStore.take_token`."""
@@ -1150,6 +1160,39 @@ def side_depths(values: list[str | None]) -> dict[str, int]:
     for field, value in zip(DEPTH_FIELDS, values, strict=True):
         totals[field.split(":")[0]] += int(value or 0)
     return totals
+
+
+# What the audit trail reads of the task's hash: the entries no script writes come from it.
+AUDIT_FIELDS = ("state", "created_at", "started_at", "finished_at", "consumer")
+
+
+def _audit_reads(pipe: Any, keys: Keys, task_id: str) -> None:
+    """The entries first, then the hash: a step landing between the two reads then shows as not
+    yet happened (its entries were not read, and the hash no longer says it is running), never twice."""
+    pipe.lrange(keys.history(task_id), 0, -1)
+    pipe.hmget(keys.task(task_id), list(AUDIT_FIELDS))
+
+
+def audit_trail(stored: list[str], fields: list[str | None]) -> list[dict[str, Any]]:
+    """A task's audit trail: its stored entries with those no script writes put back from its
+    hash (`fields`: the values of AUDIT_FIELDS), in their places. The creation comes first; the
+    start of the latest attempt, while it runs or once it completed, and the completion come
+    last. Stored entries that already hold them (written by the code of before) are kept as
+    they are (scripts/_lib.lua began_attempt)."""
+    entries: list[dict[str, Any]] = [json.loads(entry) for entry in stored]
+    state, created_at, started_at, finished_at, consumer = fields
+    if state is None:
+        return entries
+    if not entries or (entries[0].get("from"), entries[0].get("to")) != ("", State.PENDING.value):
+        entries.insert(0, {"at": int(created_at or 0), "from": "", "to": State.PENDING.value})
+    running = (State.ACTIVE.value, State.COMPLETED.value)
+    if state in running and entries[-1].get("to") not in running:
+        entries.append({"at": int(started_at or 0), "from": State.PENDING.value, "to": State.ACTIVE.value,
+                        "worker": consumer or ""})  # fmt: skip
+    if state == State.COMPLETED.value and entries[-1].get("to") != State.COMPLETED.value:
+        entries.append({"at": int(finished_at or 0), "from": State.ACTIVE.value, "to": State.COMPLETED.value,
+                        "worker": consumer or ""})  # fmt: skip
+    return entries
 
 
 def _pairs(flat: list[str]) -> dict[str, str]:

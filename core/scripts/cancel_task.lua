@@ -22,6 +22,7 @@ if state == 'PENDING' then
 elseif state == 'SCHEDULED' then
   redis.call('ZREM', KEYS[2], id)
 elseif state == 'ACTIVE' then
+  began_attempt(KEYS[7], KEYS[1])
   redis.call('LREM', ARGV[2] .. f[2], 0, id)
   redis.call('ZREM', KEYS[6], id)
   left_active(Q, f[4], now)

@@ -3,16 +3,17 @@
 -- The figures a completion moves beyond the state it counts (its tokens in the counters, its run
 -- time, the throughput rings, its type's count) go into the tally as one line, added up by
 -- fold_tally.lua before anyone reads them: one call instead of seven.
+-- No audit entry is written: the hash tells it (finished_at, consumer; see _lib.lua began_attempt).
 -- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 COMPLETED index, 5 events channel,
---       6 history, 7 counters, 8 consumer's stats, 9 completions tally, 10..18 the pending-work
---       keys (_lib.lua queues(): its owner's running count and tokens today)
+--       6 counters, 7 consumer's stats, 8 completions tally, 9..17 the pending-work keys
+--       (_lib.lua queues(): its owner's running count and tokens today)
 -- ARGV: 1 id, 2 attempt token, 3 result, 4 provider name, 5 model ('' = unknown),
 --       6 prompt tokens, 7 completion tokens, 8 total tokens (0 = not reported), 9 consumer id,
 --       10..11 the pending-work prefixes (queues())
 -- The errors of earlier attempts stay in the history; the task itself no longer carries one.
 -- Returns: {'ok'} | {'stale', state} (another attempt owns the task: result refused) | {'not_found'}
 -- Events: ACTIVE -> COMPLETED
-local Q = queues(KEYS, ARGV, 10, 10)
+local Q = queues(KEYS, ARGV, 9, 10)
 local refused, f = check_attempt(KEYS[1], ARGV[2], 'started_at', 'task_type', 'owner', 'last_error',
   'error_type', 'rate_limits', 'rate_limited_at')
 if refused then return refused end
@@ -34,9 +35,9 @@ redis.call('ZADD', KEYS[4], stamp, id)
 local tokens = tonumber(ARGV[8])
 if tokens > 0 then spend_tokens(Q, owner, tokens, now) end
 left_active(Q, owner, now)
-consumer_count(KEYS[8], 'completed')
+consumer_count(KEYS[7], 'completed')
 -- fold_tally.lua reads the line: when, run time (ms), prompt and completion tokens, type.
-redis.call('RPUSH', KEYS[9], stamp .. ' ' .. math.max(0, now - (tonumber(f[3]) or now)) .. ' ' ..
+redis.call('RPUSH', KEYS[8], stamp .. ' ' .. math.max(0, now - (tonumber(f[3]) or now)) .. ' ' ..
   ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. (f[4] or ''))
-changed(KEYS[6], KEYS[5], id, 'ACTIVE', 'COMPLETED', stamp, ARGV[9], count(KEYS[7], 'completed'))
+changed(nil, KEYS[5], id, 'ACTIVE', 'COMPLETED', stamp, ARGV[9], count(KEYS[6], 'completed'))
 return {'ok'}

@@ -4,9 +4,10 @@
 -- KEYS: 1 PENDING index, 2 all-tasks index, 3 events channel, 4 counters,
 --       5 idempotency key (written and read only when ARGV[4] says one was given), 6 the owner's
 --       index (untouched for owner '': the API runs without keys), 7 per-type counters,
---       8..16 the pending-work keys (_lib.lua queues()), then for each task: 17+3i its hash,
---       18+3i its history, 19+3i its type's index (untouched for a task without a type: counted
---       globally only). No key is ever '' (a Redis Cluster routes by every key).
+--       8..16 the pending-work keys (_lib.lua queues()), then for each task: 17+2i its hash,
+--       18+2i its type's index (untouched for a task without a type: counted globally only).
+--       No key is ever '' (a Redis Cluster routes by every key). No audit entry is written: the
+--       hash's created_at tells it (see _lib.lua began_attempt).
 -- ARGV: 1 idempotency retention ms, 2..3 the pending-work prefixes (queues()), 4 '1' when an
 --       idempotency key was given, else '', 5.. per task: n, the number of values that follow,
 --       then its hash fields as n values name, value, name, value…, the first four `id`, `owner`,
@@ -46,14 +47,14 @@ while i <= #ARGV do
 end
 for n, s in ipairs(starts) do
   local id, owner, level, task_type = ids[n], ARGV[s + 3], level_of(ARGV[s + 5]), ARGV[s + 7]
-  local key, history, type_index = KEYS[17 + 3 * (n - 1)], KEYS[18 + 3 * (n - 1)], KEYS[19 + 3 * (n - 1)]
+  local key, type_index = KEYS[15 + 2 * n], KEYS[16 + 2 * n]
   redis.call('HSET', key, 'created_at', stamp, 'updated_at', stamp, unpack(ARGV, s, s + ARGV[s - 1] - 1))
   enqueue(Q, 'primary', id, level, owner, false)
   redis.call('ZADD', KEYS[1], stamp, id)
   if owner ~= '' then redis.call('ZADD', KEYS[6], stamp, id) end
   if task_type ~= '' then redis.call('ZADD', type_index, stamp, id) end
   count_type(KEYS[7], task_type, 'submitted')
-  changed(history, KEYS[3], id, '', 'PENDING', stamp, nil, count(KEYS[4], 'submitted'))
+  changed(nil, KEYS[3], id, '', 'PENDING', stamp, nil, count(KEYS[4], 'submitted'))
 end
 if idem then redis.call('SET', idem, cjson.encode(ids), 'PX', ARGV[1]) end
 return {'ok', stamp}

@@ -11,6 +11,7 @@
 local Q = queues(KEYS, ARGV, 12, 7)
 local refused, f = check_attempt(KEYS[1], ARGV[2], 'task_type', 'owner')
 if refused then return refused end
+began_attempt(KEYS[6], KEYS[1])
 local now, stamp = now_ms()
 local id = ARGV[1]
 local task_type, owner = f[3], f[4]

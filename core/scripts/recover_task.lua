@@ -26,6 +26,7 @@ if f[1] == 'PENDING' then
   return {'requeued'}
 end
 if f[1] ~= 'ACTIVE' or f[5] ~= ARGV[4] then return {'dropped'} end
+began_attempt(KEYS[7], KEYS[1])
 redis.call('ZREM', KEYS[3], id)
 left_active(Q, owner, now)
 consumer_count(KEYS[9], 'failed')

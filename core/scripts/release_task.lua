@@ -10,6 +10,7 @@
 local Q = queues(KEYS, ARGV, 8, 6)
 local refused, f = check_attempt(KEYS[1], ARGV[2], 'priority', 'owner')
 if refused then return refused end
+began_attempt(KEYS[6], KEYS[1])
 local now, stamp = now_ms()
 local id = ARGV[1]
 redis.call('HSET', KEYS[1], 'state', 'PENDING', 'attempt', '', 'last_error', ARGV[3],

@@ -12,6 +12,7 @@
 local Q = queues(KEYS, ARGV, 10, 9)
 local refused, f = check_attempt(KEYS[1], ARGV[2], 'task_type', 'owner')
 if refused then return refused end
+began_attempt(KEYS[6], KEYS[1])
 local now, stamp = now_ms()
 local id = ARGV[1]
 local due = now + tonumber(ARGV[3])

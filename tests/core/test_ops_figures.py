@@ -39,11 +39,11 @@ def counters(store: TaskStore) -> dict[str, int]:
 
 
 def trail(store: TaskStore, task_id: str) -> list[tuple[str, str]]:
-    return [(e["from"], e["to"]) for e in map(json.loads, store.r.lrange(store.keys.history(task_id), 0, -1))]
+    return [(e["from"], e["to"]) for e in store.history(task_id)]
 
 
 def history(store: TaskStore, task_id: str) -> list[dict[str, object]]:
-    return [json.loads(e) for e in store.r.lrange(store.keys.history(task_id), 0, -1)]
+    return store.history(task_id)
 
 
 # --- audit trail ---------------------------------------------------------------------------------
@@ -68,13 +68,69 @@ def test_the_trail_records_every_state_change_with_its_error(store: TaskStore) -
     assert store.get(task.id).attempts == 2
 
 
+def test_a_task_that_completes_at_once_writes_no_entry_and_reads_its_whole_trail(store: TaskStore) -> None:
+    """Creation, start and completion are read from the hash: three calls less per task."""
+    task = store.create(new_task())
+    token = claim_one(store, task.id)
+    running = store.get(task.id)
+    assert history(store, task.id) == [
+        {"at": task.created_at, "from": "", "to": "PENDING"},
+        {"at": running.started_at, "from": "PENDING", "to": "ACTIVE", "worker": CONSUMER},
+    ]
+    store.complete(task.id, CONSUMER, token, "ok", "offline")
+    done = store.get(task.id)
+    assert history(store, task.id)[2:] == [{"at": done.finished_at, "from": "ACTIVE", "to": "COMPLETED", "worker": CONSUMER}]
+    assert not store.r.exists(store.keys.history(task.id)), "nothing written"
+
+
+def test_an_attempt_ended_otherwise_writes_its_start_before_its_end(store: TaskStore) -> None:
+    task = store.create(new_task(max_retries=3))
+    token = claim_one(store, task.id)
+    started = store.get(task.id).started_at
+    store.release(task.id, CONSUMER, token, "breaker open", "circuit_open")
+    token = claim_one(store, task.id, consumer="other")
+    second = store.get(task.id).started_at
+    store.complete(task.id, "other", token, "ok", "offline")
+    assert [(e["from"], e["to"], e["at"], e.get("worker")) for e in history(store, task.id)][1:] == [
+        ("PENDING", "ACTIVE", started, CONSUMER), ("ACTIVE", "PENDING", history(store, task.id)[2]["at"], CONSUMER),
+        ("PENDING", "ACTIVE", second, "other"), ("ACTIVE", "COMPLETED", store.get(task.id).finished_at, "other"),
+    ]  # fmt: skip
+    assert len(store.r.lrange(store.keys.history(task.id), 0, -1)) == 2, "only the released attempt's two"
+
+
+def test_a_trail_written_whole_by_the_code_of_before_reads_the_same(store: TaskStore) -> None:
+    """Entries the code of before wrote (every step its own) are neither doubled nor reordered,
+    and a task it started that ends now gets only the entries it lacks."""
+    task = store.create(new_task(max_retries=3))
+    token = claim_one(store, task.id)
+    running = store.get(task.id)
+    old = [{"at": task.created_at, "from": "", "to": "PENDING"},
+           {"at": running.started_at, "from": "PENDING", "to": "ACTIVE", "worker": CONSUMER}]  # fmt: skip
+    store.r.rpush(store.keys.history(task.id), *map(json.dumps, old))
+    assert history(store, task.id) == old
+    store.schedule_retry(task.id, CONSUMER, token, 0, "timed out", "transient")
+    assert [(e["from"], e["to"]) for e in history(store, task.id)] == [
+        ("", "PENDING"), ("PENDING", "ACTIVE"), ("ACTIVE", "SCHEDULED")]  # fmt: skip
+    other = store.create(new_task())
+    token = claim_one(store, other.id)
+    store.r.rpush(store.keys.history(other.id), json.dumps({"at": other.created_at, "from": "", "to": "PENDING"}),
+                  json.dumps({"at": store.get(other.id).started_at, "from": "PENDING", "to": "ACTIVE", "worker": CONSUMER}))
+    store.complete(other.id, CONSUMER, token, "ok", "offline")
+    assert [(e["from"], e["to"]) for e in history(store, other.id)] == [
+        ("", "PENDING"), ("PENDING", "ACTIVE"), ("ACTIVE", "COMPLETED")]  # fmt: skip
+
+
 def test_the_trail_is_bounded(store: TaskStore) -> None:
     task = store.create(new_task(max_retries=100))
     for n in range(30):
         token = claim_one(store, task.id)
         store.release(task.id, CONSUMER, token, f"breaker open {n}", "circuit_open")
     entries = history(store, task.id)
-    assert len(entries) == 50
+    assert len(entries) == 51, "the newest 50 entries written, and the creation (read from the hash)"
+    assert entries[0] == {"at": store.get(task.id).created_at, "from": "", "to": "PENDING"}
+    released = [e["error"] for e in entries if e["to"] == "PENDING" and e["from"] == "ACTIVE"]
+    assert released == [f"breaker open {n}" for n in range(5, 30)], "the oldest written ones went"
+    assert (entries[1]["from"], entries[1]["to"]) == ("PENDING", "ACTIVE"), "each attempt's start kept with its end"
     assert entries[-1]["error"] == "breaker open 29" and entries[-1]["to"] == "PENDING"
 
 

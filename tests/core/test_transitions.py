@@ -91,13 +91,13 @@ def test_a_claim_sent_twice_returns_the_task_it_took_the_first_time(store: TaskS
     counted and recorded once, stays in flight; the next task is left in the queue."""
     first, second = store.create(new_task()), store.create(new_task())
     claim = store.claim(CONSUMER, "tok-1", prefer_retry=False)
-    history = store.r.lrange(store.keys.history(first.id), 0, -1)
+    history = store.history(first.id)
     again = store.claim(CONSUMER, "tok-1", prefer_retry=False)
 
     assert (again.status, again.task_id, again.source, again.fields) == ("ok", first.id, "again", claim.fields)
     got = assert_one_place(store, first.id)
     assert (got.state, got.attempt, got.attempts) == (State.ACTIVE, "tok-1", 1)
-    assert store.r.lrange(store.keys.history(first.id), 0, -1) == history, "no second transition"
+    assert store.history(first.id) == history, "no second transition"
     assert store.inflight_ids(CONSUMER) == [first.id]
     assert store.claim(CONSUMER, "tok-2", prefer_retry=False).task_id == second.id
 
@@ -217,7 +217,7 @@ def test_complete_after_failed_attempts_drops_their_error_and_run_of_429s(store:
     assert (got.state, got.last_error, got.error_type) == (State.COMPLETED, "", "")
     assert store.rate_limit_streak(task.id) == (0, 0)
     assert not store.r.hexists(store.keys.task(task.id), "last_error")
-    assert [e.get("error") for e in map(json.loads, store.r.lrange(store.keys.history(task.id), 0, -1))][2] == "429"
+    assert [e.get("error") for e in store.history(task.id)][2] == "429"
 
 
 def test_schedule_retry_spends_a_retry_and_waits_until_due(store: TaskStore) -> None:
