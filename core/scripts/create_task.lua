@@ -1,6 +1,7 @@
 -- create_task: new tasks enter PENDING at the tail of their owner's new-work list at their
--- priority, all of them in one step (a single submit is a batch of one). With an idempotency key, a key already used within its
--- retention returns the tasks it created instead, so concurrent duplicates create nothing twice.
+-- priority, all of them in one step (a single submit is a batch of one). With an idempotency
+-- key, a key already used within its retention returns the tasks it created instead, so
+-- concurrent duplicates create nothing twice.
 -- KEYS: 1 PENDING index, 2 all-tasks index, 3 events channel, 4 counters,
 --       5 idempotency key (written and read only when ARGV[4] says one was given), 6 the owner's
 --       index (untouched for owner '': the API runs without keys), 7 per-type counters,
@@ -11,8 +12,8 @@
 -- ARGV: 1 idempotency retention ms, 2..3 the pending-work prefixes (queues()), 4 '1' when an
 --       idempotency key was given, else '', 5.. per task: n, the number of values that follow,
 --       then its hash fields as n values name, value, name, value…, the first four `id`, `owner`,
---       `priority`, `task_type` in this order (timestamps are set here). Flat, not JSON: no decoding, and HSET takes them as
---       they are.
+--       `priority`, `task_type` in this order (timestamps are set here). Flat, not JSON: no
+--       decoding, and HSET takes them as they are.
 -- Returns: {'ok', created_at} | {'exists', id} | {'duplicate', JSON array of the ids first created}
 -- Events: none -> PENDING, per task
 local Q = queues(KEYS, ARGV, 8, 2)
