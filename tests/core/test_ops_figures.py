@@ -79,7 +79,8 @@ def test_a_task_that_completes_at_once_writes_no_entry_and_reads_its_whole_trail
     ]
     store.complete(task.id, CONSUMER, token, "ok", "offline")
     done = store.get(task.id)
-    assert history(store, task.id)[2:] == [{"at": done.finished_at, "from": "ACTIVE", "to": "COMPLETED", "worker": CONSUMER}]
+    completion = {"at": done.finished_at, "from": "ACTIVE", "to": "COMPLETED", "worker": CONSUMER}
+    assert history(store, task.id)[2:] == [completion]
     assert not store.r.exists(store.keys.history(task.id)), "nothing written"
 
 
@@ -113,8 +114,9 @@ def test_a_trail_written_whole_by_the_code_of_before_reads_the_same(store: TaskS
         ("", "PENDING"), ("PENDING", "ACTIVE"), ("ACTIVE", "SCHEDULED")]  # fmt: skip
     other = store.create(new_task())
     token = claim_one(store, other.id)
-    store.r.rpush(store.keys.history(other.id), json.dumps({"at": other.created_at, "from": "", "to": "PENDING"}),
-                  json.dumps({"at": store.get(other.id).started_at, "from": "PENDING", "to": "ACTIVE", "worker": CONSUMER}))
+    written = [{"at": other.created_at, "from": "", "to": "PENDING"},
+               {"at": store.get(other.id).started_at, "from": "PENDING", "to": "ACTIVE", "worker": CONSUMER}]  # fmt: skip
+    store.r.rpush(store.keys.history(other.id), *map(json.dumps, written))
     store.complete(other.id, CONSUMER, token, "ok", "offline")
     assert [(e["from"], e["to"]) for e in history(store, other.id)] == [
         ("", "PENDING"), ("PENDING", "ACTIVE"), ("ACTIVE", "COMPLETED")]  # fmt: skip
