@@ -114,8 +114,9 @@ def test_a_trail_written_whole_by_the_code_of_before_reads_the_same(store: TaskS
         ("", "PENDING"), ("PENDING", "ACTIVE"), ("ACTIVE", "SCHEDULED")]  # fmt: skip
     other = store.create(new_task())
     token = claim_one(store, other.id)
+    started = store.get(other.id).started_at
     written = [{"at": other.created_at, "from": "", "to": "PENDING"},
-               {"at": store.get(other.id).started_at, "from": "PENDING", "to": "ACTIVE", "worker": CONSUMER}]  # fmt: skip
+               {"at": started, "from": "PENDING", "to": "ACTIVE", "worker": CONSUMER}]  # fmt: skip
     store.r.rpush(store.keys.history(other.id), *map(json.dumps, written))
     store.complete(other.id, CONSUMER, token, "ok", "offline")
     assert [(e["from"], e["to"]) for e in history(store, other.id)] == [
