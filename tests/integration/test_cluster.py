@@ -40,7 +40,7 @@ def test_the_pipeline_runs_on_a_redis_cluster(
     stack.assert_nothing_left()
     # Every key of the deployment shares one slot (one hash tag), whatever the key's kind.
     names = list(stack.redis.scan_iter(match=f"{stack.prefix}*", count=1000))
-    assert len(names) > 400 and len(_slots(stack, names)) == 1
+    assert len(names) > 200 and len(_slots(stack, names)) == 1
     # The operations API reads the cluster: statistics, listings, the live stream.
     stats = stack.http.get("/api/v1/tasks/statistics/overview").json()
     assert (stats["totals"]["completed"], stats["states"]["COMPLETED"]) == (200, 200), stats
@@ -86,7 +86,7 @@ def _tasks_per_master(stack: Stack, ports: list[int]) -> list[int]:
         node = redis.Redis(port=port, decode_responses=True)
         if node.execute_command("ROLE")[0] == "master":
             found = node.scan_iter(match=f"{stack.prefix}*task:*", count=1000)
-            counts.append(sum(1 for name in found if name.count(":") == 2 + stack.prefix.count(":")))
+            counts.append(sum(1 for name in found if name.count(":") == 1 + stack.prefix.count(":")))
     return counts
 
 
