@@ -142,6 +142,8 @@ CONSUMER_STATS_TTL_SECONDS = 86_400
 # Tally lines (completed attempts) fold_tally.lua adds up per call: a few ms of Redis at most, so
 # a large tally (no scheduler for a while) is folded over several calls, never in one long one.
 FOLD_BATCH = 2000
+# The figures fold_tally.lua can read after it folds, in the order of its KEYS from 2.
+FOLD_READS = ("counters", "durations", "seconds", "minutes", "types")
 
 # Entries a listing with several filters checks at most per page (see AsyncTaskStore.page): the
 # work of one request stays bounded whatever the data; a page that finds too few is short and its
@@ -224,11 +226,13 @@ class Ops:
         args = [task_id, token, result, provider, model, prompt, completion, total, consumer_id, *self._qa]
         return Call("complete_task", [*keys, *self._q], args)
 
-    def fold_tally(self, with_rings: bool = False) -> Call:
+    def fold_tally(self, reads: tuple[str, ...] = (), with_time: bool = False) -> Call:
+        """The fold, then the hashes `reads` names (FOLD_READS) read in the same step."""
         k = self.k
-        keys = [k.completions_tally, k.counters, k.durations, k.throughput_seconds, k.throughput_minutes]
-        keys.append(k.type_counters)
-        return Call("fold_tally", keys, [FOLD_BATCH, "1" if with_rings else ""])
+        keys = [k.completions_tally, k.counters, k.durations, k.throughput_seconds, k.throughput_minutes,
+                k.type_counters]  # fmt: skip
+        args = [FOLD_BATCH, "1" if with_time else "", *(FOLD_READS.index(name) + 2 for name in reads)]
+        return Call("fold_tally", keys, args)
 
     def schedule_retry(
         self, task_id: str, consumer_id: str, token: str, delay_ms: int, error: str, error_type: str, spend: bool,
@@ -1030,25 +1034,27 @@ class AsyncTaskStore(_Store):
         return {**info, "id": consumer_id} if isinstance(info, dict) else {"id": consumer_id}
 
     # --- operations figures: each a handful of O(1) reads, whatever the number of tasks ----------
-    async def _fold(self, with_rings: bool = False) -> list[Any]:
-        """The completions' tally added into the figures before they are read (fold_tally.lua);
-        the last call's reply (with the rings, when asked)."""
+    async def _folded(self, *reads: str, with_time: bool = False) -> list[Any]:
+        """The figures `reads` names (FOLD_READS), each a hash, read in the step that first adds
+        the completions' tally into them (fold_tally.lua: one call, as a plain read would be);
+        with `with_time`, the server's time in ms first."""
         while True:
-            reply: list[Any] = await self._run(self.ops.fold_tally(with_rings))
+            reply: list[Any] = await self._run(self.ops.fold_tally(reads, with_time))
             if int(reply[0]) < FOLD_BATCH:
-                return reply
+                hashes = [_pairs(flat) for flat in reply[2:]]
+                return [int(reply[1]), *hashes] if with_time else hashes
 
     async def counters(self) -> dict[str, int]:
         """The global counters (submitted, started, completed, failed, dead, retried, …)."""
-        await self._fold()
-        return {name: int(value) for name, value in (await self.r.hgetall(self.keys.counters)).items()}
+        (raw,) = await self._folded("counters")
+        return {name: int(value) for name, value in raw.items()}
 
     async def type_counters(self) -> dict[str, dict[str, int]]:
         """The per-type counters (type → counter → value), as the transition scripts moved them;
         a type with none moved yet is absent."""
         by_type: dict[str, dict[str, int]] = {}
-        await self._fold()
-        for field, value in (await self.r.hgetall(self.keys.type_counters)).items():
+        (raw,) = await self._folded("types")
+        for field, value in raw.items():
             task_type, _, counter = field.rpartition(":")
             by_type.setdefault(task_type, {})[counter] = int(value)
         return by_type
@@ -1061,8 +1067,7 @@ class AsyncTaskStore(_Store):
         return dict(zip(task_types, await pipe.execute(), strict=True))
 
     async def durations(self) -> Durations:
-        await self._fold()
-        raw = await self.r.hgetall(self.keys.durations)
+        (raw,) = await self._folded("durations")
         counts = [int(raw.get(str(bound), 0)) for bound in DURATION_BUCKETS_MS]
         overflow = int(raw.get("inf", 0))
         # The count is the buckets' total (the scripts keep no `count` field: one call less each).
@@ -1071,8 +1076,8 @@ class AsyncTaskStore(_Store):
     async def _rings(self) -> tuple[int, dict[str, str], dict[str, str]]:
         """The server's time in ms and both throughput rings, read in the step that folds the
         tally into them."""
-        _, now, by_second, by_minute = await self._fold(with_rings=True)
-        return int(now), _pairs(by_second), _pairs(by_minute)
+        now, by_second, by_minute = await self._folded("seconds", "minutes", with_time=True)
+        return now, by_second, by_minute
 
     async def throughput(self) -> dict[str, dict[str, int]]:
         """Tasks finished (completed, failed) in the last minute and the last hour, from the rings."""

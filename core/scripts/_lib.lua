@@ -281,11 +281,9 @@ local function head_of(Q, side)
 end
 
 -- Owners held until a time that has come (a daily budget's next day) may run again; done by the
--- scheduler's promote_due, so no claim pays for the look. Returns how many.
+-- scheduler's promote_due, so no claim pays for the look.
 local function release_due_holds(Q, now)
-  local due = redis.call('ZRANGEBYSCORE', Q.held, '-inf', now)
-  for _, owner in ipairs(due) do release_hold(Q, owner) end
-  return #due
+  for _, owner in ipairs(redis.call('ZRANGEBYSCORE', Q.held, '-inf', now)) do release_hold(Q, owner) end
 end
 
 -- The next PENDING id to run, moved from its list to the tail of list `into` (LMOVE: one call):

@@ -5,10 +5,11 @@
 -- figures before it reads: a line is added exactly once (taken off in the same step).
 -- KEYS: 1 tally, 2 counters, 3 durations histogram, 4 per-second ring, 5 per-minute ring,
 --       6 per-type counters
--- ARGV: 1 most lines to fold, 2 '1': also return the time and both rings as they stand after
--- Returns: {lines folded} | {lines folded, now ms, per-second ring, per-minute ring} (rings as
---          flat field, value lists), the read in the same step as the fold, so that a reader
---          can tell which transitions it hears of later are counted already (their `at` is after)
+-- ARGV: 1 most lines to fold, 2 '1': also return the time, 3.. positions in KEYS of the hashes
+--       to return as they stand after the fold (a reader's read, in the same call and step: a
+--       reader of the rings can tell which transitions it hears of later are counted already,
+--       their `at` being after the time)
+-- Returns: {lines folded, now ms (or nil), each hash asked for as a flat field, value list}
 local lines = redis.call('LRANGE', KEYS[1], '0', tonumber(ARGV[1]) - 1)
 if #lines > 0 then
   redis.call('LTRIM', KEYS[1], #lines, '-1')
@@ -40,6 +41,6 @@ if #lines > 0 then
   end
   for task_type, n in pairs(types) do count_type(KEYS[6], task_type, 'completed', n) end
 end
-if ARGV[2] ~= '1' then return {#lines} end
-local now = now_ms()
-return {#lines, now, redis.call('HGETALL', KEYS[4]), redis.call('HGETALL', KEYS[5])}
+local reply = {#lines, ARGV[2] == '1' and now_ms() or false}
+for i = 3, #ARGV do reply[#reply + 1] = redis.call('HGETALL', KEYS[tonumber(ARGV[i])]) end
+return reply
