@@ -12,13 +12,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from redis.exceptions import ClusterError, RedisClusterException
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError as RedisOutOfMemory
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import InvalidTransition, TaskNotFound
+from core.errors import (
+    ClusterError,
+    InvalidTransition,
+    RedisClusterException,
+    RedisConnectionError,
+    RedisOutOfMemory,
+    RedisTimeoutError,
+    TaskNotFound,
+)
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ import threading
 from collections.abc import Callable
 
 from celery import Celery
-from redis.exceptions import RedisError
 
 from consumer.consumer import BreakerGate, Consumer, Dispatch, WorkerWatch
 from consumer.service import every, repeat, stop_on_signals
 from core.breaker import SharedBreaker
+from core.errors import RedisError
 from core.keys import deployment_keys
 from core.logs import setup_logging
 from core.redis import sync_client

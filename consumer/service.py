@@ -9,7 +9,7 @@ import signal
 import threading
 from collections.abc import Callable
 
-from redis.exceptions import RedisError
+from core.errors import RedisError
 
 log = logging.getLogger("asynctaskflow.service")
 

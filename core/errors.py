@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from redis.exceptions import ClusterError, MasterDownError, ReadOnlyError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MasterDownError, ReadOnlyError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemory
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# The Redis client's errors the processes catch, named here: no module outside core/ imports the
+# client itself.
+__all__ = ["ClusterError", "RedisClusterException", "RedisConnectionError", "RedisError", "RedisOutOfMemory",
+           "RedisTimeoutError"]  # fmt: skip
 
 
 class AsyncTaskFlowError(Exception):

@@ -435,3 +435,23 @@ def _written_to(client: Any) -> tuple[str, int] | None:
     """The master a Sentinel-managed client last connected to (None for a plain client)."""
     address = getattr(client.connection_pool, "master_address", None)
     return (str(address[0]), int(address[1])) if address else None
+
+
+# --- quick looks at a server (the launcher and the test fixtures start their own) ----------------
+def reachable(url: str, timeout: float = 0.5) -> bool:
+    """Whether a Redis answers at `url` within `timeout` s."""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        with contextlib.closing(client):
+            return bool(client.ping())
+    except (RedisError, OSError):
+        return False
+
+
+def cluster_ok(port: int) -> bool:
+    """The cluster node on 127.0.0.1:`port` answers and reports every slot served (cluster_state:ok)."""
+    try:
+        with contextlib.closing(redis.Redis(port=port, socket_timeout=2, decode_responses=True)) as client:
+            return "cluster_state:ok" in client.execute_command("CLUSTER", "INFO")
+    except (RedisError, OSError):
+        return False

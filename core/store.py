@@ -705,6 +705,12 @@ class TaskStore(_Store):
             self.r.srem(self.keys.consumers, consumer_id)
         return recovered + self.recover_expired_leases(lease_seconds, batch)
 
+    def consumer_alive(self, id_prefix: str) -> bool:
+        """Whether a registered consumer whose id starts with `id_prefix` (a container's
+        WORKER_ID and ':') has a live heartbeat: the small registry is read, never the keyspace."""
+        ours = [c for c in self.r.smembers(self.keys.consumers) if c.startswith(id_prefix)]
+        return bool(ours) and any(self.r.mget([self.keys.heartbeat(c) for c in ours]))
+
     def dead_consumers(self) -> list[str]:
         """The registered consumers whose heartbeat expired: their in-flight tasks are orphans."""
         return [c for c in self.r.smembers(self.keys.consumers) if not self.r.exists(self.keys.heartbeat(c))]

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import redis
+from core.redis import cluster_ok, reachable
 
 
 def find_binary() -> str:
@@ -53,12 +53,6 @@ def free_cluster_port() -> int:
         except OSError:
             continue
 
-
-def reachable(url: str, timeout: float = 0.5) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout).ping())
-    except (redis.RedisError, OSError):
-        return False
 
 
 def start(
@@ -111,16 +105,6 @@ def start_cluster(
         stop(nodes)
         raise
     return nodes
-
-
-def cluster_ok(port: int) -> bool:
-    """The node answers and reports every slot served (cluster_state:ok)."""
-    try:
-        client = redis.Redis(port=port, socket_timeout=2, decode_responses=True)
-        info = client.execute_command("CLUSTER", "INFO")
-        return "cluster_state:ok" in info
-    except (redis.RedisError, OSError):
-        return False
 
 
 def stop(nodes: list[Node]) -> None:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from core.redis import reachable
 from core.settings import Settings, get_settings
 from utils import frontend_build, redis_server
 from utils.probe import api_ready
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _embedded_redis(url: str) -> subprocess.Popen[bytes] | None:
     """Start a private redis-server (data in .run/redis) when `url` is unreachable."""
-    if redis_server.reachable(url):
+    if reachable(url):
         print(f"using Redis at {urlsplit(url).hostname}:{urlsplit(url).port or 6379}")
         return None
     port = urlsplit(url).port or 6379

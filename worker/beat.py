@@ -20,8 +20,8 @@ import threading
 from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
-from redis.exceptions import RedisError
 
+from core.errors import RedisError
 from core.redis import sync_client
 from core.settings import Settings
 from core.shards import open_store

@@ -32,14 +32,14 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from redis.exceptions import RedisError
-
 from consumer.__main__ import serve
 from consumer.service import stop_on_signals
+from core.errors import RedisError
 from core.keys import deployment_keys
 from core.logs import setup_logging
 from core.redis import sync_client
 from core.settings import Settings, get_settings
+from core.store import TaskStore
 
 log = logging.getLogger("asynctaskflow.container")
 
@@ -122,12 +122,9 @@ def run(settings: Settings, command: Sequence[str] = WORKER_COMMAND) -> int:
 def healthy(settings: Settings) -> bool:
     """True while a consumer of this container (its id starts with WORKER_ID) has a live heartbeat.
     Reads the small consumer registry, never scans the keyspace."""
-    keys = deployment_keys(settings)
     client = sync_client(settings)
     try:
-        members: set[str] = client.smembers(keys.consumers)  # type: ignore[assignment]
-        ours = [c for c in members if c.startswith(f"{settings.worker_id}:")]
-        return bool(ours) and any(client.mget([keys.heartbeat(c) for c in ours]))
+        return TaskStore(client, deployment_keys(settings)).consumer_alive(f"{settings.worker_id}:")
     finally:
         client.close()
 

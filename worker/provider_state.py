@@ -17,10 +17,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from redis.exceptions import RedisError
-
 from core.breaker import SharedBreaker
-from core.errors import CircuitOpen
+from core.errors import CircuitOpen, RedisError
 from core.keys import Keys
 from worker.providers import CallRecord
 from worker.ratelimit import FleetRateLimit

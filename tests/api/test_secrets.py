@@ -13,11 +13,12 @@ import pytest
 from pydantic import SecretStr
 
 from api.main import create_app
+from core.redis import reachable
 from core.settings import Settings
 from tests.api.auth_helpers import ADMIN, ADMIN_KEY, ALICE, ALICE_KEY, BOB_KEY, keyed
 from tests.api.conftest import serve
 from tests.integration.stack import STARTUP_TIMEOUT, wait_until
-from utils.redis_server import free_port, reachable
+from utils.redis_server import free_port
 
 pytestmark = pytest.mark.anyio
 

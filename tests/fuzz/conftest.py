@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from api.auth import hash_key
+from core.redis import reachable
 from tests.integration.stack import STARTUP_TIMEOUT, Stack, wait_until
 from tests.stub_llm import StubLLM
-from utils.redis_server import free_port, reachable
+from utils.redis_server import free_port
 
 pytestmark = pytest.mark.fuzz
 

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from core.keys import CLUSTER_TAG
+from core.redis import cluster_ok
 from tests.ha.test_failover import SETTLE, Client, audit
 from tests.ha.test_failover import slow_stub as slow_stub  # the fixture
 from tests.integration.stack import Stack, wait_until
@@ -45,7 +46,7 @@ def _master_of_tag(port: int) -> int:
 def _promoted(ports: list[int], killed: int) -> bool:
     """Every living node names a new master for the tag and reports the cluster ok."""
     try:
-        return all(_master_of_tag(port) != killed and redis_server.cluster_ok(port) for port in ports)
+        return all(_master_of_tag(port) != killed and cluster_ok(port) for port in ports)
     except (redis.RedisError, OSError):
         return False
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.redis import reachable
 from utils.probe import api_ready, identifies
-from utils.redis_server import free_port, reachable
+from utils.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
