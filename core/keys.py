@@ -32,6 +32,17 @@ SIDES = ("primary", "retry")
 PRIORITIES = range(10)  # 0 runs first
 DEFAULT_PRIORITY = 5
 
+
+def level_of(raw: str | int | None) -> int:
+    """A task's priority as stored (a task of before priorities has none), as its level: the
+    same rule as _lib.lua level_of, for the lists a step names must be those its script checks."""
+    try:
+        level = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return DEFAULT_PRIORITY
+    return int(level) if 0 <= level <= 9 else DEFAULT_PRIORITY
+
+
 # A state whose index is one of the design's own structures rather than `tasks:state:{STATE}`.
 _STATE_INDEX_OVERRIDES = {State.SCHEDULED: "tasks:scheduled", State.DLQ: "dlq:tasks"}
 # The hash tag of every key on a Redis Cluster (REDIS_CLUSTER_NODES).
@@ -126,6 +137,12 @@ class Keys:
         """Sorted set of the owners whose work waits on a limit, score = when to look again (ms;
         +inf: until one of their running tasks ends). A held owner is in no `ready` set."""
         return self._k("owners:held")
+
+    @property
+    def owners_held_turns(self) -> str:
+        """Hash: a held owner's turns out of the `ready` sets (`<side>:<level>` entries, space
+        separated), given back when its hold ends, so that no step looks into its lists."""
+        return self._k("owners:held:turns")
 
     @property
     def owner_limits(self) -> str:

@@ -12,13 +12,14 @@ import json
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import NoPermissionError, NoScriptError, RedisError
 
 from core.errors import InvalidTransition, NotReplicated, StaleAttempt, TaskNotFound
-from core.keys import CHUNKS_SUFFIX, DEFAULT_PRIORITY, HISTORY_SUFFIX, PRIORITIES, SIDES, Keys
+from core.keys import CHUNKS_SUFFIX, DEFAULT_PRIORITY, HISTORY_SUFFIX, PRIORITIES, SIDES, Keys, level_of
 from core.lua import function_name, library, sha, source
 from core.redis import Durability, learned
 from core.states import ACTIONS, State
@@ -45,6 +46,32 @@ class Claim:
     task_id: str
     source: str = ""
     fields: dict[str, str] | None = None  # with 'ok': the task's DISPATCH_FIELDS
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a task's own keys are, as its hash names them: its owner's lists at its level, its
+    owner's and its type's index, its consumer's in-flight list. A step that must name every key
+    it touches (KEYS) reads this first; its script checks it again and replies 'moved' when the
+    hash says otherwise (the consumer changes with a claim; the rest never changes)."""
+
+    owner: str = ""
+    level: int = DEFAULT_PRIORITY
+    consumer: str = ""
+    task_type: str = ""
+
+
+PLACE_FIELDS = ("owner", "priority", "consumer", "task_type")
+
+
+def place_of(values: list[str | None]) -> Place:
+    owner, priority, consumer, task_type = values
+    return Place(owner or "", level_of(priority), consumer or "", task_type or "")
+
+
+# How often a step is sent again after its script replied 'moved' (the task was claimed between
+# the read of its place and the step): a race that needs a claim each time, so a bound is enough.
+MOVED_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -184,7 +211,7 @@ class Ops:
         self._indexes = [keys.state_index(s) for s in State]
         # The pending-work keys and prefixes, in the order _lib.lua queues() reads them.
         self._q = [*(keys.ready(side) for side in SIDES), keys.turns, keys.depth, keys.owners_backlog]
-        self._q += [keys.owners_active, keys.owners_held, keys.owner_limits, keys.wake]
+        self._q += [keys.owners_active, keys.owners_held, keys.owner_limits, keys.wake, keys.owners_held_turns]
         self._qa = [keys.pending_prefix, keys.owner_tokens_prefix]
 
     def create(self, tasks: list[Task], idempotency_key: str = "", retention_ms: int = 0) -> Call:
@@ -199,6 +226,7 @@ class Ops:
         args = [retention_ms, *self._qa, "1" if idempotency_key else ""]
         for task in tasks:
             keys += [k.task(task.id), k.type_tasks(task.task_type)]
+            keys.append(k.pending("primary", level_of(task.priority), task.owner))
             args += _create_fields(task)
         return Call("create_task", keys, args)
 
@@ -209,6 +237,10 @@ class Ops:
         side = "retry" if prefer_retry else "primary"
         args = [k.task_prefix, token, consumer_id, side, *self._qa, *DISPATCH_FIELDS]
         return Call("claim_task", keys, args)
+
+    def _lists(self, place: Place) -> list[str]:
+        """The task's two lists (its owner's at its level, each side), as _lib.lua lists_at()."""
+        return [self.k.pending(side, place.level, place.owner) for side in SIDES]
 
     def _report_keys(self, task_id: str, consumer_id: str, target: str) -> list[str]:
         k = self.k
@@ -248,51 +280,68 @@ class Ops:
         args = [task_id, token, target.value, error, error_type, consumer_id, *self._qa]
         return Call("fail_task", keys, args)
 
-    def release(self, task_id: str, consumer_id: str, token: str, reason: str, error_type: str) -> Call:
+    def release(self, task_id: str, consumer_id: str, token: str, reason: str, error_type: str, place: Place) -> Call:
         k = self.k
         keys = [k.task(task_id), k.inflight(consumer_id), k.state_index(State.ACTIVE), k.state_index(State.PENDING)]
-        keys += [k.events, k.history(task_id), k.counters, *self._q]
-        return Call("release_task", keys, [task_id, token, reason, error_type, consumer_id, *self._qa])
+        keys += [k.events, k.history(task_id), k.counters, *self._q, *self._lists(place)]
+        args = [task_id, token, reason, error_type, consumer_id, *self._qa, place.owner, place.level]
+        return Call("release_task", keys, args)
 
     def set_progress(self, task_id: str, token: str, progress: int, step: str) -> Call:
         return Call("set_progress", [self.k.task(task_id), self.k.events], [task_id, token, progress, step])
 
-    def promote_due(self, batch: int) -> Call:
+    def promote_due(self, due: list[tuple[str, Place]]) -> Call:
         keys = [self.k.scheduled, self.k.state_index(State.PENDING), self.k.events, self.k.counters, *self._q]
-        return Call("promote_due", keys, [self.k.task_prefix, batch, HISTORY_SUFFIX, *self._qa])
+        return self._per_task("promote_due", keys, [*self._qa], due)
 
-    def adopt_legacy(self, batch: int) -> Call:
+    def _per_task(self, script: str, keys: list[str], args: list[Any], tasks: list[tuple[str, Place]]) -> Call:
+        """A batch step over tasks read before: per task its hash, history and retry list in
+        KEYS, and its id, owner and level in ARGV (promote_due, requeue_dead)."""
+        for task_id, place in tasks:
+            keys += [self.k.task(task_id), self.k.history(task_id), self.k.pending("retry", place.level, place.owner)]
+            args += [task_id, place.owner, place.level]
+        return Call(script, keys, args)
+
+    def adopt_legacy(self, primary: list[tuple[str, Place]], retry: list[tuple[str, Place]]) -> Call:
         keys = [self.k.legacy_primary, self.k.legacy_retry, *self._q]
-        return Call("adopt_legacy", keys, [self.k.task_prefix, batch, *self._qa])
+        args: list[Any] = [*self._qa, len(primary)]
+        for side, tasks in zip(SIDES, (primary, retry), strict=True):
+            for task_id, place in tasks:
+                keys += [self.k.task(task_id), self.k.pending(side, place.level, place.owner)]
+                args += [task_id, place.owner, place.level]
+        return Call("adopt_legacy", keys, args)
 
     def set_limits(self, limits: dict[str, int]) -> Call:
         args = [item for field, value in sorted(limits.items()) for item in (field, value)]
         return Call("set_limits", self._q, [*self._qa, *args])
 
-    def recover(self, task_id: str, consumer_id: str, token: str, reason: str) -> Call:
+    def recover(self, task_id: str, consumer_id: str, token: str, reason: str, place: Place) -> Call:
         k = self.k
         keys = [k.task(task_id), k.inflight(consumer_id), k.state_index(State.ACTIVE)]
         keys += [k.state_index(State.PENDING), k.dlq, k.events, k.history(task_id), k.counters]
         keys += [k.consumer_stats(consumer_id), k.throughput_seconds, k.throughput_minutes, k.type_counters, *self._q]
-        return Call("recover_task", keys, [task_id, token, reason, consumer_id, *self._qa])
+        args = [task_id, token, reason, consumer_id, *self._qa, place.owner, place.level]
+        return Call("recover_task", [*keys, *self._lists(place)], args)
 
-    def retry(self, task_id: str) -> Call:
+    def retry(self, task_id: str, place: Place) -> Call:
         keys = [self.k.task(task_id), self.k.events, self.k.history(task_id), self.k.counters, *self._q]
-        args = [task_id, _names(ACTIONS["retry"]), *self._qa, *self._states]
-        return Call("retry_task", [*keys, *self._indexes], args)
+        args = [task_id, _names(ACTIONS["retry"]), *self._qa, place.owner, place.level, *self._states]
+        return Call("retry_task", [*keys, *self._lists(place), *self._indexes], args)
 
-    def cancel(self, task_id: str) -> Call:
+    def cancel(self, task_id: str, place: Place) -> Call:
         k = self.k
         keys = [k.task(task_id), k.scheduled, k.state_index(State.PENDING), k.state_index(State.CANCELLED)]
         keys += [k.events, k.state_index(State.ACTIVE), k.history(task_id), k.counters, *self._q]
-        return Call("cancel_task", keys, [task_id, k.inflight_prefix, _names(ACTIONS["cancel"]), *self._qa])
+        keys += [*self._lists(place), k.inflight(place.consumer)]
+        args = [task_id, place.consumer, _names(ACTIONS["cancel"]), *self._qa, place.owner, place.level]
+        return Call("cancel_task", keys, args)
 
-    def delete(self, task_id: str) -> Call:
+    def delete(self, task_id: str, place: Place) -> Call:
         k = self.k
         keys = [k.task(task_id), k.all_tasks, k.events, k.history(task_id), k.counters, k.task_chunks(task_id)]
-        keys += [*self._q, *self._indexes]
-        args = [task_id, k.owner_prefix, k.type_prefix, _names(ACTIONS["delete"]), *self._qa, *self._states]
-        return Call("delete_task", keys, args)
+        keys += [*self._q, *self._lists(place), k.owner_tasks(place.owner), k.type_tasks(place.task_type)]
+        args = [task_id, place.owner, place.task_type, _names(ACTIONS["delete"]), *self._qa, place.level]
+        return Call("delete_task", [*keys, *self._indexes], [*args, *self._states])
 
     def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> Call:
         keys = [self.k.state_index(state), self.k.all_tasks, self.k.counters]
@@ -317,10 +366,9 @@ class Ops:
     def save_chunk(self, task_id: str, token: str, field: str, value: str, ttl_ms: int) -> Call:
         return Call("save_chunk", [self.k.task(task_id), self.k.task_chunks(task_id)], [token, field, value, ttl_ms])
 
-    def requeue_dead(self, task_ids: list[str], batch: int) -> Call:
-        k = self.k
-        keys = [k.dlq, k.state_index(State.PENDING), k.events, k.counters, *self._q]
-        return Call("requeue_dead", keys, [k.task_prefix, HISTORY_SUFFIX, batch, *self._qa, *task_ids])
+    def requeue_dead(self, dead: list[tuple[str, Place]]) -> Call:
+        keys = [self.k.dlq, self.k.state_index(State.PENDING), self.k.events, self.k.counters, *self._q]
+        return self._per_task("requeue_dead", keys, [*self._qa], dead)
 
 
 # The fields create_task reads of each task, first and in this order (see its ARGV).
@@ -542,7 +590,26 @@ class TaskStore(_Store):
     def adopt_legacy(self, batch: int) -> int:
         """Move ids left in the pending lists of before priorities into the per-owner lists (those
         no longer PENDING are dropped); returns how many ids were taken out."""
-        return int(self._run(self.ops.adopt_legacy(batch)))
+        heads = [self.r.lrange(key, 0, batch - 1) for key in (self.keys.legacy_primary, self.keys.legacy_retry)]
+        if not any(heads):
+            return 0
+        primary, retry = (list(zip(ids, self._places(ids), strict=True)) for ids in heads)
+        return int(self._run(self.ops.adopt_legacy(primary, retry)))
+
+    def _places(self, task_ids: list[str]) -> list[Place]:
+        """Where each task's keys are (Place), read in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for task_id in task_ids:
+            pipe.hmget(self.keys.task(task_id), PLACE_FIELDS)
+        return [place_of(values) for values in pipe.execute()] if task_ids else []
+
+    def _run_placed(self, task_id: str, build: Callable[[Place], Call]) -> Reply:
+        """Read the task's place, then run the step `build` makes for it (see Place)."""
+        for _ in range(MOVED_TRIES):
+            reply = self._run(build(place_of(self.r.hmget(self.keys.task(task_id), PLACE_FIELDS))))
+            if reply[0] != "moved":
+                return reply
+        raise StaleAttempt(f"task {task_id}: moved {MOVED_TRIES} times while being read")
 
     def set_limits(self, limits: dict[str, int]) -> int:
         """Replace the per-key limits the claim enforces (fields `<owner>:concurrency`,
@@ -630,7 +697,7 @@ class TaskStore(_Store):
         False when it is no longer FAILED (retried, deleted meanwhile)."""
         if self.r.hget(self.keys.task(task_id), "state") != State.FAILED.value:
             return False
-        return bool(self._run(self.ops.retry(task_id))[0] == "ok")
+        return bool(self._run_placed(task_id, lambda place: self.ops.retry(task_id, place))[0] == "ok")
 
     def save_chunk(self, task_id: str, token: str, field: str, value: str, ttl_ms: int) -> None:
         """Keep one finished piece of a long input's map-reduce; refused (StaleAttempt) unless this
@@ -675,11 +742,22 @@ class TaskStore(_Store):
     def release(self, task_id: str, consumer_id: str, token: str, reason: str, error_type: str) -> None:
         """ACTIVE → PENDING at the head of the primary list, no retry spent: the attempt was given
         back before it could do its work (breaker open, dispatch failed, shutdown)."""
-        check(self._run(self.ops.release(task_id, consumer_id, token, reason, error_type)), task_id, "release")
+
+        def step(place: Place) -> Call:
+            return self.ops.release(task_id, consumer_id, token, reason, error_type, place)
+
+        check(self._run_placed(task_id, step), task_id, "release")
 
     # --- scheduler ------------------------------------------------------------------------
     def promote_due(self, batch: int) -> int:
-        return int(self._run(self.ops.promote_due(batch)))
+        """One batch of the retries due (read, then promoted by a step that checks each again)."""
+        due = self.r.zrangebyscore(self.keys.scheduled, "-inf", self._now_ms(), start=0, num=batch)
+        return int(self._run(self.ops.promote_due(list(zip(due, self._places(due), strict=True)))))
+
+    def _now_ms(self) -> int:
+        """The Redis server's time: every process agrees on it (the scripts use it too)."""
+        seconds, micros = self.r.time()
+        return int(seconds) * 1000 + int(micros) // 1000
 
     def fold_tally(self) -> int:
         """Add the completions' tally into the figures (the scheduler, every round); returns how
@@ -692,7 +770,10 @@ class TaskStore(_Store):
         return folded
 
     def recover(self, task_id: str, consumer_id: str, token: str, reason: str) -> str:
-        return str(self._run(self.ops.recover(task_id, consumer_id, token, reason))[0])
+        def step(place: Place) -> Call:
+            return self.ops.recover(task_id, consumer_id, token, reason, place)
+
+        return str(self._run_placed(task_id, step)[0])
 
     def recover_orphans(self, lease_seconds: float, batch: int) -> int:
         """Return to the retry list every task of a consumer whose heartbeat expired, and every
@@ -718,8 +799,7 @@ class TaskStore(_Store):
     def recover_expired_leases(self, lease_seconds: float, batch: int) -> int:
         """Return to the retry list one batch of the tasks ACTIVE longer than their lease."""
         recovered = 0
-        seconds, micros = self.r.time()
-        cutoff = seconds * 1000 + micros // 1000 - int(lease_seconds * 1000)
+        cutoff = self._now_ms() - int(lease_seconds * 1000)
         active = self.keys.state_index(State.ACTIVE)
         for task_id in self.r.zrangebyscore(active, "-inf", cutoff, start=0, num=batch):
             consumer_id, token = self.r.hmget(self.keys.task(task_id), ["consumer", "attempt"])
@@ -822,8 +902,23 @@ class AsyncTaskStore(_Store):
     async def requeue_dead(self, task_ids: list[str], batch: int) -> tuple[int, list[str]]:
         """DLQ → PENDING for `task_ids` (or, given none, one batch of the oldest dead); returns how
         many moved and which of the given ids were not dead."""
-        reply = await self._run(self.ops.requeue_dead(task_ids, batch))
+        ids = task_ids or await self.r.zrange(self.keys.dlq, 0, batch - 1)
+        if not ids:
+            return 0, []
+        pipe = self.r.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hmget(self.keys.task(task_id), PLACE_FIELDS)
+        places = [place_of(values) for values in await pipe.execute()]
+        reply = await self._run(self.ops.requeue_dead(list(zip(ids, places, strict=True))))
         return int(reply[0]), list(json.loads(reply[1]))
+
+    async def _run_placed(self, task_id: str, build: Callable[[Place], Call]) -> Reply:
+        """As TaskStore._run_placed."""
+        for _ in range(MOVED_TRIES):
+            reply = await self._run(build(place_of(await self.r.hmget(self.keys.task(task_id), PLACE_FIELDS))))
+            if reply[0] != "moved":
+                return reply
+        raise StaleAttempt(f"task {task_id}: moved {MOVED_TRIES} times while being read")
 
     async def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> int:
         return int(await self._run(self.ops.purge(state, retention_ms, max_keep, batch)))
@@ -846,13 +941,15 @@ class AsyncTaskStore(_Store):
         return [Task.from_hash(raw) for raw in await pipe.execute() if raw]
 
     async def retry(self, task_id: str) -> State:
-        return State(check(await self._run(self.ops.retry(task_id)), task_id, "retry")[1])
+        reply = await self._run_placed(task_id, lambda place: self.ops.retry(task_id, place))
+        return State(check(reply, task_id, "retry")[1])
 
     async def cancel(self, task_id: str) -> State:
-        return State(check(await self._run(self.ops.cancel(task_id)), task_id, "cancel")[1])
+        reply = await self._run_placed(task_id, lambda place: self.ops.cancel(task_id, place))
+        return State(check(reply, task_id, "cancel")[1])
 
     async def delete(self, task_id: str) -> None:
-        check(await self._run(self.ops.delete(task_id)), task_id, "delete")
+        check(await self._run_placed(task_id, lambda place: self.ops.delete(task_id, place)), task_id, "delete")
 
     async def page(
         self,

@@ -165,13 +165,13 @@ local TOKENS_TTL = 3 * 86400   -- seconds a day's per-owner token counts are kep
 local SIDES = {'primary', 'retry'}
 local LEVELS = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
 
--- The pending-work keys, in the order core/store.py Ops.queue_keys() passes them from KEYS[first],
--- and the two key prefixes Ops.queue_args() passes from ARGV[afirst].
+-- The pending-work keys, in the order core/store.py Ops passes them from KEYS[first] (`after`:
+-- the position of the key that follows them), and the two key prefixes from ARGV[afirst].
 local function queues(KEYS, ARGV, first, afirst)
   return {ready = {primary = KEYS[first], retry = KEYS[first + 1]}, turns = KEYS[first + 2],
     depth = KEYS[first + 3], backlog = KEYS[first + 4], active = KEYS[first + 5],
     held = KEYS[first + 6], limits = KEYS[first + 7], wake = KEYS[first + 8],
-    lists = ARGV[afirst], tokens = ARGV[afirst + 1]}
+    held_turns = KEYS[first + 9], after = first + 10, lists = ARGV[afirst], tokens = ARGV[afirst + 1]}
 end
 
 -- A task's level from its hash, as its digit (joined into names as it is): a task stored before
@@ -181,6 +181,19 @@ local function level_of(raw)
   local p = tonumber(raw)
   if p == nil or p < 0 or p > 9 then return '5' end
   return tostring(math.floor(p))
+end
+
+-- One task's two lists (its owner's, at its level, on each side), passed in KEYS from `first`
+-- in the order of SIDES (core/store.py Ops.task_lists()): a step that withdraws a task or puts
+-- it back names them, as it names every key it touches.
+local function lists_at(KEYS, first)
+  return {primary = KEYS[first], retry = KEYS[first + 1]}
+end
+
+-- Whether the task's hash still has the owner and level its caller named its lists by (ARGV):
+-- they never change, so only a task deleted and made anew under the same id could differ.
+local function same_place(owner, raw_priority, expected_owner, expected_level)
+  return (owner or '') == expected_owner and level_of(raw_priority) == expected_level
 end
 
 local function list_of(Q, side, level, owner)
@@ -205,22 +218,49 @@ local function wake_one(Q)
   if redis.call('LLEN', Q.wake) < WAKE_MAX then redis.call('RPUSH', Q.wake, '1') end
 end
 
--- A PENDING id enters its owner's list at the tail, or at the head (`at_head`: a task given back
--- unspent, in its place), and wakes an idle consumer.
-local function enqueue(Q, side, id, level, owner, at_head)
-  local len = redis.call(at_head and 'LPUSH' or 'RPUSH', list_of(Q, side, level, owner), id)
-  if len == 1 and not redis.call('ZSCORE', Q.held, owner) then take_turn(Q, side, level, owner) end
+-- A held owner's turns wait in `held_turns` (field: the owner; value: its '<side>:<level>'
+-- entries, space-separated; '' none) until release_hold() gives them back: no step looks into
+-- its lists.
+local function keep_turn(Q, owner, turn)
+  local kept = redis.call('HGET', Q.held_turns, owner) or ''
+  if not string.find(' ' .. kept .. ' ', ' ' .. turn .. ' ', 1, true) then
+    redis.call('HSET', Q.held_turns, owner, kept == '' and turn or kept .. ' ' .. turn)
+  end
+end
+
+-- A list of a held owner's emptied (a cancel, a delete): its kept turn goes too.
+local function drop_turn(Q, owner, turn)
+  local kept = redis.call('HGET', Q.held_turns, owner)
+  if not kept then return end
+  local rest = {}
+  for entry in string.gmatch(kept, '%S+') do
+    if entry ~= turn then rest[#rest + 1] = entry end
+  end
+  redis.call('HSET', Q.held_turns, owner, table.concat(rest, ' '))  -- '' still says: held now
+end
+
+-- A PENDING id enters `list` (its owner's at its level on `side`) at the tail, or at the head
+-- (`at_head`: a task given back unspent, in its place), and wakes an idle consumer.
+local function enqueue(Q, list, side, id, level, owner, at_head)
+  local len = redis.call(at_head and 'LPUSH' or 'RPUSH', list, id)
+  if len == 1 then
+    if redis.call('ZSCORE', Q.held, owner) then keep_turn(Q, owner, side .. ':' .. level)
+    else take_turn(Q, side, level, owner) end
+  end
   count_pending(Q, side, level, owner, '1')
   wake_one(Q)
 end
 
--- A PENDING id leaves its list, on whichever side it waits (a cancel, a delete).
-local function withdraw(Q, id, level, owner)
+-- A PENDING id leaves its list (`lists`: lists_at()), on whichever side it waits (a cancel, a
+-- delete).
+local function withdraw(Q, lists, id, level, owner)
   for _, side in ipairs(SIDES) do
-    local list = list_of(Q, side, level, owner)
+    local list = lists[side]
     if redis.call('LREM', list, 0, id) > 0 then
       count_pending(Q, side, level, owner, '-1')
-      if redis.call('LLEN', list) == 0 then redis.call('ZREM', Q.ready[side], level .. owner) end
+      if redis.call('LLEN', list) == 0 and redis.call('ZREM', Q.ready[side], level .. owner) == 0 then
+        drop_turn(Q, owner, side .. ':' .. level)
+      end
     end
   end
 end
@@ -240,25 +280,40 @@ local function hold_of(Q, owner, now)
   return nil
 end
 
+-- The owner's turns leave every round (and wait in `held_turns`) until release_hold().
 local function hold(Q, owner, until_ms)
   redis.call('ZADD', Q.held, until_ms, owner)
+  redis.call('HSETNX', Q.held_turns, owner, '')
+  local members = {}
+  for _, level in ipairs(LEVELS) do members[#members + 1] = level .. owner end
   for _, side in ipairs(SIDES) do
-    local members = {}
-    for _, level in ipairs(LEVELS) do members[#members + 1] = level .. owner end
-    redis.call('ZREM', Q.ready[side], unpack(members))
+    for i, score in ipairs(redis.call('ZMSCORE', Q.ready[side], unpack(members))) do
+      if score then
+        redis.call('ZREM', Q.ready[side], members[i])
+        keep_turn(Q, owner, side .. ':' .. LEVELS[i])
+      end
+    end
   end
 end
 
--- The owner's work may run again: it takes a turn at the end of each level where it waits.
+-- The owner's work may run again: it takes a turn at the end of each level where it waited.
+-- A turn kept for a list emptied meanwhile (a cancel) costs the next claim one look. An owner
+-- held before turns were kept (no field) takes one at every level: the claims drop the empty.
 local function release_hold(Q, owner)
   redis.call('ZREM', Q.held, owner)
-  for _, side in ipairs(SIDES) do
-    for _, level in ipairs(LEVELS) do
-      if redis.call('LLEN', list_of(Q, side, level, owner)) > 0 then
-        take_turn(Q, side, level, owner)
-        wake_one(Q)
-      end
+  local kept = redis.call('HGET', Q.held_turns, owner)
+  if kept then
+    redis.call('HDEL', Q.held_turns, owner)
+  else
+    local all = {}
+    for _, side in ipairs(SIDES) do
+      for _, level in ipairs(LEVELS) do all[#all + 1] = side .. ':' .. level end
     end
+    kept = table.concat(all, ' ')
+  end
+  for side, level in string.gmatch(kept, '(%a+):(%d)') do
+    take_turn(Q, side, level, owner)
+    wake_one(Q)
   end
 end
 

@@ -3,11 +3,14 @@
 -- here (so the consumer's count stays right), stops counting against its owner's concurrency,
 -- and loses its attempt token, so the worker's late report is refused as stale.
 -- KEYS: 1 task hash, 2 scheduled set, 3 PENDING index, 4 CANCELLED index, 5 events channel,
---       6 ACTIVE index, 7 history, 8 counters, 9..17 the pending-work keys (_lib.lua queues())
--- ARGV: 1 id, 2 in-flight key prefix (the owner of an ACTIVE task is learnt here), 3 the states
---       it is allowed from (ACTIONS['cancel'], comma-separated; each has its own clean-up below),
---       4..5 the pending-work prefixes (queues())
--- Returns: {'ok', from_state} | {'wrong_state', state} | {'not_found'}
+--       6 ACTIVE index, 7 history, 8 counters, 9.. the pending-work keys (_lib.lua queues()),
+--       then (from Q.after) the task's two lists (lists_at()) and the in-flight list of the
+--       consumer the caller read in its hash
+-- ARGV: 1 id, 2 that consumer ('' none), 3 the states it is allowed from (ACTIONS['cancel'],
+--       comma-separated; each has its own clean-up below), 4..5 the pending-work prefixes
+--       (queues()), 6..7 the owner and level the lists are of
+-- Returns: {'ok', from_state} | {'wrong_state', state} | {'not_found'} | {'moved'} (the hash
+--          no longer names those: claimed meanwhile; read again)
 -- Events: PENDING | SCHEDULED | ACTIVE -> CANCELLED
 local Q = queues(KEYS, ARGV, 9, 4)
 local id = ARGV[1]
@@ -15,15 +18,18 @@ local f = redis.call('HMGET', KEYS[1], 'state', 'consumer', 'priority', 'owner')
 local state = f[1]
 if not state then return {'not_found'} end
 if not one_of(ARGV[3], state) then return {'wrong_state', state} end
+if not same_place(f[4], f[3], ARGV[6], ARGV[7]) or (state == 'ACTIVE' and f[2] ~= ARGV[2]) then
+  return {'moved'}
+end
 local now, stamp = now_ms()
 if state == 'PENDING' then
-  withdraw(Q, id, level_of(f[3]), f[4] or '')
+  withdraw(Q, lists_at(KEYS, Q.after), id, ARGV[7], ARGV[6])
   redis.call('ZREM', KEYS[3], id)
 elseif state == 'SCHEDULED' then
   redis.call('ZREM', KEYS[2], id)
 elseif state == 'ACTIVE' then
   began_attempt(KEYS[7], KEYS[1])
-  redis.call('LREM', ARGV[2] .. f[2], 0, id)
+  redis.call('LREM', KEYS[Q.after + 2], 0, id)
   redis.call('ZREM', KEYS[6], id)
   left_active(Q, f[4], now)
 else

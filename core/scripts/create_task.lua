@@ -5,8 +5,9 @@
 -- KEYS: 1 PENDING index, 2 all-tasks index, 3 events channel, 4 counters,
 --       5 idempotency key (written and read only when ARGV[4] says one was given), 6 the owner's
 --       index (untouched for owner '': the API runs without keys), 7 per-type counters,
---       8..16 the pending-work keys (_lib.lua queues()), then for each task: 17+2i its hash,
---       18+2i its type's index (untouched for a task without a type: counted globally only).
+--       8..17 the pending-work keys (_lib.lua queues()), then for each task (i from 0): 18+3i
+--       its hash, 19+3i its type's index (untouched for a task without a type: counted
+--       globally only), 20+3i its owner's new-work list at its priority.
 --       No key is ever '' (a Redis Cluster routes by every key). No audit entry is written: the
 --       hash's created_at tells it (see _lib.lua began_attempt).
 -- ARGV: 1 idempotency retention ms, 2..3 the pending-work prefixes (queues()), 4 '1' when an
@@ -48,9 +49,10 @@ while i <= #ARGV do
 end
 for n, s in ipairs(starts) do
   local id, owner, level, task_type = ids[n], ARGV[s + 3], level_of(ARGV[s + 5]), ARGV[s + 7]
-  local key, type_index = KEYS[15 + 2 * n], KEYS[16 + 2 * n]
+  local first = Q.after + 3 * (n - 1)
+  local key, type_index, list = KEYS[first], KEYS[first + 1], KEYS[first + 2]
   redis.call('HSET', key, 'created_at', stamp, 'updated_at', stamp, unpack(ARGV, s, s + ARGV[s - 1] - 1))
-  enqueue(Q, 'primary', id, level, owner, false)
+  enqueue(Q, list, 'primary', id, level, owner, false)
   redis.call('ZADD', KEYS[1], stamp, id)
   if owner ~= '' then redis.call('ZADD', KEYS[6], stamp, id) end
   if task_type ~= '' then redis.call('ZADD', type_index, stamp, id) end

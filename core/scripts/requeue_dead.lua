@@ -1,27 +1,26 @@
 -- requeue_dead: dead tasks are re-driven, DLQ -> PENDING, with their retry budget renewed, at
--- the tail of their owner's retry list at their priority: the ids given, or else the oldest of
--- the DLQ; one bounded batch.
--- KEYS: 1 DLQ index, 2 PENDING index, 3 events channel, 4 counters,
---       5..13 the pending-work keys (_lib.lua queues())
--- ARGV: 1 task key prefix, 2 history key suffix, 3 batch size, 4..5 the pending-work prefixes,
---       6.. ids ('' none: the oldest dead)
--- Returns: {requeued count, JSON array of the given ids that are not dead (unknown or moved on)}
+-- the tail of their owner's retry list at their priority: the ids the caller read (those it was
+-- given, or else the oldest of the DLQ), each with every key it touches named in KEYS.
+-- KEYS: 1 DLQ index, 2 PENDING index, 3 events channel, 4 counters, 5.. the pending-work keys
+--       (_lib.lua queues()), then (from Q.after) per id: its hash, its history, its retry list
+-- ARGV: 1..2 the pending-work prefixes (queues()), 3.. per id: the id, the owner and the level
+--       its retry list is of
+-- Returns: {requeued count, JSON array of the ids that are not dead (unknown or moved on)}
 -- Events: DLQ -> PENDING, per task
-local Q = queues(KEYS, ARGV, 5, 4)
-local ids = {}
-for i = 6, #ARGV do ids[#ids + 1] = ARGV[i] end
-if #ids == 0 then ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1) end
+local Q = queues(KEYS, ARGV, 5, 1)
 local _, stamp = now_ms()
 local requeued, skipped = 0, {}
-for _, id in ipairs(ids) do
-  local key = ARGV[1] .. id
+for i = 3, #ARGV, 3 do
+  local id, owner, level = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local first = Q.after + i - 3
+  local key = KEYS[first]
   local f = redis.call('HMGET', key, 'state', 'priority', 'owner')
-  if f[1] == 'DLQ' then
+  if f[1] == 'DLQ' and same_place(f[3], f[2], owner, level) then
     redis.call('HSET', key, 'state', 'PENDING', 'retry_count', '0', 'finished_at', '0', 'updated_at', stamp)
     redis.call('ZREM', KEYS[1], id)
     redis.call('ZADD', KEYS[2], stamp, id)
-    enqueue(Q, 'retry', id, level_of(f[2]), f[3] or '', false)
-    changed(key .. ARGV[2], KEYS[3], id, 'DLQ', 'PENDING', stamp, nil, count(KEYS[4], 'requeued'))
+    enqueue(Q, KEYS[first + 2], 'retry', id, level, owner, false)
+    changed(KEYS[first + 1], KEYS[3], id, 'DLQ', 'PENDING', stamp, nil, count(KEYS[4], 'requeued'))
     requeued = requeued + 1
   else
     skipped[#skipped + 1] = id

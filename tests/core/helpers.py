@@ -168,6 +168,7 @@ def assert_queues_consistent(store: TaskStore) -> None:
     backlog: dict[str, int] = {}
     ready: dict[str, set[str]] = {side: set() for side in SIDES}
     held = set(r.zrange(k.owners_held, 0, -1))
+    kept: dict[str, set[str]] = {owner: set() for owner in held}
     for name, ids in pending_lists(store).items():
         side, level, owner = name.split(":", 2)
         for task_id in ids:
@@ -178,10 +179,14 @@ def assert_queues_consistent(store: TaskStore) -> None:
             backlog[owner] = backlog.get(owner, 0) + len(ids)
             if owner not in held:
                 ready[side].add(level + owner)
+            else:
+                kept[owner].add(f"{side}:{level}")
     assert {f: int(n) for f, n in r.hgetall(k.depth).items() if int(n)} == depth
     assert {o: int(n) for o, n in r.zrange(k.owners_backlog, 0, -1, withscores=True)} == backlog
     for side in SIDES:
         assert set(r.zrange(k.ready(side), 0, -1)) == ready[side], side
+    turns = {owner: set(entries.split()) for owner, entries in r.hgetall(k.owners_held_turns).items()}
+    assert turns == kept, "a held owner's turns are kept for exactly the lists where it has work"
     running: dict[str, int] = {}
     for task_id in r.zrange(k.state_index(State.ACTIVE), 0, -1):
         owner = r.hget(k.task(task_id), "owner") or ""

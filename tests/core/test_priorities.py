@@ -11,7 +11,7 @@ import uuid
 from collections import Counter
 
 from core.states import State
-from core.store import TaskStore, new_token
+from core.store import Place, TaskStore, new_token
 from core.task import Task
 from tests.core.helpers import (
     CONSUMER,
@@ -204,3 +204,47 @@ def test_usage_reads_an_owners_limits_and_use(stores: Stores) -> None:
     assert stores.run(stores.aio.usage("A")).held_until == float("inf")
     other = stores.run(stores.aio.usage("nobody"))
     assert (other.concurrency, other.daily_tokens, other.active, other.backlog) == (None, 500, 0, 0)
+
+
+def test_a_held_owner_s_turns_are_kept_without_looking_into_its_lists(stores: Stores) -> None:
+    """Holding and freeing an owner names no list (every key a script touches is in KEYS): the
+    turns it had, and those its new work or its cancels change meanwhile, wait in one hash."""
+    store = stores.sync
+    store.set_limits({"A:concurrency": 1})
+    a3, a7 = submit(store, "A", priority=3, count=2), submit(store, "A", priority=7)
+    assert claim(store) == a3[0]
+    assert claim(store) == "", "A is at its cap"
+    assert set(store.r.hget(store.keys.owners_held_turns, "A").split()) == {"primary:3", "primary:7"}
+    urgent = submit(store, "A", priority=1)
+    assert stores.run(stores.aio.cancel(a7[0])) is State.PENDING
+    assert set(store.r.hget(store.keys.owners_held_turns, "A").split()) == {"primary:1", "primary:3"}
+    assert_queues_consistent(store)
+
+    finish(store, a3[0])
+    assert store.r.hexists(store.keys.owners_held_turns, "A") is False
+    assert claim(store) == urgent[0], "its turns are back, the most urgent first"
+    assert_queues_consistent(store)
+
+
+def test_an_owner_held_before_turns_were_kept_gets_all_its_levels_back(store: TaskStore) -> None:
+    a = submit(store, "A", priority=2) + submit(store, "A", priority=8)
+    store.r.zadd(store.keys.owners_held, {"A": float("inf")})
+    store.r.zrem(store.keys.ready("primary"), "2A", "8A")
+    store.set_limits({})
+    assert [claim(store), claim(store), claim(store)] == [*a, ""], "the empty levels cost a look, no more"
+    assert_queues_consistent(store)
+
+
+def test_a_step_named_with_another_place_than_the_task_s_is_refused_as_moved(stores: Stores) -> None:
+    """The caller reads where a task's keys are; the script checks it again, and the store reads
+    once more: a task claimed between the read and a cancel is still cancelled."""
+    store = stores.sync
+    task_id = submit(store, "A", priority=2)[0]
+    assert store._run(store.ops.cancel(task_id, Place(owner="B", level=2)))[0] == "moved"
+    assert store._run(store.ops.cancel(task_id, Place(owner="A", level=5)))[0] == "moved"
+    assert claim(store) == task_id
+    assert store._run(store.ops.cancel(task_id, Place(owner="A", level=2)))[0] == "moved", "claimed since"
+    assert store._run(store.ops.promote_due([(task_id, Place(owner="B"))])) == 0
+    assert stores.run(stores.aio.cancel(task_id)) is State.ACTIVE
+    assert store.inflight_ids(CONSUMER) == []
+    assert_queues_consistent(store)

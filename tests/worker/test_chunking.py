@@ -167,7 +167,7 @@ def test_deleting_or_purging_a_task_deletes_its_chunks(store: TaskStore) -> None
         store.save_chunk(task_id, token, "f", "{}", 60_000)
         store.fail(task_id, CONSUMER, token, State.FAILED, "rejected", "input_rejected")
         ids.append(task_id)
-    store._run(store.ops.delete(ids[0]))
+    store._run_placed(ids[0], lambda place: store.ops.delete(ids[0], place))
     assert not store.r.exists(store.keys.task_chunks(ids[0])) and store.r.exists(store.keys.task_chunks(ids[1]))
     assert store.purge(State.FAILED, 0, 0, 10) == 1
     assert not store.r.exists(store.keys.task_chunks(ids[1]))
