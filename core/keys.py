@@ -163,8 +163,8 @@ class Keys:
 
     @property
     def owner_prefix(self) -> str:
-        """`owner_tasks(owner)` minus the owner: scripts that learn a task's owner from its hash
-        (delete, purge) build the index's key from this."""
+        """`owner_tasks(owner)` minus the owner: a script that learns a task's owner from its hash
+        (delete) builds the index's key from this."""
         return self.owner_tasks("")
 
     def type_tasks(self, task_type: str) -> str:
@@ -174,8 +174,8 @@ class Keys:
 
     @property
     def type_prefix(self) -> str:
-        """`type_tasks(type)` minus the type: scripts that learn a task's type from its hash
-        (delete, purge) build the index's key from this."""
+        """`type_tasks(type)` minus the type: a script that learns a task's type from its hash
+        (delete) builds the index's key from this."""
         return self.type_tasks("")
 
     @property

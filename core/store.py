@@ -18,7 +18,7 @@ from typing import Any
 from redis.exceptions import NoPermissionError, NoScriptError, RedisError
 
 from core.errors import InvalidTransition, NotReplicated, StaleAttempt, TaskNotFound
-from core.keys import CHUNKS_SUFFIX, DEFAULT_PRIORITY, HISTORY_SUFFIX, PRIORITIES, SIDES, Keys
+from core.keys import DEFAULT_PRIORITY, HISTORY_SUFFIX, PRIORITIES, SIDES, Keys
 from core.lua import function_name, library, sha, source
 from core.redis import Durability, learned
 from core.states import ACTIONS, State
@@ -294,11 +294,14 @@ class Ops:
         args = [task_id, k.owner_prefix, k.type_prefix, _names(ACTIONS["delete"]), *self._qa, *self._states]
         return Call("delete_task", keys, args)
 
-    def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> Call:
-        keys = [self.k.state_index(state), self.k.all_tasks, self.k.counters]
-        keep = "" if max_keep is None else max_keep
-        args = [self.k.task_prefix, retention_ms, keep, batch, HISTORY_SUFFIX, self.k.owner_prefix, CHUNKS_SUFFIX]
-        args.append(self.k.type_prefix)
+    def purge(self, state: State, retention_ms: int, max_keep: int | None, targets: list[PurgeTarget]) -> Call:
+        k = self.k
+        keys = [k.state_index(state), k.all_tasks, k.counters]
+        args: list[Any] = [retention_ms, "" if max_keep is None else max_keep]
+        for task_id, owner, task_type in targets:
+            keys += [k.task(task_id), k.history(task_id), k.task_chunks(task_id)]
+            keys += [k.owner_tasks(owner), k.type_tasks(task_type)]
+            args += [task_id, owner, task_type]
         return Call("purge_finished", keys, args)
 
     def take_token(self, bucket: str, rate: float, burst: float, cost: float) -> Call:
@@ -346,6 +349,42 @@ def _create_fields(task: Task) -> list[str]:
     names = [*_CREATE_FIRST, *(n for n in stored if n not in _CREATE_FIRST and n not in ("created_at", "updated_at"))]
     values = [item for name in names for item in (name, stored[name])]
     return [str(len(values)), *values]
+
+
+# A purge candidate as read before purge_finished.lua runs: (id, owner, task type), '' for none.
+PurgeTarget = tuple[str, str, str]
+
+
+def _candidate_reads(pipe: Any, keys: Keys, state: State, batch: int) -> None:
+    """What purge_finished.lua needs to know before it runs (every key it touches is named in
+    its call, so the ids are read first): the oldest `batch` entries of the index, and its size."""
+    pipe.zrange(keys.state_index(state), 0, batch - 1, withscores=True)
+    pipe.zcard(keys.state_index(state))
+
+
+def purge_candidates(now: tuple[int, int], replies: list[Any], retention_ms: int, max_keep: int | None) -> list[str]:
+    """The ids a purge goes for, from the server's time (TIME: a cluster pipeline refuses a
+    keyless command, so it is read apart) and `_candidate_reads`' replies: those past retention,
+    or else the oldest beyond `max_keep`. The script checks each again when it runs."""
+    (seconds, micros), (rows, size) = now, replies
+    if retention_ms > 0:
+        cutoff = seconds * 1000 + micros // 1000 - retention_ms
+        if due := [task_id for task_id, score in rows if score <= cutoff]:
+            return due
+    excess = 0 if max_keep is None else size - max_keep
+    return [task_id for task_id, _ in rows[: max(0, excess)]]
+
+
+def _owner_reads(pipe: Any, keys: Keys, task_ids: list[str]) -> None:
+    """Each candidate's owner and type: the keys of its indexes."""
+    for task_id in task_ids:
+        pipe.hmget(keys.task(task_id), ["owner", "task_type"])
+
+
+def purge_targets(task_ids: list[str], found: list[list[str | None]]) -> list[PurgeTarget]:
+    """`_owner_reads`' replies as the script's ARGV: a field the hash lacks (or no hash) is ''."""
+    pairs = zip(task_ids, found, strict=True)
+    return [(task_id, owner or "", task_type or "") for task_id, (owner, task_type) in pairs]
 
 
 def _cursor_of(row: tuple[str, float], tag: str) -> str:
@@ -729,8 +768,19 @@ class TaskStore(_Store):
 
     def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> int:
         """Delete one batch of `state`'s tasks older than `retention_ms` (0: any age), or else the
-        oldest beyond `max_keep` (None: no bound); returns how many went."""
-        return int(self._run(self.ops.purge(state, retention_ms, max_keep, batch)))
+        oldest beyond `max_keep` (None: no bound); returns how many went. The candidates and
+        their owners are read first (three round trips), so the script is given every key it
+        deletes from; a candidate that changed meanwhile is left to the next batch."""
+        now = self.r.time()
+        pipe = self.r.pipeline(transaction=False)
+        _candidate_reads(pipe, self.keys, state, batch)
+        task_ids = purge_candidates(now, pipe.execute(), retention_ms, max_keep)
+        if not task_ids:
+            return 0
+        pipe = self.r.pipeline(transaction=False)
+        _owner_reads(pipe, self.keys, task_ids)
+        targets = purge_targets(task_ids, pipe.execute())
+        return int(self._run(self.ops.purge(state, retention_ms, max_keep, targets)))
 
 
 class AsyncTaskStore(_Store):
@@ -826,7 +876,17 @@ class AsyncTaskStore(_Store):
         return int(reply[0]), list(json.loads(reply[1]))
 
     async def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> int:
-        return int(await self._run(self.ops.purge(state, retention_ms, max_keep, batch)))
+        """As TaskStore.purge."""
+        now = await self.r.time()
+        pipe = self.r.pipeline(transaction=False)
+        _candidate_reads(pipe, self.keys, state, batch)
+        task_ids = purge_candidates(now, await pipe.execute(), retention_ms, max_keep)
+        if not task_ids:
+            return 0
+        pipe = self.r.pipeline(transaction=False)
+        _owner_reads(pipe, self.keys, task_ids)
+        targets = purge_targets(task_ids, await pipe.execute())
+        return int(await self._run(self.ops.purge(state, retention_ms, max_keep, targets)))
 
     async def get(self, task_id: str) -> Task:
         return self._loaded(task_id, await self.r.hgetall(self.keys.task(task_id)))
