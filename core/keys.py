@@ -133,14 +133,12 @@ class Keys:
         `<owner>:daily_tokens`; owner `*`: the default of each), written from API_KEY_LIMITS."""
         return self._k("owners:limits")
 
-    def owner_tokens(self, day: int) -> str:
-        """Hash with a TTL: tokens used per owner on one UTC day (`day`: days since the epoch)."""
-        return f"{self.owner_tokens_prefix}{day}"
-
     @property
-    def owner_tokens_prefix(self) -> str:
-        """`owner_tokens(day)` minus the day: the scripts learn the day from the server's clock."""
-        return self._k("owners:tokens:")
+    def owner_tokens(self) -> str:
+        """Hash: tokens used per owner per UTC day, field `<day>:<owner>` (`day`: days since the
+        epoch, by the server's clock). One static key, so every script that counts or checks a
+        budget declares it; the days before yesterday are deleted by `TaskStore.prune_token_days`."""
+        return self._k("owners:tokens")
 
     @property
     def scheduled(self) -> str:

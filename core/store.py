@@ -184,8 +184,8 @@ class Ops:
         self._indexes = [keys.state_index(s) for s in State]
         # The pending-work keys and prefixes, in the order _lib.lua queues() reads them.
         self._q = [*(keys.ready(side) for side in SIDES), keys.turns, keys.depth, keys.owners_backlog]
-        self._q += [keys.owners_active, keys.owners_held, keys.owner_limits, keys.wake]
-        self._qa = [keys.pending_prefix, keys.owner_tokens_prefix]
+        self._q += [keys.owners_active, keys.owners_held, keys.owner_limits, keys.wake, keys.owner_tokens]
+        self._qa = [keys.pending_prefix]
 
     def create(self, tasks: list[Task], idempotency_key: str = "", retention_ms: int = 0) -> Call:
         k = self.k
@@ -387,6 +387,13 @@ def purge_targets(task_ids: list[str], found: list[list[str | None]]) -> list[Pu
     return [(task_id, owner or "", task_type or "") for task_id, (owner, task_type) in pairs]
 
 
+def token_day(field: str) -> int:
+    """The day (since the epoch) of a field of `owner_tokens` (`<day>:<owner>`); a field of any
+    other shape is of no day, and never deleted as old."""
+    day = field.partition(":")[0]
+    return int(day) if day.isdigit() else 1 << 62
+
+
 def _cursor_of(row: tuple[str, float], tag: str) -> str:
     """A listing's cursor after `row` (id, score): "score:id", plus ":tag" when it names its index."""
     return f"{int(row[1])}:{row[0]}" + (f":{tag}" if tag else "")
@@ -488,6 +495,9 @@ class _Store:
 
 class TaskStore(_Store):
     """Synchronous store for the consumer, the worker and the scheduler."""
+
+    # Where `prune_token_days` goes on from: its walk of the token counts spans calls.
+    _tokens_cursor = 0
 
     def _recover(self, error: RedisError) -> bool:
         """Ready the next send of a call that met `error` (see _retry_after; raised when it is the
@@ -765,6 +775,20 @@ class TaskStore(_Store):
             reason = f"lease of {lease_seconds:.0f}s expired"
             recovered += self.recover(task_id, consumer_id or "", token or "", reason) in ("requeued", "dead")
         return recovered
+
+    def prune_token_days(self, count: int) -> int:
+        """Delete the per-owner token counts of the days before yesterday (no claim reads them
+        again; yesterday stays, for a clock a little behind at midnight): one HSCAN page of about
+        `count` fields per call, going on from where the last call stopped, so a call stays short
+        however many owners there are. Returns how many fields went."""
+        seconds, _ = self.r.time()
+        oldest_kept = seconds // 86400 - 1
+        key = self.keys.owner_tokens
+        self._tokens_cursor, counts = self.r.hscan(key, self._tokens_cursor, count=count)
+        old = [field for field in counts if token_day(field) < oldest_kept]
+        if old:
+            self.r.hdel(key, *old)
+        return len(old)
 
     def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> int:
         """Delete one batch of `state`'s tasks older than `retention_ms` (0: any age), or else the
@@ -1061,7 +1085,7 @@ class AsyncTaskStore(_Store):
         pipe.hmget(limits, [f"{owner}:concurrency", f"{owner}:daily_tokens", "*:concurrency", "*:daily_tokens"])
         pipe.hget(self.keys.owners_active, owner)
         pipe.zscore(self.keys.owners_backlog, owner)
-        pipe.hget(self.keys.owner_tokens(day), owner)
+        pipe.hget(self.keys.owner_tokens, f"{day}:{owner}")
         pipe.zscore(self.keys.owners_held, owner)
         (cap, budget, any_cap, any_budget), active, backlog, tokens, held = await pipe.execute()
         return OwnerUsage(

@@ -3,10 +3,10 @@
 -- here (so the consumer's count stays right), stops counting against its owner's concurrency,
 -- and loses its attempt token, so the worker's late report is refused as stale.
 -- KEYS: 1 task hash, 2 scheduled set, 3 PENDING index, 4 CANCELLED index, 5 events channel,
---       6 ACTIVE index, 7 history, 8 counters, 9..17 the pending-work keys (_lib.lua queues())
+--       6 ACTIVE index, 7 history, 8 counters, 9..18 the pending-work keys (_lib.lua queues())
 -- ARGV: 1 id, 2 in-flight key prefix (the owner of an ACTIVE task is learnt here), 3 the states
 --       it is allowed from (ACTIONS['cancel'], comma-separated; each has its own clean-up below),
---       4..5 the pending-work prefixes (queues())
+--       4 the pending-work prefix (queues())
 -- Returns: {'ok', from_state} | {'wrong_state', state} | {'not_found'}
 -- Events: PENDING | SCHEDULED | ACTIVE -> CANCELLED
 local Q = queues(KEYS, ARGV, 9, 4)

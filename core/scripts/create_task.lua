@@ -3,21 +3,21 @@
 -- key, a key already used within its retention returns the tasks it created instead, so
 -- concurrent duplicates create nothing twice.
 -- KEYS: 1 PENDING index, 2 all-tasks index, 3 events channel, 4 counters,
---       5 idempotency key (written and read only when ARGV[4] says one was given), 6 the owner's
+--       5 idempotency key (written and read only when ARGV[3] says one was given), 6 the owner's
 --       index (untouched for owner '': the API runs without keys), 7 per-type counters,
---       8..16 the pending-work keys (_lib.lua queues()), then for each task: 17+2i its hash,
---       18+2i its type's index (untouched for a task without a type: counted globally only).
+--       8..17 the pending-work keys (_lib.lua queues()), then for each task: 18+2i its hash,
+--       19+2i its type's index (untouched for a task without a type: counted globally only).
 --       No key is ever '' (a Redis Cluster routes by every key). No audit entry is written: the
 --       hash's created_at tells it (see _lib.lua began_attempt).
--- ARGV: 1 idempotency retention ms, 2..3 the pending-work prefixes (queues()), 4 '1' when an
---       idempotency key was given, else '', 5.. per task: n, the number of values that follow,
+-- ARGV: 1 idempotency retention ms, 2 the pending-work prefix (queues()), 3 '1' when an
+--       idempotency key was given, else '', 4.. per task: n, the number of values that follow,
 --       then its hash fields as n values name, value, name, value…, the first four `id`, `owner`,
 --       `priority`, `task_type` in this order (timestamps are set here). Flat, not JSON: no
 --       decoding, and HSET takes them as they are.
 -- Returns: {'ok', created_at} | {'exists', id} | {'duplicate', JSON array of the ids first created}
 -- Events: none -> PENDING, per task
 local Q = queues(KEYS, ARGV, 8, 2)
-local idem = ARGV[4] ~= '' and KEYS[5]
+local idem = ARGV[3] ~= '' and KEYS[5]
 if idem then
   local seen = redis.call('GET', idem)
   if seen then
@@ -36,7 +36,7 @@ end
 -- all-tasks index (delete and purge take it out with the hash), so entering it there is the check.
 local _, stamp = now_ms()
 local starts, ids = {}, {}
-local i = 5
+local i = 4
 while i <= #ARGV do
   local id = ARGV[i + 2]
   if redis.call('ZADD', KEYS[2], 'NX', stamp, id) == 0 then
@@ -48,7 +48,7 @@ while i <= #ARGV do
 end
 for n, s in ipairs(starts) do
   local id, owner, level, task_type = ids[n], ARGV[s + 3], level_of(ARGV[s + 5]), ARGV[s + 7]
-  local key, type_index = KEYS[15 + 2 * n], KEYS[16 + 2 * n]
+  local key, type_index = KEYS[16 + 2 * n], KEYS[17 + 2 * n]
   redis.call('HSET', key, 'created_at', stamp, 'updated_at', stamp, unpack(ARGV, s, s + ARGV[s - 1] - 1))
   enqueue(Q, 'primary', id, level, owner, false)
   redis.call('ZADD', KEYS[1], stamp, id)

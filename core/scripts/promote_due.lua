@@ -2,8 +2,8 @@
 -- SCHEDULED -> PENDING; owners held until a time that has come may run again (_lib.lua
 -- release_due_holds). Atomic per batch, so any number of schedulers may run at once.
 -- KEYS: 1 scheduled set, 2 PENDING index, 3 events channel, 4 counters,
---       5..13 the pending-work keys (_lib.lua queues())
--- ARGV: 1 task key prefix, 2 batch size, 3 history key suffix, 4..5 the pending-work prefixes
+--       5..14 the pending-work keys (_lib.lua queues())
+-- ARGV: 1 task key prefix, 2 batch size, 3 history key suffix, 4 the pending-work prefix
 -- Returns: number of tasks promoted
 -- Events: SCHEDULED -> PENDING
 local Q = queues(KEYS, ARGV, 5, 4)

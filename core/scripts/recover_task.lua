@@ -5,10 +5,10 @@
 -- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 PENDING index, 5 DLQ index,
 --       6 events channel, 7 history, 8 counters, 9 stats of the consumer that held it,
 --       10 per-second throughput ring, 11 per-minute throughput ring, 12 per-type counters
---       (the task's type is read from its hash), 13..21 the pending-work keys (_lib.lua queues())
+--       (the task's type is read from its hash), 13..22 the pending-work keys (_lib.lua queues())
 -- ARGV: 1 id, 2 expected attempt token ('' = whatever attempt the dead consumer held), 3 reason,
 --       4 consumer that held it (an ACTIVE task claimed by another consumer is left alone),
---       5..6 the pending-work prefixes (queues())
+--       5 the pending-work prefix (queues())
 -- Returns: {'requeued'} | {'dead'} | {'dropped'} (nothing left to recover) | {'stale', state}
 -- Events: ACTIVE -> PENDING | DLQ
 local Q = queues(KEYS, ARGV, 13, 5)

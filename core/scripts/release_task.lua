@@ -2,9 +2,9 @@
 -- its priority, ACTIVE -> PENDING, spending no retry: the breaker refused the call, the dispatch
 -- failed, or the consumer is shutting down. The task waits in the queue, in its place.
 -- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 PENDING index, 5 events, 6 history,
---       7 counters, 8..16 the pending-work keys (_lib.lua queues())
+--       7 counters, 8..17 the pending-work keys (_lib.lua queues())
 -- ARGV: 1 id, 2 attempt token, 3 reason, 4 error type, 5 consumer id,
---       6..7 the pending-work prefixes (queues())
+--       6 the pending-work prefix (queues())
 -- Returns: {'ok'} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> PENDING
 local Q = queues(KEYS, ARGV, 8, 6)

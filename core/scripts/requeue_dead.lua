@@ -2,14 +2,14 @@
 -- the tail of their owner's retry list at their priority: the ids given, or else the oldest of
 -- the DLQ; one bounded batch.
 -- KEYS: 1 DLQ index, 2 PENDING index, 3 events channel, 4 counters,
---       5..13 the pending-work keys (_lib.lua queues())
--- ARGV: 1 task key prefix, 2 history key suffix, 3 batch size, 4..5 the pending-work prefixes,
---       6.. ids ('' none: the oldest dead)
+--       5..14 the pending-work keys (_lib.lua queues())
+-- ARGV: 1 task key prefix, 2 history key suffix, 3 batch size, 4 the pending-work prefix,
+--       5.. ids ('' none: the oldest dead)
 -- Returns: {requeued count, JSON array of the given ids that are not dead (unknown or moved on)}
 -- Events: DLQ -> PENDING, per task
 local Q = queues(KEYS, ARGV, 5, 4)
 local ids = {}
-for i = 6, #ARGV do ids[#ids + 1] = ARGV[i] end
+for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
 if #ids == 0 then ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1) end
 local _, stamp = now_ms()
 local requeued, skipped = 0, {}

@@ -1,9 +1,9 @@
 -- retry_task: an operator re-drives a finished task, FAILED | DLQ | CANCELLED -> PENDING,
 -- with its retry budget renewed, at the tail of its owner's retry list at its priority.
--- KEYS: 1 task hash, 2 events channel, 3 history, 4 counters, 5..13 the pending-work keys
---       (_lib.lua queues()), 14.. index of each state named in ARGV[5..]
+-- KEYS: 1 task hash, 2 events channel, 3 history, 4 counters, 5..14 the pending-work keys
+--       (_lib.lua queues()), 15.. index of each state named in ARGV[4..]
 -- ARGV: 1 id, 2 the states it is allowed from (ACTIONS['retry'], comma-separated),
---       3..4 the pending-work prefixes (queues()), 5.. state names, aligned with KEYS[14..]
+--       3 the pending-work prefix (queues()), 4.. state names, aligned with KEYS[15..]
 -- Counts each origin apart, so that every edge of the flow diagram counts only its own
 -- transition: `requeued` from DLQ (as requeue_dead), `requeued_failed`, `requeued_cancelled`.
 -- Returns: {'ok', from_state} | {'wrong_state', state} | {'not_found'}
@@ -17,8 +17,8 @@ if not one_of(ARGV[2], state) then return {'wrong_state', state} end
 local _, stamp = now_ms()
 redis.call('HSET', KEYS[1], 'state', 'PENDING', 'retry_count', '0', 'finished_at', '0',
   'updated_at', stamp)
-redis.call('ZREM', index_of(KEYS, ARGV, state, 14, 5), id)
-redis.call('ZADD', index_of(KEYS, ARGV, 'PENDING', 14, 5), stamp, id)
+redis.call('ZREM', index_of(KEYS, ARGV, state, 15, 4), id)
+redis.call('ZADD', index_of(KEYS, ARGV, 'PENDING', 15, 4), stamp, id)
 enqueue(Q, 'retry', id, level_of(f[2]), f[3] or '', false)
 local counter = 'requeued'
 if state ~= 'DLQ' then counter = 'requeued_' .. string.lower(state) end
