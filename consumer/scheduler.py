@@ -1,5 +1,5 @@
 """The scheduler: promotes due retries, folds the completions' tally into the figures, reaps
-orphans, deletes finished tasks past retention.
+orphans, deletes finished tasks past retention and the owners' token counts of past days.
 Safe with any number of replicas: each step is atomic in Redis, and polling is jittered."""
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class Scheduler:
     def run_once(self) -> None:
         """One round: promote and fold the completions' tally always; beat, adopt and reap every
         heartbeat interval; clean once a minute (sooner while a full batch was deleted, so a
-        backlog of expired tasks drains)."""
+        backlog of expired tasks drains), and then delete a page of past days' token counts."""
         self.promote_once()
         self.store.fold_tally()  # readers fold too: this keeps the tally short between reads
         now = time.monotonic()
@@ -99,6 +99,7 @@ class Scheduler:
             self._next_reap = now + self.settings.heartbeat_interval
         if now >= self._next_clean:
             deleted = self.clean_once()
+            self.store.prune_token_days(self.settings.scheduler_batch_size)
             self._next_clean = now + (0.0 if deleted >= self.settings.scheduler_batch_size else 60.0)
 
 

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from core.settings import Settings
 
 # Appended to a task's key: its audit trail lives beside its hash, so `redis-cli` shows them together.
-# Scripts that learn an id mid-script build the trail's key as `task_prefix .. id .. HISTORY_SUFFIX`.
 HISTORY_SUFFIX = ":history"
 # Appended to a task's key: the finished pieces of a long input (summaries, translations), so a retry
 # redoes only the chunk that failed. Deleted with the task, like the history.
@@ -65,7 +64,8 @@ class Keys:
 
     @property
     def task_prefix(self) -> str:
-        """`task(id)` minus the id: scripts that learn an id mid-script (a pop) build its key from this."""
+        """`task(id)` minus the id: the claim, which learns the id it pops mid-script, builds the
+        task's key from this (the one step that still builds a key; issue 19)."""
         return self.task("")
 
     def history(self, task_id: str) -> str:
@@ -150,14 +150,12 @@ class Keys:
         `<owner>:daily_tokens`; owner `*`: the default of each), written from API_KEY_LIMITS."""
         return self._k("owners:limits")
 
-    def owner_tokens(self, day: int) -> str:
-        """Hash with a TTL: tokens used per owner on one UTC day (`day`: days since the epoch)."""
-        return f"{self.owner_tokens_prefix}{day}"
-
     @property
-    def owner_tokens_prefix(self) -> str:
-        """`owner_tokens(day)` minus the day: the scripts learn the day from the server's clock."""
-        return self._k("owners:tokens:")
+    def owner_tokens(self) -> str:
+        """Hash: tokens used per owner per UTC day, field `<day>:<owner>` (`day`: days since the
+        epoch, by the server's clock). One static key, so every script that counts or checks a
+        budget declares it; the days before yesterday are deleted by `TaskStore.prune_token_days`."""
+        return self._k("owners:tokens")
 
     @property
     def scheduled(self) -> str:
@@ -178,22 +176,10 @@ class Keys:
         key lists its own tasks from here, never by a scan. Kept by create, delete and purge."""
         return self._k(f"tasks:owner:{owner}")
 
-    @property
-    def owner_prefix(self) -> str:
-        """`owner_tasks(owner)` minus the owner: scripts that learn a task's owner from its hash
-        (delete, purge) build the index's key from this."""
-        return self.owner_tasks("")
-
     def type_tasks(self, task_type: str) -> str:
         """Sorted set of the ids of one task type's tasks, score = creation time (ms): a listing by
         type reads its pages from here, never by a scan. Kept by create, delete and purge."""
         return self._k(f"tasks:type:{task_type}")
-
-    @property
-    def type_prefix(self) -> str:
-        """`type_tasks(type)` minus the type: scripts that learn a task's type from its hash
-        (delete, purge) build the index's key from this."""
-        return self.type_tasks("")
 
     @property
     def all_tasks(self) -> str:
@@ -203,12 +189,6 @@ class Keys:
     def inflight(self, consumer_id: str) -> str:
         """List of the ids one consumer has taken and not yet seen finished."""
         return self._k(f"tasks:inflight:{consumer_id}")
-
-    @property
-    def inflight_prefix(self) -> str:
-        """`inflight(consumer)` minus the consumer: a script that learns the owner mid-script
-        (cancelling an ACTIVE task) builds the list's key from this."""
-        return self.inflight("")
 
     @property
     def consumers(self) -> str:

@@ -296,6 +296,9 @@ class ShardedTaskStore(TaskStore):
     def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> int:
         return sum(shard.purge(state, retention_ms, max_keep, batch) for shard in self.shards)
 
+    def prune_token_days(self, count: int) -> int:
+        return sum(shard.prune_token_days(count) for shard in self.shards)
+
 
 class ShardedAsyncTaskStore(AsyncTaskStore):
     """AsyncTaskStore's interface over every shard, as ShardedTaskStore's."""

@@ -19,7 +19,7 @@ from typing import Any
 from redis.exceptions import NoPermissionError, NoScriptError, RedisError
 
 from core.errors import InvalidTransition, NotReplicated, StaleAttempt, TaskNotFound
-from core.keys import CHUNKS_SUFFIX, DEFAULT_PRIORITY, HISTORY_SUFFIX, PRIORITIES, SIDES, Keys, level_of
+from core.keys import DEFAULT_PRIORITY, PRIORITIES, SIDES, Keys, level_of
 from core.lua import function_name, library, sha, source
 from core.redis import Durability, learned
 from core.states import ACTIONS, State
@@ -211,8 +211,9 @@ class Ops:
         self._indexes = [keys.state_index(s) for s in State]
         # The pending-work keys and prefixes, in the order _lib.lua queues() reads them.
         self._q = [*(keys.ready(side) for side in SIDES), keys.turns, keys.depth, keys.owners_backlog]
-        self._q += [keys.owners_active, keys.owners_held, keys.owner_limits, keys.wake, keys.owners_held_turns]
-        self._qa = [keys.pending_prefix, keys.owner_tokens_prefix]
+        self._q += [keys.owners_active, keys.owners_held, keys.owner_limits, keys.wake, keys.owner_tokens]
+        self._q.append(keys.owners_held_turns)
+        self._qa = [keys.pending_prefix]
 
     def create(self, tasks: list[Task], idempotency_key: str = "", retention_ms: int = 0) -> Call:
         k = self.k
@@ -343,11 +344,14 @@ class Ops:
         args = [task_id, place.owner, place.task_type, _names(ACTIONS["delete"]), *self._qa, place.level]
         return Call("delete_task", [*keys, *self._indexes], [*args, *self._states])
 
-    def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> Call:
-        keys = [self.k.state_index(state), self.k.all_tasks, self.k.counters]
-        keep = "" if max_keep is None else max_keep
-        args = [self.k.task_prefix, retention_ms, keep, batch, HISTORY_SUFFIX, self.k.owner_prefix, CHUNKS_SUFFIX]
-        args.append(self.k.type_prefix)
+    def purge(self, state: State, retention_ms: int, max_keep: int | None, targets: list[PurgeTarget]) -> Call:
+        k = self.k
+        keys = [k.state_index(state), k.all_tasks, k.counters]
+        args: list[Any] = [retention_ms, "" if max_keep is None else max_keep]
+        for task_id, owner, task_type in targets:
+            keys += [k.task(task_id), k.history(task_id), k.task_chunks(task_id)]
+            keys += [k.owner_tasks(owner), k.type_tasks(task_type)]
+            args += [task_id, owner, task_type]
         return Call("purge_finished", keys, args)
 
     def take_token(self, bucket: str, rate: float, burst: float, cost: float) -> Call:
@@ -394,6 +398,49 @@ def _create_fields(task: Task) -> list[str]:
     names = [*_CREATE_FIRST, *(n for n in stored if n not in _CREATE_FIRST and n not in ("created_at", "updated_at"))]
     values = [item for name in names for item in (name, stored[name])]
     return [str(len(values)), *values]
+
+
+# A purge candidate as read before purge_finished.lua runs: (id, owner, task type), '' for none.
+PurgeTarget = tuple[str, str, str]
+
+
+def _candidate_reads(pipe: Any, keys: Keys, state: State, batch: int) -> None:
+    """What purge_finished.lua needs to know before it runs (every key it touches is named in
+    its call, so the ids are read first): the oldest `batch` entries of the index, and its size."""
+    pipe.zrange(keys.state_index(state), 0, batch - 1, withscores=True)
+    pipe.zcard(keys.state_index(state))
+
+
+def purge_candidates(now: tuple[int, int], replies: list[Any], retention_ms: int, max_keep: int | None) -> list[str]:
+    """The ids a purge goes for, from the server's time (TIME: a cluster pipeline refuses a
+    keyless command, so it is read apart) and `_candidate_reads`' replies: those past retention,
+    or else the oldest beyond `max_keep`. The script checks each again when it runs."""
+    (seconds, micros), (rows, size) = now, replies
+    if retention_ms > 0:
+        cutoff = seconds * 1000 + micros // 1000 - retention_ms
+        if due := [task_id for task_id, score in rows if score <= cutoff]:
+            return due
+    excess = 0 if max_keep is None else size - max_keep
+    return [task_id for task_id, _ in rows[: max(0, excess)]]
+
+
+def _owner_reads(pipe: Any, keys: Keys, task_ids: list[str]) -> None:
+    """Each candidate's owner and type: the keys of its indexes."""
+    for task_id in task_ids:
+        pipe.hmget(keys.task(task_id), ["owner", "task_type"])
+
+
+def purge_targets(task_ids: list[str], found: list[list[str | None]]) -> list[PurgeTarget]:
+    """`_owner_reads`' replies as the script's ARGV: a field the hash lacks (or no hash) is ''."""
+    pairs = zip(task_ids, found, strict=True)
+    return [(task_id, owner or "", task_type or "") for task_id, (owner, task_type) in pairs]
+
+
+def token_day(field: str) -> int:
+    """The day (since the epoch) of a field of `owner_tokens` (`<day>:<owner>`); a field of any
+    other shape is of no day, and never deleted as old."""
+    day = field.partition(":")[0]
+    return int(day) if day.isdigit() else 1 << 62
 
 
 def _cursor_of(row: tuple[str, float], tag: str) -> str:
@@ -497,6 +544,9 @@ class _Store:
 
 class TaskStore(_Store):
     """Synchronous store for the consumer, the worker and the scheduler."""
+
+    # Where `prune_token_days` goes on from: its walk of the token counts spans calls.
+    _tokens_cursor = 0
 
     def _recover(self, error: RedisError) -> bool:
         """Ready the next send of a call that met `error` (see _retry_after; raised when it is the
@@ -807,10 +857,35 @@ class TaskStore(_Store):
             recovered += self.recover(task_id, consumer_id or "", token or "", reason) in ("requeued", "dead")
         return recovered
 
+    def prune_token_days(self, count: int) -> int:
+        """Delete the per-owner token counts of the days before yesterday (no claim reads them
+        again; yesterday stays, for a clock a little behind at midnight): one HSCAN page of about
+        `count` fields per call, going on from where the last call stopped, so a call stays short
+        however many owners there are. Returns how many fields went."""
+        seconds, _ = self.r.time()
+        oldest_kept = seconds // 86400 - 1
+        key = self.keys.owner_tokens
+        self._tokens_cursor, counts = self.r.hscan(key, self._tokens_cursor, count=count)
+        old = [field for field in counts if token_day(field) < oldest_kept]
+        if old:
+            self.r.hdel(key, *old)
+        return len(old)
+
     def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> int:
         """Delete one batch of `state`'s tasks older than `retention_ms` (0: any age), or else the
-        oldest beyond `max_keep` (None: no bound); returns how many went."""
-        return int(self._run(self.ops.purge(state, retention_ms, max_keep, batch)))
+        oldest beyond `max_keep` (None: no bound); returns how many went. The candidates and
+        their owners are read first (three round trips), so the script is given every key it
+        deletes from; a candidate that changed meanwhile is left to the next batch."""
+        now = self.r.time()
+        pipe = self.r.pipeline(transaction=False)
+        _candidate_reads(pipe, self.keys, state, batch)
+        task_ids = purge_candidates(now, pipe.execute(), retention_ms, max_keep)
+        if not task_ids:
+            return 0
+        pipe = self.r.pipeline(transaction=False)
+        _owner_reads(pipe, self.keys, task_ids)
+        targets = purge_targets(task_ids, pipe.execute())
+        return int(self._run(self.ops.purge(state, retention_ms, max_keep, targets)))
 
 
 class AsyncTaskStore(_Store):
@@ -921,7 +996,17 @@ class AsyncTaskStore(_Store):
         raise StaleAttempt(f"task {task_id}: moved {MOVED_TRIES} times while being read")
 
     async def purge(self, state: State, retention_ms: int, max_keep: int | None, batch: int) -> int:
-        return int(await self._run(self.ops.purge(state, retention_ms, max_keep, batch)))
+        """As TaskStore.purge."""
+        now = await self.r.time()
+        pipe = self.r.pipeline(transaction=False)
+        _candidate_reads(pipe, self.keys, state, batch)
+        task_ids = purge_candidates(now, await pipe.execute(), retention_ms, max_keep)
+        if not task_ids:
+            return 0
+        pipe = self.r.pipeline(transaction=False)
+        _owner_reads(pipe, self.keys, task_ids)
+        targets = purge_targets(task_ids, await pipe.execute())
+        return int(await self._run(self.ops.purge(state, retention_ms, max_keep, targets)))
 
     async def get(self, task_id: str) -> Task:
         return self._loaded(task_id, await self.r.hgetall(self.keys.task(task_id)))
@@ -1098,7 +1183,7 @@ class AsyncTaskStore(_Store):
         pipe.hmget(limits, [f"{owner}:concurrency", f"{owner}:daily_tokens", "*:concurrency", "*:daily_tokens"])
         pipe.hget(self.keys.owners_active, owner)
         pipe.zscore(self.keys.owners_backlog, owner)
-        pipe.hget(self.keys.owner_tokens(day), owner)
+        pipe.hget(self.keys.owner_tokens, f"{day}:{owner}")
         pipe.zscore(self.keys.owners_held, owner)
         (cap, budget, any_cap, any_budget), active, backlog, tokens, held = await pipe.execute()
         return OwnerUsage(

@@ -161,17 +161,17 @@ end
 local LEVEL_SPAN = 1e13        -- turns per level: scores stay exact doubles (< 2^53)
 local WAKE_MAX = 64            -- wake-up marks kept for idle consumers (more wake no one more)
 local DAY_MS = 86400000
-local TOKENS_TTL = 3 * 86400   -- seconds a day's per-owner token counts are kept
 local SIDES = {'primary', 'retry'}
 local LEVELS = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
 
--- The pending-work keys, in the order core/store.py Ops passes them from KEYS[first] (`after`:
--- the position of the key that follows them), and the two key prefixes from ARGV[afirst].
+-- The eleven pending-work keys, in the order core/store.py Ops._q passes them from KEYS[first]
+-- (`after`: the position of the key that follows them), and the one key prefix (the owners'
+-- lists, which only the claim builds) Ops._qa passes at ARGV[afirst].
 local function queues(KEYS, ARGV, first, afirst)
   return {ready = {primary = KEYS[first], retry = KEYS[first + 1]}, turns = KEYS[first + 2],
     depth = KEYS[first + 3], backlog = KEYS[first + 4], active = KEYS[first + 5],
     held = KEYS[first + 6], limits = KEYS[first + 7], wake = KEYS[first + 8],
-    held_turns = KEYS[first + 9], after = first + 10, lists = ARGV[afirst], tokens = ARGV[afirst + 1]}
+    tokens = KEYS[first + 9], held_turns = KEYS[first + 10], after = first + 11, lists = ARGV[afirst]}
 end
 
 -- A task's level from its hash, as its digit (joined into names as it is): a task stored before
@@ -275,7 +275,8 @@ local function hold_of(Q, owner, now)
   if cap and tonumber(redis.call('HGET', Q.active, owner) or 0) >= tonumber(cap) then return '+inf' end
   if budget then
     local day = math.floor(now / DAY_MS)
-    if tonumber(redis.call('HGET', Q.tokens .. day, owner) or 0) >= tonumber(budget) then return (day + 1) * DAY_MS end
+    local spent = redis.call('HGET', Q.tokens, day .. ':' .. owner)
+    if tonumber(spent or 0) >= tonumber(budget) then return (day + 1) * DAY_MS end
   end
   return nil
 end
@@ -376,9 +377,8 @@ local function dequeue(Q, prefer, now, into)
   end
 end
 
--- A completed task's tokens (more than 0) count against its owner's budget for the day.
+-- A completed task's tokens (more than 0) count against its owner's budget for the day (field
+-- '<day>:<owner>'; the scheduler deletes the days before yesterday: TaskStore.prune_token_days).
 local function spend_tokens(Q, owner, tokens, now)
-  local key = Q.tokens .. math.floor(now / DAY_MS)
-  -- The TTL is set by the day's first count of an owner (the hash's first count is one of them).
-  if redis.call('HINCRBY', key, owner or '', tokens) == tokens then redis.call('EXPIRE', key, TOKENS_TTL) end
+  redis.call('HINCRBY', Q.tokens, math.floor(now / DAY_MS) .. ':' .. (owner or ''), tokens)
 end

@@ -11,13 +11,13 @@
 -- the flow diagram's edges into Active) and in the consumer's own stats (the workers table).
 -- With nothing to take, the wake-up marks are cleared: they were all for work already taken.
 -- KEYS: 1 in-flight list, 2 PENDING index, 3 ACTIVE index, 4 events channel, 5 counters,
---       6 consumer's stats, 7..15 the pending-work keys (_lib.lua queues())
+--       6 consumer's stats, 7..17 the pending-work keys (_lib.lua queues())
 -- ARGV: 1 task key prefix (the id is learnt here), 2 attempt token, 3 consumer id,
---       4 side preferred at the same level ('primary' | 'retry'), 5..6 the pending-work
---       prefixes (queues()), 7.. the task fields to return with 'ok'
+--       4 side preferred at the same level ('primary' | 'retry'), 5 the pending-work
+--       prefix (queues()), 6.. the task fields to return with 'ok'
 -- Returns: {status, id, side, fields}: status 'ok' | 'skip' (no longer PENDING)
 --          | 'empty'; side 'primary' | 'retry' | 'again' (claimed by this very call before);
---          with 'ok', fields = the values of the fields ARGV 7.. names, as they stand after the
+--          with 'ok', fields = the values of the fields ARGV 6.. names, as they stand after the
 --          claim (read before its writes: of the fields it writes, only started_at may be named)
 -- Events: PENDING -> ACTIVE (no audit entry: the hash tells it, see _lib.lua began_attempt)
 local Q = queues(KEYS, ARGV, 7, 5)
@@ -25,7 +25,7 @@ local Q = queues(KEYS, ARGV, 7, 5)
 -- Its attempt token alone is read first: the fields to return only when it is this call's.
 local again = redis.call('LINDEX', KEYS[1], '-1')
 if again and redis.call('HGET', ARGV[1] .. again, 'attempt') == ARGV[2] then
-  local f = redis.call('HMGET', ARGV[1] .. again, 'state', unpack(ARGV, 7))
+  local f = redis.call('HMGET', ARGV[1] .. again, 'state', unpack(ARGV, 6))
   if f[1] == 'ACTIVE' then return {'ok', again, 'again', {unpack(f, 2)}} end
 end
 local now, stamp = now_ms()
@@ -36,7 +36,7 @@ if not id then
 end
 local key = ARGV[1] .. id
 -- The state, the attempts so far and the fields to return, in one read before the writes.
-local f = redis.call('HMGET', key, 'state', 'attempts', unpack(ARGV, 7))
+local f = redis.call('HMGET', key, 'state', 'attempts', unpack(ARGV, 6))
 if f[1] ~= 'PENDING' then
   redis.call('RPOP', KEYS[1])  -- dequeue moved it in flight: it is dropped
   return {'skip', id, side}
@@ -53,7 +53,7 @@ changed(nil, KEYS[4], id, 'PENDING', 'ACTIVE', stamp, ARGV[3],
   count(KEYS[5], 'started') .. ',' .. count(KEYS[5], counter))
 -- The fields as they stand now (see Returns: started_at is the only one named that changed).
 local fields = {}
-for i = 7, #ARGV do
-  fields[i - 6] = ARGV[i] == 'started_at' and stamp or f[i - 4]
+for i = 6, #ARGV do
+  fields[i - 5] = ARGV[i] == 'started_at' and stamp or f[i - 3]
 end
 return {'ok', id, side, fields}

@@ -5,11 +5,11 @@
 -- fold_tally.lua before anyone reads them: one call instead of seven.
 -- No audit entry is written: the hash tells it (finished_at, consumer; see _lib.lua began_attempt).
 -- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 COMPLETED index, 5 events channel,
---       6 counters, 7 consumer's stats, 8 completions tally, 9..17 the pending-work keys
+--       6 counters, 7 consumer's stats, 8 completions tally, 9..19 the pending-work keys
 --       (_lib.lua queues(): its owner's running count and tokens today)
 -- ARGV: 1 id, 2 attempt token, 3 result, 4 provider name, 5 model ('' = unknown),
 --       6 prompt tokens, 7 completion tokens, 8 total tokens (0 = not reported), 9 consumer id,
---       10..11 the pending-work prefixes (queues())
+--       10 the pending-work prefix (queues())
 -- The errors of earlier attempts stay in the history; the task itself no longer carries one.
 -- Returns: {'ok'} | {'stale', state} (another attempt owns the task: result refused) | {'not_found'}
 -- Events: ACTIVE -> COMPLETED

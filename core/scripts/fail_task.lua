@@ -3,9 +3,9 @@
 -- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 index of the target state, 5 events,
 --       6 history, 7 counters, 8 consumer's stats, 9 per-second throughput ring,
 --       10 per-minute throughput ring, 11 per-type counters (the task's type is read from its hash),
---       12..20 the pending-work keys (_lib.lua queues(): its owner's running count)
+--       12..22 the pending-work keys (_lib.lua queues(): its owner's running count)
 -- ARGV: 1 id, 2 attempt token, 3 target state (FAILED | DLQ), 4 error message, 5 error type,
---       6 consumer id, 7..8 the pending-work prefixes (queues())
+--       6 consumer id, 7 the pending-work prefix (queues())
 -- Returns: {'ok'} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> FAILED | DLQ
 local Q = queues(KEYS, ARGV, 12, 7)

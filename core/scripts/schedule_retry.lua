@@ -2,11 +2,11 @@
 -- (or none, when the provider only asked us to wait: a rate limit).
 -- KEYS: 1 task hash, 2 in-flight list, 3 ACTIVE index, 4 scheduled set, 5 events channel,
 --       6 history, 7 counters, 8 consumer's stats, 9 per-type counters (the task's type is read
---       from its hash), 10..18 the pending-work keys (_lib.lua queues(): its owner's running count)
+--       from its hash), 10..20 the pending-work keys (_lib.lua queues(): its owner's running count)
 -- ARGV: 1 id, 2 attempt token, 3 delay ms, 4 error message, 5 error type, 6 consumer id,
 --       7 retries spent: 1 | 0, 8 the task's run of provider 429s: 'grow' (one more; its start
 --       is kept in rate_limited_at) | 'keep' (the fleet's own limit) | 'reset' (any other failure),
---       9..10 the pending-work prefixes (queues())
+--       9 the pending-work prefix (queues())
 -- Returns: {'ok', retry_count, due_at} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> SCHEDULED
 local Q = queues(KEYS, ARGV, 10, 9)

@@ -123,3 +123,11 @@ def test_the_scheduler_beats_so_health_sees_it(real_redis: redis.Redis, key_pref
     beat = json.loads(real_redis.get(store.keys.scheduler_heartbeat) or "{}")
     assert beat["scheduler_id"] == scheduler.id and beat["beat_at"] > 0
     assert 14_000 < real_redis.pttl(store.keys.scheduler_heartbeat) <= 15_000
+
+
+def test_a_round_prunes_the_token_counts_of_past_days(real_redis: redis.Redis, key_prefix: str) -> None:
+    store = TaskStore(real_redis, Keys(key_prefix))
+    day = real_redis.time()[0] // 86400
+    real_redis.hset(store.keys.owner_tokens, mapping={f"{day - 3}:A": "7", f"{day - 1}:A": "8", f"{day}:A": "9"})
+    Scheduler(Settings(), store).run_once()
+    assert real_redis.hgetall(store.keys.owner_tokens) == {f"{day - 1}:A": "8", f"{day}:A": "9"}

@@ -129,7 +129,7 @@ def indexes_holding(store: TaskStore, task_id: str) -> list[State]:
 
 def type_indexes_holding(store: TaskStore, task_id: str) -> dict[str, float]:
     """Every type index holding `task_id`, by type, with its score there."""
-    prefix, found = store.keys.type_prefix, {}
+    prefix, found = store.keys.type_tasks(""), {}
     for key in store.r.scan_iter(match=store.keys.type_tasks("*")):
         score = store.r.zscore(key, task_id)
         if score is not None:

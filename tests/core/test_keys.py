@@ -64,7 +64,7 @@ def test_default_names_keep_the_designs_spelling() -> None:
     assert k.pending("primary", 3, "alice") == "tasks:pending:primary:3:alice"
     assert k.pending_prefix + "retry:5:" == k.pending("retry", 5, "")
     assert (k.ready("primary"), k.owners_held) == ("tasks:ready:primary", "owners:held")
-    assert k.owner_tokens(20790) == "owners:tokens:20790"
+    assert k.owner_tokens == "owners:tokens"
     assert (k.scheduled, k.dlq, k.events) == ("tasks:scheduled", "dlq:tasks", "queue-updates")
     assert k.heartbeat("w1") == "worker:heartbeat:w1"
     assert k.state_index(State.SCHEDULED) == k.scheduled and k.state_index(State.DLQ) == k.dlq
@@ -72,7 +72,6 @@ def test_default_names_keep_the_designs_spelling() -> None:
     assert (k.counters, k.durations) == ("stats:counters", "stats:durations:v2")
     assert k.scheduler_heartbeat == "scheduler:heartbeat"
     assert k.consumer_stats("w1") == "worker:stats:w1"
-    assert k.inflight_prefix + "c1" == k.inflight("c1")
 
 
 def test_idempotency_keys_are_hashed_so_any_header_value_is_safe() -> None:
@@ -100,7 +99,7 @@ def test_every_name_starts_with_the_prefix(prefix: str) -> None:
 def test_operator_patterns_cover_every_key_we_write() -> None:
     """The reset tool deletes what `all_patterns` matches; every stored key must be among it."""
     k = Keys("p:")
-    skipped = {"events", "dispatch_queue", "task_prefix", "inflight_prefix", "pending_prefix", "owner_tokens_prefix"}
+    skipped = {"events", "dispatch_queue", "task_prefix", "pending_prefix"}
     # (a channel, a broker-db queue, fragments)
     skipped |= {n for n in every_name(k) if n.startswith("all_patterns")}
     for attr, name in every_name(k).items():

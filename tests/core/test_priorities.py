@@ -148,12 +148,43 @@ def test_a_daily_token_budget_holds_the_owner_until_the_next_utc_day(store: Task
     assert_queues_consistent(store)
 
     # The next day: its token count starts from nothing, and the hold's time has come.
-    store.r.delete(store.keys.owner_tokens(seconds // 86400))
+    store.r.hdel(store.keys.owner_tokens, f"{seconds // 86400}:A")
     store.r.zadd(store.keys.owners_held, {"A": 0})
     assert claim(store) == "", "a claim does not look at holds: the scheduler does"
     store.promote_due(10)
     assert claim(store) == a[1]
     assert_queues_consistent(store)
+
+
+def test_tokens_count_in_one_hash_per_owner_and_day(store: TaskStore) -> None:
+    submit(store, "A", count=2)
+    finish(store, claim(store), tokens=30)
+    finish(store, claim(store), tokens=12)
+    submit(store, "", count=1)
+    finish(store, claim(store), tokens=5)
+    day = store.r.time()[0] // 86400
+    assert store.r.hgetall(store.keys.owner_tokens) == {f"{day}:A": "42", f"{day}:": "5"}
+    assert store.r.ttl(store.keys.owner_tokens) == -1, "no TTL: the scheduler prunes past days"
+
+
+def test_pruning_deletes_the_days_before_yesterday_only(store: TaskStore) -> None:
+    day = store.r.time()[0] // 86400
+    kept = {f"{day}:A": "1", f"{day - 1}:A": "2", f"{day}:": "3", "not-a-day": "4", f"{day + 1}:B": "5"}
+    old = {f"{day - 2}:A": "6", f"{day - 30}:B:with:colons": "7", f"{day - 2}:": "8"}
+    store.r.hset(store.keys.owner_tokens, mapping={**kept, **old})
+    assert store.prune_token_days(count=100) == len(old)
+    assert store.r.hgetall(store.keys.owner_tokens) == kept
+    assert store.prune_token_days(count=100) == 0
+
+
+def test_pruning_walks_a_large_hash_a_page_per_call(store: TaskStore) -> None:
+    day = store.r.time()[0] // 86400
+    old = {f"{day - 5}:owner-{n}": "1" for n in range(1000)}  # past a listpack: HSCAN pages it
+    store.r.hset(store.keys.owner_tokens, mapping={**old, f"{day}:A": "9"})
+    deleted = [store.prune_token_days(count=50) for _ in range(100)]
+    assert max(deleted) < len(old), "bounded per call"
+    assert sum(deleted) == len(old)
+    assert store.r.hgetall(store.keys.owner_tokens) == {f"{day}:A": "9"}
 
 
 def test_new_limits_free_the_owners_they_no_longer_hold(store: TaskStore) -> None:
