@@ -54,8 +54,10 @@ def fill(client: redis.Redis, keys: Keys, count: int) -> None:
         scripts[call.script](keys=call.keys, args=call.args)
         pipe = client.pipeline(transaction=False)
         tokens = [new_token() for _ in tasks]
-        for token in tokens:
-            call = ops.claim("bench", token, prefer_retry=False)
+        # Every task is new work of no owner at the default level, taken in order: each claim
+        # names that list and the id at its head (TaskStore.claim learns them from replies).
+        for task, token in zip(tasks, tokens, strict=True):
+            call = ops.claim("bench", token, prefer_retry=False, look=f"primary {task.priority}", task_id=task.id)
             scripts[call.script](keys=call.keys, args=call.args, client=pipe)
         pipe.execute()
         pipe = client.pipeline(transaction=False)

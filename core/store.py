@@ -69,6 +69,11 @@ def place_of(values: list[str | None]) -> Place:
     return Place(owner or "", level_of(priority), consumer or "", task_type or "")
 
 
+# How often a claim is sent again after 'moved' before it reports nothing to take: many consumers
+# racing for the same few heads may each lose a few times; the consumer then waits for a wake-up
+# mark, which is there, since work is.
+CLAIM_TRIES = 20
+
 # How often a step is sent again after its script replied 'moved' (the task was claimed between
 # the read of its place and the step): a race that needs a claim each time, so a bound is enough.
 MOVED_TRIES = 5
@@ -231,13 +236,24 @@ class Ops:
             args += _create_fields(task)
         return Call("create_task", keys, args)
 
-    def claim(self, consumer_id: str, token: str, prefer_retry: bool) -> Call:
+    def claim(self, consumer_id: str, token: str, prefer_retry: bool, look: str = "", task_id: str = "") -> Call:
+        """`look`: the turn a previous claim's reply said is due ('<side> <level><owner>'; '' none);
+        `task_id`: the head of that turn's list as read ('' none). Without them the list and the
+        hash named are the in-flight list, which the script then leaves alone."""
         k = self.k
-        keys = [k.inflight(consumer_id), k.state_index(State.PENDING), k.state_index(State.ACTIVE), k.events]
+        inflight = k.inflight(consumer_id)
+        keys = [inflight, k.state_index(State.PENDING), k.state_index(State.ACTIVE), k.events]
         keys += [k.counters, k.consumer_stats(consumer_id), *self._q]
+        keys += [self.looked_list(look) or inflight, k.task(task_id) if task_id else inflight]
         side = "retry" if prefer_retry else "primary"
-        args = [k.task_prefix, token, consumer_id, side, *self._qa, *DISPATCH_FIELDS]
-        return Call("claim_task", keys, args)
+        return Call("claim_task", keys, [token, consumer_id, side, *self._qa, look, task_id, *DISPATCH_FIELDS])
+
+    def looked_list(self, look: str) -> str:
+        """The list of a turn a claim's reply named ('<side> <level><owner>'), or '' for none."""
+        if not look:
+            return ""
+        side, member = look.split(" ", 1)
+        return self.k.pending(side, int(member[0]), member[1:])
 
     def _lists(self, place: Place) -> list[str]:
         """The task's two lists (its owner's at its level, each side), as _lib.lua lists_at()."""
@@ -484,6 +500,11 @@ class _Store:
         # FCALL of the function library (core/lua.py) until the server says it has no functions
         # (Redis < 7, or an ACL refusing them): EVALSHA from then on.
         self._functions = True
+        # Per consumer and draw (prefer_retry), the turn its next claim looks at (TaskStore.claim).
+        self._looks: dict[str, dict[bool, str]] = {}
+        # Per consumer, the last claim sent (its token, turn and head): the same claim sent again
+        # after a lost reply must name the same task, whose hash tells it was taken already.
+        self._sent: dict[str, tuple[str, str, str]] = {}
         self.durability = durability if durability is not None and durability.replicas else None
 
     def _retry_after(self, error: RedisError) -> str | None:
@@ -622,9 +643,29 @@ class TaskStore(_Store):
 
     # --- consumer -------------------------------------------------------------------------
     def claim(self, consumer_id: str, token: str, prefer_retry: bool) -> Claim:
-        reply = self._run(self.ops.claim(consumer_id, token, prefer_retry))
-        fields = {k: v or "" for k, v in zip(DISPATCH_FIELDS, reply[3], strict=True)} if reply[0] == "ok" else None
-        return Claim(reply[0], reply[1], reply[2], fields)
+        """Claim the next task. The claim names every key it touches, so it is told which turn
+        is due: by the previous claim's reply (kept per consumer and draw), read here at its
+        list's head. A reply 'moved' (another consumer took that head, or the turns moved on)
+        brings the turns due now, and the claim is sent again."""
+        looks = self._looks.setdefault(consumer_id, {})
+        last = self._sent.get(consumer_id)
+        for tries in range(CLAIM_TRIES):
+            if tries == 0 and last is not None and last[0] == token:
+                look, head = last[1:]  # the same claim again (its reply was lost): the same task named
+            else:
+                look = looks.get(prefer_retry, "")
+                head = (self.r.lindex(self.ops.looked_list(look), 0) or "") if look else ""
+            self._sent[consumer_id] = (token, look, head)
+            call = self.ops.claim(consumer_id, token, prefer_retry, look, head)
+            status, task_id, side, values, turns = self._run(call)
+            if turns:
+                looks[False], looks[True] = (f"{s} {member}" if s else "" for s, member in (turns[:2], turns[2:]))
+            elif status == "empty":
+                looks.clear()
+            if status != "moved":
+                fields = {k: v or "" for k, v in zip(DISPATCH_FIELDS, values, strict=True)} if status == "ok" else None
+                return Claim(status, task_id, side, fields)
+        return Claim("empty", "")  # the turns moved on every time: the consumer looks again soon
 
     def retry_backlog(self) -> int:
         """PENDING tasks on the retry side: the retry pressure a consumer's ratio adapts to. Read

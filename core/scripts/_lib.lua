@@ -196,10 +196,6 @@ local function same_place(owner, raw_priority, expected_owner, expected_level)
   return (owner or '') == expected_owner and level_of(raw_priority) == expected_level
 end
 
-local function list_of(Q, side, level, owner)
-  return Q.lists .. side .. ':' .. level .. ':' .. owner
-end
-
 -- The owner (re)joins the end of its level's round on `side`.
 local function take_turn(Q, side, level, owner)
   redis.call('ZADD', Q.ready[side], level * LEVEL_SPAN + redis.call('INCR', Q.turns), level .. owner)
@@ -342,39 +338,54 @@ local function release_due_holds(Q, now)
   for _, owner in ipairs(redis.call('ZRANGEBYSCORE', Q.held, '-inf', now)) do release_hold(Q, owner) end
 end
 
--- The next PENDING id to run, moved from its list to the tail of list `into` (LMOVE: one call):
--- the most urgent level of either side; at the same level, `prefer` ('primary' | 'retry'), the
--- consumer's draw. Returns id, side, owner (nil when nothing may run).
-local function dequeue(Q, prefer, now, into)
+-- Both sides' heads (head_of()'s member, level and shared, each in a table; {} for no work).
+local function heads(Q)
+  return {primary = {head_of(Q, 'primary')}, retry = {head_of(Q, 'retry')}}
+end
+
+-- The side whose head goes next: the most urgent level of either; at the same level, `prefer`
+-- ('primary' | 'retry'), the consumer's draw. nil when neither side has work.
+local function choose(H, prefer)
+  local p, r = H.primary, H.retry
+  if not p[1] and not r[1] then return nil end
+  if not r[1] or (p[1] and p[2] < r[2]) then return 'primary' end
+  if not p[1] or r[2] < p[2] then return 'retry' end
+  return prefer
+end
+
+-- The turn a claim takes now: the side choose() gives, after holding every owner at a head that
+-- a limit stops (out of every round: it is met no more). Returns the side and the heads, or nil.
+local function next_turn(Q, H, prefer, now)
   while true do
-    local p_member, p_level, p_shared = head_of(Q, 'primary')
-    local r_member, r_level, r_shared = head_of(Q, 'retry')
-    if not p_member and not r_member then return nil end
-    local side = prefer
-    if not r_member or (p_member and p_level < r_level) then side = 'primary'
-    elseif not p_member or r_level < p_level then side = 'retry' end
-    local member, level, shared = p_member, p_level, p_shared
-    if side == 'retry' then member, level, shared = r_member, r_level, r_shared end
-    local owner = string.sub(member, 2)
+    local side = choose(H, prefer)
+    if not side then return nil, H end
+    local owner = string.sub(H[side][1], 2)
     local until_ms = hold_of(Q, owner, now)
-    if until_ms then
-      hold(Q, owner, until_ms)   -- out of every round: this loop meets it no more
-    else
-      local list = list_of(Q, side, level, owner)
-      local id = redis.call('LMOVE', list, into, 'LEFT', 'RIGHT')
-      if redis.call('LLEN', list) == 0 then
-        redis.call('ZREM', Q.ready[side], member)
-      elseif shared then
-        take_turn(Q, side, level, owner)
-      end
-      -- Alone at its level, the owner keeps its turn: a new one would change no order, as every
-      -- owner that comes later takes a turn after both.
-      if id then
-        count_pending(Q, side, level, owner, '-1')
-        return id, side, owner
-      end
-    end
+    if not until_ms then return side, H end
+    hold(Q, owner, until_ms)
+    H = heads(Q)
   end
+end
+
+-- What a consumer looks at for its next claim, for either draw: the side and the member
+-- (`<level><owner>`: its list) choose() gives; '' for none. Its client reads that list's head
+-- and names both in KEYS (the claim builds no key).
+local function looks(H)
+  local p, r = choose(H, 'primary'), choose(H, 'retry')
+  return {p or '', p and H[p][1] or '', r or '', r and H[r][1] or ''}
+end
+
+-- After the head of the turn's list was taken: the owner's turn moves on, the depth goes down.
+-- Alone at its level, the owner keeps its turn: a new one would change no order, as every owner
+-- that comes later takes a turn after both.
+local function turn_taken(Q, side, head, owner, list)
+  local member, level, shared = head[1], head[2], head[3]
+  if redis.call('LLEN', list) == 0 then
+    redis.call('ZREM', Q.ready[side], member)
+  elseif shared then
+    take_turn(Q, side, level, owner)
+  end
+  count_pending(Q, side, level, owner, '-1')
 end
 
 -- A completed task's tokens (more than 0) count against its owner's budget for the day (field

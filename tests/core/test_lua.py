@@ -17,7 +17,7 @@ def test_a_script_gets_only_what_it_calls() -> None:
     assert defined(helpers("note_rejection")) == set()
     # Through other helpers: complete_task calls left_active, which may release an owner's hold.
     assert {"left_active", "release_hold", "hold_of", "take_turn"} <= defined(helpers("complete_task"))
-    assert "dequeue" not in defined(helpers("complete_task")) and "withdraw" not in defined(helpers("claim_task"))
+    assert "next_turn" not in defined(helpers("complete_task")) and "withdraw" not in defined(helpers("claim_task"))
 
 
 def test_every_helper_a_script_names_is_defined_before_the_script() -> None:
@@ -32,6 +32,6 @@ def test_the_helpers_keep_their_order_and_comments() -> None:
     lib = "".join(code for _, code in _lib_parts()[1])
     text = helpers("claim_task")
     assert text.startswith(_lib_parts()[0])
-    assert "-- The next PENDING id to run" in text  # dequeue's comment comes with it
+    assert "-- The turn a claim takes now" in text  # next_turn's comment comes with it
     positions = [lib.index(code) for helper, code in _lib_parts()[1] if code in text]
     assert positions == sorted(positions)
