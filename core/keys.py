@@ -62,12 +62,6 @@ class Keys:
         """Hash holding one task (state, content, result, attempts, timestamps)."""
         return self._k(f"task:{task_id}")
 
-    @property
-    def task_prefix(self) -> str:
-        """`task(id)` minus the id: the claim, which learns the id it pops mid-script, builds the
-        task's key from this (the one step that still builds a key; issue 19)."""
-        return self.task("")
-
     def history(self, task_id: str) -> str:
         """Capped list of one task's state changes and errors, oldest first (its audit trail)."""
         return self.task(task_id) + HISTORY_SUFFIX
@@ -83,8 +77,8 @@ class Keys:
 
     @property
     def pending_prefix(self) -> str:
-        """`pending(side, priority, owner)` minus `side:priority:owner`: the scripts learn those
-        from the task's hash and build the list's key from this."""
+        """`pending(side, priority, owner)` minus `side:priority:owner`: what every pending list's
+        name starts with (a scan for them in a check or a test)."""
         return self._k("tasks:pending:")
 
     def ready(self, side: str) -> str:

@@ -218,7 +218,6 @@ class Ops:
         self._q = [*(keys.ready(side) for side in SIDES), keys.turns, keys.depth, keys.owners_backlog]
         self._q += [keys.owners_active, keys.owners_held, keys.owner_limits, keys.wake, keys.owner_tokens]
         self._q.append(keys.owners_held_turns)
-        self._qa = [keys.pending_prefix]
 
     def create(self, tasks: list[Task], idempotency_key: str = "", retention_ms: int = 0) -> Call:
         k = self.k
@@ -229,7 +228,7 @@ class Ops:
         if any(t.owner != owner for t in tasks):
             raise ValueError("tasks created in one step must share their owner")
         keys += [k.owner_tasks(owner), k.type_counters, *self._q]
-        args = [retention_ms, *self._qa, "1" if idempotency_key else ""]
+        args = [retention_ms, "1" if idempotency_key else ""]
         for task in tasks:
             keys += [k.task(task.id), k.type_tasks(task.task_type)]
             keys.append(k.pending("primary", level_of(task.priority), task.owner))
@@ -246,7 +245,7 @@ class Ops:
         keys += [k.counters, k.consumer_stats(consumer_id), *self._q]
         keys += [self.looked_list(look) or inflight, k.task(task_id) if task_id else inflight]
         side = "retry" if prefer_retry else "primary"
-        return Call("claim_task", keys, [token, consumer_id, side, *self._qa, look, task_id, *DISPATCH_FIELDS])
+        return Call("claim_task", keys, [token, consumer_id, side, look, task_id, *DISPATCH_FIELDS])
 
     def looked_list(self, look: str) -> str:
         """The list of a turn a claim's reply named ('<side> <level><owner>'), or '' for none."""
@@ -272,7 +271,7 @@ class Ops:
         keys = [k.task(task_id), k.inflight(consumer_id), k.state_index(State.ACTIVE), k.state_index(State.COMPLETED)]
         keys += [k.events, k.counters, k.consumer_stats(consumer_id), k.completions_tally]
         prompt, completion, total = usage_figures(usage)
-        args = [task_id, token, result, provider, model, prompt, completion, total, consumer_id, *self._qa]
+        args = [task_id, token, result, provider, model, prompt, completion, total, consumer_id]
         return Call("complete_task", [*keys, *self._q], args)
 
     def fold_tally(self, reads: tuple[str, ...] = (), with_time: bool = False) -> Call:
@@ -288,20 +287,20 @@ class Ops:
         streak: str = "reset",
     ) -> Call:  # fmt: skip
         keys = [*self._report_keys(task_id, consumer_id, self.k.scheduled), self.k.type_counters, *self._q]
-        args = [task_id, token, delay_ms, error, error_type, consumer_id, int(spend), streak, *self._qa]
+        args = [task_id, token, delay_ms, error, error_type, consumer_id, int(spend), streak]
         return Call("schedule_retry", keys, args)
 
     def fail(self, task_id: str, consumer_id: str, token: str, target: State, error: str, error_type: str) -> Call:
         keys = self._report_keys(task_id, consumer_id, self.k.state_index(target))
         keys += [self.k.throughput_seconds, self.k.throughput_minutes, self.k.type_counters, *self._q]
-        args = [task_id, token, target.value, error, error_type, consumer_id, *self._qa]
+        args = [task_id, token, target.value, error, error_type, consumer_id]
         return Call("fail_task", keys, args)
 
     def release(self, task_id: str, consumer_id: str, token: str, reason: str, error_type: str, place: Place) -> Call:
         k = self.k
         keys = [k.task(task_id), k.inflight(consumer_id), k.state_index(State.ACTIVE), k.state_index(State.PENDING)]
         keys += [k.events, k.history(task_id), k.counters, *self._q, *self._lists(place)]
-        args = [task_id, token, reason, error_type, consumer_id, *self._qa, place.owner, place.level]
+        args = [task_id, token, reason, error_type, consumer_id, place.owner, place.level]
         return Call("release_task", keys, args)
 
     def set_progress(self, task_id: str, token: str, progress: int, step: str) -> Call:
@@ -309,7 +308,7 @@ class Ops:
 
     def promote_due(self, due: list[tuple[str, Place]]) -> Call:
         keys = [self.k.scheduled, self.k.state_index(State.PENDING), self.k.events, self.k.counters, *self._q]
-        return self._per_task("promote_due", keys, [*self._qa], due)
+        return self._per_task("promote_due", keys, [], due)
 
     def _per_task(self, script: str, keys: list[str], args: list[Any], tasks: list[tuple[str, Place]]) -> Call:
         """A batch step over tasks read before: per task its hash, history and retry list in
@@ -321,7 +320,7 @@ class Ops:
 
     def adopt_legacy(self, primary: list[tuple[str, Place]], retry: list[tuple[str, Place]]) -> Call:
         keys = [self.k.legacy_primary, self.k.legacy_retry, *self._q]
-        args: list[Any] = [*self._qa, len(primary)]
+        args: list[Any] = [len(primary)]
         for side, tasks in zip(SIDES, (primary, retry), strict=True):
             for task_id, place in tasks:
                 keys += [self.k.task(task_id), self.k.pending(side, place.level, place.owner)]
@@ -330,19 +329,19 @@ class Ops:
 
     def set_limits(self, limits: dict[str, int]) -> Call:
         args = [item for field, value in sorted(limits.items()) for item in (field, value)]
-        return Call("set_limits", self._q, [*self._qa, *args])
+        return Call("set_limits", self._q, [*args])
 
     def recover(self, task_id: str, consumer_id: str, token: str, reason: str, place: Place) -> Call:
         k = self.k
         keys = [k.task(task_id), k.inflight(consumer_id), k.state_index(State.ACTIVE)]
         keys += [k.state_index(State.PENDING), k.dlq, k.events, k.history(task_id), k.counters]
         keys += [k.consumer_stats(consumer_id), k.throughput_seconds, k.throughput_minutes, k.type_counters, *self._q]
-        args = [task_id, token, reason, consumer_id, *self._qa, place.owner, place.level]
+        args = [task_id, token, reason, consumer_id, place.owner, place.level]
         return Call("recover_task", [*keys, *self._lists(place)], args)
 
     def retry(self, task_id: str, place: Place) -> Call:
         keys = [self.k.task(task_id), self.k.events, self.k.history(task_id), self.k.counters, *self._q]
-        args = [task_id, _names(ACTIONS["retry"]), *self._qa, place.owner, place.level, *self._states]
+        args = [task_id, _names(ACTIONS["retry"]), place.owner, place.level, *self._states]
         return Call("retry_task", [*keys, *self._lists(place), *self._indexes], args)
 
     def cancel(self, task_id: str, place: Place) -> Call:
@@ -350,14 +349,14 @@ class Ops:
         keys = [k.task(task_id), k.scheduled, k.state_index(State.PENDING), k.state_index(State.CANCELLED)]
         keys += [k.events, k.state_index(State.ACTIVE), k.history(task_id), k.counters, *self._q]
         keys += [*self._lists(place), k.inflight(place.consumer)]
-        args = [task_id, place.consumer, _names(ACTIONS["cancel"]), *self._qa, place.owner, place.level]
+        args = [task_id, place.consumer, _names(ACTIONS["cancel"]), place.owner, place.level]
         return Call("cancel_task", keys, args)
 
     def delete(self, task_id: str, place: Place) -> Call:
         k = self.k
         keys = [k.task(task_id), k.all_tasks, k.events, k.history(task_id), k.counters, k.task_chunks(task_id)]
         keys += [*self._q, *self._lists(place), k.owner_tasks(place.owner), k.type_tasks(place.task_type)]
-        args = [task_id, place.owner, place.task_type, _names(ACTIONS["delete"]), *self._qa, place.level]
+        args = [task_id, place.owner, place.task_type, _names(ACTIONS["delete"]), place.level]
         return Call("delete_task", [*keys, *self._indexes], [*args, *self._states])
 
     def purge(self, state: State, retention_ms: int, max_keep: int | None, targets: list[PurgeTarget]) -> Call:
@@ -388,7 +387,7 @@ class Ops:
 
     def requeue_dead(self, dead: list[tuple[str, Place]]) -> Call:
         keys = [self.k.dlq, self.k.state_index(State.PENDING), self.k.events, self.k.counters, *self._q]
-        return self._per_task("requeue_dead", keys, [*self._qa], dead)
+        return self._per_task("requeue_dead", keys, [], dead)
 
 
 # The fields create_task reads of each task, first and in this order (see its ARGV).

@@ -14,8 +14,16 @@ from redis.cluster import ClusterNode, RedisCluster
 
 from core.keys import Keys
 from core.store import TaskStore
+from tests.declared_keys import checked
 from tests.stub_llm import StubLLM
 from utils import redis_server
+
+
+@pytest.fixture(autouse=True, scope="session")
+def scripts_touch_only_their_keys() -> Iterator[None]:
+    """Every script run on fakeredis, in any test, touches only the keys its call named."""
+    with checked():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -165,13 +165,12 @@ local SIDES = {'primary', 'retry'}
 local LEVELS = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
 
 -- The eleven pending-work keys, in the order core/store.py Ops._q passes them from KEYS[first]
--- (`after`: the position of the key that follows them), and the one key prefix (the owners'
--- lists, which only the claim builds) Ops._qa passes at ARGV[afirst].
-local function queues(KEYS, ARGV, first, afirst)
+-- (`after`: the position of the key that follows them).
+local function queues(KEYS, first)
   return {ready = {primary = KEYS[first], retry = KEYS[first + 1]}, turns = KEYS[first + 2],
     depth = KEYS[first + 3], backlog = KEYS[first + 4], active = KEYS[first + 5],
     held = KEYS[first + 6], limits = KEYS[first + 7], wake = KEYS[first + 8],
-    tokens = KEYS[first + 9], held_turns = KEYS[first + 10], after = first + 11, lists = ARGV[afirst]}
+    tokens = KEYS[first + 9], held_turns = KEYS[first + 10], after = first + 11}
 end
 
 -- A task's level from its hash, as its digit (joined into names as it is): a task stored before

@@ -5,16 +5,16 @@
 -- taken only while it is still at the head of its old list as read.
 -- KEYS: 1 the old new-work list, 2 the old retry list, 3.. the pending-work keys (queues()),
 --       then (from Q.after) per id: its hash, its owner's list at its level on its old list's side
--- ARGV: 1 the pending-work prefix (queues()), 2 how many of the ids are the new-work list's
---       (the rest are the retry list's), 3.. per id: the id, its owner and its level
+-- ARGV: 1 how many of the ids are the new-work list's (the rest are the retry list's),
+--       2.. per id: the id, its owner and its level
 -- Returns: number of ids taken out of the old lists (adopted or dropped)
 -- Events: none (no state changes)
-local Q = queues(KEYS, ARGV, 3, 1)
+local Q = queues(KEYS, 3)
 local taken = 0
 local stopped = {}
-for i = 3, #ARGV, 3 do
-  local n = (i - 3) / 3
-  local side_n = n < tonumber(ARGV[2]) and 1 or 2
+for i = 2, #ARGV, 3 do
+  local n = (i - 2) / 3
+  local side_n = n < tonumber(ARGV[1]) and 1 or 2
   local id, owner, level = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local key, list = KEYS[Q.after + 2 * n], KEYS[Q.after + 2 * n + 1]
   if not stopped[side_n] then

@@ -7,23 +7,23 @@
 --       then (from Q.after) the task's two lists (lists_at()) and the in-flight list of the
 --       consumer the caller read in its hash
 -- ARGV: 1 id, 2 that consumer ('' none), 3 the states it is allowed from (ACTIONS['cancel'],
---       comma-separated; each has its own clean-up below), 4 the pending-work prefix (queues()),
---       5..6 the owner and level the lists are of
+--       comma-separated; each has its own clean-up below), 4..5 the owner and level the lists
+--       are of
 -- Returns: {'ok', from_state} | {'wrong_state', state} | {'not_found'} | {'moved'} (the hash
 --          no longer names those: claimed meanwhile; read again)
 -- Events: PENDING | SCHEDULED | ACTIVE -> CANCELLED
-local Q = queues(KEYS, ARGV, 9, 4)
+local Q = queues(KEYS, 9)
 local id = ARGV[1]
 local f = redis.call('HMGET', KEYS[1], 'state', 'consumer', 'priority', 'owner')
 local state = f[1]
 if not state then return {'not_found'} end
 if not one_of(ARGV[3], state) then return {'wrong_state', state} end
-if not same_place(f[4], f[3], ARGV[5], ARGV[6]) or (state == 'ACTIVE' and f[2] ~= ARGV[2]) then
+if not same_place(f[4], f[3], ARGV[4], ARGV[5]) or (state == 'ACTIVE' and f[2] ~= ARGV[2]) then
   return {'moved'}
 end
 local now, stamp = now_ms()
 if state == 'PENDING' then
-  withdraw(Q, lists_at(KEYS, Q.after), id, ARGV[6], ARGV[5])
+  withdraw(Q, lists_at(KEYS, Q.after), id, ARGV[5], ARGV[4])
   redis.call('ZREM', KEYS[3], id)
 elseif state == 'SCHEDULED' then
   redis.call('ZREM', KEYS[2], id)

@@ -16,25 +16,24 @@
 -- With nothing to take, the wake-up marks are cleared: they were all for work already taken.
 -- KEYS: 1 in-flight list, 2 PENDING index, 3 ACTIVE index, 4 events channel, 5 counters,
 --       6 consumer's stats, 7..17 the pending-work keys (_lib.lua queues()), 18 the list looked
---       at, 19 the hash of the id read at its head (both untouched without an id: ARGV[6] '')
+--       at, 19 the hash of the id read at its head (both untouched without an id: ARGV[5] '')
 -- ARGV: 1 attempt token, 2 consumer id, 3 side preferred at the same level ('primary' |
---       'retry'), 4 the pending-work prefix (queues()), 5 the turn looked at (side, a space,
---       member; '' none), 6 the id read at its list's head ('' none), 7.. the task fields to
---       return with 'ok'
+--       'retry'), 4 the turn looked at (side, a space, member; '' none), 5 the id read at its
+--       list's head ('' none), 6.. the task fields to return with 'ok'
 -- Returns: {status, id, side, fields, looks}: status 'ok' | 'skip' (no longer PENDING) | 'empty'
 --          | 'moved' (not the head of the turn due now); side 'primary' | 'retry' | 'again'
 --          (claimed by this very call before); with 'ok', fields = the values of the fields ARGV
---          7.. names, as they stand after the claim (read before its writes: of the fields it
+--          6.. names, as they stand after the claim (read before its writes: of the fields it
 --          writes, only started_at may be named); looks = the turns due next (_lib.lua looks()),
 --          {} with 'again' and 'empty'
 -- Events: PENDING -> ACTIVE (no audit entry: the hash tells it, see _lib.lua began_attempt)
-local Q = queues(KEYS, ARGV, 7, 4)
-local list, key, look_id = KEYS[Q.after], KEYS[Q.after + 1], ARGV[6]
+local Q = queues(KEYS, 7)
+local list, key, look_id = KEYS[Q.after], KEYS[Q.after + 1], ARGV[5]
 -- The looked-at task's attempt and state (a resend's answer), the attempts so far and the
 -- fields to return, in one read before the writes.
 local f = {}
 if look_id ~= '' then
-  f = redis.call('HMGET', key, 'attempt', 'state', 'attempts', unpack(ARGV, 7))
+  f = redis.call('HMGET', key, 'attempt', 'state', 'attempts', unpack(ARGV, 6))
   if f[1] == ARGV[1] and f[2] == 'ACTIVE' then return {'ok', look_id, 'again', {unpack(f, 4)}, {}} end
 end
 local now, stamp = now_ms()
@@ -44,7 +43,7 @@ if not side then
   return {'empty', '', '', {}, {}}
 end
 local head = H[side]
-if side .. ' ' .. head[1] ~= ARGV[5] then return {'moved', '', '', {}, looks(H)} end
+if side .. ' ' .. head[1] ~= ARGV[4] then return {'moved', '', '', {}, looks(H)} end
 local id = redis.call('LMOVE', list, KEYS[1], 'LEFT', 'RIGHT')
 if id ~= look_id then
   if id then
@@ -74,7 +73,7 @@ changed(nil, KEYS[4], id, 'PENDING', 'ACTIVE', stamp, ARGV[2],
   count(KEYS[5], 'started') .. ',' .. count(KEYS[5], counter))
 -- The fields as they stand now (see Returns: started_at is the only one named that changed).
 local fields = {}
-for i = 7, #ARGV do
-  fields[i - 6] = ARGV[i] == 'started_at' and stamp or f[i - 3]
+for i = 6, #ARGV do
+  fields[i - 5] = ARGV[i] == 'started_at' and stamp or f[i - 2]
 end
 return {'ok', id, side, fields, looks(H)}

@@ -8,12 +8,11 @@
 --       6 counters, 7 consumer's stats, 8 completions tally, 9..19 the pending-work keys
 --       (_lib.lua queues(): its owner's running count and tokens today)
 -- ARGV: 1 id, 2 attempt token, 3 result, 4 provider name, 5 model ('' = unknown),
---       6 prompt tokens, 7 completion tokens, 8 total tokens (0 = not reported), 9 consumer id,
---       10 the pending-work prefix (queues())
+--       6 prompt tokens, 7 completion tokens, 8 total tokens (0 = not reported), 9 consumer id
 -- The errors of earlier attempts stay in the history; the task itself no longer carries one.
 -- Returns: {'ok'} | {'stale', state} (another attempt owns the task: result refused) | {'not_found'}
 -- Events: ACTIVE -> COMPLETED
-local Q = queues(KEYS, ARGV, 9, 10)
+local Q = queues(KEYS, 9)
 local refused, f = check_attempt(KEYS[1], ARGV[2], 'started_at', 'task_type', 'owner', 'last_error',
   'error_type', 'rate_limits', 'rate_limited_at')
 if refused then return refused end

@@ -3,22 +3,22 @@
 -- key, a key already used within its retention returns the tasks it created instead, so
 -- concurrent duplicates create nothing twice.
 -- KEYS: 1 PENDING index, 2 all-tasks index, 3 events channel, 4 counters,
---       5 idempotency key (written and read only when ARGV[3] says one was given), 6 the owner's
+--       5 idempotency key (written and read only when ARGV[2] says one was given), 6 the owner's
 --       index (untouched for owner '': the API runs without keys), 7 per-type counters,
 --       8..18 the pending-work keys (_lib.lua queues()), then for each task (i from 0): 19+3i
 --       its hash, 20+3i its type's index (untouched for a task without a type: counted
 --       globally only), 21+3i its owner's new-work list at its priority.
 --       No key is ever '' (a Redis Cluster routes by every key). No audit entry is written: the
 --       hash's created_at tells it (see _lib.lua began_attempt).
--- ARGV: 1 idempotency retention ms, 2 the pending-work prefix (queues()), 3 '1' when an
---       idempotency key was given, else '', 4.. per task: n, the number of values that follow,
+-- ARGV: 1 idempotency retention ms, 2 '1' when an idempotency key was given, else '',
+--       3.. per task: n, the number of values that follow,
 --       then its hash fields as n values name, value, name, value…, the first four `id`, `owner`,
 --       `priority`, `task_type` in this order (timestamps are set here). Flat, not JSON: no
 --       decoding, and HSET takes them as they are.
 -- Returns: {'ok', created_at} | {'exists', id} | {'duplicate', JSON array of the ids first created}
 -- Events: none -> PENDING, per task
-local Q = queues(KEYS, ARGV, 8, 2)
-local idem = ARGV[3] ~= '' and KEYS[5]
+local Q = queues(KEYS, 8)
+local idem = ARGV[2] ~= '' and KEYS[5]
 if idem then
   local seen = redis.call('GET', idem)
   if seen then
@@ -37,7 +37,7 @@ end
 -- all-tasks index (delete and purge take it out with the hash), so entering it there is the check.
 local _, stamp = now_ms()
 local starts, ids = {}, {}
-local i = 4
+local i = 3
 while i <= #ARGV do
   local id = ARGV[i + 2]
   if redis.call('ZADD', KEYS[2], 'NX', stamp, id) == 0 then

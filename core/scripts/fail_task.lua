@@ -5,10 +5,10 @@
 --       10 per-minute throughput ring, 11 per-type counters (the task's type is read from its hash),
 --       12..22 the pending-work keys (_lib.lua queues(): its owner's running count)
 -- ARGV: 1 id, 2 attempt token, 3 target state (FAILED | DLQ), 4 error message, 5 error type,
---       6 consumer id, 7 the pending-work prefix (queues())
+--       6 consumer id
 -- Returns: {'ok'} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> FAILED | DLQ
-local Q = queues(KEYS, ARGV, 12, 7)
+local Q = queues(KEYS, 12)
 local refused, f = check_attempt(KEYS[1], ARGV[2], 'task_type', 'owner')
 if refused then return refused end
 began_attempt(KEYS[6], KEYS[1])

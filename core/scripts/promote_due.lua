@@ -4,17 +4,16 @@
 -- KEYS); each is checked again here, so any number of schedulers may run at once.
 -- KEYS: 1 scheduled set, 2 PENDING index, 3 events channel, 4 counters, 5.. the pending-work keys
 --       (_lib.lua queues()), then (from Q.after) per id: its hash, its history, its retry list
--- ARGV: 1 the pending-work prefix (queues()), 2.. per id: the id, the owner and the level its
---       retry list is of
+-- ARGV: per id: the id, the owner and the level its retry list is of
 -- Returns: number of tasks promoted
 -- Events: SCHEDULED -> PENDING
-local Q = queues(KEYS, ARGV, 5, 1)
+local Q = queues(KEYS, 5)
 local now, stamp = now_ms()
 release_due_holds(Q, now)
 local promoted = 0
-for i = 2, #ARGV, 3 do
+for i = 1, #ARGV, 3 do
   local id, owner, level = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local first = Q.after + i - 2
+  local first = Q.after + i - 1
   local key, history, list = KEYS[first], KEYS[first + 1], KEYS[first + 2]
   local due = redis.call('ZSCORE', KEYS[1], id)
   local f = redis.call('HMGET', key, 'state', 'priority', 'owner')

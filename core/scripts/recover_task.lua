@@ -9,16 +9,16 @@
 --       then (from Q.after) the task's two lists (lists_at())
 -- ARGV: 1 id, 2 expected attempt token ('' = whatever attempt the dead consumer held), 3 reason,
 --       4 consumer that held it (an ACTIVE task claimed by another consumer is left alone),
---       5 the pending-work prefix (queues()), 6..7 the owner and level the lists are of
+--       5..6 the owner and level the lists are of
 -- Returns: {'requeued'} | {'dead'} | {'dropped'} (nothing left to recover) | {'stale', state}
 --          | {'moved'} (the hash's owner or level are not those of the lists: read again)
 -- Events: ACTIVE -> PENDING | DLQ
-local Q = queues(KEYS, ARGV, 13, 5)
+local Q = queues(KEYS, 13)
 local id = ARGV[1]
 local f = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'retry_count', 'max_retries', 'consumer',
   'task_type', 'priority', 'owner')
 if ARGV[2] ~= '' and (f[1] ~= 'ACTIVE' or f[2] ~= ARGV[2]) then return {'stale', f[1] or ''} end
-if f[1] and not same_place(f[8], f[7], ARGV[6], ARGV[7]) then return {'moved'} end
+if f[1] and not same_place(f[8], f[7], ARGV[5], ARGV[6]) then return {'moved'} end
 local lists = lists_at(KEYS, Q.after)
 local removed = redis.call('LREM', KEYS[2], 0, id)
 local now, stamp = now_ms()

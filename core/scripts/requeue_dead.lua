@@ -3,16 +3,15 @@
 -- given, or else the oldest of the DLQ), each with every key it touches named in KEYS.
 -- KEYS: 1 DLQ index, 2 PENDING index, 3 events channel, 4 counters, 5.. the pending-work keys
 --       (_lib.lua queues()), then (from Q.after) per id: its hash, its history, its retry list
--- ARGV: 1 the pending-work prefix (queues()), 2.. per id: the id, the owner and the level its
---       retry list is of
+-- ARGV: per id: the id, the owner and the level its retry list is of
 -- Returns: {requeued count, JSON array of the ids that are not dead (unknown or moved on)}
 -- Events: DLQ -> PENDING, per task
-local Q = queues(KEYS, ARGV, 5, 1)
+local Q = queues(KEYS, 5)
 local _, stamp = now_ms()
 local requeued, skipped = 0, {}
-for i = 2, #ARGV, 3 do
+for i = 1, #ARGV, 3 do
   local id, owner, level = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local first = Q.after + i - 2
+  local first = Q.after + i - 1
   local key = KEYS[first]
   local f = redis.call('HMGET', key, 'state', 'priority', 'owner')
   if f[1] == 'DLQ' and same_place(f[3], f[2], owner, level) then

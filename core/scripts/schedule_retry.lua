@@ -5,11 +5,10 @@
 --       from its hash), 10..20 the pending-work keys (_lib.lua queues(): its owner's running count)
 -- ARGV: 1 id, 2 attempt token, 3 delay ms, 4 error message, 5 error type, 6 consumer id,
 --       7 retries spent: 1 | 0, 8 the task's run of provider 429s: 'grow' (one more; its start
---       is kept in rate_limited_at) | 'keep' (the fleet's own limit) | 'reset' (any other failure),
---       9 the pending-work prefix (queues())
+--       is kept in rate_limited_at) | 'keep' (the fleet's own limit) | 'reset' (any other failure)
 -- Returns: {'ok', retry_count, due_at} | {'stale', state} | {'not_found'}
 -- Events: ACTIVE -> SCHEDULED
-local Q = queues(KEYS, ARGV, 10, 9)
+local Q = queues(KEYS, 10)
 local refused, f = check_attempt(KEYS[1], ARGV[2], 'task_type', 'owner')
 if refused then return refused end
 began_attempt(KEYS[6], KEYS[1])

@@ -59,7 +59,6 @@ def test_introspection_finds_the_keys() -> None:
 def test_default_names_keep_the_designs_spelling() -> None:
     k = Keys()
     assert k.task("42") == "task:42"
-    assert k.task_prefix + "42" == k.task("42")
     assert (k.legacy_primary, k.legacy_retry) == ("tasks:pending:primary", "tasks:pending:retry")
     assert k.pending("primary", 3, "alice") == "tasks:pending:primary:3:alice"
     assert k.pending_prefix + "retry:5:" == k.pending("retry", 5, "")
@@ -99,7 +98,7 @@ def test_every_name_starts_with_the_prefix(prefix: str) -> None:
 def test_operator_patterns_cover_every_key_we_write() -> None:
     """The reset tool deletes what `all_patterns` matches; every stored key must be among it."""
     k = Keys("p:")
-    skipped = {"events", "dispatch_queue", "task_prefix", "pending_prefix"}
+    skipped = {"events", "dispatch_queue", "pending_prefix"}
     # (a channel, a broker-db queue, fragments)
     skipped |= {n for n in every_name(k) if n.startswith("all_patterns")}
     for attr, name in every_name(k).items():
