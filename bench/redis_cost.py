@@ -92,17 +92,20 @@ HARNESS = frozenset({"info", "config|resetstat", "config|get", "config|set", "sl
 @dataclass(frozen=True)
 class Step:
     """One step of a task's life: `key` in a Run; `script` when its client sends one script call (the
-    step's other commands then ran inside it)."""
+    step's other commands then ran inside it, but those named in `beside`: its client sends them
+    itself, beside the script, and their µs count as the step's)."""
 
     key: str
     label: str
     sender: str
     script: bool
+    beside: frozenset[str] = frozenset()
 
 
 STEPS = (
     Step("create_task", "create_task.lua", "api: `AsyncTaskStore.create_many`, 1 task", True),
-    Step("claim_task", "claim_task.lua", "consumer: `TaskStore.claim`", True),
+    # The claim reads the head of the list it names (LINDEX), beside its script.
+    Step("claim_task", "claim_task.lua", "consumer: `TaskStore.claim` (and its LINDEX)", True, frozenset({"lindex"})),
     Step("handoff", "Celery hand-off", "consumer: `send_task` (LPUSH); worker: BRPOP", False),
     Step("complete_task", "complete_task.lua", "worker: `TaskStore.complete`, with usage", True),
     Step("fold_tally", "fold_tally.lua", "scheduler: `TaskStore.fold_tally`, once per block", True),
@@ -200,14 +203,19 @@ def scripts_called(entries: Sequence[Sequence[Any]], by_sha: Mapping[str, str]) 
     return found
 
 
-def sent(stats: Stats, script: bool) -> Stats:
-    """The commands a client sent in a step: in a script's step its EVALSHA, otherwise all."""
-    return {c: v for c, v in stats.items() if not script or c in SCRIPT_COMMANDS}
+def sent(stats: Stats, step: Step) -> Stats:
+    """The commands a client sent in a step: in a script's step its FCALL (EVALSHA) and those
+    `beside` it, otherwise all."""
+    return {c: v for c, v in stats.items() if not step.script or c in SCRIPT_COMMANDS or c in step.beside}
 
 
-def inside(stats: Stats, script: bool) -> Stats:
+def script_calls(stats: Stats) -> Stats:
+    return {c: v for c, v in stats.items() if c in SCRIPT_COMMANDS}
+
+
+def inside(stats: Stats, step: Step) -> Stats:
     """The commands a script ran (nothing in a step without one)."""
-    return {c: v for c, v in stats.items() if script and c not in SCRIPT_COMMANDS}
+    return {c: v for c, v in stats.items() if step.script and c not in SCRIPT_COMMANDS and c not in step.beside}
 
 
 def _total(stats: Stats) -> tuple[int, int]:
@@ -217,13 +225,13 @@ def _total(stats: Stats) -> tuple[int, int]:
 def step_figures(stats: Stats, step: Step, tasks: int) -> Figures:
     """One step's figures per task: calls and µs the clients' commands cost (`us_task`, each µs
     once), µs per call, commands inside per call, and a script's own µs per call beyond those."""
-    calls, usec = _total(sent(stats, step.script))
-    inner_calls, inner_usec = _total(inside(stats, step.script))
+    calls, usec = _total(script_calls(stats) if step.script else stats)
+    inner_calls, inner_usec = _total(inside(stats, step))
     per_call = usec / calls if calls else math.nan
     return {
         "calls": calls / tasks,
         "us_call": per_call,
-        "us_task": usec / tasks,
+        "us_task": _total(sent(stats, step))[1] / tasks,
         "inner_call": inner_calls / calls if calls else math.nan,
         "lua_call": (usec - inner_usec) / calls if calls and step.script else math.nan,
     }
@@ -255,7 +263,7 @@ def life_figures(run: Run, tasks: int, cpu: Cpu | None = None) -> Figures:
     # What calling one command from Lua costs beyond the command's own µs, by the reference script.
     empty, inner = figures[f"{EMPTY.key}:lua_call"], figures[f"{REF.key}:inner_call"]
     figures["lua_per_command"] = (figures[f"{REF.key}:lua_call"] - empty) / inner if inner else math.nan
-    return figures | cpu_figures(cpu or {}, tasks, _total(sent(run.get(REF.key, {}), True))[0])
+    return figures | cpu_figures(cpu or {}, tasks, _total(sent(run.get(REF.key, {}), REF))[0])
 
 
 def cpu_figures(cpu: Cpu, tasks: int, ref_calls: int) -> Figures:
@@ -289,10 +297,11 @@ def contributors(run: Run, tasks: int, call_us: float = math.nan) -> list[Contri
     rows: list[Contributor] = []
     for step in STEPS:
         stats = run.get(step.key, {})
-        parts = inside(stats, step.script) if step.script else stats
-        rows += [(step.label, command.upper(), c / tasks, u / tasks) for command, (c, u) in parts.items()]
+        parts = inside(stats, step) if step.script else stats
+        besides = {c: v for c, v in stats.items() if c in step.beside}
+        rows += [(step.label, command.upper(), c / tasks, u / tasks) for command, (c, u) in (parts | besides).items()]
         if step.script:
-            calls, usec = _total(sent(stats, True))
+            calls, usec = _total(script_calls(stats))
             rows += _lua_rows(step.label, calls / tasks, (usec - _total(parts)[1]) / tasks, call_us)
     return sorted(rows, key=lambda row: -row[3])
 
@@ -600,15 +609,17 @@ def _change(before: Sequence[Figures], after: Sequence[Figures], key: str) -> st
 
 def _step_row(step: Step, figures: Sequence[Figures], total: Run, per_task: bool = True) -> list[str]:
     stats = total.get(step.key, {})
-    calls = _total(sent(stats, step.script))[0]
+    calls = _total(script_calls(stats) if step.script else stats)[0]
     key = f"{step.key}:"
+    besides = {c: v for c, v in stats.items() if c in step.beside}
+    costliest = _busiest(inside(stats, step), calls) + (f"; beside: {_sent_list(besides)}" if besides else "")
     if not per_task:
         return [step.label, step.sender, "", _col(figures, key + "us_call"), "", _col(figures, key + "inner_call", 1),
-                _col(figures, key + "lua_call"), _busiest(inside(stats, True), calls)]  # fmt: skip
+                _col(figures, key + "lua_call"), costliest]  # fmt: skip
     return [step.label, step.sender, _col(figures, key + "calls", 2), _col(figures, key + "us_call"),
             _col(figures, key + "us_task"), _col(figures, key + "inner_call", 1) if step.script else "",
             _col(figures, key + "lua_call") if step.script else "",
-            _busiest(inside(stats, True), calls) if step.script else _sent_list(stats)]  # fmt: skip
+            costliest if step.script else _sent_list(stats)]  # fmt: skip
 
 
 def _sent_list(stats: Stats) -> str:

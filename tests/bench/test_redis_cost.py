@@ -252,3 +252,17 @@ def test_a_figure_the_same_in_every_repetition_shows_alone() -> None:
     assert "| 50.0 [40.0–60.0] |" in text  # the reference's µs per call moved
     assert "| 1.00 | 100 | 100 | 4.0 | 75.0 |" in text  # create_task's did not
     assert "**5.83×** [4.67–7.00]" in text  # the median of the repetitions' ratios
+
+
+def test_what_a_step_sends_beside_its_script_counts_once_as_its_own() -> None:
+    """The claim reads the head of the list it names (LINDEX) before its script: that command's µs
+    are the step's (not inside the script), and it is no script call."""
+    claim = next(step for step in STEPS if step.key == "claim_task")
+    run = made_up_run()
+    run["claim_task"] = {**run["claim_task"], "lindex": (10, 20)}
+    figures = step_figures(run["claim_task"], claim, TASKS)
+    assert figures == {"calls": 1.0, "us_call": 80.0, "us_task": 82.0, "inner_call": 8.0, "lua_call": 70.0}
+    assert life_figures(run, TASKS)["us_task"] == pytest.approx(282.0)
+    rows = contributors(run, TASKS)
+    assert ("claim_task.lua", "LINDEX", 1.0, 2.0) in rows
+    assert sum(us for *_, us in rows) == pytest.approx(282.0)
