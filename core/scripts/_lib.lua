@@ -337,54 +337,54 @@ local function release_due_holds(Q, now)
   for _, owner in ipairs(redis.call('ZRANGEBYSCORE', Q.held, '-inf', now)) do release_hold(Q, owner) end
 end
 
--- Both sides' heads (head_of()'s member, level and shared, each in a table; {} for no work).
-local function heads(Q)
-  return {primary = {head_of(Q, 'primary')}, retry = {head_of(Q, 'retry')}}
-end
-
--- The side whose head goes next: the most urgent level of either; at the same level, `prefer`
--- ('primary' | 'retry'), the consumer's draw. nil when neither side has work.
-local function choose(H, prefer)
-  local p, r = H.primary, H.retry
-  if not p[1] and not r[1] then return nil end
-  if not r[1] or (p[1] and p[2] < r[2]) then return 'primary' end
-  if not p[1] or r[2] < p[2] then return 'retry' end
+-- The side whose head goes next, given both sides' heads (member and level; no member: no
+-- work): the most urgent level of either; at the same level, `prefer` ('primary' | 'retry'), the
+-- consumer's draw. nil when neither side has work.
+local function choose(p_member, p_level, r_member, r_level, prefer)
+  if not p_member and not r_member then return nil end
+  if not r_member or (p_member and p_level < r_level) then return 'primary' end
+  if not p_member or r_level < p_level then return 'retry' end
   return prefer
 end
 
 -- The turn a claim takes now: the side choose() gives, after holding every owner at a head that
--- a limit stops (out of every round: it is met no more). Returns the side and the heads, or nil.
-local function next_turn(Q, H, prefer, now)
+-- a limit stops (out of every round: it is met no more). Returns the side (nil: nothing may run)
+-- and both sides' heads (head_of(): member, level and shared, primary's then retry's).
+local function next_turn(Q, prefer, now)
   while true do
-    local side = choose(H, prefer)
-    if not side then return nil, H end
-    local owner = string.sub(H[side][1], 2)
+    local pm, pl, ps = head_of(Q, 'primary')
+    local rm, rl, rs = head_of(Q, 'retry')
+    local side = choose(pm, pl, rm, rl, prefer)
+    if not side then return nil end
+    local owner = string.sub(side == 'primary' and pm or rm, 2)
     local until_ms = hold_of(Q, owner, now)
-    if not until_ms then return side, H end
+    if not until_ms then return side, pm, pl, ps, rm, rl, rs end
     hold(Q, owner, until_ms)
-    H = heads(Q)
   end
 end
 
 -- What a consumer looks at for its next claim, for either draw: the side and the member
 -- (`<level><owner>`: its list) choose() gives; '' for none. Its client reads that list's head
 -- and names both in KEYS (the claim builds no key).
-local function looks(H)
-  local p, r = choose(H, 'primary'), choose(H, 'retry')
-  return {p or '', p and H[p][1] or '', r or '', r and H[r][1] or ''}
+local function looks(pm, pl, rm, rl)
+  local p, r = choose(pm, pl, rm, rl, 'primary'), choose(pm, pl, rm, rl, 'retry')
+  return {p or '', p == 'primary' and pm or p and rm or '', r or '', r == 'primary' and pm or r and rm or ''}
 end
 
 -- After the head of the turn's list was taken: the owner's turn moves on, the depth goes down.
 -- Alone at its level, the owner keeps its turn: a new one would change no order, as every owner
--- that comes later takes a turn after both.
-local function turn_taken(Q, side, head, owner, list)
-  local member, level, shared = head[1], head[2], head[3]
+-- that comes later takes a turn after both. Returns whether the side's head changed.
+local function turn_taken(Q, side, member, level, shared, owner, list)
+  local moved = true
   if redis.call('LLEN', list) == 0 then
     redis.call('ZREM', Q.ready[side], member)
   elseif shared then
     take_turn(Q, side, level, owner)
+  else
+    moved = false
   end
   count_pending(Q, side, level, owner, '-1')
+  return moved
 end
 
 -- A completed task's tokens (more than 0) count against its owner's budget for the day (field

@@ -37,29 +37,33 @@ if look_id ~= '' then
   if f[1] == ARGV[1] and f[2] == 'ACTIVE' then return {'ok', look_id, 'again', {unpack(f, 4)}, {}} end
 end
 local now, stamp = now_ms()
-local side, H = next_turn(Q, heads(Q), ARGV[3], now)
+local side, pm, pl, ps, rm, rl, rs = next_turn(Q, ARGV[3], now)
 if not side then
   redis.call('DEL', Q.wake)
   return {'empty', '', '', {}, {}}
 end
-local head = H[side]
-if side .. ' ' .. head[1] ~= ARGV[4] then return {'moved', '', '', {}, looks(H)} end
+local member, level, shared = pm, pl, ps
+if side == 'retry' then member, level, shared = rm, rl, rs end
+if side .. ' ' .. member ~= ARGV[4] then return {'moved', '', '', {}, looks(pm, pl, rm, rl)} end
 local id = redis.call('LMOVE', list, KEYS[1], 'LEFT', 'RIGHT')
-if id ~= look_id then
+local owner = string.sub(member, 2)
+if id == look_id then
+  -- The side's head after this turn (unchanged when its owner keeps the turn).
+  if turn_taken(Q, side, member, level, shared, owner, list) then
+    if side == 'primary' then pm, pl = head_of(Q, side) else rm, rl = head_of(Q, side) end
+  end
+else
   if id then
     redis.call('LMOVE', KEYS[1], list, 'RIGHT', 'LEFT')  -- another id: put back, in its place
   else
-    redis.call('ZREM', Q.ready[side], head[1])  -- a turn kept for a list emptied since
-    H[side] = {head_of(Q, side)}
+    redis.call('ZREM', Q.ready[side], member)  -- a turn kept for a list emptied since
+    if side == 'primary' then pm, pl = head_of(Q, side) else rm, rl = head_of(Q, side) end
   end
-  return {'moved', '', '', {}, looks(H)}
+  return {'moved', '', '', {}, looks(pm, pl, rm, rl)}
 end
-local owner = string.sub(head[1], 2)
-turn_taken(Q, side, head, owner, list)
-H[side] = {head_of(Q, side)}
 if f[2] ~= 'PENDING' then
   redis.call('RPOP', KEYS[1])  -- moved in flight above: it is dropped
-  return {'skip', id, side, {}, looks(H)}
+  return {'skip', id, side, {}, looks(pm, pl, rm, rl)}
 end
 redis.call('HSET', key, 'state', 'ACTIVE', 'attempt', ARGV[1], 'consumer', ARGV[2],
   'started_at', stamp, 'updated_at', stamp, 'progress', '0', 'current_step', '',
@@ -76,4 +80,4 @@ local fields = {}
 for i = 6, #ARGV do
   fields[i - 5] = ARGV[i] == 'started_at' and stamp or f[i - 2]
 end
-return {'ok', id, side, fields, looks(H)}
+return {'ok', id, side, fields, looks(pm, pl, rm, rl)}
