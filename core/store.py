@@ -64,6 +64,12 @@ class Place:
 PLACE_FIELDS = ("owner", "priority", "consumer", "task_type")
 
 
+def _place_reads(pipe: Any, keys: Keys, task_ids: list[str]) -> None:
+    """Each task's Place, read in one pipeline (sync or asyncio)."""
+    for task_id in task_ids:
+        pipe.hmget(keys.task(task_id), PLACE_FIELDS)
+
+
 def place_of(values: list[str | None]) -> Place:
     owner, priority, consumer, task_type = values
     return Place(owner or "", level_of(priority), consumer or "", task_type or "")
@@ -214,10 +220,10 @@ class Ops:
         self.k = keys
         self._states = [s.value for s in State]
         self._indexes = [keys.state_index(s) for s in State]
-        # The pending-work keys and prefixes, in the order _lib.lua queues() reads them.
+        # The pending-work keys, in the order _lib.lua queues() reads them.
         self._q = [*(keys.ready(side) for side in SIDES), keys.turns, keys.depth, keys.owners_backlog]
-        self._q += [keys.owners_active, keys.owners_held, keys.owner_limits, keys.wake, keys.owner_tokens]
-        self._q.append(keys.owners_held_turns)
+        self._q += [keys.owners_active, keys.owners_held, keys.owner_limits, keys.wake, keys.owner_tokens,
+                    keys.owners_held_turns]  # fmt: skip
 
     def create(self, tasks: list[Task], idempotency_key: str = "", retention_ms: int = 0) -> Call:
         k = self.k
@@ -329,7 +335,7 @@ class Ops:
 
     def set_limits(self, limits: dict[str, int]) -> Call:
         args = [item for field, value in sorted(limits.items()) for item in (field, value)]
-        return Call("set_limits", self._q, [*args])
+        return Call("set_limits", self._q, args)
 
     def recover(self, task_id: str, consumer_id: str, token: str, reason: str, place: Place) -> Call:
         k = self.k
@@ -689,8 +695,7 @@ class TaskStore(_Store):
     def _places(self, task_ids: list[str]) -> list[Place]:
         """Where each task's keys are (Place), read in one round trip."""
         pipe = self.r.pipeline(transaction=False)
-        for task_id in task_ids:
-            pipe.hmget(self.keys.task(task_id), PLACE_FIELDS)
+        _place_reads(pipe, self.keys, task_ids)
         return [place_of(values) for values in pipe.execute()] if task_ids else []
 
     def _run_placed(self, task_id: str, build: Callable[[Place], Call]) -> Reply:
@@ -1021,8 +1026,7 @@ class AsyncTaskStore(_Store):
         if not ids:
             return 0, []
         pipe = self.r.pipeline(transaction=False)
-        for task_id in ids:
-            pipe.hmget(self.keys.task(task_id), PLACE_FIELDS)
+        _place_reads(pipe, self.keys, ids)
         places = [place_of(values) for values in await pipe.execute()]
         reply = await self._run(self.ops.requeue_dead(list(zip(ids, places, strict=True))))
         return int(reply[0]), list(json.loads(reply[1]))
