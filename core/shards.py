@@ -262,7 +262,13 @@ class ShardedTaskStore(TaskStore):
         return sum(shard.inflight_count(consumer_id) for shard in self.shards)
 
     def inflight_ids(self, consumer_id: str) -> list[str]:
-        return [task_id for shard in self.shards for task_id in shard.inflight_ids(consumer_id)]
+        """Oldest claim first across the shards, as on one: the consumer's `worker_lost` takes the
+        oldest CELERY_WORKER_CONCURRENCY of them for the ones its worker had started."""
+        return [task_id for _, task_id in self.inflight_claimed_at(consumer_id)]
+
+    def inflight_claimed_at(self, consumer_id: str) -> list[tuple[int, str]]:
+        return sorted((pair for shard in self.shards for pair in shard.inflight_claimed_at(consumer_id)),
+                      key=lambda pair: pair[0])  # fmt: skip
 
     # --- every shard --------------------------------------------------------------------------
     def beat(self, consumer_id: str, info: dict[str, Any], ttl: float) -> None:

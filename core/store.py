@@ -725,7 +725,19 @@ class TaskStore(_Store):
         return int(self.r.llen(self.keys.inflight(consumer_id)))
 
     def inflight_ids(self, consumer_id: str) -> list[str]:
+        """The consumer's tasks in flight, oldest claim first (a claim appends to the list)."""
         return list(self.r.lrange(self.keys.inflight(consumer_id), 0, -1))
+
+    def inflight_claimed_at(self, consumer_id: str) -> list[tuple[int, str]]:
+        """(claimed at, epoch ms; id) of the consumer's tasks in flight, oldest claim first: what
+        puts the in-flight lists of several shards back in claim order."""
+        ids = self.inflight_ids(consumer_id)
+        if not ids:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hget(self.keys.task(task_id), "started_at")
+        return [(int(at or 0), task_id) for at, task_id in zip(pipe.execute(), ids, strict=True)]
 
     def beat(self, consumer_id: str, info: dict[str, Any], ttl: float) -> None:
         """Refresh the heartbeat and (re)register, so the reaper knows this in-flight list is alive;

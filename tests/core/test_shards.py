@@ -246,3 +246,21 @@ def test_the_live_streams_counters_are_the_fleets_not_one_shards() -> None:
     assert totals.total("s1", {"completed": 5}) == {"completed": 15}
     assert totals.total("s2", {"completed": 1, "started": 1}) == {"completed": 16, "started": 13}
     assert totals.total("s1", {"completed": 5}) == {"completed": 16}, "the same value again adds nothing"
+
+
+def test_a_consumers_tasks_in_flight_read_in_claim_order_across_shards(deployments: tuple[Any, Any, Any]) -> None:
+    """The consumer takes its worker's oldest CELERY_WORKER_CONCURRENCY tasks in flight for the
+    ones that started (worker_lost): a shard-by-shard order would hand back a running task unspent."""
+    three, _, loop = deployments
+    consumer = "flight-consumer"
+    shards = three.sync.shards  # type: ignore[attr-defined]
+    by_shard = {n: _submit(three, loop, 2, key=next(f"k{i}" for i in range(100) if three.aio.shard_for(f"k{i}") == n))
+                for n in range(SHARDS)}  # fmt: skip
+    claimed = []
+    for n in (2, 0, 1, 2, 1, 0):  # interleaved: no shard's list is a prefix of the claim order
+        time.sleep(0.003)  # claims a few ms apart (a claim's stamp is in ms)
+        claim = shards[n].claim(consumer, new_token(), False)
+        assert claim.status == "ok" and claim.task_id in by_shard[n]
+        claimed.append(claim.task_id)
+    assert three.sync.inflight_ids(consumer) == claimed
+    assert three.sync.inflight_claimed_at(consumer) == [(three.sync.get(i).started_at, i) for i in claimed]
