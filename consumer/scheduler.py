@@ -60,7 +60,7 @@ class Scheduler:
 
         Not while Redis has been up for less than HEARTBEAT_TTL: heartbeats that expired while
         Redis itself was down prove nothing, and live consumers get the time to beat again."""
-        if int(self.store.r.info("server")["uptime_in_seconds"]) < self.settings.heartbeat_ttl:
+        if self.store.uptime_seconds() < self.settings.heartbeat_ttl:
             return 0
         recovered = self.store.recover_orphans(self.settings.task_lease_seconds, self.settings.scheduler_batch_size)
         if recovered:

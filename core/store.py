@@ -21,6 +21,7 @@ from redis.exceptions import NoPermissionError, NoScriptError, RedisError
 from core.errors import InvalidTransition, NotReplicated, StaleAttempt, TaskNotFound
 from core.keys import DEFAULT_PRIORITY, PRIORITIES, SIDES, Keys, level_of
 from core.lua import function_name, library, sha, source
+from core.provider_state import AsyncProviderState, ProviderState
 from core.redis import Durability, learned
 from core.states import ACTIONS, State
 from core.task import Task
@@ -574,6 +575,15 @@ class TaskStore(_Store):
     # Where `prune_token_days` goes on from: its walk of the token counts spans calls.
     _tokens_cursor = 0
 
+    @property
+    def provider(self) -> ProviderState:
+        """The LLM provider's state, as the workers write it (on the control shard)."""
+        return ProviderState(self.r, self.keys)
+
+    def uptime_seconds(self) -> int:
+        """How long the Redis server (the control shard's, which holds the heartbeats) has run."""
+        return int(self.r.info("server")["uptime_in_seconds"])
+
     def _recover(self, error: RedisError) -> bool:
         """Ready the next send of a call that met `error` (see _retry_after; raised when it is the
         answer): returns whether to send the script's source."""
@@ -947,6 +957,20 @@ class TaskStore(_Store):
 
 class AsyncTaskStore(_Store):
     """Asyncio store for the API: submit, read, list and operator transitions."""
+
+    @property
+    def provider(self) -> AsyncProviderState:
+        """The LLM provider's state, as the API reads it (on the control shard)."""
+        return AsyncProviderState(self.r, self.keys)
+
+    async def now_ms(self) -> int:
+        """The Redis server's time: every process agrees on it (the scripts' stamps use it)."""
+        seconds, micros = await self.r.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def pubsub(self) -> Any:
+        """A pub/sub connection of its own, for the live stream to subscribe to `event_channels`."""
+        return self.r.pubsub()
 
     async def _recover(self, error: RedisError) -> bool:
         """As TaskStore._recover."""

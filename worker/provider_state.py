@@ -1,6 +1,6 @@
-"""What the workers learn about the LLM provider, kept in Redis for the API: per-day call
-metrics, the last error and success, and the pause that a refused key or spent credits (401,
-402) put on every LLM call.
+"""What the workers learn about the LLM provider, kept in Redis (core/provider_state.py) for the
+API: per-day call metrics, the last error and success, and the pause that a refused key or spent
+credits (401, 402) put on every LLM call.
 
 The pause is the shared breaker held open for PROVIDER_PAUSE_SECONDS: consumers stop taking work
 exactly as for any open breaker (tasks wait in the queue and spend no retry), `/health` reports
@@ -19,11 +19,10 @@ from typing import Any, TypeVar
 
 from core.breaker import SharedBreaker
 from core.errors import CircuitOpen, RedisError
-from core.keys import Keys
+from core.provider_state import ProviderState, day_of
 from worker.providers import CallRecord
 from worker.ratelimit import FleetRateLimit
 
-METRICS_DAYS = 90  # per-day metrics are kept this long
 FLUSH_SECONDS = 1.0  # how often the collected call metrics are written
 TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
@@ -68,23 +67,17 @@ class PausableBreaker(SharedBreaker):
         return opened_at is not None and opened_at > datetime.now(UTC)
 
 
-def day_of(epoch_seconds: float) -> str:
-    """The UTC day (YYYY-MM-DD) that per-day metrics file a moment under."""
-    return time.strftime("%Y-%m-%d", time.gmtime(epoch_seconds))
-
-
 class ProviderRecorder:
     """Collects what each LLM call did and writes it at most once a second, in one MULTI of
     blind increments and field writes. Writing per call cost a round trip and about 8 % of the
     worker's CPU per task (bench/RESULTS.md); these are metrics, a second late is fine, and a
     worker that dies loses at most its last second of them (never anything of a task)."""
 
-    def __init__(self, client: Any, keys: Keys, limit: FleetRateLimit | None = None) -> None:
-        self._r = client
-        self._keys = keys
+    def __init__(self, state: ProviderState, limit: FleetRateLimit | None = None) -> None:
+        self._provider = state
         self._limit = limit
         self._lock = threading.Lock()
-        self._counts: Counter[tuple[str, str]] = Counter()  # (day's key, field) → calls
+        self._counts: Counter[tuple[str, str]] = Counter()  # (day, field) → calls
         self._state: dict[str, str | int] = {}  # the last error's and last success's fields
         self._timer: threading.Timer | None = None
 
@@ -92,7 +85,7 @@ class ProviderRecorder:
         """Count the call in today's metrics, note it as the last error or success, and let the
         fleet's rate limit hear about a 429 or a success (at once: it paces the next calls)."""
         now = time.time()
-        daily = self._keys.llm_daily(day_of(now))
+        day = day_of(now)
         counts = Counter({"calls": 1, f"model:{call.model}": 1})
         state: dict[str, str | int]
         if call.error_type:
@@ -104,7 +97,7 @@ class ProviderRecorder:
         else:
             counts.update({"ok": 1, **{n: c for n, c in (call.usage or {}).items() if n in TOKEN_FIELDS}})
             state = {"last_success_at": int(now * 1000), "last_model": call.model}
-        self._collect({(daily, field): count for field, count in counts.items()}, state)
+        self._collect({(day, field): count for field, count in counts.items()}, state)
         if self._limit is not None:
             self._limit.observe(call)
 
@@ -133,17 +126,8 @@ class ProviderRecorder:
             self._counts, self._state, self._timer = Counter(), {}, None
         if not counts and not state:
             return
-        pipe = self._r.pipeline(transaction=True)
-        for (daily, field), count in counts.items():
-            pipe.hincrby(daily, field, count)
-        for daily in {daily for daily, _ in counts}:
-            pipe.expire(daily, METRICS_DAYS * 86400)
-        if state:
-            pipe.hset(self._keys.llm_state, mapping=state)
-        if "last_success_at" in state:  # a success ends any run of identical input refusals
-            pipe.delete(self._keys.llm_rejections, self._keys.llm_rejected_ids)
         try:
-            pipe.execute()
+            self._provider.record(counts, state)
         except RedisError as e:
             log.warning("LLM call metrics not written yet (%s); kept for the next flush", e)
             with self._lock:
@@ -152,8 +136,4 @@ class ProviderRecorder:
 
     def paused(self, seconds: float, reason: str) -> None:
         """Note why and until when LLM calls are paused, for `/health` and the provider status."""
-        until = int((time.time() + seconds) * 1000)
-        self._r.hset(self._keys.llm_state, mapping={"paused_until": until, "pause_reason": reason[:500]})
-
-
-PAUSE_FIELDS = ("paused_until", "pause_reason")  # what an operator's reset of the breaker clears
+        self._provider.note_pause(int((time.time() + seconds) * 1000), reason)

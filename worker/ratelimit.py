@@ -18,11 +18,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from core.provider_state import BUCKET
 from core.settings import Settings
 from core.store import TaskStore
 from worker.providers import CallRecord, Throttled
 
-BUCKET = "llm"
 FLOOR = 0.1  # the pace never falls under a tenth of the configured (or observed) rate
 STEP = 0.02  # each success gives back 2% of the configured rate: 25 successes undo one halving
 WINDOW = 10.0  # seconds of this process's calls that the observed rate is measured over

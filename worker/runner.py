@@ -20,7 +20,6 @@ from core.errors import (
     TaskNotFound,
     UnknownTaskType,
 )
-from core.keys import deployment_keys
 from core.policy import Outcome, RateLimitStreak, RetryPolicy
 from core.redis import Durability, sync_client
 from core.settings import Settings
@@ -49,7 +48,6 @@ class Runner:
     """Everything an attempt needs, built once per worker process and shared by its threads."""
 
     def __init__(self, settings: Settings, provider: Provider | None = None) -> None:
-        keys = deployment_keys(settings)
         self.settings = settings
         self.store = open_store(settings, sync_client(settings, patient=True), Durability(settings))
         self.breaker = PausableBreaker(settings, sync_client(settings, decode=False), BREAKER_READ_SECONDS)
@@ -60,7 +58,7 @@ class Runner:
         self.offline = self.provider.name == "offline"
         networked = not self.offline
         self.limit = FleetRateLimit(self.store, settings, enabled=networked)
-        self.recorder = ProviderRecorder(self.store.r, keys, self.limit)
+        self.recorder = ProviderRecorder(self.store.provider, self.limit)
         if networked:
             self.provider.observer = self.recorder.record
         self.policy = RetryPolicy(

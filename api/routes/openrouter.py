@@ -24,10 +24,9 @@ from api.schemas import (
     ProviderRateLimit,
     ProviderStatus,
 )
+from core.provider_state import METRICS_DAYS
 from core.settings import Settings
 from core.store import AsyncTaskStore
-from worker.provider_state import METRICS_DAYS, PAUSE_FIELDS
-from worker.ratelimit import BUCKET
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/openrouter", tags=["llm provider"])
@@ -83,13 +82,11 @@ def _account(response: httpx.Response, now_ms: int, settings: Settings) -> Provi
 
 
 async def _account_cached(store: AsyncTaskStore, settings: Settings, refresh: bool) -> tuple[ProviderAccount, bool]:
-    cached = None if refresh else await store.r.get(store.keys.llm_status_cache)
+    cached = None if refresh else await store.provider.cached_account()
     if cached:
         return ProviderAccount.model_validate_json(cached), True
-    seconds, micros = await store.r.time()
-    account = await _ask_provider(settings, seconds * 1000 + micros // 1000)
-    ttl_ms = int(settings.openrouter_status_cache_seconds * 1000)
-    await store.r.set(store.keys.llm_status_cache, account.model_dump_json(), px=ttl_ms)
+    account = await _ask_provider(settings, await store.now_ms())
+    await store.provider.cache_account(account.model_dump_json(), int(settings.openrouter_status_cache_seconds * 1000))
     return account, False
 
 
@@ -118,12 +115,11 @@ async def status(
     provider, cached briefly in Redis), the fleet's rate limit and its pace, the shared breaker,
     the pause after a 401/402, and the last error and success the workers saw."""
     account, cached = await _account_cached(store, settings, refresh)
-    state = await store.r.hgetall(store.keys.llm_state)
-    bucket = await store.r.hgetall(store.keys.rate_bucket(BUCKET))
+    state = await store.provider.state()
+    bucket = await store.provider.bucket()
     shared = Breaker.model_validate(await anyio.to_thread.run_sync(breaker.status))
-    seconds, micros = await store.r.time()
     paused_until = _int(state.get("paused_until"))
-    paused = shared.state == "open" and paused_until is not None and paused_until > seconds * 1000 + micros // 1000
+    paused = shared.state == "open" and paused_until is not None and paused_until > await store.now_ms()
     offline = settings.llm_uses_offline
     return ProviderStatus(
         provider="offline" if offline else "openrouter",
@@ -174,13 +170,9 @@ async def metrics(
 ) -> ProviderMetrics:
     """LLM calls per UTC day, oldest first: calls, successes, errors by class, calls per model and
     tokens, from counters the workers keep per day (one hash per day, nothing scanned)."""
-    seconds, _ = await store.r.time()
-    today = datetime.fromtimestamp(int(seconds), UTC).date()
+    today = datetime.fromtimestamp(await store.now_ms() // 1000, UTC).date()
     names = [(today - timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
-    pipe = store.r.pipeline(transaction=False)
-    for name in names:
-        pipe.hgetall(store.keys.llm_daily(name))
-    rows = [_day(name, raw) for name, raw in zip(names, await pipe.execute(), strict=True)]
+    rows = [_day(name, raw) for name, raw in zip(names, await store.provider.days(names), strict=True)]
     return ProviderMetrics(days=rows, total=_total(rows))
 
 
@@ -188,9 +180,9 @@ async def provider_pause(store: AsyncTaskStore) -> list[str]:
     """For `/health` while the breaker is open: the pause a refused key, spent credits or the
     input-rejected guard put on LLM calls, if that is why, with its reason and end (else nothing:
     the breaker's own problem line says enough)."""
-    until, reason = await store.r.hmget(store.keys.llm_state, ["paused_until", "pause_reason"])
-    seconds, micros = await store.r.time()
-    if not until or int(until) <= seconds * 1000 + micros // 1000:
+    state = await store.provider.state()
+    until, reason = state.get("paused_until"), state.get("pause_reason")
+    if not until or int(until) <= await store.now_ms():
         return []
     end = datetime.fromtimestamp(int(until) / 1000, UTC).isoformat(timespec="seconds")
     fix = "fix the configuration" if str(reason).startswith("INPUT_REJECTED_GUARD") else "fix the key or the credits"
@@ -200,17 +192,16 @@ async def provider_pause(store: AsyncTaskStore) -> list[str]:
 async def clear_pause(store: AsyncTaskStore) -> None:
     """An operator's reset of the breaker ends the pause: its fields go with it, so the status
     never shows an old `paused_until`/`pause_reason` beside `paused: false`."""
-    await store.r.hdel(store.keys.llm_state, *PAUSE_FIELDS)
+    await store.provider.clear_pause()
 
 
 async def rate_limited(store: AsyncTaskStore) -> list[str]:
     """For `/health`: "degraded: rate limited" while the provider's 429s persist (the last one
     less than a minute ago), with the fleet's pace; else nothing."""
-    last = await store.r.hget(store.keys.llm_state, "last_rate_limited_at")
-    seconds, micros = await store.r.time()
-    ago_ms = seconds * 1000 + micros // 1000 - int(last or 0)
+    last = (await store.provider.state()).get("last_rate_limited_at")
+    ago_ms = await store.now_ms() - int(last or 0)
     if not last or ago_ms > RATE_LIMITED_WINDOW_MS:
         return []
-    factor = await store.r.hget(store.keys.rate_bucket(BUCKET), "factor")
+    factor = (await store.provider.bucket()).get("factor")
     pace = f"; the fleet's pace is {float(factor):.0%} of its rate" if factor else ""
     return [f"degraded: rate limited (the provider's last 429 was {ago_ms / 1000:.0f}s ago{pace})"]

@@ -105,8 +105,7 @@ async def _stream(
         while True:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=keepalive)
             if message is None:
-                at = await store.r.time()
-                yield sse("ping", json.dumps({"at": at[0] * 1000 + at[1] // 1000}))
+                yield sse("ping", json.dumps({"at": await store.now_ms()}))
                 continue
             data = message["data"]
             event = json.loads(data)
@@ -141,7 +140,7 @@ async def status_stream(store: StoreDep, settings: SettingsDep) -> StreamingResp
     """Server-Sent Events: the status first, then every state change as the transition scripts
     publish it (the events are emitted in the same step as the change, so the stream cannot drift
     from the truth). Subscribed before the snapshot is read, so no change falls between them."""
-    pubsub = store.r.pubsub()
+    pubsub = store.pubsub()
     channels = store.event_channels
     await pubsub.subscribe(*channels)
     try:

@@ -46,7 +46,7 @@ CONTROL_ONLY = {
     "beat_worker", "worker_beat", "beat_scheduler", "leave", "dead_consumers", "take_token",
     "adapt_rate", "paced_rate", "note_rejection", "end_rejection_run", "recover_orphans",
     "live_consumers", "consumer_alive", "scheduler_info", "server_info", "shard_for", "new_task_id",
-    "event_channels",
+    "event_channels", "provider", "uptime_seconds", "now_ms", "pubsub",
 }  # fmt: skip
 
 

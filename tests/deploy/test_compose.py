@@ -236,10 +236,10 @@ def test_the_app_services_share_one_image_built_once_and_reach_the_compose_redis
     assert services["api"]["environment"]["API_HOST"] == "0.0.0.0"
 
 
-# Which code each container runs (core/ is read by all, the breaker with it; the api also imports the
-# provider's state and the fleet's rate limit from worker/): a setting read there must reach it.
+# Which code each container runs (core/ is read by all, the breaker with it): a setting read there
+# must reach it.
 ROLE_CODE = {
-    "api": ["api", "worker/provider_state.py", "worker/providers.py", "worker/ratelimit.py"],
+    "api": ["api"],
     "worker": ["worker", "consumer"],
     "scheduler": ["consumer/scheduler.py", "consumer/service.py"],
     "reset": ["utils/reset_redis.py"],

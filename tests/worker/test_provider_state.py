@@ -10,11 +10,12 @@ from types import SimpleNamespace
 import pytest
 import redis
 
+from core.provider_state import ProviderState, day_of
 from core.settings import Settings
 from core.store import TaskStore, new_token
 from core.task import Task
 from tests.stub_llm import StubLLM
-from worker.provider_state import FLUSH_SECONDS, ProviderRecorder, day_of
+from worker.provider_state import FLUSH_SECONDS, ProviderRecorder
 from worker.providers import CallRecord, OfflineProvider
 from worker.ratelimit import BUCKET
 from worker.runner import Runner
@@ -73,7 +74,7 @@ def test_metrics_that_redis_refused_are_kept_for_the_next_flush(settings: Settin
     daily = runner.store.keys.llm_daily(day_of(time.time()))
     away = redis.Redis(port=1, socket_connect_timeout=0.2)  # nothing listens on port 1
     redis_now = SimpleNamespace(pipeline=away.pipeline)
-    recorder = ProviderRecorder(redis_now, runner.store.keys)
+    recorder = ProviderRecorder(ProviderState(redis_now, runner.store.keys))
     recorder.record(CallRecord("stub/main", usage={"total_tokens": 7}))
     recorder.flush()
     redis_now.pipeline = runner.store.r.pipeline  # Redis is back

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from core.provider_state import day_of
 from core.settings import Settings
 from core.states import State
 from core.store import TaskStore, new_token
 from core.task import Task
 from tests.stub_llm import StubLLM
-from worker.provider_state import day_of
 from worker.ratelimit import BUCKET
 from worker.runner import Runner
 
