@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -79,15 +78,8 @@ CASES = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def stub() -> Iterator[StubLLM]:
-    with StubLLM() as llm:
-        yield llm
-
-
 @pytest.fixture
 def settings(redis_url: str, key_prefix: str, stub: StubLLM, real_redis: redis.Redis) -> Settings:
-    stub.reset()
     return Settings(
         redis_url=redis_url, redis_key_prefix=key_prefix, openrouter_api_key="test-key", openrouter_base_url=stub.url,
         max_retries=2, retry_backoff_base=2, openrouter_timeout=0.5, celery_task_soft_time_limit=1,

@@ -26,15 +26,8 @@ KEY = "sk-or-test-0123456789abcdef"
 MAIN, BACKUP, LAST = "stub/main", "stub/backup", "stub/last"
 
 
-@pytest.fixture(scope="module")
-def stub() -> Iterator[StubLLM]:
-    with StubLLM() as server:
-        yield server
-
-
 @pytest.fixture
 def settings(stub: StubLLM) -> Settings:
-    stub.reset()
     return Settings(
         openrouter_api_key=KEY, openrouter_base_url=stub.url, openrouter_model=MAIN,
         openrouter_fallback_models=f"{BACKUP}, {LAST}", openrouter_http_referer="https://atf.example",

@@ -61,15 +61,8 @@ EXPECTED: dict[str, tuple[type[LLMError], str]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def stub() -> Iterator[StubLLM]:
-    with StubLLM() as server:
-        yield server
-
-
 @pytest.fixture
 def provider(stub: StubLLM) -> Iterator[OpenRouterProvider]:
-    stub.reset()
     p = OpenRouterProvider(Settings(openrouter_api_key=KEY, openrouter_base_url=stub.url, openrouter_model=MAIN))
     yield p
     p.close()
@@ -136,7 +129,6 @@ def test_the_body_wins_over_a_200(name: str) -> None:
 
 def test_unknown_model_as_a_400_tries_the_fallback(stub: StubLLM) -> None:
     """LiteLLM says "Invalid model name" with a 400: the fallback model is asked and answers."""
-    stub.reset()
     settings = Settings(openrouter_api_key=KEY, openrouter_base_url=stub.url, openrouter_model=MAIN,
                         openrouter_fallback_models=BACKUP)  # fmt: skip
     provider = OpenRouterProvider(settings)
@@ -149,7 +141,6 @@ def test_unknown_model_as_a_400_tries_the_fallback(stub: StubLLM) -> None:
 
 
 def test_a_refused_key_ends_the_fallback_at_once(stub: StubLLM) -> None:
-    stub.reset()
     settings = Settings(openrouter_api_key=KEY, openrouter_base_url=stub.url, openrouter_model=MAIN,
                         openrouter_fallback_models=BACKUP)  # fmt: skip
     provider = OpenRouterProvider(settings)

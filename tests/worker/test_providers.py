@@ -30,15 +30,8 @@ from worker.providers import (
 KEY = "test-key-s3cr3t-0123456789"
 
 
-@pytest.fixture(scope="module")
-def stub() -> Iterator[StubLLM]:
-    with StubLLM() as server:
-        yield server
-
-
 @pytest.fixture
 def settings(stub: StubLLM) -> Settings:
-    stub.reset()
     return Settings(openrouter_api_key=KEY, openrouter_base_url=stub.url, openrouter_model="stub/model-1")
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -25,15 +24,8 @@ CONSUMER = "c1"
 RATE_LIMITED = "[[body:openai/rate_limit_exceeded]]"  # a 429 without Retry-After
 
 
-@pytest.fixture(scope="module")
-def stub() -> Iterator[StubLLM]:
-    with StubLLM() as llm:
-        yield llm
-
-
 @pytest.fixture
 def settings(redis_url: str, key_prefix: str, stub: StubLLM, real_redis: redis.Redis) -> Settings:
-    stub.reset()
     return Settings(
         redis_url=redis_url, redis_key_prefix=key_prefix, openrouter_api_key="test-key", openrouter_base_url=stub.url,
         max_retries=2, rate_limit_backoff_base=2, rate_limit_backoff_max=100, rate_limit_jitter=0,
